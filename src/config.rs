@@ -1,0 +1,181 @@
+//! Settings and secrets, parsed once per isolate into a typed `Config`.
+//!
+//! Every setting is a string as Workers gives it; an empty string counts as unset, since
+//! `[vars]` with `KEY = ""` is how people comment a setting out. Errors name the setting and
+//! never echo its value: values may be secrets.
+
+use std::fmt;
+
+/// A setting that is missing or unusable. `problem` describes the shape expected, never the
+/// value found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub setting: &'static str,
+    pub problem: String,
+}
+
+impl ConfigError {
+    pub fn new(setting: &'static str, problem: impl Into<String>) -> Self {
+        Self {
+            setting,
+            problem: problem.into(),
+        }
+    }
+
+    pub fn missing(setting: &'static str) -> Self {
+        Self::new(setting, "is required but not set")
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.setting, self.problem)
+    }
+}
+
+/// Reads one setting by name; `None` when unset or empty.
+pub type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// The value of `name`, or `None` when it is unset or blank.
+pub fn optional(get: Lookup<'_>, name: &str) -> Option<String> {
+    get(name).filter(|v| !v.trim().is_empty())
+}
+
+/// The value of `name`, or a `ConfigError` naming it.
+pub fn required(get: Lookup<'_>, name: &'static str) -> Result<String, ConfigError> {
+    optional(get, name).ok_or_else(|| ConfigError::missing(name))
+}
+
+/// Checks an origin or endpoint base URL: absolute http(s), a host, no query or fragment (the
+/// request's own path and query are appended). Answers it without a trailing slash.
+pub fn base_url(raw: &str) -> Result<String, &'static str> {
+    let url = parse_http_url(raw)?;
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("must not carry a query or fragment");
+    }
+    Ok(url.as_str().trim_end_matches('/').to_string())
+}
+
+/// An absolute http(s) URL with a host; used as given (a query is kept).
+pub fn endpoint_url(raw: &str) -> Result<String, &'static str> {
+    parse_http_url(raw).map(|u| u.to_string())
+}
+
+fn parse_http_url(raw: &str) -> Result<url::Url, &'static str> {
+    let url = url::Url::parse(raw.trim()).map_err(|_| "is not an absolute URL")?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err("must be an http(s) URL with a host");
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        // Credentials in a URL end up in logs and error messages; they belong in secrets.
+        return Err("must not carry credentials");
+    }
+    Ok(url)
+}
+
+/// A whole number of seconds or milliseconds within `range`, or the default when unset.
+pub fn number(
+    get: Lookup<'_>,
+    name: &'static str,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<u64, ConfigError> {
+    let Some(raw) = optional(get, name) else {
+        return Ok(default);
+    };
+    raw.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|n| range.contains(n))
+        .ok_or_else(|| {
+            ConfigError::new(
+                name,
+                format!(
+                    "must be a whole number from {} to {}",
+                    range.start(),
+                    range.end()
+                ),
+            )
+        })
+}
+
+/// Everything the gateway needs, checked once per isolate.
+#[derive(Debug)]
+pub struct Config {
+    /// `ORIGIN_URL`, without a trailing slash.
+    pub origin: String,
+    /// `ORIGIN_TIMEOUT_MS`: time allowed for the origin's response head. Defaults to 30000.
+    pub origin_timeout_ms: u64,
+    /// `API_KEY`, sent as `api-key`.
+    pub api_key: String,
+    pub routes: crate::routes::RouteTable,
+    pub jwt: crate::jwt::JwtSettings,
+    pub token: std::rc::Rc<crate::token::TokenConfig>,
+}
+
+impl Config {
+    /// Reads and checks every setting. The first problem found is reported.
+    pub fn from_settings(get: Lookup<'_>) -> Result<Self, ConfigError> {
+        let origin = base_url(&required(get, "ORIGIN_URL")?)
+            .map_err(|why| ConfigError::new("ORIGIN_URL", why))?;
+        let api_key = required(get, "API_KEY")?;
+        if http::HeaderValue::from_str(&api_key).is_err() {
+            return Err(ConfigError::new(
+                "API_KEY",
+                "holds characters not allowed in a header",
+            ));
+        }
+        let routes = match optional(get, "ROUTES") {
+            Some(json) => crate::routes::RouteTable::parse(&json)?,
+            None => crate::routes::RouteTable::default(),
+        };
+        let jwt = crate::jwt::JwtSettings::from_settings(get)?;
+        if jwt.jwks_url.is_some() {
+            // Accepting it without fetching would turn every request into a 401; refuse it
+            // loudly until the fetching cache exists.
+            return Err(ConfigError::new(
+                "JWKS_URL",
+                "is not supported by this version yet: put the key set inline in JWT_JWKS",
+            ));
+        }
+        Ok(Self {
+            origin,
+            origin_timeout_ms: number(get, "ORIGIN_TIMEOUT_MS", 30_000, 1..=300_000)?,
+            api_key,
+            routes,
+            jwt,
+            token: std::rc::Rc::new(crate::token::TokenConfig::from_settings(get)?),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_urls_are_normalised_and_checked() {
+        assert_eq!(
+            base_url("https://o.example/api/").unwrap(),
+            "https://o.example/api"
+        );
+        assert_eq!(
+            base_url("http://127.0.0.1:8788").unwrap(),
+            "http://127.0.0.1:8788"
+        );
+        assert!(base_url("o.example").is_err());
+        assert!(base_url("ftp://o.example").is_err());
+        assert!(base_url("https://o.example/?x=1").is_err());
+        assert!(base_url("https://user:pw@o.example").is_err());
+    }
+
+    #[test]
+    fn numbers_name_the_setting_but_not_the_value() {
+        let get = |n: &str| (n == "X").then(|| "12abc".to_string());
+        let err = number(&get, "X", 5, 1..=10).unwrap_err();
+        assert_eq!(err.setting, "X");
+        assert!(!err.problem.contains("12abc"));
+        let unset = |_: &str| None;
+        assert_eq!(number(&unset, "X", 5, 1..=10).unwrap(), 5);
+    }
+}

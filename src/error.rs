@@ -1,0 +1,247 @@
+//! The gateway's own errors, tagged with where they came from, and the one place where they
+//! become HTTP: RFC 9457 problem+json that never carries a token, a secret or a stack.
+
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::Method;
+use serde::Serialize;
+
+use crate::config::ConfigError;
+use crate::jwt::JwtError;
+use crate::token::TokenUnavailable;
+
+pub const REALM: &str = "edge-auth-proxy";
+
+/// Everything the gateway itself may answer instead of the origin.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum GatewayError {
+    /// A setting is missing or unusable: the operator must fix wrangler.toml or a secret.
+    Config(ConfigError),
+    /// `ROUTES` has no route for the path: the gateway is never an open proxy.
+    NoRoute,
+    /// The route exists but not for this method.
+    MethodNotAllowed(Vec<Method>),
+    /// The customer JWT is missing, malformed or fails a check.
+    Jwt(JwtError),
+    /// No access token could be obtained, and none cached is still usable.
+    TokenUnavailable(TokenUnavailable),
+    /// The origin refused the connection or could not be reached.
+    OriginUnreachable,
+    /// The origin sent no response head within `ORIGIN_TIMEOUT_MS`.
+    OriginTimeout,
+    /// A value that cannot be sent in a header (e.g. a credential with a line break).
+    Internal(&'static str),
+}
+
+/// A problem+json answer, ready for any HTTP response type.
+#[derive(Debug)]
+pub struct Problem {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+#[derive(Serialize)]
+struct ProblemBody<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    detail: String,
+    request_id: &'a str,
+}
+
+impl GatewayError {
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Config(_) | Self::Internal(_) => 500,
+            Self::NoRoute => 404,
+            Self::MethodNotAllowed(_) => 405,
+            Self::Jwt(e) if e.is_request_error() => 400,
+            Self::Jwt(_) => 401,
+            Self::TokenUnavailable(_) => 503,
+            Self::OriginUnreachable => 502,
+            Self::OriginTimeout => 504,
+        }
+    }
+
+    /// A stable id for the log line's `outcome`.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Self::Config(_) => "config_error",
+            Self::NoRoute => "no_route",
+            Self::MethodNotAllowed(_) => "method_not_allowed",
+            Self::Jwt(e) => e.code(),
+            Self::TokenUnavailable(t) => t.cause.code(),
+            Self::OriginUnreachable => "origin_unreachable",
+            Self::OriginTimeout => "origin_timeout",
+            Self::Internal(_) => "internal_error",
+        }
+    }
+
+    fn slug_and_title(&self) -> (&'static str, &'static str) {
+        match self {
+            Self::Config(_) => ("configuration", "Gateway configuration error"),
+            Self::NoRoute => ("no-route", "Not found"),
+            Self::MethodNotAllowed(_) => ("method-not-allowed", "Method not allowed"),
+            Self::Jwt(JwtError::Missing) => ("missing-token", "Authentication required"),
+            Self::Jwt(e) if e.is_request_error() => ("invalid-request", "Invalid request"),
+            Self::Jwt(_) => ("invalid-token", "Invalid token"),
+            Self::TokenUnavailable(_) => ("upstream-credentials", "Service unavailable"),
+            Self::OriginUnreachable => ("origin-unreachable", "Bad gateway"),
+            Self::OriginTimeout => ("origin-timeout", "Gateway timeout"),
+            Self::Internal(_) => ("internal", "Internal error"),
+        }
+    }
+
+    fn detail(&self) -> String {
+        match self {
+            Self::Config(e) => format!("The gateway is misconfigured: setting {} {}.", e.setting, e.problem),
+            Self::NoRoute => "No route is configured for this path.".into(),
+            Self::MethodNotAllowed(_) => "This route does not accept this method.".into(),
+            Self::Jwt(JwtError::Missing) => {
+                "A customer JWT is required: send customer-auth: JWT <token> or Authorization: Bearer <token>.".into()
+            }
+            Self::Jwt(e) => format!("{}.", e.description()),
+            Self::TokenUnavailable(_) => {
+                "The gateway could not obtain credentials for the origin; retry later.".into()
+            }
+            Self::OriginUnreachable => "The origin could not be reached.".into(),
+            Self::OriginTimeout => "The origin did not answer in time.".into(),
+            Self::Internal(what) => format!("The gateway could not build the origin request ({what})."),
+        }
+    }
+
+    /// The response for this error. The only error-to-HTTP mapping in the gateway.
+    pub fn to_problem(&self, request_id: &str) -> Problem {
+        let status = self.status();
+        let (slug, title) = self.slug_and_title();
+        let body = ProblemBody {
+            kind: format!("urn:edge-auth-proxy:problem:{slug}"),
+            title,
+            status,
+            detail: self.detail(),
+            request_id,
+        };
+        let mut headers = HeaderMap::new();
+        let mut put = |name: &'static str, value: String| {
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                headers.insert(HeaderName::from_static(name), v);
+            }
+        };
+        put("content-type", "application/problem+json".into());
+        put("cache-control", "no-store".into());
+        put(crate::headers::REQUEST_ID, request_id.into());
+        match self {
+            Self::Jwt(JwtError::Missing) => {
+                put("www-authenticate", format!("Bearer realm=\"{REALM}\""));
+            }
+            Self::Jwt(e) => {
+                // RFC 6750 §3.1: invalid_request for a malformed request, else invalid_token.
+                let code = if e.is_request_error() {
+                    "invalid_request"
+                } else {
+                    "invalid_token"
+                };
+                put(
+                    "www-authenticate",
+                    format!(
+                        "Bearer realm=\"{REALM}\", error=\"{code}\", error_description=\"{}\"",
+                        e.description()
+                    ),
+                );
+            }
+            Self::MethodNotAllowed(allow) => {
+                let list: Vec<&str> = allow.iter().map(Method::as_str).collect();
+                put("allow", list.join(", "));
+            }
+            Self::TokenUnavailable(t) => put("retry-after", t.retry_after_secs.to_string()),
+            _ => {}
+        }
+        Problem {
+            status,
+            headers,
+            // Serialising plain strings and numbers cannot fail.
+            body: serde_json::to_vec(&body).unwrap_or_default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::GrantError;
+
+    fn json(p: &Problem) -> serde_json::Value {
+        serde_json::from_slice(&p.body).unwrap()
+    }
+
+    #[test]
+    fn a_missing_token_gets_a_bare_bearer_challenge() {
+        let p = GatewayError::Jwt(JwtError::Missing).to_problem("r1");
+        assert_eq!(p.status, 401);
+        assert_eq!(
+            p.headers["www-authenticate"],
+            "Bearer realm=\"edge-auth-proxy\""
+        );
+        assert_eq!(p.headers["content-type"], "application/problem+json");
+        let body = json(&p);
+        assert_eq!(body["status"], 401);
+        assert_eq!(body["request_id"], "r1");
+        for field in ["type", "title", "detail"] {
+            assert!(body[field].is_string(), "{field}");
+        }
+    }
+
+    #[test]
+    fn an_invalid_token_says_invalid_token() {
+        let p = GatewayError::Jwt(JwtError::Expired).to_problem("r");
+        assert_eq!(p.status, 401);
+        let challenge = p.headers["www-authenticate"].to_str().unwrap();
+        assert!(challenge.starts_with(
+            "Bearer realm=\"edge-auth-proxy\", error=\"invalid_token\", error_description=\""
+        ));
+    }
+
+    #[test]
+    fn statuses_follow_the_contract() {
+        let unavailable = TokenUnavailable {
+            retry_after_secs: 7,
+            cause: GrantError::Unreachable,
+        };
+        let cases = [
+            (GatewayError::NoRoute, 404),
+            (GatewayError::MethodNotAllowed(vec![Method::POST]), 405),
+            (GatewayError::Config(ConfigError::missing("API_KEY")), 500),
+            (GatewayError::TokenUnavailable(unavailable), 503),
+            (GatewayError::OriginUnreachable, 502),
+            (GatewayError::OriginTimeout, 504),
+        ];
+        for (err, status) in cases {
+            let p = err.to_problem("r");
+            assert_eq!(p.status, status, "{err:?}");
+            assert_eq!(json(&p)["status"], status);
+        }
+    }
+
+    #[test]
+    fn extras_per_status() {
+        let p = GatewayError::MethodNotAllowed(vec![Method::POST, Method::GET]).to_problem("r");
+        assert_eq!(p.headers["allow"], "POST, GET");
+        let p = GatewayError::TokenUnavailable(TokenUnavailable {
+            retry_after_secs: 7,
+            cause: GrantError::Timeout,
+        })
+        .to_problem("r");
+        assert_eq!(p.headers["retry-after"], "7");
+    }
+
+    #[test]
+    fn config_errors_name_the_setting() {
+        let p = GatewayError::Config(ConfigError::missing("CLIENT_SECRET")).to_problem("r");
+        assert!(json(&p)["detail"]
+            .as_str()
+            .unwrap()
+            .contains("CLIENT_SECRET"));
+    }
+}

@@ -1,0 +1,85 @@
+//! The small traits through which the core reaches time, storage and HTTP.
+//!
+//! The core never names `worker`: `src/platform/` implements these with `Date`, Workers KV and
+//! `fetch`, and the native tests implement them with a fixed clock, a map and scripted servers.
+//! Futures here are not `Send`: a Workers isolate runs one thread.
+
+use http::{HeaderMap, Method};
+
+/// Time: milliseconds since the Unix epoch, and waiting. In a Worker `now_ms` only advances
+/// across I/O, which is all the precision the caches need.
+#[allow(async_fn_in_trait)]
+pub trait Clock {
+    fn now_ms(&self) -> u64;
+
+    /// Resumes after about `ms` milliseconds. Requests waiting on another request's work poll
+    /// with this rather than await that work: on workerd a request resumed from another
+    /// request's I/O runs in the wrong I/O context, and hangs for good if that request is
+    /// cancelled.
+    async fn sleep(&self, ms: u64);
+}
+
+/// Why a store operation failed, for the log line only (never carries a value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreError(pub String);
+
+/// An eventually consistent key-value store: Workers KV in production.
+#[allow(async_fn_in_trait)]
+pub trait KeyValue {
+    async fn get(&self, key: &str) -> Result<Option<String>, StoreError>;
+    /// Writes `value` to expire after `ttl_secs` (Workers KV refuses less than 60).
+    async fn put(&self, key: &str, value: &str, ttl_secs: u64) -> Result<(), StoreError>;
+    async fn delete(&self, key: &str) -> Result<(), StoreError>;
+}
+
+/// A request or response body. `Stream` is the platform's own streaming body, passed through
+/// untouched so that forwarding never buffers.
+#[derive(Debug)]
+pub enum Body<S> {
+    Empty,
+    Bytes(Vec<u8>),
+    Stream(S),
+}
+
+#[derive(Debug)]
+pub struct OutboundRequest<S> {
+    pub method: Method,
+    pub url: String,
+    pub headers: HeaderMap,
+    pub body: Body<S>,
+    /// How long to wait for the response head; the body may stream for longer.
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug)]
+pub struct InboundResponse<S> {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Body<S>,
+}
+
+/// How an HTTP exchange failed before a response head arrived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HttpError {
+    /// No response head within the request's `timeout_ms`.
+    Timeout,
+    /// Connection refused, DNS, TLS, reset: the message is the platform's, for logs.
+    Unreachable(String),
+    /// A body could not be read, or was larger than the caller's limit.
+    Body(String),
+}
+
+#[allow(async_fn_in_trait)]
+pub trait HttpClient {
+    /// The platform's streaming body type.
+    type Stream;
+
+    async fn send(
+        &self,
+        request: OutboundRequest<Self::Stream>,
+    ) -> Result<InboundResponse<Self::Stream>, HttpError>;
+
+    /// Reads a whole body, refusing one larger than `limit` bytes.
+    async fn read_body(&self, body: Body<Self::Stream>, limit: usize)
+        -> Result<Vec<u8>, HttpError>;
+}

@@ -1,0 +1,104 @@
+//! edge-auth-proxy: a Cloudflare Worker that validates the caller's customer JWT at the edge,
+//! attaches an OAuth client-credentials access token, the JWT and an API key, and forwards the
+//! request to the origin. The external surface is `../shared/CONTRACT.md`.
+//!
+//! # Layout
+//!
+//! The core knows nothing of Workers; it reaches time, storage and HTTP through `io`, so
+//! `cargo test` runs it natively with a fixed clock and in-memory fakes.
+//!
+//! - `config`: every setting parsed once per isolate into a typed `Config`.
+//! - `routes`: the `ROUTES` table: segment-boundary prefixes, auth mode, methods, origin.
+//! - `jwt`: finding the customer JWT, keys (JWKS), signature and claim checks.
+//! - `token`: the client-credentials grant and the isolate's token cache (memory, KV,
+//!   endpoint; one fill at a time; back-off after failures).
+//! - `headers`: hop-by-hop and caller-controlled header rules.
+//! - `proxy`: the request path as phases with one error exit.
+//! - `error`: the gateway's errors and their one mapping to problem+json.
+//! - `log`: the one JSON log line per request.
+//! - `io`: the traits the core needs from a platform.
+//! - `platform` (wasm only): those traits over `fetch`, KV and `Date`; with the `#[event]`
+//!   glue below, the only code that names `worker`.
+
+pub mod config;
+pub mod error;
+pub mod headers;
+pub mod io;
+pub mod jwt;
+pub mod log;
+pub mod proxy;
+pub mod routes;
+pub mod token;
+
+#[cfg(target_arch = "wasm32")]
+mod platform;
+
+#[cfg(target_arch = "wasm32")]
+mod glue {
+    use std::cell::OnceCell;
+    use std::rc::Rc;
+
+    use worker::{event, Context, Env, Request, Response};
+
+    use crate::config::ConfigError;
+    use crate::jwt::RustCryptoVerifier;
+    use crate::platform::{to_gateway_request, to_worker_response, FetchClient, Kv, WorkerClock};
+    use crate::proxy::{Gateway, Services};
+
+    const KV_BINDING: &str = "TOKEN_CACHE";
+
+    thread_local! {
+        // One gateway per isolate: configuration is checked once and the caches live as long
+        // as the isolate, shared by every request it serves.
+        static GATEWAY: OnceCell<Rc<Gateway>> = const { OnceCell::new() };
+    }
+
+    fn gateway(env: &Env) -> Rc<Gateway> {
+        GATEWAY.with(|cell| {
+            cell.get_or_init(|| {
+                let lookup = |name: &str| env.var(name).ok().map(|v| v.to_string());
+                let config = crate::config::Config::from_settings(&lookup).and_then(|c| {
+                    env.kv(KV_BINDING)
+                        .map(|_| c)
+                        .map_err(|_| ConfigError::new(KV_BINDING, "KV namespace binding is missing"))
+                });
+                let gateway = Gateway::from_config(config);
+                if let Some(e) = gateway.config_error() {
+                    worker::console_error!(
+                        "{}",
+                        serde_json::json!({"event": "config_error", "setting": e.setting, "problem": e.problem})
+                    );
+                }
+                Rc::new(gateway)
+            })
+            .clone()
+        })
+    }
+
+    #[event(start)]
+    fn start() {
+        console_error_panic_hook::set_once();
+    }
+
+    #[event(fetch)]
+    async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
+        let gateway = gateway(&env);
+        let Some(request) = to_gateway_request(&req) else {
+            return Response::error("Bad Request", 400);
+        };
+        let store = match env.kv(KV_BINDING) {
+            Ok(kv) => Some(Kv(Rc::new(kv))),
+            // Only reachable with a configuration error, which the gateway answers itself.
+            Err(_) => None,
+        };
+        let services = Services {
+            http: FetchClient,
+            store: crate::platform::MaybeKv(store),
+            clock: WorkerClock,
+            verifier: RustCryptoVerifier,
+        };
+        let (response, log) = gateway.handle(&services, request).await;
+        worker::console_log!("{}", log.to_json());
+        to_worker_response(response)
+    }
+}

@@ -1,0 +1,235 @@
+//! The only code that knows it runs in a Worker: `fetch`, Workers KV and `Date` behind the
+//! core's traits, and conversions between Workers' request/response objects and the core's.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use futures::future::{select, Either};
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use js_sys::Uint8Array;
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+use web_sys::ReadableStream;
+
+use crate::io::{
+    Body, Clock, HttpClient, HttpError, InboundResponse, KeyValue, OutboundRequest, StoreError,
+};
+use crate::proxy::{GatewayRequest, GatewayResponse};
+
+/// `Date.now()`: in Workers it advances only across I/O, which is what the caches need.
+#[derive(Clone, Copy)]
+pub struct WorkerClock;
+
+impl Clock for WorkerClock {
+    fn now_ms(&self) -> u64 {
+        worker::Date::now().as_millis()
+    }
+
+    async fn sleep(&self, ms: u64) {
+        worker::Delay::from(Duration::from_millis(ms)).await;
+    }
+}
+
+/// The `TOKEN_CACHE` namespace.
+#[derive(Clone)]
+pub struct Kv(pub Rc<worker::KvStore>);
+
+impl KeyValue for Kv {
+    async fn get(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.0
+            .get(key)
+            .text()
+            .await
+            .map_err(|e| StoreError(e.to_string()))
+    }
+
+    async fn put(&self, key: &str, value: &str, ttl_secs: u64) -> Result<(), StoreError> {
+        self.0
+            .put(key, value)
+            .map_err(|e| StoreError(e.to_string()))?
+            .expiration_ttl(ttl_secs)
+            .execute()
+            .await
+            .map_err(|e| StoreError(e.to_string()))
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.0
+            .delete(key)
+            .await
+            .map_err(|e| StoreError(e.to_string()))
+    }
+}
+
+/// The global `fetch`, with a deadline on the response head and redirects passed back rather
+/// than followed (a redirect must not carry our credentials to another host).
+#[derive(Clone, Copy)]
+pub struct FetchClient;
+
+impl HttpClient for FetchClient {
+    type Stream = ReadableStream;
+
+    async fn send(
+        &self,
+        request: OutboundRequest<ReadableStream>,
+    ) -> Result<InboundResponse<ReadableStream>, HttpError> {
+        let init = web_sys::RequestInit::new();
+        init.set_method(request.method.as_str());
+        init.set_headers(&to_js_headers(&request.headers).map_err(unreachable)?.into());
+        init.set_redirect(web_sys::RequestRedirect::Manual);
+        match request.body {
+            Body::Empty => {}
+            Body::Bytes(bytes) => init.set_body(&Uint8Array::from(&bytes[..])),
+            Body::Stream(stream) => init.set_body(&stream),
+        }
+        // workers-rs has no fetch timeout: abort the fetch ourselves when the deadline passes.
+        // The deadline covers the response head only; the body may stream for longer.
+        let controller = web_sys::AbortController::new().map_err(unreachable)?;
+        init.set_signal(Some(&controller.signal()));
+        let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
+        let fetch = JsFuture::from(global.fetch_with_str_and_init(&request.url, &init));
+        let deadline = worker::Delay::from(Duration::from_millis(request.timeout_ms));
+        let response = match select(fetch, deadline).await {
+            Either::Left((Ok(value), _)) => value,
+            Either::Left((Err(e), _)) => return Err(unreachable(e)),
+            Either::Right(((), _)) => {
+                controller.abort();
+                return Err(HttpError::Timeout);
+            }
+        };
+        let response: web_sys::Response = response.dyn_into().map_err(unreachable)?;
+        Ok(InboundResponse {
+            status: response.status(),
+            headers: from_js_headers(&response.headers()),
+            body: response.body().map_or(Body::Empty, Body::Stream),
+        })
+    }
+
+    async fn read_body(
+        &self,
+        body: Body<ReadableStream>,
+        limit: usize,
+    ) -> Result<Vec<u8>, HttpError> {
+        let bytes = match body {
+            Body::Empty => Vec::new(),
+            Body::Bytes(bytes) => bytes,
+            Body::Stream(stream) => {
+                let response = web_sys::Response::new_with_opt_readable_stream(Some(&stream))
+                    .map_err(body_error)?;
+                let buffer = JsFuture::from(response.array_buffer().map_err(body_error)?)
+                    .await
+                    .map_err(body_error)?;
+                Uint8Array::new(&buffer).to_vec()
+            }
+        };
+        if bytes.len() > limit {
+            return Err(HttpError::Body(format!("body over {limit} bytes")));
+        }
+        Ok(bytes)
+    }
+}
+
+fn js_message(e: &JsValue) -> String {
+    e.dyn_ref::<js_sys::Error>()
+        .map(|e| String::from(e.message()))
+        .or_else(|| e.as_string())
+        .unwrap_or_else(|| "unknown error".into())
+}
+
+fn unreachable(e: JsValue) -> HttpError {
+    HttpError::Unreachable(js_message(&e))
+}
+
+fn body_error(e: JsValue) -> HttpError {
+    HttpError::Body(js_message(&e))
+}
+
+fn to_js_headers(headers: &HeaderMap) -> Result<web_sys::Headers, JsValue> {
+    let out = web_sys::Headers::new()?;
+    for (name, value) in headers {
+        // Workers headers are strings: a value that is not visible ASCII/UTF-8 cannot pass.
+        if let Ok(value) = value.to_str() {
+            out.append(name.as_str(), value)?;
+        }
+    }
+    Ok(out)
+}
+
+fn from_js_headers(headers: &web_sys::Headers) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    let Ok(Some(entries)) = js_sys::try_iter(headers) else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let pair: js_sys::Array = entry.unchecked_into();
+        let (Some(name), Some(value)) = (pair.get(0).as_string(), pair.get(1).as_string()) else {
+            continue;
+        };
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            out.append(name, value);
+        }
+    }
+    out
+}
+
+/// The incoming Workers request as the core's request. `None` for a method `http` cannot name.
+pub fn to_gateway_request(req: &worker::Request) -> Option<GatewayRequest<ReadableStream>> {
+    let raw = req.inner();
+    let url = url::Url::parse(&raw.url()).ok()?;
+    Some(GatewayRequest {
+        method: Method::from_bytes(raw.method().as_bytes()).ok()?,
+        path: url.path().to_string(),
+        query: url.query().map(str::to_string),
+        headers: from_js_headers(&raw.headers()),
+        body: raw.body().map_or(Body::Empty, Body::Stream),
+    })
+}
+
+/// The core's response as a Workers response; a streamed origin body passes through untouched.
+pub fn to_worker_response(
+    resp: GatewayResponse<ReadableStream>,
+) -> worker::Result<worker::Response> {
+    let init = web_sys::ResponseInit::new();
+    init.set_status(resp.status);
+    init.set_headers(&to_js_headers(&resp.headers)?.into());
+    let raw = match resp.body {
+        Body::Empty => web_sys::Response::new_with_opt_str_and_init(None, &init)?,
+        Body::Bytes(mut bytes) => {
+            web_sys::Response::new_with_opt_u8_array_and_init(Some(&mut bytes[..]), &init)?
+        }
+        Body::Stream(stream) => {
+            web_sys::Response::new_with_opt_readable_stream_and_init(Some(&stream), &init)?
+        }
+    };
+    Ok(worker::Response::from(raw))
+}
+
+/// The KV binding, or its absence (reported as a configuration error before any use).
+#[derive(Clone)]
+pub struct MaybeKv(pub Option<Kv>);
+
+impl KeyValue for MaybeKv {
+    async fn get(&self, key: &str) -> Result<Option<String>, StoreError> {
+        match &self.0 {
+            Some(kv) => kv.get(key).await,
+            None => Err(StoreError("no KV binding".into())),
+        }
+    }
+
+    async fn put(&self, key: &str, value: &str, ttl_secs: u64) -> Result<(), StoreError> {
+        match &self.0 {
+            Some(kv) => kv.put(key, value, ttl_secs).await,
+            None => Err(StoreError("no KV binding".into())),
+        }
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        match &self.0 {
+            Some(kv) => kv.delete(key).await,
+            None => Err(StoreError("no KV binding".into())),
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! The routing table (`ROUTES`): which paths are served, with which auth, methods and origin.
+//!
+//! First match wins. Prefixes match on path-segment boundaries so that `/account` never opens
+//! `/accounts`. With `ROUTES` unset every path is a `jwt` route to `ORIGIN_URL`.
+
+use http::Method;
+use serde::Deserialize;
+
+use crate::config::ConfigError;
+
+const SETTING: &str = "ROUTES";
+
+/// What a route requires of the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// A valid customer JWT; all three credentials go to the origin.
+    Jwt,
+    /// No customer JWT; `Authorization` and `api-key` go to the origin.
+    Public,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// Normalised: no trailing slash, except the root `/`.
+    pub prefix: String,
+    pub auth: AuthMode,
+    /// `None`: every method.
+    pub methods: Option<Vec<Method>>,
+    /// Base URL overriding `ORIGIN_URL` for this route.
+    pub origin: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteError {
+    NoRoute,
+    MethodNotAllowed { allow: Vec<Method> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteTable {
+    routes: Vec<Route>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    prefix: String,
+    #[serde(default = "default_auth")]
+    auth: AuthMode,
+    methods: Option<Vec<String>>,
+    origin: Option<String>,
+}
+
+fn default_auth() -> AuthMode {
+    AuthMode::Jwt
+}
+
+impl Default for RouteTable {
+    /// Every path, `jwt`, every method, to `ORIGIN_URL`.
+    fn default() -> Self {
+        Self {
+            routes: vec![Route {
+                prefix: "/".into(),
+                auth: AuthMode::Jwt,
+                methods: None,
+                origin: None,
+            }],
+        }
+    }
+}
+
+impl RouteTable {
+    /// Parses `ROUTES`. Errors describe the position and field, never echo the document.
+    pub fn parse(json: &str) -> Result<Self, ConfigError> {
+        let raw: Vec<RawRoute> = serde_json::from_str(json).map_err(|e| {
+            ConfigError::new(
+                SETTING,
+                format!(
+                    "is not a JSON array of routes ({{prefix, auth, methods, origin}}): line {} column {}",
+                    e.line(),
+                    e.column()
+                ),
+            )
+        })?;
+        if raw.is_empty() {
+            return Err(ConfigError::new(
+                SETTING,
+                "is an empty list: no path would be served",
+            ));
+        }
+        let routes = raw
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| Route::from_raw(i, r))
+            .collect::<Result<_, _>>()?;
+        Ok(Self { routes })
+    }
+
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
+    /// The first route whose prefix matches `path`; then its method rule.
+    pub fn select(&self, method: &Method, path: &str) -> Result<&Route, RouteError> {
+        let route = self
+            .routes
+            .iter()
+            .find(|r| prefix_matches(&r.prefix, path))
+            .ok_or(RouteError::NoRoute)?;
+        match &route.methods {
+            Some(allowed) if !allowed.contains(method) => Err(RouteError::MethodNotAllowed {
+                allow: allowed.clone(),
+            }),
+            _ => Ok(route),
+        }
+    }
+}
+
+impl Route {
+    fn from_raw(index: usize, raw: RawRoute) -> Result<Self, ConfigError> {
+        let at = |what: &str| ConfigError::new(SETTING, format!("route {index}: {what}"));
+        if !raw.prefix.starts_with('/') {
+            return Err(at("prefix must start with '/'"));
+        }
+        let prefix = match raw.prefix.trim_end_matches('/') {
+            "" => "/".to_string(),
+            p => p.to_string(),
+        };
+        let methods = match raw.methods {
+            None => None,
+            Some(list) if list.is_empty() => return Err(at("methods is empty")),
+            Some(list) => Some(
+                list.iter()
+                    .map(|m| Method::from_bytes(m.trim().to_ascii_uppercase().as_bytes()))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|_| at("methods holds something that is not an HTTP method"))?,
+            ),
+        };
+        let origin = match raw.origin {
+            None => None,
+            Some(o) => {
+                Some(crate::config::base_url(&o).map_err(|why| at(&format!("origin {why}")))?)
+            }
+        };
+        Ok(Self {
+            prefix,
+            auth: raw.auth,
+            methods,
+            origin,
+        })
+    }
+}
+
+/// `/account` matches `/account` and `/account/x`, never `/accounts`.
+fn prefix_matches(prefix: &str, path: &str) -> bool {
+    if prefix == "/" {
+        return true;
+    }
+    match path.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/'),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONTRACT_EXAMPLE: &str = r#"[
+      { "prefix": "/auth/customer_authenticate", "auth": "public", "methods": ["POST"] },
+      { "prefix": "/account/", "auth": "jwt", "methods": ["POST", "GET"] }
+    ]"#;
+
+    #[test]
+    fn prefixes_match_on_segment_boundaries() {
+        let t = RouteTable::parse(CONTRACT_EXAMPLE).unwrap();
+        assert_eq!(
+            t.select(&Method::POST, "/account").unwrap().prefix,
+            "/account"
+        );
+        assert_eq!(
+            t.select(&Method::POST, "/account/getprofile").unwrap().auth,
+            AuthMode::Jwt
+        );
+        assert_eq!(
+            t.select(&Method::POST, "/accounts"),
+            Err(RouteError::NoRoute)
+        );
+        assert_eq!(
+            t.select(&Method::POST, "/accountx/y"),
+            Err(RouteError::NoRoute)
+        );
+        assert_eq!(t.select(&Method::GET, "/"), Err(RouteError::NoRoute));
+    }
+
+    #[test]
+    fn first_match_wins_and_methods_are_enforced() {
+        let t = RouteTable::parse(CONTRACT_EXAMPLE).unwrap();
+        let r = t
+            .select(&Method::POST, "/auth/customer_authenticate")
+            .unwrap();
+        assert_eq!(r.auth, AuthMode::Public);
+        assert_eq!(
+            t.select(&Method::DELETE, "/account/x"),
+            Err(RouteError::MethodNotAllowed {
+                allow: vec![Method::POST, Method::GET]
+            })
+        );
+    }
+
+    #[test]
+    fn default_table_requires_a_jwt_everywhere() {
+        let t = RouteTable::default();
+        assert_eq!(
+            t.select(&Method::PATCH, "/anything").unwrap().auth,
+            AuthMode::Jwt
+        );
+    }
+
+    #[test]
+    fn bad_tables_name_the_setting_and_the_route() {
+        for bad in [
+            "{",
+            "[]",
+            r#"[{"prefix": "account"}]"#,
+            r#"[{"prefix": "/a", "auth": "none"}]"#,
+            r#"[{"prefix": "/a", "methods": ["G T"]}]"#,
+            r#"[{"prefix": "/a", "origin": "ftp://x"}]"#,
+            r#"[{"prefix": "/a", "orgin": "https://x"}]"#,
+        ] {
+            let err = RouteTable::parse(bad).unwrap_err();
+            assert_eq!(err.setting, "ROUTES", "{bad}");
+        }
+    }
+
+    #[test]
+    fn route_origin_is_normalised() {
+        let t = RouteTable::parse(r#"[{"prefix": "/x", "origin": "https://other.example/base/"}]"#)
+            .unwrap();
+        assert_eq!(
+            t.routes()[0].origin.as_deref(),
+            Some("https://other.example/base")
+        );
+    }
+}

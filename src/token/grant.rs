@@ -1,0 +1,366 @@
+//! The client-credentials exchange (RFC 6749 §4.4): the request we send and what we accept back.
+//!
+//! Parsing is tolerant where real endpoints differ (`expires_in` as a number or a numeric string,
+//! `token_type` in any case, `issued_at` in epoch milliseconds as a string) and strict where
+//! being wrong would be unsafe (a token that is not Bearer, an empty or header-breaking token).
+
+use base64::Engine as _;
+use http::{HeaderMap, HeaderValue};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::entry::CachedToken;
+use super::TokenConfig;
+
+/// How the client authenticates to the token endpoint (RFC 6749 §2.3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// `client_id` and `client_secret` in the form body.
+    Post,
+    /// HTTP Basic with the id and secret form-urlencoded first.
+    Basic,
+}
+
+/// Lifetime assumed when the endpoint does not say (`expires_in` absent): short, so a token of
+/// unknown life is not trusted for long.
+pub const DEFAULT_LIFETIME_SECS: u64 = 300;
+
+/// Most of a token response we will read; real ones are well under 4 KiB.
+pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+
+/// Why the token endpoint gave us no usable token. Carries no token or secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GrantError {
+    Timeout,
+    Unreachable,
+    /// A non-2xx answer, with the OAuth `error` code when the body had one.
+    Status {
+        status: u16,
+        oauth_error: Option<String>,
+    },
+    NotJson,
+    NoAccessToken,
+    /// `token_type` present and not Bearer.
+    WrongTokenType,
+    /// `expires_in` present but not a positive number.
+    BadExpiry,
+}
+
+impl GrantError {
+    /// A stable id for the log line.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Timeout => "token_endpoint_timeout",
+            Self::Unreachable => "token_endpoint_unreachable",
+            Self::Status { .. } if self.is_client_misconfigured() => "token_client_rejected",
+            Self::Status { .. } => "token_endpoint_status",
+            Self::NotJson => "token_response_not_json",
+            Self::NoAccessToken => "token_response_no_access_token",
+            Self::WrongTokenType => "token_response_wrong_type",
+            Self::BadExpiry => "token_response_bad_expiry",
+        }
+    }
+
+    /// The endpoint refused our credentials: retrying soon cannot help, an operator must act.
+    pub fn is_client_misconfigured(&self) -> bool {
+        match self {
+            Self::Status {
+                oauth_error: Some(e),
+                ..
+            } => {
+                matches!(
+                    e.as_str(),
+                    "invalid_client" | "unauthorized_client" | "invalid_scope"
+                )
+            }
+            Self::Status { status, .. } => *status == 401 || *status == 403,
+            _ => false,
+        }
+    }
+}
+
+/// Headers and form body of the token request.
+pub fn request(cfg: &TokenConfig) -> (HeaderMap, Vec<u8>) {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-www-form-urlencoded"),
+    );
+    headers.insert(
+        http::header::ACCEPT,
+        HeaderValue::from_static("application/json"),
+    );
+    let mut form = form_urlencoded::Serializer::new(String::new());
+    // The documented endpoint takes grant_type in its query; RFC 6749 §3.2 forbids a parameter
+    // twice, so only add it to the body when the URL does not already carry it.
+    if !url_has_param(&cfg.url, "grant_type") {
+        form.append_pair("grant_type", "client_credentials");
+    }
+    if let Some(scope) = &cfg.scope {
+        form.append_pair("scope", scope);
+    }
+    match cfg.client_auth {
+        ClientAuth::Post => {
+            form.append_pair("client_id", &cfg.client_id);
+            form.append_pair("client_secret", &cfg.client_secret);
+        }
+        ClientAuth::Basic => {
+            let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+            let pair = format!("{}:{}", enc(&cfg.client_id), enc(&cfg.client_secret));
+            let b64 = base64::engine::general_purpose::STANDARD.encode(pair);
+            if let Ok(mut value) = HeaderValue::from_str(&format!("Basic {b64}")) {
+                value.set_sensitive(true);
+                headers.insert(http::header::AUTHORIZATION, value);
+            }
+        }
+    }
+    (headers, form.finish().into_bytes())
+}
+
+fn url_has_param(url: &str, name: &str) -> bool {
+    url::Url::parse(url)
+        .map(|u| u.query_pairs().any(|(k, _)| k == name))
+        .unwrap_or(false)
+}
+
+#[derive(Deserialize)]
+struct RawResponse {
+    access_token: Option<Value>,
+    token_type: Option<Value>,
+    expires_in: Option<Value>,
+    issued_at: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct RawError {
+    error: Option<String>,
+}
+
+/// Turns the endpoint's answer into a cache entry, `now_ms` being when the answer arrived.
+pub fn parse_response(status: u16, body: &[u8], now_ms: u64) -> Result<CachedToken, GrantError> {
+    if !(200..300).contains(&status) {
+        let oauth_error = serde_json::from_slice::<RawError>(body)
+            .ok()
+            .and_then(|e| e.error)
+            // Only a plausible RFC 6749 §5.2 code goes to logs, never arbitrary endpoint text.
+            .filter(|e| e.len() <= 40 && e.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
+        return Err(GrantError::Status {
+            status,
+            oauth_error,
+        });
+    }
+    let raw: RawResponse = serde_json::from_slice(body).map_err(|_| GrantError::NotJson)?;
+    let token = match raw.access_token {
+        Some(Value::String(t)) if !t.is_empty() && HeaderValue::from_str(&t).is_ok() => t,
+        _ => return Err(GrantError::NoAccessToken),
+    };
+    match raw.token_type {
+        None => {}
+        Some(Value::String(t)) if t.eq_ignore_ascii_case("bearer") => {}
+        Some(_) => return Err(GrantError::WrongTokenType),
+    }
+    let lifetime_secs = match raw.expires_in {
+        None | Some(Value::Null) => DEFAULT_LIFETIME_SECS,
+        Some(v) => seconds(&v)
+            .filter(|s| *s > 0)
+            .ok_or(GrantError::BadExpiry)?,
+    };
+    let lifetime_ms = lifetime_secs.saturating_mul(1000);
+    let mut expires_at = now_ms.saturating_add(lifetime_ms);
+    if let Some(issued_ms) = raw.issued_at.as_ref().and_then(millis) {
+        // Trust the endpoint's issue time only when it is near ours: it can only shorten the
+        // life (a token issued earlier expires earlier), and a clock far off is ignored rather
+        // than making every token look expired.
+        if issued_ms <= now_ms && now_ms - issued_ms <= 5 * 60 * 1000 {
+            expires_at = expires_at.min(issued_ms.saturating_add(lifetime_ms));
+        }
+    }
+    Ok(CachedToken::new(token, now_ms, expires_at))
+}
+
+/// A whole or fractional number of seconds, as a JSON number or a numeric string.
+fn seconds(v: &Value) -> Option<u64> {
+    let f = match v {
+        Value::Number(n) => n.as_f64()?,
+        Value::String(s) => s.trim().parse::<f64>().ok()?,
+        _ => return None,
+    };
+    (0.0..1e12).contains(&f).then_some(f as u64)
+}
+
+fn millis(v: &Value) -> Option<u64> {
+    match v {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: u64 = 1_700_000_000_000;
+
+    fn cfg(auth: ClientAuth, url: &str, scope: Option<&str>) -> TokenConfig {
+        TokenConfig {
+            url: url.into(),
+            client_id: "id:é".into(),
+            client_secret: "s&cr=t".into(),
+            client_auth: auth,
+            scope: scope.map(Into::into),
+            timeout_ms: 1000,
+            sealer: None,
+        }
+    }
+
+    fn form(body: &[u8]) -> Vec<(String, String)> {
+        form_urlencoded::parse(body).into_owned().collect()
+    }
+
+    #[test]
+    fn post_auth_puts_credentials_in_the_body() {
+        let (h, body) = request(&cfg(
+            ClientAuth::Post,
+            "https://t.example/token",
+            Some("a b"),
+        ));
+        assert_eq!(h["content-type"], "application/x-www-form-urlencoded");
+        assert!(!h.contains_key("authorization"));
+        let f = form(&body);
+        assert!(f.contains(&("grant_type".into(), "client_credentials".into())));
+        assert!(f.contains(&("scope".into(), "a b".into())));
+        assert!(f.contains(&("client_id".into(), "id:é".into())));
+        assert!(f.contains(&("client_secret".into(), "s&cr=t".into())));
+    }
+
+    #[test]
+    fn basic_auth_form_encodes_before_base64() {
+        let (h, body) = request(&cfg(ClientAuth::Basic, "https://t.example/token", None));
+        let value = h["authorization"].to_str().unwrap();
+        let b64 = value.strip_prefix("Basic ").unwrap();
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap();
+        assert_eq!(decoded, b"id%3A%C3%A9:s%26cr%3Dt");
+        assert!(!String::from_utf8(body).unwrap().contains("client_secret"));
+    }
+
+    #[test]
+    fn grant_type_is_not_sent_twice() {
+        let url = "https://t.example/oauth/access_token?grant_type=client_credentials";
+        let (_, body) = request(&cfg(ClientAuth::Post, url, None));
+        assert!(!form(&body).iter().any(|(k, _)| k == "grant_type"));
+    }
+
+    #[test]
+    fn the_documented_example_parses() {
+        let body = br#"{"token_type":"Bearer","issued_at":"1570733606449","client_id":"c",
+            "access_token":"abc","scope":"client_credentials","expires_in":"28799"}"#;
+        let t = parse_response(200, body, NOW).unwrap();
+        assert_eq!(t.access_token(), "abc");
+        assert_eq!(t.expires_at_ms(), NOW + 28_799_000);
+    }
+
+    #[test]
+    fn expiry_variants() {
+        let at = |b: &str| parse_response(200, b.as_bytes(), NOW).map(|t| t.expires_at_ms());
+        assert_eq!(
+            at(r#"{"access_token":"a","expires_in":3600}"#),
+            Ok(NOW + 3_600_000)
+        );
+        assert_eq!(
+            at(r#"{"access_token":"a","expires_in":" 60 "}"#),
+            Ok(NOW + 60_000)
+        );
+        assert_eq!(
+            at(r#"{"access_token":"a","expires_in":59.9}"#),
+            Ok(NOW + 59_000)
+        );
+        assert_eq!(
+            at(r#"{"access_token":"a"}"#),
+            Ok(NOW + DEFAULT_LIFETIME_SECS * 1000)
+        );
+        assert_eq!(
+            at(r#"{"access_token":"a","expires_in":"soon"}"#),
+            Err(GrantError::BadExpiry)
+        );
+        assert_eq!(
+            at(r#"{"access_token":"a","expires_in":0}"#),
+            Err(GrantError::BadExpiry)
+        );
+        assert_eq!(
+            at(r#"{"access_token":"a","expires_in":-5}"#),
+            Err(GrantError::BadExpiry)
+        );
+    }
+
+    #[test]
+    fn issued_at_only_ever_shortens_the_life() {
+        let body = |issued: u64| {
+            format!(r#"{{"access_token":"a","expires_in":"100","issued_at":"{issued}"}}"#)
+        };
+        let at = |b: String| {
+            parse_response(200, b.as_bytes(), NOW)
+                .unwrap()
+                .expires_at_ms()
+        };
+        assert_eq!(at(body(NOW - 10_000)), NOW + 90_000);
+        assert_eq!(
+            at(body(NOW + 10_000)),
+            NOW + 100_000,
+            "a future issued_at is ignored"
+        );
+        assert_eq!(
+            at(body(NOW - 3_600_000)),
+            NOW + 100_000,
+            "a far-off clock is ignored"
+        );
+    }
+
+    #[test]
+    fn token_type_is_case_insensitive_and_must_be_bearer() {
+        let p = |b: &str| parse_response(200, b.as_bytes(), NOW).map(|_| ());
+        assert_eq!(p(r#"{"access_token":"a","token_type":"bearer"}"#), Ok(()));
+        assert_eq!(p(r#"{"access_token":"a","token_type":"BEARER"}"#), Ok(()));
+        assert_eq!(
+            p(r#"{"access_token":"a","token_type":"mac"}"#),
+            Err(GrantError::WrongTokenType)
+        );
+        assert_eq!(
+            p(r#"{"access_token":"a","token_type":7}"#),
+            Err(GrantError::WrongTokenType)
+        );
+    }
+
+    #[test]
+    fn garbage_is_named_not_echoed() {
+        let p = |s: u16, b: &str| parse_response(s, b.as_bytes(), NOW).map(|_| ());
+        assert_eq!(p(200, "<html>"), Err(GrantError::NotJson));
+        assert_eq!(p(200, "[]"), Err(GrantError::NotJson));
+        assert_eq!(
+            p(200, r#"{"token_type":"Bearer"}"#),
+            Err(GrantError::NoAccessToken)
+        );
+        assert_eq!(
+            p(200, r#"{"access_token":""}"#),
+            Err(GrantError::NoAccessToken)
+        );
+        assert_eq!(
+            p(200, r#"{"access_token":"a\r\nx: y"}"#),
+            Err(GrantError::NoAccessToken)
+        );
+        let rejected = p(401, r#"{"error":"invalid_client"}"#).unwrap_err();
+        assert!(rejected.is_client_misconfigured());
+        assert_eq!(rejected.code(), "token_client_rejected");
+        let free_text = p(500, r#"{"error":"Secret s3cr3t leaked here"}"#).unwrap_err();
+        assert_eq!(
+            free_text,
+            GrantError::Status {
+                status: 500,
+                oauth_error: None
+            }
+        );
+        assert!(!free_text.is_client_misconfigured());
+    }
+}

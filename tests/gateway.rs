@@ -1,0 +1,425 @@
+//! The whole request path, natively: a customer JWT in, the origin request out, and every
+//! gateway answer of the contract's table, with scripted origin and token endpoint.
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::{FakeClock, FakeHttp, MemoryKv};
+use edge_auth_proxy::io::{Body, HttpError};
+use edge_auth_proxy::jwt::RustCryptoVerifier;
+use edge_auth_proxy::proxy::{Gateway, GatewayRequest, GatewayResponse, Services};
+use futures::executor::block_on;
+use futures::future::join_all;
+use http::{HeaderMap, Method};
+use jwt_compact::alg::{Hs256, Hs256Key};
+use jwt_compact::{AlgorithmExt, Claims, Header};
+use serde_json::{json, Value};
+
+const NOW_MS: u64 = 1_700_000_000_000;
+const NOW: u64 = NOW_MS / 1000;
+const HMAC_SECRET: &str = "an-hmac-secret-of-decent-length!";
+const CLIENT_SECRET: &str = "client-secret-value";
+const API_KEY: &str = "api-key-value";
+
+type Svc = Services<FakeHttp, MemoryKv, FakeClock, RustCryptoVerifier>;
+
+fn settings(extra: &[(&'static str, &'static str)]) -> HashMap<&'static str, &'static str> {
+    let mut vars: HashMap<&str, &str> = [
+        ("ORIGIN_URL", "https://origin.example/api"),
+        ("TOKEN_URL", "https://idp.example/oauth/access_token"),
+        ("CLIENT_ID", "client-1"),
+        ("CLIENT_SECRET", CLIENT_SECRET),
+        ("API_KEY", API_KEY),
+        ("JWT_ALGORITHMS", "HS256"),
+        ("JWT_HMAC_SECRET", HMAC_SECRET),
+        ("JWT_ISSUER", "https://login.example/"),
+        ("JWT_AUDIENCE", "profile-api"),
+        ("ORIGIN_TIMEOUT_MS", "1000"),
+    ]
+    .into_iter()
+    .collect();
+    vars.extend(extra.iter().copied());
+    vars
+}
+
+fn gateway(vars: &HashMap<&str, &str>) -> Gateway {
+    let get = |n: &str| vars.get(n).map(|v| v.to_string());
+    Gateway::new(&get)
+}
+
+fn services() -> Svc {
+    let http = FakeHttp::default();
+    http.on("https://idp.example/", |_| {
+        let body = r#"{"token_type":"Bearer","access_token":"at-1","expires_in":"28799"}"#;
+        Ok((200, vec![], body.as_bytes().to_vec()))
+    });
+    http.on("https://origin.example/", |seen| {
+        Ok((
+            200,
+            vec![
+                ("content-type", "application/json".into()),
+                ("connection", "close".into()),
+            ],
+            format!(r#"{{"echo":{}}}"#, seen.body.len()).into_bytes(),
+        ))
+    });
+    Services {
+        http,
+        store: MemoryKv::default(),
+        clock: FakeClock::at(NOW_MS),
+        verifier: RustCryptoVerifier,
+    }
+}
+
+fn jwt(claims: Value) -> String {
+    let key = Hs256Key::new(HMAC_SECRET.as_bytes());
+    Hs256
+        .token(&Header::empty(), &Claims::new(claims), &key)
+        .unwrap()
+}
+
+fn good_jwt() -> String {
+    jwt(
+        json!({"sub": "cust-42", "iss": "https://login.example/", "aud": "profile-api",
+               "exp": NOW + 600, "iat": NOW - 5}),
+    )
+}
+
+fn request(
+    method: Method,
+    path_and_query: &str,
+    headers: &[(&str, &str)],
+) -> GatewayRequest<Vec<u8>> {
+    let (path, query) = match path_and_query.split_once('?') {
+        Some((p, q)) => (p.to_string(), Some(q.to_string())),
+        None => (path_and_query.to_string(), None),
+    };
+    let mut map = HeaderMap::new();
+    for (k, v) in headers {
+        map.append(
+            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    GatewayRequest {
+        method,
+        path,
+        query,
+        headers: map,
+        body: Body::Stream(b"{\"q\":1}".to_vec()),
+    }
+}
+
+fn body_json(resp: &GatewayResponse<Vec<u8>>) -> Value {
+    match &resp.body {
+        Body::Bytes(b) | Body::Stream(b) => serde_json::from_slice(b).unwrap(),
+        Body::Empty => Value::Null,
+    }
+}
+
+#[test]
+fn a_good_request_reaches_the_origin_with_exactly_the_three_credentials() {
+    let (gw, svc) = (gateway(&settings(&[])), services());
+    let token = good_jwt();
+    let auth = format!("JWT {token}");
+    let req = request(
+        Method::POST,
+        "/account/getprofile?x=1&y=%20",
+        &[
+            ("customer-auth", &auth),
+            ("authorization", "Bearer caller-token"),
+            ("api-key", "caller-key"),
+            ("connection", "keep-alive, x-hop"),
+            ("x-hop", "1"),
+            ("x-request-id", "req-123"),
+            ("content-type", "application/json"),
+        ],
+    );
+    let (resp, log) = block_on(gw.handle(&svc, req));
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.headers["x-request-id"], "req-123");
+    assert!(!resp.headers.contains_key("connection"));
+    let seen = svc.http.calls_to("https://origin.example/");
+    assert_eq!(seen.len(), 1);
+    let o = &seen[0];
+    assert_eq!(
+        o.url,
+        "https://origin.example/api/account/getprofile?x=1&y=%20"
+    );
+    assert_eq!(o.method, Method::POST);
+    assert_eq!(o.body, b"{\"q\":1}");
+    assert_eq!(
+        o.headers
+            .get_all("authorization")
+            .iter()
+            .collect::<Vec<_>>(),
+        ["Bearer at-1"]
+    );
+    assert_eq!(o.headers["customer-auth"], auth.as_str());
+    assert_eq!(
+        o.headers.get_all("api-key").iter().collect::<Vec<_>>(),
+        [API_KEY]
+    );
+    assert_eq!(o.headers["x-request-id"], "req-123");
+    assert_eq!(o.headers["content-type"], "application/json");
+    assert!(!o.headers.contains_key("x-hop") && !o.headers.contains_key("connection"));
+    assert_eq!(
+        (log.status, log.outcome, log.token_source),
+        (200, "forwarded", Some("endpoint"))
+    );
+}
+
+#[test]
+fn the_log_line_never_carries_a_credential() {
+    let (gw, svc) = (gateway(&settings(&[])), services());
+    let token = good_jwt();
+    let auth = format!("JWT {token}");
+    let (_, log) = block_on(gw.handle(
+        &svc,
+        request(
+            Method::GET,
+            "/a?access_token=zzz",
+            &[("customer-auth", &auth)],
+        ),
+    ));
+    let line = log.to_json();
+    for secret in [
+        token.as_str(),
+        "at-1",
+        CLIENT_SECRET,
+        API_KEY,
+        HMAC_SECRET,
+        "zzz",
+    ] {
+        assert!(!line.contains(secret), "log line leaks {secret}: {line}");
+    }
+    let parsed: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(parsed["path"], "/a");
+    assert_eq!(parsed["status"], 200);
+}
+
+#[test]
+fn invalid_jwts_get_401_and_never_reach_the_origin() {
+    let (gw, svc) = (gateway(&settings(&[])), services());
+    let expired =
+        jwt(json!({"iss": "https://login.example/", "aud": "profile-api", "exp": NOW - 61}));
+    let wrong_aud =
+        jwt(json!({"iss": "https://login.example/", "aud": ["other"], "exp": NOW + 60}));
+    let wrong_iss =
+        jwt(json!({"iss": "https://evil.example/", "aud": "profile-api", "exp": NOW + 60}));
+    let mut tampered = good_jwt();
+    tampered.insert(tampered.len() - 3, 'A');
+    tampered.pop();
+    for bad in [expired, wrong_aud, wrong_iss, tampered, "not-a-jwt".into()] {
+        let auth = format!("JWT {bad}");
+        let (resp, log) = block_on(gw.handle(
+            &svc,
+            request(Method::GET, "/x", &[("customer-auth", &auth)]),
+        ));
+        assert_eq!(resp.status, 401, "{bad}");
+        let challenge = resp.headers["www-authenticate"].to_str().unwrap();
+        assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+        assert_eq!(resp.headers["content-type"], "application/problem+json");
+        let body = body_json(&resp);
+        assert_eq!(body["status"], 401);
+        assert!(!body.to_string().contains(&bad));
+        assert_ne!(log.outcome, "forwarded");
+    }
+    let (resp, _) = block_on(gw.handle(&svc, request(Method::GET, "/x", &[])));
+    assert_eq!(resp.status, 401);
+    assert_eq!(
+        resp.headers["www-authenticate"],
+        "Bearer realm=\"edge-auth-proxy\""
+    );
+    assert!(
+        svc.http.seen.borrow().is_empty(),
+        "neither origin nor token endpoint was called"
+    );
+}
+
+#[test]
+fn the_jwt_is_found_in_authorization_and_in_the_configured_cookie() {
+    let (gw, svc) = (gateway(&settings(&[("JWT_COOKIE", "session")])), services());
+    let token = good_jwt();
+    let bearer = format!("Bearer {token}");
+    let cookie = format!("theme=dark; session={token}");
+    for headers in [
+        [("authorization", bearer.as_str())],
+        [("cookie", cookie.as_str())],
+    ] {
+        let (resp, _) = block_on(gw.handle(&svc, request(Method::GET, "/x", &headers)));
+        assert_eq!(resp.status, 200);
+    }
+    for o in svc.http.calls_to("https://origin.example/") {
+        assert_eq!(
+            o.headers["authorization"], "Bearer at-1",
+            "the caller's Bearer is replaced"
+        );
+        assert_eq!(o.headers["customer-auth"], format!("JWT {token}").as_str());
+    }
+}
+
+#[test]
+fn concurrent_cold_requests_cause_one_token_request() {
+    let (gw, svc) = (gateway(&settings(&[])), services());
+    let auth = format!("JWT {}", good_jwt());
+    let all = block_on(join_all((0..50).map(|_| {
+        gw.handle(
+            &svc,
+            request(Method::GET, "/x", &[("customer-auth", &auth)]),
+        )
+    })));
+    assert!(all.iter().all(|(r, _)| r.status == 200));
+    assert_eq!(svc.http.calls_to("https://idp.example/").len(), 1);
+    assert_eq!(svc.http.calls_to("https://origin.example/").len(), 50);
+}
+
+#[test]
+fn routes_decide_404_405_public_and_per_route_origins() {
+    let routes = r#"[
+      { "prefix": "/auth/customer_authenticate", "auth": "public", "methods": ["POST"] },
+      { "prefix": "/account", "auth": "jwt", "methods": ["POST", "GET"] },
+      { "prefix": "/other", "origin": "https://other.example/" }
+    ]"#;
+    let vars = settings(&[("ROUTES", Box::leak(routes.to_string().into_boxed_str()))]);
+    let (gw, svc) = (gateway(&vars), services());
+    svc.http
+        .on("https://other.example/", |_| Ok((204, vec![], vec![])));
+    let auth = format!("JWT {}", good_jwt());
+
+    let (resp, _) = block_on(gw.handle(
+        &svc,
+        request(Method::GET, "/accounts", &[("customer-auth", &auth)]),
+    ));
+    assert_eq!(resp.status, 404);
+    let (resp, _) = block_on(gw.handle(
+        &svc,
+        request(Method::DELETE, "/account/x", &[("customer-auth", &auth)]),
+    ));
+    assert_eq!(resp.status, 405);
+    assert_eq!(resp.headers["allow"], "POST, GET");
+    assert!(svc.http.seen.borrow().is_empty());
+
+    let (resp, _) = block_on(gw.handle(
+        &svc,
+        request(
+            Method::POST,
+            "/auth/customer_authenticate",
+            &[("customer-auth", "JWT forged")],
+        ),
+    ));
+    assert_eq!(resp.status, 200);
+    let o = &svc.http.calls_to("https://origin.example/")[0];
+    assert_eq!(o.headers["authorization"], "Bearer at-1");
+    assert_eq!(o.headers["api-key"], API_KEY);
+    assert!(!o.headers.contains_key("customer-auth"));
+
+    let (resp, _) = block_on(gw.handle(
+        &svc,
+        request(Method::GET, "/other/y", &[("customer-auth", &auth)]),
+    ));
+    assert_eq!(resp.status, 204);
+    assert_eq!(
+        svc.http.calls_to("https://other.example/")[0].url,
+        "https://other.example/other/y"
+    );
+}
+
+#[test]
+fn upstream_failures_map_to_502_503_504() {
+    let gw = gateway(&settings(&[]));
+    let auth = format!("JWT {}", good_jwt());
+    let req = || request(Method::GET, "/x", &[("customer-auth", auth.as_str())]);
+
+    let svc = services();
+    svc.http.on("https://origin.example/", |_| {
+        Err(HttpError::Unreachable("refused".into()))
+    });
+    let (resp, _) = block_on(gw.handle(&svc, req()));
+    assert_eq!(resp.status, 502);
+    assert_eq!(resp.headers["content-type"], "application/problem+json");
+
+    svc.http
+        .on("https://origin.example/", |_| Err(HttpError::Timeout));
+    let (resp, _) = block_on(gw.handle(&svc, req()));
+    assert_eq!(resp.status, 504);
+
+    let gw = gateway(&settings(&[]));
+    let svc = services();
+    svc.http.on("https://idp.example/", |_| {
+        Ok((500, vec![], b"oops".to_vec()))
+    });
+    let (resp, log) = block_on(gw.handle(&svc, req()));
+    assert_eq!(resp.status, 503);
+    assert!(
+        resp.headers["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 1
+    );
+    assert_eq!(log.outcome, "token_endpoint_status");
+    assert!(svc.http.calls_to("https://origin.example/").is_empty());
+}
+
+#[test]
+fn missing_or_invalid_settings_give_500_naming_the_setting_not_its_value() {
+    let mut vars = settings(&[]);
+    vars.remove("API_KEY");
+    let (resp, log) = block_on(gateway(&vars).handle(&services(), request(Method::GET, "/x", &[])));
+    assert_eq!(resp.status, 500);
+    assert_eq!(log.outcome, "config_error");
+    assert!(body_json(&resp)["detail"]
+        .as_str()
+        .unwrap()
+        .contains("API_KEY"));
+
+    let vars = settings(&[("ORIGIN_URL", "not a url secret-ish")]);
+    let (resp, _) = block_on(gateway(&vars).handle(&services(), request(Method::GET, "/x", &[])));
+    let detail = body_json(&resp)["detail"].as_str().unwrap().to_string();
+    assert!(
+        detail.contains("ORIGIN_URL") && !detail.contains("secret-ish"),
+        "{detail}"
+    );
+
+    let vars = settings(&[("JWKS_URL", "https://login.example/jwks.json")]);
+    let (resp, _) = block_on(gateway(&vars).handle(&services(), request(Method::GET, "/x", &[])));
+    assert_eq!(resp.status, 500, "JWKS_URL is refused until it is fetched, never ignored");
+    assert!(body_json(&resp)["detail"].as_str().unwrap().contains("JWKS_URL"));
+
+    let vars = settings(&[("JWT_ALGORITHMS", "none")]);
+    let (resp, _) = block_on(gateway(&vars).handle(&services(), request(Method::GET, "/x", &[])));
+    assert_eq!(resp.status, 500);
+    assert!(body_json(&resp)["detail"]
+        .as_str()
+        .unwrap()
+        .contains("JWT_ALGORITHMS"));
+}
+
+#[test]
+fn a_caller_request_id_that_is_not_a_plain_identifier_is_replaced() {
+    let (gw, svc) = (gateway(&settings(&[])), services());
+    let auth = format!("JWT {}", good_jwt());
+    let (resp, log) = block_on(gw.handle(
+        &svc,
+        request(
+            Method::GET,
+            "/x",
+            &[("customer-auth", &auth), ("x-request-id", "a b<script>")],
+        ),
+    ));
+    let id = resp.headers["x-request-id"].to_str().unwrap();
+    assert_eq!(id.len(), 32);
+    assert_eq!(log.request_id, id);
+    let (resp, _) = block_on(gw.handle(
+        &svc,
+        request(Method::GET, "/x", &[("customer-auth", &auth)]),
+    ));
+    assert_ne!(
+        resp.headers["x-request-id"].to_str().unwrap(),
+        id,
+        "a fresh id per request"
+    );
+}
