@@ -1,0 +1,121 @@
+//! Finding the customer JWT in a request: `customer-auth`, then `Authorization`, then a cookie.
+
+use http::header::{AUTHORIZATION, COOKIE};
+use http::HeaderMap;
+
+use super::JwtError;
+
+const CUSTOMER_AUTH: &str = "customer-auth";
+
+/// The customer JWT from the first source present, in the contract's order:
+///
+/// 1. `customer-auth: JWT <token>`. Once this header is present it is the source: another
+///    scheme, an empty token or a second `customer-auth` is `MalformedHeader` (400), never a
+///    fall-through to a source the caller did not mean.
+/// 2. `Authorization: Bearer <token>`. Another scheme (`Basic ...`) is not a JWT source, so
+///    the search goes on to the cookie; the origin never sees it either way, since the
+///    gateway sets its own `Authorization`. `Bearer` with no token, or two `Authorization`
+///    headers, is `MalformedHeader`.
+/// 3. The cookie named `cookie_name`, across every `Cookie` header (HTTP/2 sends one per
+///    cookie), surrounding double quotes removed (RFC 6265 §4.1.1). The first occurrence wins,
+///    as browsers send the most specific path first. An empty value counts as absent: it is
+///    how a logged-out session usually looks.
+///
+/// Schemes are matched case-insensitively (RFC 9110 §11.1). `Ok(None)` when no source holds
+/// a token.
+pub fn extract<'h>(
+    headers: &'h HeaderMap,
+    cookie_name: Option<&str>,
+) -> Result<Option<&'h str>, JwtError> {
+    if let Some(value) = single(headers, CUSTOMER_AUTH)? {
+        return match credentials(value) {
+            ("JWT", Some(token)) => Ok(Some(token)),
+            _ => Err(JwtError::MalformedHeader),
+        };
+    }
+    if let Some(value) = single(headers, AUTHORIZATION.as_str())? {
+        match credentials(value) {
+            ("Bearer", Some(token)) => return Ok(Some(token)),
+            ("Bearer", None) => return Err(JwtError::MalformedHeader),
+            _ => {}
+        }
+    }
+    Ok(cookie_name.and_then(|name| cookie(headers, name)))
+}
+
+/// The value of a header that must appear at most once, as visible ASCII.
+fn single<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, JwtError> {
+    let mut values = headers.get_all(name).iter();
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        // Two credentials: which one the origin would honour is anyone's guess.
+        return Err(JwtError::MalformedHeader);
+    }
+    first
+        .to_str()
+        .map(Some)
+        .map_err(|_| JwtError::MalformedHeader)
+}
+
+/// `<scheme> <token>`: the scheme, normalised to `JWT` or `Bearer` when it is one of them in
+/// any case, and the token when it is one non-empty run without whitespace.
+fn credentials(value: &str) -> (&'static str, Option<&str>) {
+    let value = value.trim();
+    let (scheme, rest) = value.split_once([' ', '\t']).unwrap_or((value, ""));
+    let token = rest.trim();
+    let token = (!token.is_empty() && !token.contains([' ', '\t'])).then_some(token);
+    let scheme = ["JWT", "Bearer"]
+        .into_iter()
+        .find(|known| scheme.eq_ignore_ascii_case(known))
+        .unwrap_or("");
+    (scheme, token)
+}
+
+/// The named cookie's value from every `Cookie` header, or `None`.
+fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        // A header with bytes outside visible ASCII belongs to someone else's cookie; ours
+        // may still be in another header.
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(n, _)| n.trim() == name)
+        .map(|(_, value)| unquote(value.trim()))
+        .filter(|value| !value.is_empty())
+}
+
+fn unquote(value: &str) -> &str {
+    value
+        .strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_split_scheme_and_token() {
+        assert_eq!(credentials("JWT abc"), ("JWT", Some("abc")));
+        assert_eq!(credentials(" jwt \t abc "), ("JWT", Some("abc")));
+        assert_eq!(credentials("bEaReR abc"), ("Bearer", Some("abc")));
+        assert_eq!(credentials("Basic abc"), ("", Some("abc")));
+        assert_eq!(credentials("JWTabc"), ("", None));
+        assert_eq!(credentials("JWT"), ("JWT", None));
+        assert_eq!(credentials("JWT "), ("JWT", None));
+        assert_eq!(credentials("Bearer a b"), ("Bearer", None));
+    }
+
+    #[test]
+    fn quotes_are_removed_only_in_pairs() {
+        assert_eq!(unquote("\"abc\""), "abc");
+        assert_eq!(unquote("\"abc"), "\"abc");
+        assert_eq!(unquote("\""), "\"");
+        assert_eq!(unquote("abc"), "abc");
+    }
+}

@@ -1,0 +1,251 @@
+//! The `JWT_*` and `JWKS_URL` settings, read and checked against each other once per isolate.
+
+use crate::config::{endpoint_url, number, optional, required, ConfigError, Lookup};
+
+use super::{Alg, KeySet};
+
+/// How customer JWTs are checked. Built only by `from_settings`, which guarantees that every
+/// allowed algorithm has a possible key.
+#[derive(Debug, Clone)]
+pub struct JwtSettings {
+    /// `JWT_ALGORITHMS`: the only `alg` values accepted; never `none`.
+    pub algorithms: Vec<Alg>,
+    /// `JWKS_URL`: an http(s) URL whose key set is fetched elsewhere and passed to `validate`.
+    pub jwks_url: Option<String>,
+    /// `JWT_ISSUER`: when set, `iss` must equal it exactly.
+    pub issuer: Option<String>,
+    /// `JWT_AUDIENCE`: when non-empty, `aud` must contain one of these.
+    pub audiences: Vec<String>,
+    /// `JWT_LEEWAY_SECONDS`: clock skew allowed on `exp`, `nbf` and `iat`. Defaults to 60.
+    pub leeway_secs: u64,
+    /// `JWT_MAX_AGE_SECONDS`: when set, `iat` is required and may be at most this old.
+    pub max_age_secs: Option<u64>,
+    /// `JWT_COOKIE`: the cookie that may carry the JWT.
+    pub cookie: Option<String>,
+    /// `JWT_JWKS`'s usable keys plus `JWT_HMAC_SECRET`.
+    keys: KeySet,
+}
+
+const ALGORITHMS: &str = "JWT_ALGORITHMS";
+const JWKS: &str = "JWT_JWKS";
+const HMAC_SECRET: &str = "JWT_HMAC_SECRET";
+const JWKS_URL: &str = "JWKS_URL";
+
+/// Leeway beyond an hour is no longer clock skew.
+const MAX_LEEWAY_SECS: u64 = 3_600;
+
+impl JwtSettings {
+    /// Reads and cross-checks the JWT settings. Errors name the setting, never its value.
+    pub fn from_settings(get: Lookup<'_>) -> Result<JwtSettings, ConfigError> {
+        let algorithms = parse_algorithms(&required(get, ALGORITHMS)?)?;
+
+        let jwks_url = optional(get, JWKS_URL)
+            .map(|raw| endpoint_url(&raw).map_err(|why| ConfigError::new(JWKS_URL, why)))
+            .transpose()?;
+        let inline = optional(get, JWKS)
+            .map(|json| {
+                KeySet::from_jwks_json(&json).map_err(|e| ConfigError::new(JWKS, e.to_string()))
+            })
+            .transpose()?;
+        // The secret is used byte for byte: trimming could silently change a key.
+        let secret = get(HMAC_SECRET).filter(|s| !s.is_empty());
+
+        if jwks_url.is_none() && inline.is_none() && secret.is_none() {
+            return Err(ConfigError::new(
+                JWKS,
+                "is required unless JWKS_URL or JWT_HMAC_SECRET is set: one key source is needed",
+            ));
+        }
+        if inline.as_ref().is_some_and(KeySet::is_empty) {
+            return Err(ConfigError::new(
+                JWKS,
+                "holds no usable signature key (RSA of 2048 bits or more, EC P-256 or Ed25519)",
+            ));
+        }
+        check_key_sources(
+            &algorithms,
+            jwks_url.is_some(),
+            inline.as_ref(),
+            secret.as_deref(),
+        )?;
+
+        let mut keys = inline.unwrap_or_default();
+        if let Some(secret) = &secret {
+            keys = keys.with_hmac_secret(secret.as_bytes());
+        }
+
+        let audiences = match optional(get, "JWT_AUDIENCE") {
+            None => Vec::new(),
+            Some(raw) => {
+                let list = comma_list(&raw);
+                if list.is_empty() {
+                    return Err(ConfigError::new(
+                        "JWT_AUDIENCE",
+                        "must list at least one audience",
+                    ));
+                }
+                list.into_iter().map(str::to_string).collect()
+            }
+        };
+        let max_age_secs = match optional(get, "JWT_MAX_AGE_SECONDS") {
+            None => None,
+            Some(_) => Some(number(
+                get,
+                "JWT_MAX_AGE_SECONDS",
+                0,
+                1..=u64::from(u32::MAX),
+            )?),
+        };
+        let cookie = optional(get, "JWT_COOKIE").map(|c| c.trim().to_string());
+        if cookie.as_deref().is_some_and(|c| !is_cookie_name(c)) {
+            return Err(ConfigError::new(
+                "JWT_COOKIE",
+                "must be a cookie name (an HTTP token)",
+            ));
+        }
+
+        Ok(JwtSettings {
+            algorithms,
+            jwks_url,
+            issuer: optional(get, "JWT_ISSUER").map(|i| i.trim().to_string()),
+            audiences,
+            leeway_secs: number(get, "JWT_LEEWAY_SECONDS", 60, 0..=MAX_LEEWAY_SECS)?,
+            max_age_secs,
+            cookie,
+            keys,
+        })
+    }
+
+    /// The keys known at configuration time: `JWT_JWKS` and `JWT_HMAC_SECRET`. A key set
+    /// fetched from `jwks_url` is merged with these (`KeySet::extend`) by whoever fetches it.
+    pub fn keys(&self) -> &KeySet {
+        &self.keys
+    }
+
+    pub fn allows(&self, alg: Alg) -> bool {
+        self.algorithms.contains(&alg)
+    }
+}
+
+fn comma_list(raw: &str) -> Vec<&str> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// Names are matched case-insensitively here (an operator convenience), unlike a token's
+/// `alg`, which must be exact.
+fn parse_algorithms(raw: &str) -> Result<Vec<Alg>, ConfigError> {
+    let mut algorithms = Vec::new();
+    for name in comma_list(raw) {
+        if name.eq_ignore_ascii_case("none") {
+            return Err(ConfigError::new(
+                ALGORITHMS,
+                "must not allow none: unsigned tokens are never accepted",
+            ));
+        }
+        let alg = Alg::ALL
+            .into_iter()
+            .find(|a| a.name().eq_ignore_ascii_case(name))
+            .ok_or_else(|| {
+                ConfigError::new(
+                    ALGORITHMS,
+                    "lists an unsupported algorithm; allowed are HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, ES256, EdDSA",
+                )
+            })?;
+        if !algorithms.contains(&alg) {
+            algorithms.push(alg);
+        }
+    }
+    if algorithms.is_empty() {
+        return Err(ConfigError::new(
+            ALGORITHMS,
+            "must list at least one algorithm",
+        ));
+    }
+    Ok(algorithms)
+}
+
+/// Every allowed algorithm must have a key that could verify it, or the operator has made a
+/// mistake that would otherwise surface only as every caller's 401.
+fn check_key_sources(
+    algorithms: &[Alg],
+    has_url: bool,
+    inline: Option<&KeySet>,
+    secret: Option<&str>,
+) -> Result<(), ConfigError> {
+    for &alg in algorithms {
+        match (alg.min_hmac_secret_len(), secret) {
+            (Some(_), None) => {
+                return Err(ConfigError::new(
+                    HMAC_SECRET,
+                    "is required when JWT_ALGORITHMS allows HS256, HS384 or HS512",
+                ))
+            }
+            (Some(min), Some(secret)) if secret.len() < min => {
+                return Err(ConfigError::new(
+                    HMAC_SECRET,
+                    format!("must be at least {min} bytes for {alg} (RFC 7518 section 3.2)"),
+                ))
+            }
+            (Some(_), Some(_)) => {}
+            (None, _) if has_url => {}
+            (None, _) => {
+                let family = alg.family();
+                if !inline.is_some_and(|set| set.has_family(family)) {
+                    return Err(ConfigError::new(
+                        JWKS,
+                        format!("holds no {family} for {alg}, which JWT_ALGORITHMS allows (or set JWKS_URL)"),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// RFC 6265 §4.1.1: a cookie name is an RFC 9110 token.
+fn is_cookie_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn algorithm_lists_tolerate_spaces_case_and_repeats() {
+        assert_eq!(
+            parse_algorithms(" HS256 , rs256,HS256,").unwrap(),
+            vec![Alg::Hs256, Alg::Rs256]
+        );
+        assert_eq!(parse_algorithms("eddsa").unwrap(), vec![Alg::EdDsa]);
+    }
+
+    #[test]
+    fn none_and_unknown_algorithms_are_refused() {
+        for bad in [
+            "none",
+            "HS256,None",
+            "NONE",
+            "ES384",
+            "HS256,RSA-OAEP",
+            " , ",
+        ] {
+            let err = parse_algorithms(bad).unwrap_err();
+            assert_eq!(err.setting, ALGORITHMS, "{bad}");
+        }
+    }
+
+    #[test]
+    fn cookie_names_are_tokens() {
+        assert!(is_cookie_name("__Host-session"));
+        assert!(!is_cookie_name("a b"));
+        assert!(!is_cookie_name("a=b"));
+        assert!(!is_cookie_name("a;b"));
+    }
+}

@@ -1,0 +1,85 @@
+//! Signature verification: the trait a platform (WebCrypto) implements, and a pure-Rust one.
+
+use jwt_compact::alg::{Ed25519, Es256, Hs256, Hs256Key, Hs384, Hs384Key, Hs512, Hs512Key, Rsa};
+use jwt_compact::{Algorithm, AlgorithmSignature};
+
+use super::keys::Material;
+use super::{Alg, Key};
+
+/// Checks a JWS signature. `signing_input` is the token text before its last `.`, byte for
+/// byte; `signature` is the decoded third segment. Implementations answer `false` for any key
+/// that is not of `alg`'s family, whatever the caller checked before.
+#[allow(async_fn_in_trait)]
+pub trait SignatureVerifier {
+    async fn verify(&self, alg: Alg, key: &Key, signing_input: &[u8], signature: &[u8]) -> bool;
+}
+
+/// Verification with the RustCrypto implementations in jwt-compact: HMAC (compared in constant
+/// time), RSA PKCS#1 v1.5 and PSS, ECDSA P-256 and Ed25519.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RustCryptoVerifier;
+
+impl RustCryptoVerifier {
+    /// The same check, without the `async` wrapper.
+    pub fn verify_now(&self, alg: Alg, key: &Key, signing_input: &[u8], signature: &[u8]) -> bool {
+        let (msg, sig) = (signing_input, signature);
+        match (alg, key.material()) {
+            (Alg::Hs256, Material::Hmac { secret }) => {
+                check(&Hs256, &Hs256Key::new(secret), msg, sig)
+            }
+            (Alg::Hs384, Material::Hmac { secret }) => {
+                check(&Hs384, &Hs384Key::new(secret), msg, sig)
+            }
+            (Alg::Hs512, Material::Hmac { secret }) => {
+                check(&Hs512, &Hs512Key::new(secret), msg, sig)
+            }
+            (Alg::Rs256, Material::Rsa { native, .. }) => check(&Rsa::rs256(), native, msg, sig),
+            (Alg::Rs384, Material::Rsa { native, .. }) => check(&Rsa::rs384(), native, msg, sig),
+            (Alg::Rs512, Material::Rsa { native, .. }) => check(&Rsa::rs512(), native, msg, sig),
+            (Alg::Ps256, Material::Rsa { native, .. }) => check(&Rsa::ps256(), native, msg, sig),
+            (Alg::Ps384, Material::Rsa { native, .. }) => check(&Rsa::ps384(), native, msg, sig),
+            (Alg::Ps512, Material::Rsa { native, .. }) => check(&Rsa::ps512(), native, msg, sig),
+            (Alg::Es256, Material::EcP256 { native, .. }) => check(&Es256, native, msg, sig),
+            (Alg::EdDsa, Material::Ed25519 { native }) => check(&Ed25519, native, msg, sig),
+            // RFC 8725 §3.1: a key is never used outside its family.
+            _ => false,
+        }
+    }
+}
+
+impl SignatureVerifier for RustCryptoVerifier {
+    async fn verify(&self, alg: Alg, key: &Key, signing_input: &[u8], signature: &[u8]) -> bool {
+        self.verify_now(alg, key, signing_input, signature)
+    }
+}
+
+fn check<A: Algorithm>(alg: &A, key: &A::VerifyingKey, msg: &[u8], sig: &[u8]) -> bool {
+    // Some signature types copy into a fixed-size array and panic on another length.
+    if A::Signature::LENGTH.is_some_and(|len| len.get() != sig.len()) {
+        return false;
+    }
+    match A::Signature::try_from_slice(sig) {
+        Ok(sig) => alg.verify_signature(&sig, key, msg),
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hmac_signatures_of_the_wrong_length_are_refused_not_a_panic() {
+        let key = Key::hmac(b"0123456789abcdef0123456789abcdef");
+        let good = Hs256.sign(&Hs256Key::new(b"0123456789abcdef0123456789abcdef"), b"m");
+        let good = good.as_bytes();
+        assert!(RustCryptoVerifier.verify_now(Alg::Hs256, &key, b"m", &good));
+        assert!(!RustCryptoVerifier.verify_now(Alg::Hs256, &key, b"n", &good));
+        for len in [0, 1, 31, 33, 64] {
+            assert!(!RustCryptoVerifier.verify_now(Alg::Hs256, &key, b"m", &vec![0; len]));
+        }
+        assert!(!RustCryptoVerifier.verify_now(Alg::Hs512, &key, b"m", &[0; 63]));
+        assert!(!RustCryptoVerifier.verify_now(Alg::EdDsa, &key, b"m", &[0; 64]));
+        assert!(!RustCryptoVerifier.verify_now(Alg::Rs256, &key, b"m", &good));
+    }
+}

@@ -1,0 +1,147 @@
+//! `jwt::extract`: the source order, and which malformed headers are refused, not skipped.
+
+use edge_auth_proxy::jwt::{extract, JwtError};
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (name, value) in pairs {
+        map.append(
+            HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            HeaderValue::from_str(value).unwrap(),
+        );
+    }
+    map
+}
+
+fn found(pairs: &[(&str, &str)], cookie: Option<&str>) -> Result<Option<String>, JwtError> {
+    extract(&headers(pairs), cookie).map(|t| t.map(str::to_string))
+}
+
+fn ok(token: &str) -> Result<Option<String>, JwtError> {
+    Ok(Some(token.to_string()))
+}
+
+#[test]
+fn customer_auth_beats_authorization_beats_the_cookie() {
+    let all = [
+        ("cookie", "session=from-cookie"),
+        ("authorization", "Bearer from-bearer"),
+        ("customer-auth", "JWT from-customer-auth"),
+    ];
+    assert_eq!(found(&all, Some("session")), ok("from-customer-auth"));
+    assert_eq!(found(&all[..2], Some("session")), ok("from-bearer"));
+    assert_eq!(found(&all[..1], Some("session")), ok("from-cookie"));
+    assert_eq!(
+        found(&all[..1], None),
+        Ok(None),
+        "no JWT_COOKIE: cookies are not a source"
+    );
+    assert_eq!(found(&[], Some("session")), Ok(None));
+}
+
+#[test]
+fn schemes_are_case_insensitive_and_spacing_tolerant() {
+    for value in [
+        "JWT t1", "jwt t1", "Jwt t1", "JWT   t1", " JWT t1 ", "JWT\tt1",
+    ] {
+        assert_eq!(
+            found(&[("customer-auth", value)], None),
+            ok("t1"),
+            "{value:?}"
+        );
+    }
+    for value in ["Bearer t2", "bearer t2", "BEARER t2", "Bearer  t2"] {
+        assert_eq!(
+            found(&[("authorization", value)], None),
+            ok("t2"),
+            "{value:?}"
+        );
+    }
+}
+
+#[test]
+fn a_present_customer_auth_must_be_well_formed() {
+    for value in [
+        "Bearer t1",
+        "JWT",
+        "JWT ",
+        "JWTt1",
+        "t1",
+        "JWT a b",
+        "Basic dXNlcjpwdw==",
+    ] {
+        assert_eq!(
+            found(
+                &[("customer-auth", value), ("authorization", "Bearer t2")],
+                Some("s")
+            ),
+            Err(JwtError::MalformedHeader),
+            "{value:?} must not fall through"
+        );
+    }
+    let twice = [("customer-auth", "JWT t1"), ("customer-auth", "JWT t2")];
+    assert_eq!(found(&twice, None), Err(JwtError::MalformedHeader));
+}
+
+#[test]
+fn a_non_bearer_authorization_falls_through_to_the_cookie() {
+    let basic = ("authorization", "Basic dXNlcjpwdw==");
+    assert_eq!(
+        found(&[basic, ("cookie", "session=c1")], Some("session")),
+        ok("c1")
+    );
+    assert_eq!(found(&[basic], Some("session")), Ok(None));
+    for value in ["Bearer", "Bearer ", "Bearer a b"] {
+        assert_eq!(
+            found(
+                &[("authorization", value), ("cookie", "session=c1")],
+                Some("session")
+            ),
+            Err(JwtError::MalformedHeader),
+            "{value:?}"
+        );
+    }
+    let twice = [("authorization", "Bearer a"), ("authorization", "Bearer b")];
+    assert_eq!(found(&twice, None), Err(JwtError::MalformedHeader));
+}
+
+#[test]
+fn the_cookie_is_found_among_several_and_across_headers() {
+    let name = Some("session");
+    assert_eq!(
+        found(&[("cookie", "theme=dark; session=c1; lang=en")], name),
+        ok("c1")
+    );
+    assert_eq!(
+        found(&[("cookie", "theme=dark;session=c1")], name),
+        ok("c1")
+    );
+    assert_eq!(
+        found(&[("cookie", "theme=dark"), ("cookie", "session=c2")], name),
+        ok("c2")
+    );
+    assert_eq!(found(&[("cookie", "session=\"c3\"")], name), ok("c3"));
+    // First occurrence wins; names are exact and case-sensitive.
+    assert_eq!(
+        found(&[("cookie", "session=first; session=second")], name),
+        ok("first")
+    );
+    assert_eq!(
+        found(&[("cookie", "xsession=no; Session=no; session_=no")], name),
+        Ok(None)
+    );
+    // An emptied session cookie is no token.
+    assert_eq!(found(&[("cookie", "session=; theme=dark")], name), Ok(None));
+    assert_eq!(found(&[("cookie", "session=\"\"")], name), Ok(None));
+    // JWT text contains no '=', but a value may; only the first '=' splits.
+    assert_eq!(found(&[("cookie", "session=a.b.c==")], name), ok("a.b.c=="));
+}
+
+#[test]
+fn a_non_ascii_cookie_header_does_not_hide_ours() {
+    let mut map = headers(&[("cookie", "session=c1")]);
+    map.insert("cookie", HeaderValue::from_bytes(b"x=\xff").unwrap());
+    map.append("cookie", HeaderValue::from_static("session=c1"));
+    assert_eq!(extract(&map, Some("session")), Ok(Some("c1")));
+}
