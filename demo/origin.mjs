@@ -1,0 +1,286 @@
+#!/usr/bin/env node
+// The demo backend that edge-auth-proxy sits in front of in `npm run demo`: a small real HTTP
+// server playing the company's API, with the shapes of the partner's integration document.
+//
+//   POST /oauth/access_token        client credentials (form body or HTTP Basic) -> access token
+//   POST /auth/customer_authenticate username/password (form) -> customer JWT (RS256)
+//   GET  /.well-known/jwks.json      the public half of the demo signing key
+//   POST /account/getprofile         (and GET) checks Authorization, api-key and customer-auth
+//
+// Everything here is DEMO ONLY: the signing key in demo-key.private.jwk.json is committed to the
+// repository, the users and the client secret are written below.
+//
+//   node demo/origin.mjs [--port 8788] [--host 127.0.0.1]
+
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import { fileURLToPath } from 'node:url';
+
+import { SignJWT, importJWK, jwtVerify, createLocalJWKSet } from 'jose';
+
+export const DEMO_CLIENT_ID = 'demo-client';
+export const DEMO_CLIENT_SECRET = 'demo-client-secret';
+export const DEMO_API_KEY = 'demo-api-key';
+export const DEMO_AUDIENCE = 'profile-api';
+export const DEMO_KID = 'demo-key-1';
+/** Lifetime of access tokens and customer JWTs, in seconds (the documented example's). */
+export const LIFETIME_SECS = 28799;
+
+const USERS = {
+  alice: { password: 'alice-password', name: 'Alice Example', tier: 'gold', email: 'alice@example.com' },
+  bob: { password: 'bob-password', name: 'Bob Example', tier: 'silver', email: 'bob@example.com' },
+};
+
+const PRIVATE_JWK_PATH = fileURLToPath(new URL('./demo-key.private.jwk.json', import.meta.url));
+
+/** The demo key: the private JWK as committed, and its public half as a JWKS. */
+export function demoKeys() {
+  const { _comment, ...jwk } = JSON.parse(readFileSync(PRIVATE_JWK_PATH, 'utf8'));
+  const publicJwk = { kty: jwk.kty, kid: jwk.kid, use: 'sig', alg: jwk.alg, n: jwk.n, e: jwk.e };
+  return { privateJwk: jwk, jwks: { keys: [publicJwk] } };
+}
+
+/** The opaque customer identifier of a user: a salted hash, no PII (the partner's requirement). */
+export function customerId(username) {
+  return createHash('sha256').update(`edge-auth-proxy-demo:${username}`).digest('hex').slice(0, 32);
+}
+
+function sameSecret(a, b) {
+  const x = Buffer.from(String(a));
+  const y = Buffer.from(String(b));
+  return x.length === y.length && timingSafeEqual(x, y);
+}
+
+function sendJson(res, status, body, headers = {}) {
+  const text = JSON.stringify(body);
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'cache-control': 'no-store',
+    'content-length': Buffer.byteLength(text),
+    ...headers,
+  });
+  res.end(text);
+}
+
+async function readBody(req, limit = 1024 * 1024) {
+  const chunks = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += chunk.length;
+    if (size > limit) throw Object.assign(new Error('body too large'), { status: 413 });
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** Form fields of a request body (x-www-form-urlencoded, or JSON as a courtesy). */
+function formFields(req, text) {
+  const type = String(req.headers['content-type'] || '');
+  if (type.includes('application/json')) {
+    try {
+      const obj = JSON.parse(text || '{}');
+      return new URLSearchParams(Object.entries(obj).map(([k, v]) => [k, String(v)]));
+    } catch {
+      return new URLSearchParams();
+    }
+  }
+  return new URLSearchParams(text);
+}
+
+/** RFC 6749 §2.3.1 HTTP Basic: id and secret are form-urlencoded before base64. */
+function basicCredentials(header) {
+  const m = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header || '');
+  if (!m) return null;
+  const decoded = Buffer.from(m[1], 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  if (colon < 0) return null;
+  const unform = (s) => decodeURIComponent(s.replace(/\+/g, ' '));
+  try {
+    return { id: unform(decoded.slice(0, colon)), secret: unform(decoded.slice(colon + 1)) };
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Starts the demo origin. `issuer` defaults to `http://<host>:<port>/` with the port asked for
+ * (the gateway's demo settings expect http://127.0.0.1:8788/).
+ */
+export async function startDemoOrigin({ port = 8788, host = '127.0.0.1', issuer, log = false } = {}) {
+  const { privateJwk, jwks } = demoKeys();
+  const signingKey = await importJWK(privateJwk, 'RS256');
+  const keySet = createLocalJWKSet(jwks);
+  /** access token -> expiry (epoch ms) */
+  const accessTokens = new Map();
+  let iss = issuer;
+
+  const say = (line) => {
+    if (log) process.stdout.write(`[demo origin] ${line}\n`);
+  };
+
+  async function accessToken(req, res, url) {
+    const form = formFields(req, await readBody(req));
+    const basic = basicCredentials(req.headers.authorization);
+    const id = basic ? basic.id : form.get('client_id');
+    const secret = basic ? basic.secret : form.get('client_secret');
+    const grant = form.get('grant_type') ?? url.searchParams.get('grant_type');
+    if (grant !== 'client_credentials') {
+      return sendJson(res, 400, { error: 'unsupported_grant_type' });
+    }
+    if (id !== DEMO_CLIENT_ID || !sameSecret(secret ?? '', DEMO_CLIENT_SECRET)) {
+      return sendJson(res, 401, { error: 'invalid_client' }, { 'www-authenticate': 'Basic realm="demo"' });
+    }
+    const issuedAt = Date.now();
+    const token = randomBytes(24).toString('base64url');
+    accessTokens.set(token, issuedAt + LIFETIME_SECS * 1000);
+    return sendJson(res, 200, {
+      token_type: 'Bearer',
+      issued_at: String(issuedAt),
+      client_id: DEMO_CLIENT_ID,
+      access_token: token,
+      scope: 'client_credentials',
+      expires_in: String(LIFETIME_SECS),
+    });
+  }
+
+  async function customerAuthenticate(req, res) {
+    const form = formFields(req, await readBody(req));
+    const username = form.get('username') ?? '';
+    const user = Object.hasOwn(USERS, username) ? USERS[username] : null;
+    if (!user || !sameSecret(form.get('password') ?? '', user.password)) {
+      return sendJson(res, 401, { error: 'invalid_credentials', message: 'Unknown user or wrong password.' });
+    }
+    const issuedAt = Date.now();
+    const jwt = await new SignJWT({})
+      .setProtectedHeader({ alg: 'RS256', kid: DEMO_KID, typ: 'JWT' })
+      .setIssuer(iss)
+      .setAudience(DEMO_AUDIENCE)
+      .setSubject(customerId(username))
+      .setIssuedAt(Math.floor(issuedAt / 1000))
+      .setExpirationTime(Math.floor(issuedAt / 1000) + LIFETIME_SECS)
+      .sign(signingKey);
+    return sendJson(res, 200, { issued_at: String(issuedAt), JWT: jwt, expires_in: String(LIFETIME_SECS) });
+  }
+
+  async function getProfile(req, res) {
+    await readBody(req);
+    const bearer = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization || '');
+    const expiry = bearer ? accessTokens.get(bearer[1]) : undefined;
+    if (!bearer || expiry === undefined || expiry <= Date.now()) {
+      return sendJson(res, 401, {
+        error: 'invalid_access_token',
+        header: 'authorization',
+        message: bearer ? 'The access token is unknown or expired.' : 'Authorization: Bearer <access_token> is required.',
+      });
+    }
+    if (!sameSecret(req.headers['api-key'] ?? '', DEMO_API_KEY)) {
+      return sendJson(res, 403, {
+        error: 'invalid_api_key',
+        header: 'api-key',
+        message: req.headers['api-key'] ? 'The api-key is not valid.' : 'api-key is required.',
+      });
+    }
+    const customer = /^JWT\s+(\S+)\s*$/i.exec(req.headers['customer-auth'] || '');
+    if (!customer) {
+      return sendJson(res, 401, {
+        error: 'invalid_customer_jwt',
+        header: 'customer-auth',
+        message: 'customer-auth: JWT <jwt> is required.',
+      });
+    }
+    let sub;
+    try {
+      const { payload } = await jwtVerify(customer[1], keySet, {
+        algorithms: ['RS256'],
+        issuer: iss,
+        audience: DEMO_AUDIENCE,
+      });
+      sub = payload.sub;
+    } catch {
+      return sendJson(res, 401, {
+        error: 'invalid_customer_jwt',
+        header: 'customer-auth',
+        message: 'The customer JWT does not verify.',
+      });
+    }
+    const username = Object.keys(USERS).find((u) => customerId(u) === sub);
+    if (!username) {
+      return sendJson(res, 404, { error: 'unknown_customer', message: 'No profile for this customer.' });
+    }
+    const { name, tier, email } = USERS[username];
+    return sendJson(res, 200, { customer_id: sub, name, email, tier, accounts: [{ id: `acct-${sub.slice(0, 8)}`, status: 'active' }] });
+  }
+
+  const server = http.createServer(async (req, res) => {
+    const url = new URL(req.url, 'http://origin.invalid');
+    res.on('finish', () => say(`${req.method} ${url.pathname} -> ${res.statusCode}`));
+    try {
+      if (url.pathname === '/oauth/access_token' && req.method === 'POST') return await accessToken(req, res, url);
+      if (url.pathname === '/auth/customer_authenticate' && req.method === 'POST') return await customerAuthenticate(req, res);
+      if (url.pathname === '/.well-known/jwks.json' && (req.method === 'GET' || req.method === 'HEAD')) {
+        return sendJson(res, 200, jwks, { 'cache-control': 'public, max-age=300' });
+      }
+      if (url.pathname === '/account/getprofile' && (req.method === 'POST' || req.method === 'GET')) {
+        return await getProfile(req, res);
+      }
+      const known = ['/oauth/access_token', '/auth/customer_authenticate', '/.well-known/jwks.json', '/account/getprofile'];
+      if (known.includes(url.pathname)) return sendJson(res, 405, { error: 'method_not_allowed' });
+      return sendJson(res, 404, { error: 'not_found' });
+    } catch (err) {
+      if (!res.headersSent) sendJson(res, err.status ?? 500, { error: err.status ? 'bad_request' : 'server_error' });
+      else res.destroy();
+    }
+  });
+
+  await new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const actual = server.address().port;
+  const url = `http://${host}:${actual}`;
+  iss ??= `${url}/`;
+  return {
+    url,
+    issuer: iss,
+    close: () =>
+      new Promise((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections?.();
+      }),
+  };
+}
+
+function parseArgs(argv) {
+  const opts = {};
+  for (let i = 0; i < argv.length; i++) {
+    const [flag, inline] = argv[i].split('=', 2);
+    const value = () => inline ?? argv[++i];
+    if (flag === '--port') opts.port = Number(value());
+    else if (flag === '--host') opts.host = value();
+    else if (flag === '--issuer') opts.issuer = value();
+    else if (flag === '--help' || flag === '-h') {
+      process.stdout.write('usage: node demo/origin.mjs [--port 8788] [--host 127.0.0.1] [--issuer URL]\n');
+      process.exit(0);
+    } else {
+      process.stderr.write(`unknown argument: ${argv[i]}\n`);
+      process.exit(2);
+    }
+  }
+  if (opts.port !== undefined && !(Number.isInteger(opts.port) && opts.port >= 0 && opts.port < 65536)) {
+    process.stderr.write('--port must be a number from 0 to 65535\n');
+    process.exit(2);
+  }
+  return opts;
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  const origin = await startDemoOrigin({ ...parseArgs(process.argv.slice(2)), log: true });
+  process.stdout.write(`demo origin listening on ${origin.url} (issuer ${origin.issuer})\n`);
+  const stop = () => origin.close().then(() => process.exit(0));
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+}

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what building and testing need, skipping whatever is already there at the right
+# version: the wasm target, worker-build, wasm-bindgen-cli (at exactly Cargo.lock's wasm-bindgen)
+# and the npm packages. The first run compiles two cargo tools (several minutes on 2 cores).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+
+WORKER_BUILD_VERSION=0.8.7
+# The CLI must match the wasm-bindgen crate the Worker links, or the bindings will not load.
+WASM_BINDGEN_VERSION=$(awk '/^name = "wasm-bindgen"$/ {getline; gsub(/[^0-9.]/, ""); print; exit}' Cargo.lock)
+
+has_version() { command -v "$1" >/dev/null 2>&1 && "$1" --version 2>/dev/null | grep -qF "$2"; }
+
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  rustup target add wasm32-unknown-unknown
+fi
+if ! has_version worker-build "$WORKER_BUILD_VERSION"; then
+  cargo install worker-build --version "$WORKER_BUILD_VERSION"
+fi
+if ! has_version wasm-bindgen "$WASM_BINDGEN_VERSION"; then
+  # Not --locked: a dependency of the CLI has been yanked and --locked refuses it.
+  cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
+fi
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund
+fi

@@ -1,0 +1,223 @@
+// Runs the BUILT Worker (build/index.js + build/index_bg.wasm) in Miniflare, with its console
+// output captured, and gives tests a small surface: fetch, raw (node:http, for headers undici
+// refuses to send), the TOKEN_CACHE namespace, the log lines, dispose.
+//
+// Set E2E_VERBOSE=1 to echo the Worker's console output while the tests run.
+
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { Miniflare } from 'miniflare';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+// E2E_WORKER_SCRIPT points the suite at another build of the Worker (a module script).
+export const SCRIPT = path.resolve(ROOT, process.env.E2E_WORKER_SCRIPT ?? 'build/index.js');
+
+if (!existsSync(SCRIPT)) {
+  throw new Error(`${path.relative(process.cwd(), SCRIPT)} does not exist: build the Worker first (npm run build)`);
+}
+
+// Secrets and settings the tests look for in outputs; unique enough never to appear by chance.
+export const CLIENT_ID = 'test-client';
+export const CLIENT_SECRET = 'test-client-secret-Q7v2kX9pLm';
+export const API_KEY = 'test-api-key-Zr4Wn8sT1c';
+export const ISSUER = 'https://issuer.test/';
+export const AUDIENCE = 'profile-api';
+
+/** The settings of a working gateway in front of `origin`, `token` and `key` (a makeKey()). */
+export function baseBindings({ origin, token, key, keys, ...extra }) {
+  const set = keys ?? [key];
+  return {
+    ORIGIN_URL: origin.url,
+    TOKEN_URL: `${token.url}?grant_type=client_credentials`,
+    CLIENT_ID,
+    CLIENT_SECRET,
+    API_KEY,
+    JWT_ALGORITHMS: 'RS256',
+    JWT_JWKS: JSON.stringify({ keys: set.map((k) => k.publicJwk) }),
+    JWT_ISSUER: ISSUER,
+    JWT_AUDIENCE: AUDIENCE,
+    ...extra,
+  };
+}
+
+/** A fresh temporary directory for persisted KV; `rm()` removes it. */
+export function tempDir(prefix = 'eap-e2e-') {
+  const dir = mkdtempSync(path.join(os.tmpdir(), prefix));
+  return { dir, rm: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `fn` until it returns a truthy value or `timeoutMs` passes; returns the last value. */
+export async function waitFor(fn, timeoutMs = 2000, stepMs = 20) {
+  const until = Date.now() + timeoutMs;
+  let v = await fn();
+  while (!v && Date.now() < until) {
+    await sleep(stepMs);
+    v = await fn();
+  }
+  return v;
+}
+
+/**
+ * Starts the built Worker in Miniflare. `bindings` are the settings (vars and secrets alike are
+ * plain string bindings). `kvPersist`: a directory to persist TOKEN_CACHE in (default: memory).
+ */
+export async function startGateway({ bindings, kvPersist = false, verbose = process.env.E2E_VERBOSE === '1' } = {}) {
+  // Per stream, so that a line split across chunks is never interleaved with the other stream.
+  const captured = { stdout: [], stderr: [] };
+  const tap = (stream, name) => {
+    stream.setEncoding?.('utf8');
+    stream.on('data', (d) => {
+      captured[name].push(String(d));
+      if (verbose) process.stderr.write(`[worker ${name}] ${d}`);
+    });
+  };
+  const output = () => `${captured.stdout.join('')}\n${captured.stderr.join('')}`;
+  const mf = new Miniflare({
+    modules: true,
+    scriptPath: SCRIPT,
+    modulesRoot: path.dirname(SCRIPT),
+    modulesRules: [{ type: 'CompiledWasm', include: ['**/*.wasm'] }],
+    compatibilityDate: '2026-04-01',
+    kvNamespaces: ['TOKEN_CACHE'],
+    kvPersist,
+    bindings,
+    // Never fetch https://workers.cloudflare.com/cf.json: no network beyond loopback.
+    cf: false,
+    host: '127.0.0.1',
+    port: 0,
+    handleRuntimeStdio(stdout, stderr) {
+      tap(stdout, 'stdout');
+      tap(stderr, 'stderr');
+    },
+  });
+  let url;
+  try {
+    url = new URL(String(await mf.ready));
+  } catch (err) {
+    await mf.dispose().catch(() => {});
+    err.message += `\n--- workerd output ---\n${output()}`;
+    throw err;
+  }
+  const kv = await mf.getKVNamespace('TOKEN_CACHE');
+  let disposed = false;
+
+  const logs = () => output().split('\n').filter((l) => l.trim() !== '');
+  /** Every console line that is a JSON object. */
+  const jsonLogs = () =>
+    logs().flatMap((l) => {
+      try {
+        const v = JSON.parse(l);
+        return v && typeof v === 'object' && !Array.isArray(v) ? [v] : [];
+      } catch {
+        return [];
+      }
+    });
+  /** The per-request log lines (JSON objects with a request_id). */
+  const requestLogs = () => jsonLogs().filter((l) => typeof l.request_id === 'string');
+
+  return {
+    mf,
+    url,
+    kv,
+    /** Requests the gateway through Miniflare (undici). `path` is e.g. '/account/getprofile?x=1'. */
+    fetch(p, init = {}) {
+      return mf.dispatchFetch(new URL(p, 'http://gateway.test').href, { redirect: 'manual', ...init });
+    },
+    /**
+     * A request over a plain node:http connection to the gateway's socket, for headers that
+     * fetch refuses to send (Connection, Keep-Alive, TE, Upgrade, Transfer-Encoding...).
+     * Resolves `{ status, headers, body: Buffer }`.
+     */
+    raw(p, { method = 'GET', headers = {}, body } = {}) {
+      return new Promise((resolve, reject) => {
+        const req = http.request({ host: url.hostname, port: url.port, path: p, method, headers, agent: false }, (res) => {
+          const parts = [];
+          res.on('data', (d) => parts.push(d));
+          res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(parts) }));
+          res.on('error', reject);
+        });
+        req.on('error', reject);
+        req.end(body);
+      });
+    },
+    /** Every key of TOKEN_CACHE with its value (as text). */
+    async kvEntries() {
+      const out = [];
+      let cursor;
+      do {
+        const page = await kv.list({ cursor });
+        for (const { name } of page.keys) out.push({ name, value: await kv.get(name) });
+        cursor = page.list_complete ? undefined : page.cursor;
+      } while (cursor);
+      return out;
+    },
+    output,
+    logs,
+    jsonLogs,
+    requestLogs,
+    /** Waits until `n` request log lines have been captured (console output is asynchronous). */
+    async waitForRequestLogs(n, timeoutMs = 3000) {
+      await waitFor(() => requestLogs().length >= n, timeoutMs);
+      return requestLogs();
+    },
+    async dispose() {
+      if (disposed) return;
+      disposed = true;
+      await mf.dispose();
+    },
+  };
+}
+
+/** Reads a response as `{ status, headers (Headers), text, json }` (json undefined if not JSON). */
+export async function read(res) {
+  const text = await res.text();
+  let json;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  return { status: res.status, headers: res.headers, text, json };
+}
+
+/** `customer-auth: JWT <jwt>` headers plus `extra`. */
+export const withJwt = (jwt, extra = {}) => ({ 'customer-auth': `JWT ${jwt}`, ...extra });
+
+/**
+ * A whole fresh stack: test origin, token endpoint (expecting the harness's client
+ * credentials), an RS256 key, and the gateway in front of them with `bindings` merged over
+ * `baseBindings`. `close()` closes everything it started.
+ */
+export async function startStack({ bindings = {}, tokenOptions = {}, kvPersist } = {}) {
+  const { startOrigin, startTokenEndpoint, makeKey, signJwt } = await import('./servers.mjs');
+  const [origin, token, key] = await Promise.all([
+    startOrigin(),
+    startTokenEndpoint({ clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, ...tokenOptions }),
+    makeKey('RS256'),
+  ]);
+  let gw;
+  try {
+    gw = await startGateway({ bindings: baseBindings({ origin, token, key, ...bindings }), kvPersist });
+  } catch (err) {
+    await Promise.all([origin.close(), token.close()]);
+    throw err;
+  }
+  const jwt = await signJwt(key);
+  return {
+    origin,
+    token,
+    key,
+    gw,
+    jwt,
+    async close() {
+      await gw.dispose();
+      await Promise.all([origin.close(), token.close()]);
+    },
+  };
+}
