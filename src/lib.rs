@@ -86,14 +86,9 @@ mod glue {
         let Some(request) = to_gateway_request(&req) else {
             return Response::error("Bad Request", 400);
         };
-        let store = match env.kv(KV_BINDING) {
-            Ok(kv) => Some(Kv(Rc::new(kv))),
-            // Only reachable with a configuration error, which the gateway answers itself.
-            Err(_) => None,
-        };
         let services = Services {
             http: FetchClient,
-            store: crate::platform::MaybeKv(store),
+            store: Kv(env.kv(KV_BINDING).ok().map(Rc::new)),
             clock: WorkerClock,
             verifier: RustCryptoVerifier,
         };

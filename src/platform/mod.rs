@@ -30,21 +30,27 @@ impl Clock for WorkerClock {
     }
 }
 
-/// The `TOKEN_CACHE` namespace.
+/// The `TOKEN_CACHE` namespace. `None` when the binding is missing: the gateway then answers
+/// every request with a configuration error naming `TOKEN_CACHE`, so these errors are not seen.
 #[derive(Clone)]
-pub struct Kv(pub Rc<worker::KvStore>);
+pub struct Kv(pub Option<Rc<worker::KvStore>>);
+
+impl Kv {
+    fn store(&self) -> Result<&worker::KvStore, StoreError> {
+        self.0
+            .as_deref()
+            .ok_or_else(|| StoreError("no KV binding".into()))
+    }
+}
 
 impl KeyValue for Kv {
     async fn get(&self, key: &str) -> Result<Option<String>, StoreError> {
-        self.0
-            .get(key)
-            .text()
-            .await
-            .map_err(|e| StoreError(e.to_string()))
+        let text = self.store()?.get(key).text().await;
+        text.map_err(|e| StoreError(e.to_string()))
     }
 
     async fn put(&self, key: &str, value: &str, ttl_secs: u64) -> Result<(), StoreError> {
-        self.0
+        self.store()?
             .put(key, value)
             .map_err(|e| StoreError(e.to_string()))?
             .expiration_ttl(ttl_secs)
@@ -54,10 +60,8 @@ impl KeyValue for Kv {
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.0
-            .delete(key)
-            .await
-            .map_err(|e| StoreError(e.to_string()))
+        let deleted = self.store()?.delete(key).await;
+        deleted.map_err(|e| StoreError(e.to_string()))
     }
 }
 
@@ -205,31 +209,4 @@ pub fn to_worker_response(
         }
     };
     Ok(worker::Response::from(raw))
-}
-
-/// The KV binding, or its absence (reported as a configuration error before any use).
-#[derive(Clone)]
-pub struct MaybeKv(pub Option<Kv>);
-
-impl KeyValue for MaybeKv {
-    async fn get(&self, key: &str) -> Result<Option<String>, StoreError> {
-        match &self.0 {
-            Some(kv) => kv.get(key).await,
-            None => Err(StoreError("no KV binding".into())),
-        }
-    }
-
-    async fn put(&self, key: &str, value: &str, ttl_secs: u64) -> Result<(), StoreError> {
-        match &self.0 {
-            Some(kv) => kv.put(key, value, ttl_secs).await,
-            None => Err(StoreError("no KV binding".into())),
-        }
-    }
-
-    async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        match &self.0 {
-            Some(kv) => kv.delete(key).await,
-            None => Err(StoreError("no KV binding".into())),
-        }
-    }
 }
