@@ -130,14 +130,6 @@ impl Config {
             None => crate::routes::RouteTable::default(),
         };
         let jwt = crate::jwt::JwtSettings::from_settings(get)?;
-        if jwt.jwks_url.is_some() {
-            // Accepting it without fetching would turn every request into a 401; refuse it
-            // loudly until the fetching cache exists.
-            return Err(ConfigError::new(
-                "JWKS_URL",
-                "is not supported by this version yet: put the key set inline in JWT_JWKS",
-            ));
-        }
         Ok(Self {
             origin,
             origin_timeout_ms: number(get, "ORIGIN_TIMEOUT_MS", 30_000, 1..=300_000)?,

@@ -6,6 +6,7 @@ use http::Method;
 use serde::Serialize;
 
 use crate::config::ConfigError;
+use crate::jwks::KeysUnavailable;
 use crate::jwt::JwtError;
 use crate::token::TokenUnavailable;
 
@@ -23,6 +24,8 @@ pub enum GatewayError {
     MethodNotAllowed(Vec<Method>),
     /// The customer JWT is missing, malformed or fails a check.
     Jwt(JwtError),
+    /// `JWKS_URL`'s key set was never obtained and the configured keys cannot check the token.
+    KeysUnavailable(KeysUnavailable),
     /// No access token could be obtained, and none cached is still usable.
     TokenUnavailable(TokenUnavailable),
     /// The origin refused the connection or could not be reached.
@@ -59,7 +62,7 @@ impl GatewayError {
             Self::MethodNotAllowed(_) => 405,
             Self::Jwt(e) if e.is_request_error() => 400,
             Self::Jwt(_) => 401,
-            Self::TokenUnavailable(_) => 503,
+            Self::TokenUnavailable(_) | Self::KeysUnavailable(_) => 503,
             Self::OriginUnreachable => 502,
             Self::OriginTimeout => 504,
         }
@@ -73,6 +76,7 @@ impl GatewayError {
             Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::Jwt(e) => e.code(),
             Self::TokenUnavailable(t) => t.cause.code(),
+            Self::KeysUnavailable(k) => k.cause.code(),
             Self::OriginUnreachable => "origin_unreachable",
             Self::OriginTimeout => "origin_timeout",
             Self::Internal(_) => "internal_error",
@@ -88,6 +92,7 @@ impl GatewayError {
             Self::Jwt(e) if e.is_request_error() => ("invalid-request", "Invalid request"),
             Self::Jwt(_) => ("invalid-token", "Invalid token"),
             Self::TokenUnavailable(_) => ("upstream-credentials", "Service unavailable"),
+            Self::KeysUnavailable(_) => ("key-set-unavailable", "Service unavailable"),
             Self::OriginUnreachable => ("origin-unreachable", "Bad gateway"),
             Self::OriginTimeout => ("origin-timeout", "Gateway timeout"),
             Self::Internal(_) => ("internal", "Internal error"),
@@ -105,6 +110,9 @@ impl GatewayError {
             Self::Jwt(e) => format!("{}.", e.description()),
             Self::TokenUnavailable(_) => {
                 "The gateway could not obtain credentials for the origin; retry later.".into()
+            }
+            Self::KeysUnavailable(_) => {
+                "The gateway could not obtain the keys that check the customer JWT; retry later.".into()
             }
             Self::OriginUnreachable => "The origin could not be reached.".into(),
             Self::OriginTimeout => "The origin did not answer in time.".into(),
@@ -156,6 +164,7 @@ impl GatewayError {
                 put("allow", list.join(", "));
             }
             Self::TokenUnavailable(t) => put("retry-after", t.retry_after_secs.to_string()),
+            Self::KeysUnavailable(k) => put("retry-after", k.retry_after_secs.to_string()),
             _ => {}
         }
         Problem {

@@ -9,7 +9,11 @@
 //!
 //! - `config`: every setting parsed once per isolate into a typed `Config`.
 //! - `routes`: the `ROUTES` table: segment-boundary prefixes, auth mode, methods, origin.
-//! - `jwt`: finding the customer JWT, keys (JWKS), signature and claim checks.
+//! - `jwt`: finding the customer JWT, keys (JWKS), signature and claim checks, and the
+//!   isolate's memory of verified tokens.
+//! - `jwks`: `JWKS_URL`'s key set: memory, KV, provider; refresh; unknown-`kid` refetch.
+//! - `auth`: the authenticate phase: verified-token memory, key set, full check.
+//! - `flight`: one fill at a time per isolate, without sharing futures between requests.
 //! - `token`: the client-credentials grant and the isolate's token cache (memory, KV,
 //!   endpoint; one fill at a time; back-off after failures).
 //! - `headers`: hop-by-hop and caller-controlled header rules.
@@ -20,10 +24,13 @@
 //! - `platform` (wasm only): those traits over `fetch`, KV and `Date`; with the `#[event]`
 //!   glue below, the only code that names `worker`.
 
+pub mod auth;
 pub mod config;
 pub mod error;
+pub mod flight;
 pub mod headers;
 pub mod io;
+pub mod jwks;
 pub mod jwt;
 pub mod log;
 pub mod proxy;
@@ -41,8 +48,15 @@ mod glue {
     use worker::{event, Context, Env, Request, Response};
 
     use crate::config::ConfigError;
-    use crate::jwt::RustCryptoVerifier;
     use crate::platform::{to_gateway_request, to_worker_response, FetchClient, Kv, WorkerClock};
+
+    // `baseline-verify` builds check every token in full with jwt-compact's pure-Rust code:
+    // the baseline that `bench/verify-cost.mjs` measures WebCrypto and the verified-token
+    // memory against. Never deployed.
+    #[cfg(not(feature = "baseline-verify"))]
+    type Verifier = crate::platform::WebCryptoVerifier;
+    #[cfg(feature = "baseline-verify")]
+    type Verifier = crate::jwt::RustCryptoVerifier;
     use crate::proxy::{Gateway, Services};
 
     const KV_BINDING: &str = "TOKEN_CACHE";
@@ -63,6 +77,8 @@ mod glue {
                         .map_err(|_| ConfigError::new(KV_BINDING, "KV namespace binding is missing"))
                 });
                 let gateway = Gateway::from_config(config);
+                #[cfg(feature = "baseline-verify")]
+                let gateway = gateway.without_verified_memory();
                 if let Some(e) = gateway.config_error() {
                     worker::console_error!(
                         "{}",
@@ -90,7 +106,7 @@ mod glue {
             http: FetchClient,
             store: Kv(env.kv(KV_BINDING).ok().map(Rc::new)),
             clock: WorkerClock,
-            verifier: RustCryptoVerifier,
+            verifier: Verifier::default(),
         };
         let (response, log) = gateway.handle(&services, request).await;
         worker::console_log!("{}", log.to_json());

@@ -19,6 +19,14 @@ pub struct RequestLog {
     pub kid: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub iss: Option<String>,
+    /// How the customer JWT was found good: `signature` (checked now) or `cache` (checked
+    /// earlier in this isolate).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt_check: Option<&'static str>,
+    /// What fetching `JWKS_URL`'s key set did for this request, when it did more than read
+    /// memory: `kv`, `endpoint`, or a failure code such as `jwks_unreachable`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<&'static str>,
     /// Where the access token came from: `memory`, `kv` or `endpoint`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_source: Option<&'static str>,

@@ -3,6 +3,7 @@
 
 use http::{HeaderMap, Method};
 
+use crate::auth::{AuthError, Authenticator};
 use crate::config::{Config, ConfigError, Lookup};
 use crate::error::GatewayError;
 use crate::headers::{self, Credentials};
@@ -42,6 +43,7 @@ pub struct Services<H, S, C, V> {
 /// The isolate's gateway: configuration checked once, and the caches every request shares.
 pub struct Gateway {
     config: Result<Config, ConfigError>,
+    auth: Authenticator,
     tokens: TokenCache,
 }
 
@@ -53,8 +55,16 @@ impl Gateway {
     pub fn from_config(config: Result<Config, ConfigError>) -> Self {
         Self {
             config,
+            auth: Authenticator::new(),
             tokens: TokenCache::new(),
         }
+    }
+
+    /// Verifies every token in full, every time: only to measure what the verified-token
+    /// memory saves (`baseline-verify` builds).
+    pub fn without_verified_memory(mut self) -> Self {
+        self.auth = Authenticator::without_verified_memory();
+        self
     }
 
     /// The configuration problem, if any, for a log line at start-up.
@@ -136,18 +146,25 @@ impl Gateway {
                 let token = jwt::extract(&req.headers, config.jwt.cookie.as_deref())
                     .map_err(GatewayError::Jwt)?
                     .ok_or(GatewayError::Jwt(JwtError::Missing))?;
-                let now_secs = svc.clock.now_ms() / 1000;
-                let verified = jwt::validate(
-                    token,
-                    &config.jwt,
-                    config.jwt.keys(),
-                    now_secs,
-                    &svc.verifier,
-                )
-                .await
-                .map_err(GatewayError::Jwt)?;
-                log.kid = verified.kid.as_deref().map(clip);
-                log.iss = verified.iss.as_deref().map(clip);
+                let (result, jwks) = self
+                    .auth
+                    .check(
+                        token,
+                        &config.jwt,
+                        &svc.http,
+                        &svc.store,
+                        &svc.clock,
+                        &svc.verifier,
+                    )
+                    .await;
+                log.jwks = jwks.map(|e| e.as_str());
+                let authenticated = result.map_err(|e| match e {
+                    AuthError::Jwt(e) => GatewayError::Jwt(e),
+                    AuthError::KeysUnavailable(u) => GatewayError::KeysUnavailable(u),
+                })?;
+                log.jwt_check = Some(authenticated.check.as_str());
+                log.kid = authenticated.claims.kid.as_deref().map(clip);
+                log.iss = authenticated.claims.iss.as_deref().map(clip);
                 Some(token)
             }
         };

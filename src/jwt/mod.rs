@@ -9,12 +9,14 @@
 //! - `extract`: `customer-auth`, then `Authorization`, then the cookie.
 //! - `verify`: the signature trait and its pure-Rust implementation.
 //! - `validate`: the whole check, in the order that never looks at keys or claims early.
+//! - `verified`: the isolate's memory of tokens that passed, so repeats skip the signature.
 
 mod alg;
 mod extract;
 mod keys;
 mod settings;
 mod validate;
+mod verified;
 mod verify;
 
 use std::fmt;
@@ -24,6 +26,9 @@ pub use extract::extract;
 pub use keys::{JwksError, Key, KeyComponents, KeySet, MAX_KEY_TRIES};
 pub use settings::JwtSettings;
 pub use validate::{validate, VerifiedToken, MAX_TOKEN_BYTES};
+pub use verified::{
+    VerifiedCache, MAX_BYTES as MAX_VERIFIED_BYTES, MAX_ENTRIES as MAX_VERIFIED_ENTRIES,
+};
 pub use verify::{RustCryptoVerifier, SignatureVerifier};
 
 /// Why a request's customer JWT was not accepted. Variants never carry token content, so

@@ -1,5 +1,5 @@
-//! The only code that knows it runs in a Worker: `fetch`, Workers KV and `Date` behind the
-//! core's traits, and conversions between Workers' request/response objects and the core's.
+//! The only code that knows it runs in a Worker: `fetch`, Workers KV, `Date` and WebCrypto
+//! (`webcrypto`) behind the core's traits, and conversions between Workers' request/response objects and the core's.
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -15,6 +15,11 @@ use crate::io::{
     Body, Clock, HttpClient, HttpError, InboundResponse, KeyValue, OutboundRequest, StoreError,
 };
 use crate::proxy::{GatewayRequest, GatewayResponse};
+
+#[cfg(not(feature = "baseline-verify"))]
+mod webcrypto;
+#[cfg(not(feature = "baseline-verify"))]
+pub use webcrypto::WebCryptoVerifier;
 
 /// `Date.now()`: in Workers it advances only across I/O, which is what the caches need.
 #[derive(Clone, Copy)]

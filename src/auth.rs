@@ -1,0 +1,199 @@
+//! The authenticate phase: a token already verified in this isolate is taken from memory;
+//! otherwise the key set (configured, or `JWKS_URL`'s via `jwks`) checks it, with one
+//! rate-limited refetch when it names a `kid` the set lacks.
+
+use std::rc::Rc;
+
+use jwt_compact::UntrustedToken;
+
+use crate::io::{Clock, HttpClient, KeyValue};
+use crate::jwks::{JwksCache, JwksEvent, Keys, KeysUnavailable};
+use crate::jwt::{
+    self, JwtError, JwtSettings, SignatureVerifier, VerifiedCache, VerifiedToken, MAX_TOKEN_BYTES,
+};
+
+/// One per isolate: the key set and the verified tokens every request shares.
+pub struct Authenticator {
+    jwks: JwksCache,
+    verified: VerifiedCache,
+    /// Off only to measure what the memory saves (the `baseline-verify` build).
+    remember_verified: bool,
+}
+
+impl Default for Authenticator {
+    fn default() -> Self {
+        Self {
+            jwks: JwksCache::new(),
+            verified: VerifiedCache::new(),
+            remember_verified: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authenticated {
+    pub claims: VerifiedToken,
+    /// How the token was found good, for the log line.
+    pub check: Check,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    /// Verified earlier in this isolate; only the time claims were looked at.
+    Cached,
+    /// Signature and claims checked now.
+    Verified,
+}
+
+impl Check {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Check::Cached => "cache",
+            Check::Verified => "signature",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthError {
+    Jwt(JwtError),
+    /// `JWKS_URL`'s set was never obtained and the configured keys cannot check the token.
+    KeysUnavailable(KeysUnavailable),
+}
+
+/// The outcome, and what the key lookup did when it did more than read memory (for the log
+/// line, whatever the outcome).
+pub type AuthResult = (Result<Authenticated, AuthError>, Option<JwksEvent>);
+
+impl Authenticator {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every token verified in full, every time: the baseline the memory is measured against.
+    pub fn without_verified_memory() -> Self {
+        Self {
+            remember_verified: false,
+            ..Self::default()
+        }
+    }
+
+    pub async fn check<H, S, C, V>(
+        &self,
+        token: &str,
+        settings: &JwtSettings,
+        http: &H,
+        store: &S,
+        clock: &C,
+        verifier: &V,
+    ) -> AuthResult
+    where
+        H: HttpClient,
+        S: KeyValue,
+        C: Clock,
+        V: SignatureVerifier,
+    {
+        // Before hashing or fetching anything for it.
+        if token.len() > MAX_TOKEN_BYTES {
+            return (Err(AuthError::Jwt(JwtError::TooLarge)), None);
+        }
+        let (keys, mut event, remote_missing) =
+            match self.jwks.keys(settings, http, store, clock).await {
+                Ok(view) => (view.keys, view.event, None),
+                Err(unavailable) => (
+                    self.jwks.configured(settings),
+                    Some(JwksEvent::Failed(unavailable.cause)),
+                    Some(unavailable),
+                ),
+            };
+        let now_secs = clock.now_ms() / 1000;
+        if let Some(claims) = self
+            .verified
+            .get(token, keys.generation, settings, now_secs)
+        {
+            let check = Check::Cached;
+            return (Ok(Authenticated { claims, check }), event);
+        }
+
+        let mut result = self
+            .verify(token, settings, &keys, now_secs, verifier)
+            .await;
+        if result == Err(JwtError::UnknownKid) && remote_missing.is_none() {
+            if let Some(kid) = header_kid(token) {
+                let refetched = self
+                    .jwks
+                    .refetch_for_kid(&kid, settings, http, store, clock)
+                    .await;
+                if let Some(newer) = refetched {
+                    event = newer.event.or(event);
+                    let now_secs = clock.now_ms() / 1000;
+                    result = self
+                        .verify(token, settings, &newer.keys, now_secs, verifier)
+                        .await;
+                }
+            }
+        }
+        let outcome = match (result, remote_missing) {
+            (Ok(claims), _) => Ok(Authenticated {
+                claims,
+                check: Check::Verified,
+            }),
+            // Without the provider's keys, "no such key" or "no key verifies" may be our
+            // fault, not the caller's: say so with a 503 rather than call the token invalid.
+            (
+                Err(JwtError::UnknownKid | JwtError::KeyMismatch | JwtError::BadSignature),
+                Some(unavailable),
+            ) => Err(AuthError::KeysUnavailable(unavailable)),
+            (Err(e), _) => Err(AuthError::Jwt(e)),
+        };
+        (outcome, event)
+    }
+
+    /// For the scheduled handler: refreshes `JWKS_URL`'s set when it would go stale within
+    /// `ahead_ms`.
+    pub async fn refresh_keys<H, S, C>(
+        &self,
+        settings: &JwtSettings,
+        ahead_ms: u64,
+        http: &H,
+        store: &S,
+        clock: &C,
+    ) -> Option<JwksEvent>
+    where
+        H: HttpClient,
+        S: KeyValue,
+        C: Clock,
+    {
+        self.jwks
+            .refresh(settings, ahead_ms, http, store, clock)
+            .await
+    }
+
+    /// Tokens remembered as verified, and the bytes counted for them.
+    pub fn verified_stats(&self) -> (usize, usize) {
+        (self.verified.len(), self.verified.bytes())
+    }
+
+    async fn verify<V: SignatureVerifier>(
+        &self,
+        token: &str,
+        settings: &JwtSettings,
+        keys: &Rc<Keys>,
+        now_secs: u64,
+        verifier: &V,
+    ) -> Result<VerifiedToken, JwtError> {
+        let claims = jwt::validate(token, settings, &keys.set, now_secs, verifier).await?;
+        if self.remember_verified {
+            self.verified.insert(token, keys.generation, &claims);
+        }
+        Ok(claims)
+    }
+}
+
+/// The header's `kid`; only read after the token failed with `UnknownKid`, i.e. after its
+/// header parsed and its `alg` was allowed.
+fn header_kid(token: &str) -> Option<String> {
+    let parsed =
+        UntrustedToken::<serde_json::Map<String, serde_json::Value>>::try_from(token).ok()?;
+    parsed.header().key_id.clone()
+}

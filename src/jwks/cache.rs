@@ -1,0 +1,563 @@
+//! The isolate's key set from `JWKS_URL`: isolate memory, then KV, then the provider; one
+//! fetch at a time (`flight`); stale-if-error; and a rate-limited, negatively cached refetch
+//! for tokens naming a `kid` the set does not have.
+
+use std::cell::{OnceCell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use http::{HeaderMap, HeaderValue, Method};
+use sha2::{Digest, Sha256};
+
+use super::freshness::fresh_secs;
+use super::stored::{kv_key, StoredJwks};
+use crate::flight::{Flight, FlightGuard, POLL_MS};
+use crate::io::{Body, Clock, HttpClient, HttpError, KeyValue, OutboundRequest};
+use crate::jwt::{JwtSettings, KeySet};
+
+/// A token naming an unknown `kid` makes at most one refetch per this interval per isolate
+/// (the contract's 10 s), however many such tokens arrive.
+pub const KID_REFETCH_INTERVAL_MS: u64 = 10_000;
+/// A `kid` still unknown after a refetch is refused without another one for this long.
+pub const UNKNOWN_KID_TTL_MS: u64 = 60_000;
+/// Remembered unknown `kid`s; past this the oldest memory is forgotten, which only costs the
+/// forgotten ones a wait for the next allowed refetch.
+pub const MAX_UNKNOWN_KIDS: usize = 256;
+/// A set past its freshness keeps serving this long while the provider cannot be reached.
+pub const MAX_STALE_MS: u64 = 86_400_000;
+/// Largest key set document read. Real ones are a few KiB; certificate chains can make them
+/// tens of KiB.
+pub const MAX_JWKS_BYTES: usize = 256 * 1024;
+/// Time allowed for the provider's answer.
+pub const FETCH_TIMEOUT_MS: u64 = 5_000;
+const FIRST_BACKOFF_MS: u64 = 2_000;
+const MAX_BACKOFF_MS: u64 = 60_000;
+
+/// The keys a token is checked with: the fetched set, then `JWT_JWKS` and `JWT_HMAC_SECRET`.
+#[derive(Debug)]
+pub struct Keys {
+    pub set: KeySet,
+    /// Changes whenever the fetched document changes, so that a verification done with an
+    /// older set (whose key may since have been removed) is not trusted any more.
+    pub generation: u64,
+    fresh_until_ms: u64,
+}
+
+/// Why the provider's key set could not be fetched; for logs and the 503's cause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JwksFailure {
+    Timeout,
+    Unreachable,
+    Status(u16),
+    TooLarge,
+    NotAKeySet,
+    NoUsableKeys,
+}
+
+impl JwksFailure {
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Timeout => "jwks_timeout",
+            Self::Unreachable => "jwks_unreachable",
+            Self::Status(_) => "jwks_status",
+            Self::TooLarge => "jwks_too_large",
+            Self::NotAKeySet => "jwks_not_a_key_set",
+            Self::NoUsableKeys => "jwks_no_usable_keys",
+        }
+    }
+}
+
+/// What this request's key lookup did, for its log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JwksEvent {
+    /// Read another isolate's fetch from KV.
+    Kv,
+    /// Fetched from the provider.
+    Fetched,
+    /// The fetch failed; the last good set served (stale-if-error) or nothing did.
+    Failed(JwksFailure),
+}
+
+impl JwksEvent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Kv => "kv",
+            Self::Fetched => "endpoint",
+            Self::Failed(f) => f.code(),
+        }
+    }
+}
+
+/// No key set at all (never fetched, provider failing): the caller gets 503.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeysUnavailable {
+    pub retry_after_secs: u64,
+    pub cause: JwksFailure,
+}
+
+#[derive(Debug)]
+pub struct KeysView {
+    pub keys: Rc<Keys>,
+    pub event: Option<JwksEvent>,
+}
+
+#[derive(Default)]
+struct State {
+    current: Option<Rc<Keys>>,
+    /// Digest of the document behind `current`, to tell a changed set from a refetched one.
+    digest: Option<[u8; 32]>,
+    generation: u64,
+    /// No fetch starts before this instant after a failure.
+    next_attempt_ms: u64,
+    failures_in_a_row: u32,
+    last_failure: Option<JwksFailure>,
+    last_kid_refetch_ms: Option<u64>,
+    /// Fetches that asked the provider (answered or failed), to tell a waiter whether the
+    /// fetch it waited on was one.
+    provider_fetches: u64,
+    /// `kid` → until when it is known not to be in the provider's set.
+    unknown_kids: HashMap<String, u64>,
+}
+
+/// One per isolate, shared by its requests.
+#[derive(Default)]
+pub struct JwksCache {
+    state: RefCell<State>,
+    flight: Flight,
+    inline: OnceCell<Rc<Keys>>,
+}
+
+enum Next {
+    Ready(Rc<Keys>),
+    Unavailable(KeysUnavailable),
+    Wait,
+    Fill(FlightGuard),
+}
+
+/// Where a fill may look.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sources {
+    /// KV first when it holds a set fresh until at least the instant given; else the provider.
+    KvFreshUntil(u64),
+    /// The provider only: the set we have is known not to be enough.
+    Provider,
+}
+
+impl JwksCache {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The keys to check a token with now. Without `JWKS_URL`, the configured keys.
+    pub async fn keys<H, S, C>(
+        &self,
+        settings: &JwtSettings,
+        http: &H,
+        store: &S,
+        clock: &C,
+    ) -> Result<KeysView, KeysUnavailable>
+    where
+        H: HttpClient,
+        S: KeyValue,
+        C: Clock,
+    {
+        let Some(url) = settings.jwks_url.as_deref() else {
+            return Ok(KeysView {
+                keys: self.configured(settings),
+                event: None,
+            });
+        };
+        loop {
+            let now = clock.now_ms();
+            match self.next(now) {
+                Next::Ready(keys) => return Ok(KeysView { keys, event: None }),
+                Next::Unavailable(u) => return Err(u),
+                Next::Wait => clock.sleep(POLL_MS).await,
+                Next::Fill(guard) => {
+                    let got = load(url, Sources::KvFreshUntil(now), http, store, clock).await;
+                    let event = got.event();
+                    self.record(settings, got, clock.now_ms());
+                    drop(guard);
+                    let now = clock.now_ms();
+                    return match self.usable(now) {
+                        Some(keys) => Ok(KeysView {
+                            keys,
+                            event: Some(event),
+                        }),
+                        None => Err(self.unavailable(now)),
+                    };
+                }
+            }
+        }
+    }
+
+    /// For a token whose `kid` is not in the set it was checked with: a set that has it,
+    /// fetched now if the rate limit allows, or `None`. Requests arriving while a fetch is in
+    /// flight wait for it and take its answer rather than start another.
+    pub async fn refetch_for_kid<H, S, C>(
+        &self,
+        kid: &str,
+        settings: &JwtSettings,
+        http: &H,
+        store: &S,
+        clock: &C,
+    ) -> Option<KeysView>
+    where
+        H: HttpClient,
+        S: KeyValue,
+        C: Clock,
+    {
+        let url = settings.jwks_url.as_deref()?;
+        let fetches_at_arrival = self.state.borrow().provider_fetches;
+        loop {
+            let now = clock.now_ms();
+            let guard = {
+                let mut st = self.state.borrow_mut();
+                if st.unknown_kids.get(kid).is_some_and(|&until| now < until) {
+                    return None;
+                }
+                // Someone else's fetch may already have brought it.
+                if let Some(cur) = st.current.as_ref().filter(|c| has_kid(&c.set, kid)) {
+                    return Some(KeysView {
+                        keys: cur.clone(),
+                        event: None,
+                    });
+                }
+                if self.flight.is_running() {
+                    None
+                } else if st.provider_fetches != fetches_at_arrival {
+                    // The fetch this request waited on asked the provider after the token
+                    // arrived, and the kid was not there: another one would say the same.
+                    return None;
+                } else {
+                    let limited = st
+                        .last_kid_refetch_ms
+                        .is_some_and(|at| now < at + KID_REFETCH_INTERVAL_MS);
+                    if limited || now < st.next_attempt_ms {
+                        return None;
+                    }
+                    let guard = self.flight.try_start();
+                    st.last_kid_refetch_ms = Some(now);
+                    guard
+                }
+            };
+            let Some(guard) = guard else {
+                clock.sleep(POLL_MS).await;
+                continue;
+            };
+            let got = load(url, Sources::Provider, http, store, clock).await;
+            let event = got.event();
+            self.record(settings, got, clock.now_ms());
+            drop(guard);
+            let now = clock.now_ms();
+            let mut st = self.state.borrow_mut();
+            if let Some(cur) = st.current.clone().filter(|c| has_kid(&c.set, kid)) {
+                return Some(KeysView {
+                    keys: cur,
+                    event: Some(event),
+                });
+            }
+            if st.unknown_kids.len() >= MAX_UNKNOWN_KIDS {
+                st.unknown_kids.retain(|_, until| now < *until);
+                if st.unknown_kids.len() >= MAX_UNKNOWN_KIDS {
+                    st.unknown_kids.clear();
+                }
+            }
+            st.unknown_kids
+                .insert(kid.to_string(), now + UNKNOWN_KID_TTL_MS);
+            return None;
+        }
+    }
+
+    /// For the scheduled handler: fetches the set when it would stop being fresh within
+    /// `ahead_ms`, so requests rarely find it stale. `None` when nothing needed doing.
+    pub async fn refresh<H, S, C>(
+        &self,
+        settings: &JwtSettings,
+        ahead_ms: u64,
+        http: &H,
+        store: &S,
+        clock: &C,
+    ) -> Option<JwksEvent>
+    where
+        H: HttpClient,
+        S: KeyValue,
+        C: Clock,
+    {
+        let url = settings.jwks_url.as_deref()?;
+        let now = clock.now_ms();
+        let wanted_until = now.saturating_add(ahead_ms);
+        let guard = {
+            let st = self.state.borrow();
+            if st
+                .current
+                .as_ref()
+                .is_some_and(|c| c.fresh_until_ms > wanted_until)
+            {
+                return None;
+            }
+            self.flight.try_start()?
+        };
+        let got = load(url, Sources::KvFreshUntil(wanted_until), http, store, clock).await;
+        let event = got.event();
+        self.record(settings, got, clock.now_ms());
+        drop(guard);
+        Some(event)
+    }
+
+    /// The configured keys alone (`JWT_JWKS`, `JWT_HMAC_SECRET`), generation 0.
+    pub fn configured(&self, settings: &JwtSettings) -> Rc<Keys> {
+        self.inline
+            .get_or_init(|| {
+                Rc::new(Keys {
+                    set: settings.keys().clone(),
+                    generation: 0,
+                    fresh_until_ms: u64::MAX,
+                })
+            })
+            .clone()
+    }
+
+    fn next(&self, now: u64) -> Next {
+        let st = self.state.borrow();
+        if let Some(cur) = st.current.as_ref().filter(|c| now < c.fresh_until_ms) {
+            return Next::Ready(cur.clone());
+        }
+        // Stale or missing from here on.
+        let stale = self.usable_in(&st, now);
+        if self.flight.is_running() {
+            return stale.map_or(Next::Wait, Next::Ready);
+        }
+        if now < st.next_attempt_ms {
+            return match stale {
+                Some(keys) => Next::Ready(keys),
+                None => Next::Unavailable(unavailable(&st, now)),
+            };
+        }
+        match self.flight.try_start() {
+            Some(guard) => Next::Fill(guard),
+            None => Next::Wait,
+        }
+    }
+
+    /// The current set if it may still serve: fresh, or stale within `MAX_STALE_MS`.
+    fn usable(&self, now: u64) -> Option<Rc<Keys>> {
+        self.usable_in(&self.state.borrow(), now)
+    }
+
+    fn usable_in(&self, st: &State, now: u64) -> Option<Rc<Keys>> {
+        st.current
+            .clone()
+            .filter(|c| now < c.fresh_until_ms.saturating_add(MAX_STALE_MS))
+    }
+
+    fn unavailable(&self, now: u64) -> KeysUnavailable {
+        unavailable(&self.state.borrow(), now)
+    }
+
+    fn record(&self, settings: &JwtSettings, got: Loaded, now: u64) {
+        let mut st = self.state.borrow_mut();
+        if got.asked_provider() {
+            st.provider_fetches += 1;
+        }
+        let newer = got.set.filter(|found| {
+            st.current
+                .as_ref()
+                .is_none_or(|cur| found.fresh_until_ms >= cur.fresh_until_ms)
+        });
+        if let Some(found) = newer {
+            let digest: [u8; 32] = Sha256::digest(found.document.as_bytes()).into();
+            if st.digest != Some(digest) {
+                st.generation += 1;
+                st.digest = Some(digest);
+                // A new set may hold kids refused a moment ago.
+                st.unknown_kids.clear();
+            }
+            let mut merged = found.set;
+            merged.extend(settings.keys());
+            st.current = Some(Rc::new(Keys {
+                set: merged,
+                generation: st.generation,
+                fresh_until_ms: found.fresh_until_ms,
+            }));
+        }
+        match got.failure {
+            None => {
+                st.failures_in_a_row = 0;
+                st.next_attempt_ms = 0;
+                st.last_failure = None;
+            }
+            Some(failure) => {
+                st.failures_in_a_row = st.failures_in_a_row.saturating_add(1);
+                st.next_attempt_ms = now + backoff_ms(st.failures_in_a_row);
+                st.last_failure = Some(failure);
+            }
+        }
+    }
+}
+
+fn unavailable(st: &State, now: u64) -> KeysUnavailable {
+    KeysUnavailable {
+        retry_after_secs: st.next_attempt_ms.saturating_sub(now).div_ceil(1000).max(1),
+        cause: st.last_failure.unwrap_or(JwksFailure::Unreachable),
+    }
+}
+
+fn has_kid(set: &KeySet, kid: &str) -> bool {
+    set.keys().iter().any(|k| k.kid() == Some(kid))
+}
+
+/// How long to leave the provider alone after `failures` failed fetches in a row.
+pub fn backoff_ms(failures: u32) -> u64 {
+    let doublings = failures.saturating_sub(1).min(16);
+    (FIRST_BACKOFF_MS << doublings).min(MAX_BACKOFF_MS)
+}
+
+/// What a fill found: a set (from KV or the provider) and, when the provider failed, why.
+/// Both at once when the provider failed and KV still had an older set.
+struct Loaded {
+    set: Option<Fetched>,
+    from_kv: bool,
+    failure: Option<JwksFailure>,
+}
+
+struct Fetched {
+    set: KeySet,
+    document: String,
+    fresh_until_ms: u64,
+}
+
+impl Loaded {
+    fn event(&self) -> JwksEvent {
+        match (self.failure, self.from_kv) {
+            (Some(f), _) => JwksEvent::Failed(f),
+            (None, true) => JwksEvent::Kv,
+            (None, false) => JwksEvent::Fetched,
+        }
+    }
+
+    fn asked_provider(&self) -> bool {
+        self.failure.is_some() || !self.from_kv
+    }
+}
+
+async fn load<H, S, C>(url: &str, sources: Sources, http: &H, store: &S, clock: &C) -> Loaded
+where
+    H: HttpClient,
+    S: KeyValue,
+    C: Clock,
+{
+    let key = kv_key(url);
+    let mut older = None;
+    if let Sources::KvFreshUntil(until) = sources {
+        // A KV failure is a miss: the provider can still answer.
+        if let Ok(Some(value)) = store.get(&key).await {
+            if let Some(stored) = StoredJwks::from_kv(&value) {
+                if let Ok(set) = usable_set(&stored.jwks) {
+                    let found = Fetched {
+                        set,
+                        document: stored.jwks,
+                        fresh_until_ms: stored.fresh_until_ms,
+                    };
+                    if found.fresh_until_ms > until {
+                        return Loaded {
+                            set: Some(found),
+                            from_kv: true,
+                            failure: None,
+                        };
+                    }
+                    older = Some(found);
+                }
+            }
+        }
+    }
+    match fetch(url, http, clock).await {
+        Ok(fetched) => {
+            let stored = StoredJwks {
+                fresh_until_ms: fetched.fresh_until_ms,
+                jwks: fetched.document,
+            };
+            let fresh_ms = fetched.fresh_until_ms.saturating_sub(clock.now_ms());
+            let ttl_secs = (fresh_ms + MAX_STALE_MS) / 1000;
+            // Best effort: a failed write costs another isolate one fetch, nothing more.
+            let _ = store.put(&key, &stored.to_kv(), ttl_secs.max(60)).await;
+            Loaded {
+                set: Some(Fetched {
+                    document: stored.jwks,
+                    ..fetched
+                }),
+                from_kv: false,
+                failure: None,
+            }
+        }
+        // Stale-if-error across isolates: an older set from KV beats none.
+        Err(failure) => Loaded {
+            from_kv: older.is_some(),
+            set: older,
+            failure: Some(failure),
+        },
+    }
+}
+
+async fn fetch<H, C>(url: &str, http: &H, clock: &C) -> Result<Fetched, JwksFailure>
+where
+    H: HttpClient,
+    C: Clock,
+{
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        http::header::ACCEPT,
+        HeaderValue::from_static("application/json, application/jwk-set+json"),
+    );
+    let response = http
+        .send(OutboundRequest {
+            method: Method::GET,
+            url: url.to_string(),
+            headers,
+            body: Body::Empty,
+            timeout_ms: FETCH_TIMEOUT_MS,
+        })
+        .await
+        .map_err(|e| match e {
+            HttpError::Timeout => JwksFailure::Timeout,
+            _ => JwksFailure::Unreachable,
+        })?;
+    if response.status != 200 {
+        return Err(JwksFailure::Status(response.status));
+    }
+    let fresh_ms = fresh_secs(&response.headers) * 1000;
+    let body = http
+        .read_body(response.body, MAX_JWKS_BYTES)
+        .await
+        .map_err(|_| JwksFailure::TooLarge)?;
+    let document = String::from_utf8(body).map_err(|_| JwksFailure::NotAKeySet)?;
+    let set = usable_set(&document)?;
+    Ok(Fetched {
+        set,
+        document,
+        fresh_until_ms: clock.now_ms() + fresh_ms,
+    })
+}
+
+/// A set with at least one usable key. An empty one is treated as a failed fetch, so that a
+/// provider's glitch does not lock every caller out while the last good set could serve.
+fn usable_set(document: &str) -> Result<KeySet, JwksFailure> {
+    let set = KeySet::from_jwks_json(document).map_err(|_| JwksFailure::NotAKeySet)?;
+    if set.is_empty() {
+        return Err(JwksFailure::NoUsableKeys);
+    }
+    Ok(set)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_a_cap() {
+        assert_eq!(backoff_ms(1), 2_000);
+        assert_eq!(backoff_ms(2), 4_000);
+        assert_eq!(backoff_ms(6), 60_000);
+        assert_eq!(backoff_ms(u32::MAX), 60_000);
+    }
+}

@@ -1,0 +1,231 @@
+//! Asymmetric JWS signatures checked by the runtime's WebCrypto (`crypto.subtle.verify`),
+//! which in workerd is native code: 5-15x cheaper per RS256/ES256 token than the same check
+//! compiled to wasm. Keys are imported once per isolate and kept. HMAC stays in Rust
+//! (jwt-compact, constant-time compare): it is cheap there and needs no key import.
+//!
+//! Should the runtime refuse an import or a verify call (an algorithm it lacks), the pure-Rust
+//! check answers instead, so a token's fate never depends on what the runtime supports.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use js_sys::{Array, Object, Reflect};
+use sha2::{Digest, Sha256};
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{CryptoKey, SubtleCrypto};
+
+use crate::jwt::{Alg, Key, KeyComponents, RustCryptoVerifier, SignatureVerifier};
+
+/// Imported keys kept per isolate; past this the map starts over (a key set this large is
+/// already unusual, and re-importing costs one call per key).
+const MAX_IMPORTED: usize = 64;
+
+/// A key's identity for the import cache: a digest of its algorithm and public parameters, so
+/// a rotated key under a reused `kid` is never confused with the old one.
+type Fingerprint = [u8; 32];
+
+thread_local! {
+    // Per isolate, like every cache here: an isolate runs one thread.
+    static IMPORTED: RefCell<HashMap<Fingerprint, CryptoKey>> = RefCell::new(HashMap::new());
+}
+
+#[derive(Clone, Copy, Default)]
+pub struct WebCryptoVerifier;
+
+impl SignatureVerifier for WebCryptoVerifier {
+    async fn verify(&self, alg: Alg, key: &Key, signing_input: &[u8], signature: &[u8]) -> bool {
+        // A key outside the algorithm's family never verifies, whoever checks (RFC 8725 §3.1).
+        if !key.can_verify(alg) {
+            return false;
+        }
+        let Some(params) = Params::of(alg) else {
+            return RustCryptoVerifier.verify_now(alg, key, signing_input, signature);
+        };
+        match self
+            .subtle_verify(&params, alg, key, signing_input, signature)
+            .await
+        {
+            Ok(answer) => answer,
+            Err(_) => RustCryptoVerifier.verify_now(alg, key, signing_input, signature),
+        }
+    }
+}
+
+impl WebCryptoVerifier {
+    async fn subtle_verify(
+        &self,
+        params: &Params,
+        alg: Alg,
+        key: &Key,
+        signing_input: &[u8],
+        signature: &[u8],
+    ) -> Result<bool, JsValue> {
+        let subtle = subtle()?;
+        let crypto_key = Self::key(&subtle, params, alg, key).await?;
+        let algorithm = params.verify_algorithm()?;
+        let promise = subtle.verify_with_object_and_u8_array_and_u8_array(
+            &algorithm,
+            &crypto_key,
+            signature,
+            signing_input,
+        )?;
+        Ok(JsFuture::from(promise).await?.as_bool().unwrap_or(false))
+    }
+
+    async fn key(
+        subtle: &SubtleCrypto,
+        params: &Params,
+        alg: Alg,
+        key: &Key,
+    ) -> Result<CryptoKey, JsValue> {
+        let fingerprint = fingerprint(alg, key);
+        if let Some(found) = IMPORTED.with(|m| m.borrow().get(&fingerprint).cloned()) {
+            return Ok(found);
+        }
+        let jwk = jwk_of(key)?;
+        let usages = Array::of1(&JsValue::from_str("verify"));
+        let promise = subtle.import_key_with_object(
+            "jwk",
+            &jwk,
+            &params.import_algorithm()?,
+            false,
+            &usages,
+        )?;
+        let imported: CryptoKey = JsFuture::from(promise).await?.dyn_into()?;
+        // Two requests may import the same key at once; either result is the same key.
+        IMPORTED.with(|m| {
+            let mut map = m.borrow_mut();
+            if map.len() >= MAX_IMPORTED {
+                map.clear();
+            }
+            map.insert(fingerprint, imported.clone());
+        });
+        Ok(imported)
+    }
+}
+
+/// WebCrypto's names for a JWS algorithm.
+struct Params {
+    name: &'static str,
+    hash: Option<&'static str>,
+    /// RSA-PSS salt length: the hash size (RFC 7518 §3.5).
+    salt: Option<u32>,
+    curve: Option<&'static str>,
+}
+
+impl Params {
+    fn of(alg: Alg) -> Option<Params> {
+        let rsa = |hash| Params {
+            name: "RSASSA-PKCS1-v1_5",
+            hash: Some(hash),
+            salt: None,
+            curve: None,
+        };
+        let pss = |hash, salt| Params {
+            name: "RSA-PSS",
+            hash: Some(hash),
+            salt: Some(salt),
+            curve: None,
+        };
+        Some(match alg {
+            Alg::Rs256 => rsa("SHA-256"),
+            Alg::Rs384 => rsa("SHA-384"),
+            Alg::Rs512 => rsa("SHA-512"),
+            Alg::Ps256 => pss("SHA-256", 32),
+            Alg::Ps384 => pss("SHA-384", 48),
+            Alg::Ps512 => pss("SHA-512", 64),
+            Alg::Es256 => Params {
+                name: "ECDSA",
+                hash: Some("SHA-256"),
+                salt: None,
+                curve: Some("P-256"),
+            },
+            Alg::EdDsa => Params {
+                name: "Ed25519",
+                hash: None,
+                salt: None,
+                curve: None,
+            },
+            Alg::Hs256 | Alg::Hs384 | Alg::Hs512 => return None,
+        })
+    }
+
+    fn import_algorithm(&self) -> Result<Object, JsValue> {
+        let o = object(&[("name", self.name.into())])?;
+        match (self.curve, self.hash) {
+            // ECDSA takes its hash at verify time, its curve at import.
+            (Some(curve), _) => set(&o, "namedCurve", curve.into())?,
+            (None, Some(hash)) => set(&o, "hash", hash.into())?,
+            (None, None) => {}
+        }
+        Ok(o)
+    }
+
+    fn verify_algorithm(&self) -> Result<Object, JsValue> {
+        let o = object(&[("name", self.name.into())])?;
+        if let Some(salt) = self.salt {
+            set(&o, "saltLength", salt.into())?;
+        }
+        if let (Some(_), Some(hash)) = (self.curve, self.hash) {
+            set(&o, "hash", hash.into())?;
+        }
+        Ok(o)
+    }
+}
+
+fn subtle() -> Result<SubtleCrypto, JsValue> {
+    let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
+    Ok(global.crypto()?.subtle())
+}
+
+fn jwk_of(key: &Key) -> Result<Object, JsValue> {
+    let b64 = |bytes: &[u8]| JsValue::from_str(&URL_SAFE_NO_PAD.encode(bytes));
+    match key.components() {
+        KeyComponents::Rsa { n, e } => {
+            object(&[("kty", "RSA".into()), ("n", b64(n)), ("e", b64(e))])
+        }
+        KeyComponents::EcP256 { x, y } => object(&[
+            ("kty", "EC".into()),
+            ("crv", "P-256".into()),
+            ("x", b64(x)),
+            ("y", b64(y)),
+        ]),
+        KeyComponents::Ed25519 { x } => object(&[
+            ("kty", "OKP".into()),
+            ("crv", "Ed25519".into()),
+            ("x", b64(x)),
+        ]),
+        KeyComponents::Hmac { .. } => Err(JsValue::from_str("HMAC keys are not imported")),
+    }
+}
+
+fn fingerprint(alg: Alg, key: &Key) -> Fingerprint {
+    let mut h = Sha256::new();
+    h.update(alg.name().as_bytes());
+    let parts: &[&[u8]] = match key.components() {
+        KeyComponents::Rsa { n, e } => &[b"RSA", n, e],
+        KeyComponents::EcP256 { x, y } => &[b"EC", x, y],
+        KeyComponents::Ed25519 { x } => &[b"OKP", x],
+        KeyComponents::Hmac { .. } => &[b"oct"],
+    };
+    for part in parts {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part);
+    }
+    h.finalize().into()
+}
+
+fn object(members: &[(&str, JsValue)]) -> Result<Object, JsValue> {
+    let o = Object::new();
+    for (name, value) in members {
+        set(&o, name, value.clone())?;
+    }
+    Ok(o)
+}
+
+fn set(o: &Object, name: &str, value: JsValue) -> Result<(), JsValue> {
+    Reflect::set(o, &JsValue::from_str(name), &value).map(|_| ())
+}
