@@ -11,11 +11,14 @@
 //! - `routes`: the `ROUTES` table: segment-boundary prefixes, auth mode, methods, origin.
 //! - `jwt`: finding the customer JWT, keys (JWKS), signature and claim checks.
 //! - `token`: the client-credentials grant and the isolate's token cache (memory, KV,
-//!   endpoint; one fill at a time; back-off after failures).
+//!   endpoint; one fill at a time; refresh ahead of expiry; drop after an origin 401;
+//!   back-off after failures).
+//! - `replay`: which request bodies are kept so a request can be replayed after a 401.
 //! - `headers`: hop-by-hop and caller-controlled header rules.
-//! - `proxy`: the request path as phases with one error exit.
+//! - `proxy`: the request path as phases with one error exit; the background refresh and the
+//!   scheduled run.
 //! - `error`: the gateway's errors and their one mapping to problem+json.
-//! - `log`: the one JSON log line per request.
+//! - `log`: the one JSON log line per request, and per background task.
 //! - `io`: the traits the core needs from a platform.
 //! - `platform` (wasm only): those traits over `fetch`, KV and `Date`; with the `#[event]`
 //!   glue below, the only code that names `worker`.
@@ -27,6 +30,7 @@ pub mod io;
 pub mod jwt;
 pub mod log;
 pub mod proxy;
+pub mod replay;
 pub mod routes;
 pub mod token;
 
@@ -38,10 +42,11 @@ mod glue {
     use std::cell::OnceCell;
     use std::rc::Rc;
 
-    use worker::{event, Context, Env, Request, Response};
+    use worker::{event, Context, Env, Request, Response, ScheduleContext, ScheduledEvent};
 
     use crate::config::ConfigError;
     use crate::jwt::RustCryptoVerifier;
+    use crate::log::TaskLog;
     use crate::platform::{to_gateway_request, to_worker_response, FetchClient, Kv, WorkerClock};
     use crate::proxy::{Gateway, Services};
 
@@ -80,20 +85,50 @@ mod glue {
         console_error_panic_hook::set_once();
     }
 
-    #[event(fetch)]
-    async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
-        let gateway = gateway(&env);
-        let Some(request) = to_gateway_request(&req) else {
-            return Response::error("Bad Request", 400);
-        };
-        let services = Services {
+    fn services(env: &Env) -> Services<FetchClient, Kv, WorkerClock, RustCryptoVerifier> {
+        Services {
             http: FetchClient,
             store: Kv(env.kv(KV_BINDING).ok().map(Rc::new)),
             clock: WorkerClock,
             verifier: RustCryptoVerifier,
+        }
+    }
+
+    /// A configuration error (refused client credentials) goes to the error stream.
+    fn log_task(log: &TaskLog) {
+        if log.config_error.is_some() {
+            worker::console_error!("{}", log.to_json());
+        } else {
+            worker::console_log!("{}", log.to_json());
+        }
+    }
+
+    #[event(fetch)]
+    async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
+        let gateway = gateway(&env);
+        let Some(request) = to_gateway_request(&req) else {
+            return Response::error("Bad Request", 400);
         };
-        let (response, log) = gateway.handle(&services, request).await;
-        worker::console_log!("{}", log.to_json());
-        to_worker_response(response)
+        let services = services(&env);
+        let served = gateway.serve(&services, request).await;
+        if served.log.config_error.is_some() {
+            worker::console_error!("{}", served.log.to_json());
+        } else {
+            worker::console_log!("{}", served.log.to_json());
+        }
+        if let Some(job) = served.refresh {
+            // Runs in this request's context after the response: other requests never await
+            // it, they keep using the current token (see src/token/cache.rs).
+            ctx.wait_until(async move {
+                log_task(&gateway.refresh_ahead(job, &services).await);
+            });
+        }
+        to_worker_response(served.response)
+    }
+
+    #[event(scheduled)]
+    async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+        let gateway = gateway(&env);
+        log_task(&gateway.on_schedule(&services(&env)).await);
     }
 }
