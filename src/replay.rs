@@ -1,10 +1,12 @@
 //! Which request bodies are kept so that a request can be replayed once after the origin
-//! refuses its access token (401): no body, or a `content-length` of at most
-//! `REPLAY_BODY_LIMIT`. Any other body streams through untouched and is not replayable.
+//! refuses its access token (401): no body, or one of at most `REPLAY_BODY_LIMIT` bytes. A body
+//! whose `content-length` says it is longer streams through untouched; one of unknown length
+//! is read up to the limit and, if it goes on, streams on with that part in front. Only kept
+//! bodies are replayable.
 
 use http::HeaderMap;
 
-use crate::io::{Body, HttpClient, HttpError};
+use crate::io::{Body, Bounded, HttpClient, HttpError};
 
 /// Largest request body kept in memory for a replay: 64 KiB. Profile and account calls are far
 /// smaller; bigger bodies (uploads) keep streaming, at the price of no replay after a 401.
@@ -19,8 +21,8 @@ pub enum Outgoing<S> {
 }
 
 impl<S> Outgoing<S> {
-    /// Keeps `body` when it is known to fit in `REPLAY_BODY_LIMIT`. Reading it fails only when
-    /// the caller's body breaks off or is longer than its `content-length` said.
+    /// Keeps `body` when it fits in `REPLAY_BODY_LIMIT`. Reading it fails only when the
+    /// caller's body breaks off.
     pub async fn prepare<H>(http: &H, headers: &HeaderMap, body: Body<S>) -> Result<Self, HttpError>
     where
         H: HttpClient<Stream = S>,
@@ -29,18 +31,15 @@ impl<S> Outgoing<S> {
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<usize>().ok());
-        Ok(match body {
-            Body::Empty => Self::Kept(Body::Empty),
-            Body::Bytes(bytes) if bytes.len() <= REPLAY_BODY_LIMIT => {
-                Self::Kept(Body::Bytes(bytes))
-            }
-            Body::Stream(stream) if declared.is_some_and(|n| n <= REPLAY_BODY_LIMIT) => {
-                let bytes = http
-                    .read_body(Body::Stream(stream), REPLAY_BODY_LIMIT)
-                    .await?;
-                Self::Kept(Body::Bytes(bytes))
-            }
-            other => Self::Once(Some(other)),
+        if let Body::Empty = body {
+            return Ok(Self::Kept(Body::Empty));
+        }
+        if declared.is_some_and(|n| n > REPLAY_BODY_LIMIT) {
+            return Ok(Self::Once(Some(body)));
+        }
+        Ok(match http.read_up_to(body, REPLAY_BODY_LIMIT).await? {
+            Bounded::Fits(bytes) => Self::Kept(Body::Bytes(bytes)),
+            Bounded::Longer(body) => Self::Once(Some(body)),
         })
     }
 
