@@ -249,6 +249,34 @@ fn with_the_endpoint_down_the_cached_token_serves_until_its_margin_and_never_aft
 }
 
 #[test]
+fn a_back_off_never_outlasts_the_cached_token() {
+    let (http, kv, clock) = (FakeHttp::default(), MemoryKv::default(), FakeClock::at(T0));
+    let ep = endpoint(&http, 20);
+    let cache = TokenCache::with_jitter(|| Jitter::NONE);
+    let cfg = config();
+    let t = block_on(cache.get(&cfg, &http, &kv, &clock)).unwrap().token;
+    assert_eq!(t.usable_until_ms(), T0 + 18_000);
+    ep.mode.set(Idp::Down);
+    // Refreshes from 9 s fail: back-off 2, 4, 8 s would reach past 18 s.
+    clock.0.set(refresh_from_ms(&t));
+    while clock.0.get() < t.usable_until_ms() {
+        if let Some(job) = cache.refresh_due(&cfg, clock.0.get()) {
+            block_on(cache.refresh(job, &cfg, &http, &kv, &clock));
+        }
+        clock.advance(100);
+    }
+    assert_eq!(ep.calls.get(), 1 + 3, "attempts at 9, 11 and 15 s");
+    // The endpoint is back; the first request past the usable time fills at once.
+    ep.mode.set(Idp::Up);
+    clock.0.set(t.usable_until_ms());
+    let got = block_on(cache.get(&cfg, &http, &kv, &clock)).unwrap();
+    assert_eq!(
+        (got.source, got.token.access_token()),
+        (TokenSource::Endpoint, "tok-2")
+    );
+}
+
+#[test]
 fn with_nothing_cached_the_back_off_doubles_and_one_call_is_made_per_back_off() {
     let (http, kv, clock) = (FakeHttp::default(), MemoryKv::default(), FakeClock::at(T0));
     let ep = endpoint(&http, 3_600);

@@ -440,7 +440,14 @@ impl TokenCache {
             }
             Err(cause) => {
                 st.failures_in_a_row = st.failures_in_a_row.saturating_add(1);
-                st.backoff_until_ms = now + backoff_ms(st.failures_in_a_row, &cause);
+                let mut until = now + backoff_ms(st.failures_in_a_row, &cause);
+                // A failed refresh ahead never keeps the endpoint untried past the moment the
+                // cached token stops being usable: an endpoint back up by then serves the first
+                // request after it, instead of requests getting 503 until the back-off ends.
+                if let Some(token) = st.current.as_ref().filter(|t| t.is_usable(now)) {
+                    until = until.min(token.usable_until_ms());
+                }
+                st.backoff_until_ms = until;
                 st.failure = Some(cause.clone());
                 Err(TokenUnavailable {
                     retry_after_secs: retry_after_secs(st.backoff_until_ms, now),
