@@ -120,15 +120,15 @@ impl Authenticator {
             .await;
         if result == Err(JwtError::UnknownKid) && remote_missing.is_none() {
             if let Some(kid) = header_kid(token) {
-                let refetched = self
+                let (newer, refetch) = self
                     .jwks
                     .refetch_for_kid(&kid, settings, http, store, clock)
                     .await;
-                if let Some(newer) = refetched {
-                    event = newer.event.or(event);
+                event = refetch.or(event);
+                if let Some(newer) = newer {
                     let now_secs = clock.now_ms() / 1000;
                     result = self
-                        .verify(token, settings, &newer.keys, now_secs, verifier)
+                        .verify(token, settings, &newer, now_secs, verifier)
                         .await;
                 }
             }

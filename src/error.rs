@@ -34,6 +34,8 @@ pub enum GatewayError {
     OriginTimeout,
     /// A value that cannot be sent in a header (e.g. a credential with a line break).
     Internal(&'static str),
+    /// The caller's body could not be read (it broke off, or ran past its `content-length`).
+    RequestBody,
 }
 
 /// A problem+json answer, ready for any HTTP response type.
@@ -65,6 +67,7 @@ impl GatewayError {
             Self::TokenUnavailable(_) | Self::KeysUnavailable(_) => 503,
             Self::OriginUnreachable => 502,
             Self::OriginTimeout => 504,
+            Self::RequestBody => 400,
         }
     }
 
@@ -80,6 +83,7 @@ impl GatewayError {
             Self::OriginUnreachable => "origin_unreachable",
             Self::OriginTimeout => "origin_timeout",
             Self::Internal(_) => "internal_error",
+            Self::RequestBody => "request_body_unreadable",
         }
     }
 
@@ -96,6 +100,7 @@ impl GatewayError {
             Self::OriginUnreachable => ("origin-unreachable", "Bad gateway"),
             Self::OriginTimeout => ("origin-timeout", "Gateway timeout"),
             Self::Internal(_) => ("internal", "Internal error"),
+            Self::RequestBody => ("invalid-request", "Invalid request"),
         }
     }
 
@@ -117,6 +122,7 @@ impl GatewayError {
             Self::OriginUnreachable => "The origin could not be reached.".into(),
             Self::OriginTimeout => "The origin did not answer in time.".into(),
             Self::Internal(what) => format!("The gateway could not build the origin request ({what})."),
+            Self::RequestBody => "The request body could not be read.".into(),
         }
     }
 
@@ -217,6 +223,7 @@ mod tests {
         let unavailable = TokenUnavailable {
             retry_after_secs: 7,
             cause: GrantError::Unreachable,
+            called_endpoint: true,
         };
         let cases = [
             (GatewayError::NoRoute, 404),
@@ -240,6 +247,7 @@ mod tests {
         let p = GatewayError::TokenUnavailable(TokenUnavailable {
             retry_after_secs: 7,
             cause: GrantError::Timeout,
+            called_endpoint: false,
         })
         .to_problem("r");
         assert_eq!(p.headers["retry-after"], "7");

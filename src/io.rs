@@ -69,6 +69,14 @@ pub enum HttpError {
     Body(String),
 }
 
+/// A body read as far as a limit: whole when it fits, else handed back still streaming (with
+/// what was read still in front).
+#[derive(Debug)]
+pub enum Bounded<S> {
+    Fits(Vec<u8>),
+    Longer(Body<S>),
+}
+
 #[allow(async_fn_in_trait)]
 pub trait HttpClient {
     /// The platform's streaming body type.
@@ -82,4 +90,19 @@ pub trait HttpClient {
     /// Reads a whole body, refusing one larger than `limit` bytes.
     async fn read_body(&self, body: Body<Self::Stream>, limit: usize)
         -> Result<Vec<u8>, HttpError>;
+
+    /// Reads `body` whole if it is at most `limit` bytes, without buffering more than that of a
+    /// longer one. By default a stream is not read at all (its length is unknown) and comes
+    /// back as it was; a platform that can read a prefix and put it back overrides this.
+    async fn read_up_to(
+        &self,
+        body: Body<Self::Stream>,
+        limit: usize,
+    ) -> Result<Bounded<Self::Stream>, HttpError> {
+        Ok(match body {
+            Body::Empty => Bounded::Fits(Vec::new()),
+            Body::Bytes(bytes) if bytes.len() <= limit => Bounded::Fits(bytes),
+            other => Bounded::Longer(other),
+        })
+    }
 }

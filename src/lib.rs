@@ -15,11 +15,14 @@
 //! - `auth`: the authenticate phase: verified-token memory, key set, full check.
 //! - `flight`: one fill at a time per isolate, without sharing futures between requests.
 //! - `token`: the client-credentials grant and the isolate's token cache (memory, KV,
-//!   endpoint; one fill at a time; back-off after failures).
+//!   endpoint; one fill at a time; refresh ahead of expiry; drop after an origin 401;
+//!   back-off after failures).
+//! - `replay`: which request bodies are kept so a request can be replayed after a 401.
 //! - `headers`: hop-by-hop and caller-controlled header rules.
-//! - `proxy`: the request path as phases with one error exit.
+//! - `proxy`: the request path as phases with one error exit; the background refresh and the
+//!   scheduled run.
 //! - `error`: the gateway's errors and their one mapping to problem+json.
-//! - `log`: the one JSON log line per request.
+//! - `log`: the one JSON log line per request, and per background task.
 //! - `io`: the traits the core needs from a platform.
 //! - `platform` (wasm only): those traits over `fetch`, KV and `Date`; with the `#[event]`
 //!   glue below, the only code that names `worker`.
@@ -34,6 +37,7 @@ pub mod jwks;
 pub mod jwt;
 pub mod log;
 pub mod proxy;
+pub mod replay;
 pub mod routes;
 pub mod token;
 
@@ -45,10 +49,12 @@ mod glue {
     use std::cell::OnceCell;
     use std::rc::Rc;
 
-    use worker::{event, Context, Env, Request, Response};
+    use worker::{event, Context, Env, Request, Response, ScheduleContext, ScheduledEvent};
 
     use crate::config::ConfigError;
+    use crate::log::TaskLog;
     use crate::platform::{to_gateway_request, to_worker_response, FetchClient, Kv, WorkerClock};
+    use crate::proxy::{Gateway, Services};
 
     // `baseline-verify` builds check every token in full with jwt-compact's pure-Rust code:
     // the baseline that `bench/verify-cost.mjs` measures WebCrypto and the verified-token
@@ -57,7 +63,6 @@ mod glue {
     type Verifier = crate::platform::WebCryptoVerifier;
     #[cfg(feature = "baseline-verify")]
     type Verifier = crate::jwt::RustCryptoVerifier;
-    use crate::proxy::{Gateway, Services};
 
     const KV_BINDING: &str = "TOKEN_CACHE";
 
@@ -96,20 +101,50 @@ mod glue {
         console_error_panic_hook::set_once();
     }
 
-    #[event(fetch)]
-    async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
-        let gateway = gateway(&env);
-        let Some(request) = to_gateway_request(&req) else {
-            return Response::error("Bad Request", 400);
-        };
-        let services = Services {
+    fn services(env: &Env) -> Services<FetchClient, Kv, WorkerClock, Verifier> {
+        Services {
             http: FetchClient,
             store: Kv(env.kv(KV_BINDING).ok().map(Rc::new)),
             clock: WorkerClock,
             verifier: Verifier::default(),
+        }
+    }
+
+    /// A configuration error (refused client credentials) goes to the error stream.
+    fn log_task(log: &TaskLog) {
+        if log.config_error.is_some() {
+            worker::console_error!("{}", log.to_json());
+        } else {
+            worker::console_log!("{}", log.to_json());
+        }
+    }
+
+    #[event(fetch)]
+    async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
+        let gateway = gateway(&env);
+        let Some(request) = to_gateway_request(&req) else {
+            return Response::error("Bad Request", 400);
         };
-        let (response, log) = gateway.handle(&services, request).await;
-        worker::console_log!("{}", log.to_json());
-        to_worker_response(response)
+        let services = services(&env);
+        let served = gateway.serve(&services, request).await;
+        if served.log.config_error.is_some() {
+            worker::console_error!("{}", served.log.to_json());
+        } else {
+            worker::console_log!("{}", served.log.to_json());
+        }
+        if let Some(job) = served.refresh {
+            // Runs in this request's context after the response: other requests never await
+            // it, they keep using the current token (see src/token/cache.rs).
+            ctx.wait_until(async move {
+                log_task(&gateway.refresh_ahead(job, &services).await);
+            });
+        }
+        to_worker_response(served.response)
+    }
+
+    #[event(scheduled)]
+    async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+        let gateway = gateway(&env);
+        log_task(&gateway.on_schedule(&services(&env)).await);
     }
 }

@@ -1,5 +1,6 @@
-//! The one JSON log line per request. Holds identifiers and timings only: never a JWT, an
-//! access token, a secret, an `api-key` or a query string (queries sometimes carry tokens).
+//! The one JSON log line per request, and one per background task (refresh ahead, scheduled
+//! run). Holds identifiers and timings only: never a JWT, an access token, a secret, an
+//! `api-key` or a query string (queries sometimes carry tokens).
 
 use serde::Serialize;
 
@@ -35,6 +36,49 @@ pub struct RequestLog {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub origin_ms: Option<u64>,
     pub total_ms: u64,
+    /// `ahead`: this request started the isolate's background refresh (its own line follows);
+    /// `after_401`: the origin refused the token, this request dropped it and got a new one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_refresh: Option<&'static str>,
+    /// Present when the origin answered 401: whether the request was sent again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replayed: Option<bool>,
+    /// Why a 401 was not replayed: `body_not_kept` or `no_new_token`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replay_skipped: Option<&'static str>,
+    /// The token endpoint's failure, when this request called it and it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_error: Option<&'static str>,
+    /// Set when that failure is the endpoint refusing our client: an operator must act.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config_error: Option<&'static str>,
+}
+
+/// The line of a background task: `event` is `token_refresh` (ahead of expiry, after a
+/// request) or `scheduled` (the cron trigger).
+#[derive(Debug, Default, Serialize)]
+pub struct TaskLog {
+    pub event: &'static str,
+    /// What the token refresh did: `fresh`, `in_flight`, `backing_off`, `refreshed`, `failed`.
+    pub token: &'static str,
+    /// Where a refreshed token came from: `kv` (another isolate refreshed it) or `endpoint`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_source: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_error: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config_error: Option<&'static str>,
+    /// What the `JWKS_URL` refresh did, when it did anything: `kv`, `endpoint` or a failure
+    /// code such as `jwks_unreachable`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<&'static str>,
+    pub total_ms: u64,
+}
+
+impl TaskLog {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
 }
 
 /// Longest identifier copied from a token into the log: `kid` and `iss` come from the caller.

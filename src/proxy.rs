@@ -1,5 +1,7 @@
 //! The request path, as named phases in one function with one error exit:
-//! route → authenticate → upstream token → rewrite → forward → respond.
+//! route → authenticate → upstream token → rewrite → forward (replayed once after the origin
+//! refuses the token) → respond; and the isolate's background work: the token refresh ahead
+//! of expiry that a request claims, and the scheduled run.
 
 use http::{HeaderMap, Method};
 
@@ -7,11 +9,16 @@ use crate::auth::{AuthError, Authenticator};
 use crate::config::{Config, ConfigError, Lookup};
 use crate::error::GatewayError;
 use crate::headers::{self, Credentials};
-use crate::io::{Body, Clock, HttpClient, HttpError, KeyValue, OutboundRequest};
+use crate::io::{Body, Clock, HttpClient, HttpError, InboundResponse, KeyValue, OutboundRequest};
 use crate::jwt::{self, JwtError, SignatureVerifier};
-use crate::log::{clip, RequestLog};
+use crate::log::{clip, RequestLog, TaskLog};
+use crate::replay::Outgoing;
 use crate::routes::{AuthMode, RouteError};
-use crate::token::TokenCache;
+use crate::token::{Obtained, RefreshAhead, RefreshOutcome, Rejection, TokenCache};
+
+/// The scheduled run refreshes `JWKS_URL`'s set when it would go stale within this: two runs
+/// of the 5-minute cron in wrangler.toml, so one missed run does not leave requests to fetch.
+pub const SCHEDULED_KEYS_AHEAD_MS: u64 = 10 * 60 * 1000;
 
 /// A request as the gateway sees it; `S` is the platform's streaming body.
 #[derive(Debug)]
@@ -30,6 +37,16 @@ pub struct GatewayResponse<S> {
     pub status: u16,
     pub headers: HeaderMap,
     pub body: Body<S>,
+}
+
+/// A served request: the answer, its log line, and the work it claimed for after the answer.
+#[derive(Debug)]
+pub struct Served<S> {
+    pub response: GatewayResponse<S>,
+    pub log: RequestLog,
+    /// The isolate's refresh ahead of expiry, claimed by this request: run it with
+    /// `Gateway::refresh_ahead` once the response is on its way (`ctx.wait_until`).
+    pub refresh: Option<RefreshAhead>,
 }
 
 /// What a request needs from the platform.
@@ -73,12 +90,30 @@ impl Gateway {
     }
 
     /// Serves one request: the origin's response or the gateway's own problem+json, and the
-    /// request's log line.
+    /// request's log line. For callers that cannot run work after the response: the refresh
+    /// ahead is not run, so the token is refreshed in the foreground once it stops being usable.
     pub async fn handle<H, S, C, V>(
         &self,
         svc: &Services<H, S, C, V>,
         req: GatewayRequest<H::Stream>,
     ) -> (GatewayResponse<H::Stream>, RequestLog)
+    where
+        H: HttpClient,
+        S: KeyValue,
+        C: Clock,
+        V: SignatureVerifier,
+    {
+        let served = self.serve(svc, req).await;
+        (served.response, served.log)
+    }
+
+    /// Serves one request, and claims the isolate's token refresh ahead of expiry when it is
+    /// due: the caller runs `served.refresh` after answering.
+    pub async fn serve<H, S, C, V>(
+        &self,
+        svc: &Services<H, S, C, V>,
+        req: GatewayRequest<H::Stream>,
+    ) -> Served<H::Stream>
     where
         H: HttpClient,
         S: KeyValue,
@@ -106,9 +141,85 @@ impl Gateway {
                 }
             }
         };
+        // Only a request that used a token looks at its refresh: unknown paths cost nothing.
+        let refresh = match (&self.config, log.token_source) {
+            (Ok(config), Some(_)) => self.tokens.refresh_due(&config.token, svc.clock.now_ms()),
+            _ => None,
+        };
+        if refresh.is_some() {
+            log.token_refresh.get_or_insert("ahead");
+        }
         log.status = response.status;
         log.total_ms = svc.clock.now_ms().saturating_sub(started);
-        (response, log)
+        Served {
+            response,
+            log,
+            refresh,
+        }
+    }
+
+    /// Runs the refresh ahead that a request claimed; requests meanwhile keep using the current
+    /// token. Returns the task's log line.
+    pub async fn refresh_ahead<H, S, C, V>(
+        &self,
+        job: RefreshAhead,
+        svc: &Services<H, S, C, V>,
+    ) -> TaskLog
+    where
+        H: HttpClient,
+        S: KeyValue,
+        C: Clock,
+    {
+        let started = svc.clock.now_ms();
+        let outcome = match &self.config {
+            Ok(config) => {
+                self.tokens
+                    .refresh(job, &config.token, &svc.http, &svc.store, &svc.clock)
+                    .await
+            }
+            // Unreachable in practice: a refresh is only claimed under a valid configuration.
+            Err(_) => RefreshOutcome::Fresh,
+        };
+        task_log("token_refresh", &outcome, svc.clock.now_ms() - started)
+    }
+
+    /// The scheduled (cron) run: pre-warms the access token, so that the first request after a
+    /// quiet spell finds one in KV instead of waiting for the endpoint. One log line.
+    pub async fn on_schedule<H, S, C, V>(&self, svc: &Services<H, S, C, V>) -> TaskLog
+    where
+        H: HttpClient,
+        S: KeyValue,
+        C: Clock,
+    {
+        let started = svc.clock.now_ms();
+        let config = match &self.config {
+            Ok(config) => config,
+            Err(_) => {
+                return TaskLog {
+                    event: "scheduled",
+                    token: "not_configured",
+                    ..TaskLog::default()
+                }
+            }
+        };
+        let outcome = self
+            .tokens
+            .prewarm(&config.token, &svc.http, &svc.store, &svc.clock)
+            .await;
+        let jwks = self
+            .auth
+            .refresh_keys(
+                &config.jwt,
+                SCHEDULED_KEYS_AHEAD_MS,
+                &svc.http,
+                &svc.store,
+                &svc.clock,
+            )
+            .await;
+        TaskLog {
+            jwks: jwks.map(|e| e.as_str()),
+            ..task_log("scheduled", &outcome, svc.clock.now_ms() - started)
+        }
     }
 
     async fn proxy<H, S, C, V>(
@@ -171,12 +282,7 @@ impl Gateway {
 
         // Upstream token: memory, KV, or one shared call to the token endpoint.
         let token_started = svc.clock.now_ms();
-        let obtained = self
-            .tokens
-            .get(&config.token, &svc.http, &svc.store, &svc.clock)
-            .await
-            .map_err(GatewayError::TokenUnavailable)?;
-        log.token_source = Some(obtained.source.as_str());
+        let obtained = self.token(config, svc, log).await?;
         log.token_ms = Some(svc.clock.now_ms().saturating_sub(token_started));
 
         // Rewrite: the origin comes from configuration only, never from the request.
@@ -185,33 +291,64 @@ impl Gateway {
             Some(q) => format!("{base}{}?{q}", req.path),
             None => format!("{base}{}", req.path),
         };
-        let headers = headers::upstream_headers(
-            &req.headers,
-            &Credentials {
-                access_token: obtained.token.access_token(),
-                customer_jwt,
-                api_key: &config.api_key,
-                request_id,
-            },
-        )
-        .map_err(|e| GatewayError::Internal(e.0))?;
+        let upstream = |access_token: &str| {
+            headers::upstream_headers(
+                &req.headers,
+                &Credentials {
+                    access_token,
+                    customer_jwt,
+                    api_key: &config.api_key,
+                    request_id,
+                },
+            )
+            .map_err(|e| GatewayError::Internal(e.0))
+        };
+        // A small body is kept so that the request can be sent again after a 401.
+        let mut body = Outgoing::prepare(&svc.http, &req.headers, req.body)
+            .await
+            .map_err(|_| GatewayError::RequestBody)?;
 
-        // Forward: method and body as received; the body streams through.
+        // Forward: method and body as received; a body too big to keep streams through.
         let origin_started = svc.clock.now_ms();
-        let response = svc
-            .http
-            .send(OutboundRequest {
-                method: req.method,
-                url,
+        let send = |headers: HeaderMap, body: Body<H::Stream>| {
+            svc.http.send(OutboundRequest {
+                method: req.method.clone(),
+                url: url.clone(),
                 headers,
-                body: req.body,
+                body,
                 timeout_ms: config.origin_timeout_ms,
             })
+        };
+        let first_body = body.next_send().unwrap_or(Body::Empty);
+        let mut response = send(upstream(obtained.token.access_token())?, first_body)
             .await
-            .map_err(|e| match e {
-                HttpError::Timeout => GatewayError::OriginTimeout,
-                _ => GatewayError::OriginUnreachable,
-            })?;
+            .map_err(origin_error)?;
+
+        // The origin refused the token: drop it (if still cached), get one new token for every
+        // request that hit this, and replay once. A second 401 goes to the caller as sent.
+        if response.status == 401 {
+            let rejection = self
+                .tokens
+                .reject(&obtained.token, &config.token, &svc.store, &svc.clock)
+                .await;
+            if rejection == Rejection::Dropped {
+                log.token_refresh = Some("after_401");
+            }
+            response = match body.next_send() {
+                None => skip_replay(log, "body_not_kept", response),
+                Some(again) => {
+                    let fresh = self.token(config, svc, log).await?;
+                    if fresh.token.access_token() == obtained.token.access_token() {
+                        skip_replay(log, "no_new_token", response)
+                    } else {
+                        log.replayed = Some(true);
+                        send(upstream(fresh.token.access_token())?, again)
+                            .await
+                            .map_err(origin_error)?
+                    }
+                }
+            };
+        }
         log.origin_ms = Some(svc.clock.now_ms().saturating_sub(origin_started));
 
         // Respond: the origin's status and body, minus hop-by-hop headers.
@@ -220,6 +357,67 @@ impl Gateway {
             headers: headers::downstream_headers(&response.headers, request_id),
             body: response.body,
         })
+    }
+
+    /// The token phase: a token, and where it came from, in the log line; or 503.
+    async fn token<H, S, C, V>(
+        &self,
+        config: &Config,
+        svc: &Services<H, S, C, V>,
+        log: &mut RequestLog,
+    ) -> Result<Obtained, GatewayError>
+    where
+        H: HttpClient,
+        S: KeyValue,
+        C: Clock,
+    {
+        match self
+            .tokens
+            .get(&config.token, &svc.http, &svc.store, &svc.clock)
+            .await
+        {
+            Ok(obtained) => {
+                log.token_source = Some(obtained.source.as_str());
+                Ok(obtained)
+            }
+            Err(unavailable) => {
+                if unavailable.called_endpoint {
+                    log.token_error = Some(unavailable.cause.code());
+                    log.config_error = unavailable.cause.config_problem();
+                }
+                Err(GatewayError::TokenUnavailable(unavailable))
+            }
+        }
+    }
+}
+
+fn origin_error(e: HttpError) -> GatewayError {
+    match e {
+        HttpError::Timeout => GatewayError::OriginTimeout,
+        _ => GatewayError::OriginUnreachable,
+    }
+}
+
+/// The origin's 401 goes back to the caller as the origin sent it.
+fn skip_replay<S>(
+    log: &mut RequestLog,
+    why: &'static str,
+    response: InboundResponse<S>,
+) -> InboundResponse<S> {
+    log.replayed = Some(false);
+    log.replay_skipped = Some(why);
+    response
+}
+
+fn task_log(event: &'static str, outcome: &RefreshOutcome, total_ms: u64) -> TaskLog {
+    TaskLog {
+        event,
+        token: outcome.as_str(),
+        token_source: outcome.source().map(|s| s.as_str()),
+        token_error: outcome.error().map(|e| e.code()),
+        config_error: outcome.error().and_then(|e| e.config_problem()),
+        jwks: None,
+        total_ms,
     }
 }
 

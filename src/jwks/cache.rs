@@ -192,8 +192,9 @@ impl JwksCache {
     }
 
     /// For a token whose `kid` is not in the set it was checked with: a set that has it,
-    /// fetched now if the rate limit allows, or `None`. Requests arriving while a fetch is in
-    /// flight wait for it and take its answer rather than start another.
+    /// fetched now if the rate limit allows, or `None`; and what the fetch did, if this request
+    /// made one. Requests arriving while a fetch is in flight wait for it and take its answer
+    /// rather than start another.
     pub async fn refetch_for_kid<H, S, C>(
         &self,
         kid: &str,
@@ -201,40 +202,39 @@ impl JwksCache {
         http: &H,
         store: &S,
         clock: &C,
-    ) -> Option<KeysView>
+    ) -> (Option<Rc<Keys>>, Option<JwksEvent>)
     where
         H: HttpClient,
         S: KeyValue,
         C: Clock,
     {
-        let url = settings.jwks_url.as_deref()?;
+        let Some(url) = settings.jwks_url.as_deref() else {
+            return (None, None);
+        };
         let fetches_at_arrival = self.state.borrow().provider_fetches;
         loop {
             let now = clock.now_ms();
             let guard = {
                 let mut st = self.state.borrow_mut();
                 if st.unknown_kids.get(kid).is_some_and(|&until| now < until) {
-                    return None;
+                    return (None, None);
                 }
                 // Someone else's fetch may already have brought it.
                 if let Some(cur) = st.current.as_ref().filter(|c| has_kid(&c.set, kid)) {
-                    return Some(KeysView {
-                        keys: cur.clone(),
-                        event: None,
-                    });
+                    return (Some(cur.clone()), None);
                 }
                 if self.flight.is_running() {
                     None
                 } else if st.provider_fetches != fetches_at_arrival {
                     // The fetch this request waited on asked the provider after the token
                     // arrived, and the kid was not there: another one would say the same.
-                    return None;
+                    return (None, None);
                 } else {
                     let limited = st
                         .last_kid_refetch_ms
                         .is_some_and(|at| now < at + KID_REFETCH_INTERVAL_MS);
                     if limited || now < st.next_attempt_ms {
-                        return None;
+                        return (None, None);
                     }
                     let guard = self.flight.try_start();
                     st.last_kid_refetch_ms = Some(now);
@@ -247,15 +247,17 @@ impl JwksCache {
             };
             let got = load(url, Sources::Provider, http, store, clock).await;
             let event = got.event();
+            let answered = got.failure.is_none();
             self.record(settings, got, clock.now_ms());
             drop(guard);
             let now = clock.now_ms();
             let mut st = self.state.borrow_mut();
             if let Some(cur) = st.current.clone().filter(|c| has_kid(&c.set, kid)) {
-                return Some(KeysView {
-                    keys: cur,
-                    event: Some(event),
-                });
+                return (Some(cur), Some(event));
+            }
+            if !answered {
+                // The provider did not say the kid is unknown; only the rate limit holds.
+                return (None, Some(event));
             }
             if st.unknown_kids.len() >= MAX_UNKNOWN_KIDS {
                 st.unknown_kids.retain(|_, until| now < *until);
@@ -265,7 +267,7 @@ impl JwksCache {
             }
             st.unknown_kids
                 .insert(kid.to_string(), now + UNKNOWN_KID_TTL_MS);
-            return None;
+            return (None, Some(event));
         }
     }
 

@@ -12,7 +12,8 @@ use wasm_bindgen_futures::JsFuture;
 use web_sys::ReadableStream;
 
 use crate::io::{
-    Body, Clock, HttpClient, HttpError, InboundResponse, KeyValue, OutboundRequest, StoreError,
+    Body, Bounded, Clock, HttpClient, HttpError, InboundResponse, KeyValue, OutboundRequest,
+    StoreError,
 };
 use crate::proxy::{GatewayRequest, GatewayResponse};
 
@@ -136,6 +137,81 @@ impl HttpClient for FetchClient {
         }
         Ok(bytes)
     }
+
+    async fn read_up_to(
+        &self,
+        body: Body<ReadableStream>,
+        limit: usize,
+    ) -> Result<Bounded<ReadableStream>, HttpError> {
+        let stream = match body {
+            Body::Empty => return Ok(Bounded::Fits(Vec::new())),
+            Body::Bytes(bytes) if bytes.len() <= limit => return Ok(Bounded::Fits(bytes)),
+            Body::Bytes(bytes) => return Ok(Bounded::Longer(Body::Bytes(bytes))),
+            Body::Stream(stream) => stream,
+        };
+        let reader: web_sys::ReadableStreamDefaultReader = stream.get_reader().unchecked_into();
+        let mut chunks: Vec<Uint8Array> = Vec::new();
+        let mut read = 0usize;
+        while read <= limit {
+            match next_chunk(&reader).await? {
+                Some(chunk) => {
+                    read += chunk.length() as usize;
+                    chunks.push(chunk);
+                }
+                None => {
+                    let mut bytes = Vec::with_capacity(read);
+                    for chunk in &chunks {
+                        bytes.extend_from_slice(&chunk.to_vec());
+                    }
+                    return Ok(Bounded::Fits(bytes));
+                }
+            }
+        }
+        // Longer than the limit: a new stream with what was read in front, then the rest,
+        // pumped by this request as the fetch consumes it (so never more than a chunk ahead).
+        let pipe = web_sys::TransformStream::new().map_err(body_error)?;
+        let writer = pipe.writable().get_writer().map_err(body_error)?;
+        wasm_bindgen_futures::spawn_local(async move {
+            let pumped: Result<(), JsValue> = async {
+                for chunk in chunks {
+                    JsFuture::from(writer.write_with_chunk(&chunk)).await?;
+                }
+                while let Some(chunk) = next_chunk(&reader)
+                    .await
+                    .map_err(|e| JsValue::from_str(&format!("{e:?}")))?
+                {
+                    JsFuture::from(writer.write_with_chunk(&chunk)).await?;
+                }
+                JsFuture::from(writer.close()).await?;
+                Ok(())
+            }
+            .await;
+            if let Err(e) = pumped {
+                // The caller's body broke off: the origin sees its request body fail too.
+                let _ = JsFuture::from(writer.abort_with_reason(&e)).await;
+            }
+        });
+        Ok(Bounded::Longer(Body::Stream(pipe.readable())))
+    }
+}
+
+/// The next chunk of a body being read, `None` at its end.
+async fn next_chunk(
+    reader: &web_sys::ReadableStreamDefaultReader,
+) -> Result<Option<Uint8Array>, HttpError> {
+    let result = JsFuture::from(reader.read()).await.map_err(body_error)?;
+    let done = js_sys::Reflect::get(&result, &JsValue::from_str("done"))
+        .map_err(body_error)?
+        .as_bool()
+        .unwrap_or(true);
+    if done {
+        return Ok(None);
+    }
+    let value = js_sys::Reflect::get(&result, &JsValue::from_str("value")).map_err(body_error)?;
+    value
+        .dyn_into::<Uint8Array>()
+        .map(Some)
+        .map_err(|_| HttpError::Body("a body chunk that is not bytes".into()))
 }
 
 fn js_message(e: &JsValue) -> String {

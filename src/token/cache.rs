@@ -1,12 +1,19 @@
 //! The isolate's access-token cache: memory, then KV, then the token endpoint; one fill in
-//! flight at a time, and a back-off after a failed fill so an outage is not met with one
-//! endpoint call per request.
+//! flight at a time; a refresh ahead of expiry that requests do not wait for; a compare-before-
+//! drop after the origin refuses a token; and a back-off after a failed fill so an outage is
+//! not met with one endpoint call per request.
 //!
 //! Why waiters poll instead of awaiting the fill: on workerd, a request resumed by I/O that
 //! another request started continues in that other request's I/O context (its own fetches then
 //! fail), and if the filling request is cancelled its promise never settles, wedging every
 //! waiter. So the request that starts a fill runs it in its own context, and the others check
-//! the cache on their own timers; a fill whose request disappears is released by a drop guard.
+//! the cache on their own timers; a fill whose request disappears is released by a drop guard,
+//! and a fill whose future is never polled again (its context torn down without dropping it) is
+//! taken over once it is older than the token timeout plus a grace period.
+//!
+//! The refresh ahead is the same fill, claimed by the request that first sees the token inside
+//! its refresh window (`refresh`) and run by the platform after that request's response
+//! (`ctx.wait_until`); meanwhile every request keeps using the still-usable token.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -15,6 +22,7 @@ use http::Method;
 
 use super::entry::CachedToken;
 use super::grant::{self, GrantError, MAX_RESPONSE_BYTES};
+use super::refresh::{self, Jitter};
 use super::TokenConfig;
 use crate::io::{Body, Clock, HttpClient, HttpError, KeyValue, OutboundRequest};
 
@@ -47,6 +55,64 @@ pub struct Obtained {
 pub struct TokenUnavailable {
     pub retry_after_secs: u64,
     pub cause: GrantError,
+    /// This request called the token endpoint (and it failed); `false` when the answer is the
+    /// back-off repeating an earlier failure.
+    pub called_endpoint: bool,
+}
+
+/// What a refresh (ahead of expiry, or the scheduled pre-warm) did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshOutcome {
+    /// The token held is not due for refresh: nothing was called.
+    Fresh,
+    /// Another fill is in flight in this isolate: nothing was called.
+    InFlight,
+    /// An earlier failure is being backed off: nothing was called.
+    BackingOff(GrantError),
+    /// A newer token was taken from KV (another isolate refreshed it) or from the endpoint.
+    Refreshed(TokenSource),
+    /// The endpoint failed; a still-usable token stays in use.
+    Failed(GrantError),
+}
+
+impl RefreshOutcome {
+    /// A stable id for the log line.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Fresh => "fresh",
+            Self::InFlight => "in_flight",
+            Self::BackingOff(_) => "backing_off",
+            Self::Refreshed(_) => "refreshed",
+            Self::Failed(_) => "failed",
+        }
+    }
+
+    pub fn source(&self) -> Option<TokenSource> {
+        match self {
+            Self::Refreshed(source) => Some(*source),
+            _ => None,
+        }
+    }
+
+    pub fn error(&self) -> Option<&GrantError> {
+        match self {
+            Self::BackingOff(e) | Self::Failed(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// What `reject` did with a token the origin refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// It was the cached token: dropped from memory, and from KV if KV still held it.
+    Dropped,
+    /// The cache already holds another token (or none): nothing dropped.
+    AlreadyReplaced,
+    /// It is the cached token, but a token was dropped after a 401 less than
+    /// `REJECT_COOLDOWN_MS` ago: an origin that refuses every token must not turn each request
+    /// into an endpoint call, so this one is kept.
+    Kept,
 }
 
 /// First back-off after a failed fill; it doubles with each failure in a row up to the cap.
@@ -54,23 +120,55 @@ const FIRST_BACKOFF_MS: u64 = 2_000;
 const MAX_BACKOFF_MS: u64 = 60_000;
 /// How often a waiting request looks again: small next to a token endpoint's round trip.
 const POLL_MS: u64 = 10;
+/// A fill still marked after the token timeout plus this long is taken to be abandoned.
+const FILL_GRACE_MS: u64 = 30_000;
+/// At most one token dropped after an origin 401 per this long, per isolate.
+pub const REJECT_COOLDOWN_MS: u64 = 10_000;
+
+#[derive(Clone, Copy)]
+struct Fill {
+    id: u64,
+    started_ms: u64,
+}
 
 #[derive(Default)]
 struct State {
     current: Option<Rc<CachedToken>>,
+    /// When this isolate refreshes `current` ahead of its expiry: drawn, with jitter, when
+    /// `current` is stored.
+    refresh_at_ms: u64,
     /// A fill is running (in some request); its number, so a finished fill is told apart.
-    filling: Option<u64>,
+    filling: Option<Fill>,
     fills_started: u64,
     /// No fill starts before this instant; requests get `failure` until then.
     backoff_until_ms: u64,
     failure: Option<GrantError>,
     failures_in_a_row: u32,
+    /// The last token the origin refused: never taken from KV again (KV's delete may not be
+    /// visible yet where this isolate reads).
+    rejected: Option<Rc<CachedToken>>,
+    /// When this isolate last dropped a token after an origin 401.
+    last_drop_ms: Option<u64>,
+}
+
+impl State {
+    fn fill_in_flight(&self, now: u64, abandon_ms: u64) -> bool {
+        self.filling
+            .is_some_and(|f| now < f.started_ms.saturating_add(abandon_ms))
+    }
 }
 
 /// One per isolate. Requests share it; nothing in it is `Send` because an isolate is one thread.
-#[derive(Default)]
 pub struct TokenCache {
     state: Rc<RefCell<State>>,
+    /// Draws the jitter of each stored token's refresh moment; fixed in tests.
+    jitter: Box<dyn Fn() -> Jitter>,
+}
+
+impl Default for TokenCache {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// Releases the fill mark if the filling request is dropped before recording an outcome, so a
@@ -83,9 +181,19 @@ struct FillGuard {
 impl Drop for FillGuard {
     fn drop(&mut self) {
         let mut st = self.state.borrow_mut();
-        if st.filling == Some(self.fill) {
+        if st.filling.is_some_and(|f| f.id == self.fill) {
             st.filling = None;
         }
+    }
+}
+
+/// The isolate's one refresh ahead of expiry, claimed: run it with `TokenCache::refresh`.
+/// Dropping it unrun releases the claim.
+pub struct RefreshAhead(FillGuard);
+
+impl std::fmt::Debug for RefreshAhead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("RefreshAhead").field(&self.0.fill).finish()
     }
 }
 
@@ -96,9 +204,26 @@ enum Next {
     Fill(FillGuard),
 }
 
+fn same(a: Option<&Rc<CachedToken>>, b: &CachedToken) -> bool {
+    a.is_some_and(|a| a.access_token() == b.access_token())
+}
+
+fn abandon_after_ms(cfg: &TokenConfig) -> u64 {
+    cfg.timeout_ms + FILL_GRACE_MS
+}
+
 impl TokenCache {
+    /// A cache whose refresh moments get random jitter.
     pub fn new() -> Self {
-        Self::default()
+        Self::with_jitter(Jitter::random)
+    }
+
+    /// A cache whose refresh moments get jitter from `jitter` (tests fix it).
+    pub fn with_jitter(jitter: impl Fn() -> Jitter + 'static) -> Self {
+        Self {
+            state: Rc::default(),
+            jitter: Box::new(jitter),
+        }
     }
 
     /// A token that may be sent now. Concurrent callers that miss memory cause one fill.
@@ -115,20 +240,154 @@ impl TokenCache {
         C: Clock,
     {
         loop {
-            match self.next(clock.now_ms()) {
+            match self.next(clock.now_ms(), abandon_after_ms(cfg)) {
                 Next::Ready(obtained) => return Ok(obtained),
                 Next::Failed(unavailable) => return Err(unavailable),
                 Next::Wait => clock.sleep(POLL_MS).await,
                 Next::Fill(guard) => {
-                    let result = load_or_fetch(cfg, http, store, clock).await;
-                    return self.record(guard, result, clock.now_ms());
+                    let rejected = self.state.borrow().rejected.clone();
+                    let accept =
+                        |t: &CachedToken, now| t.is_usable(now) && !same(rejected.as_ref(), t);
+                    let result = load_or_fetch(cfg, http, store, clock, accept).await;
+                    let obtained = self.record(guard, result, clock.now_ms())?;
+                    write_back(cfg, store, clock, &obtained).await;
+                    return Ok(obtained);
                 }
             }
         }
     }
 
+    /// Claims the refresh ahead of expiry when the cached token is in its refresh window and
+    /// nothing else is filling or backing off; `None` otherwise (nearly always).
+    pub fn refresh_due(&self, cfg: &TokenConfig, now: u64) -> Option<RefreshAhead> {
+        let mut st = self.state.borrow_mut();
+        let current = st.current.as_ref()?;
+        // Past its usable time the next request fills in the foreground: nothing to do ahead.
+        if !current.is_usable(now) || now < st.refresh_at_ms {
+            return None;
+        }
+        if st.fill_in_flight(now, abandon_after_ms(cfg)) || now < st.backoff_until_ms {
+            return None;
+        }
+        Some(RefreshAhead(self.claim(&mut st, now)))
+    }
+
+    /// Runs a claimed refresh: a newer token from KV if another isolate already refreshed, else
+    /// one from the endpoint. On failure the current token stays in use while it is usable.
+    pub async fn refresh<H, S, C>(
+        &self,
+        job: RefreshAhead,
+        cfg: &TokenConfig,
+        http: &H,
+        store: &S,
+        clock: &C,
+    ) -> RefreshOutcome
+    where
+        H: HttpClient,
+        S: KeyValue,
+        C: Clock,
+    {
+        let (current, rejected) = {
+            let st = self.state.borrow();
+            (st.current.clone(), st.rejected.clone())
+        };
+        // A KV token is worth taking only if it is another, not yet due for refresh itself.
+        let accept = |t: &CachedToken, now| {
+            t.is_usable(now)
+                && now < refresh::refresh_from_ms(t)
+                && !same(current.as_ref(), t)
+                && !same(rejected.as_ref(), t)
+        };
+        let result = load_or_fetch(cfg, http, store, clock, accept).await;
+        match self.record(job.0, result, clock.now_ms()) {
+            Ok(obtained) => {
+                write_back(cfg, store, clock, &obtained).await;
+                RefreshOutcome::Refreshed(obtained.source)
+            }
+            Err(unavailable) => RefreshOutcome::Failed(unavailable.cause),
+        }
+    }
+
+    /// For the scheduled handler: makes sure this isolate, and KV, hold a token that is not
+    /// due for refresh, so that the first request after a quiet spell finds one.
+    pub async fn prewarm<H, S, C>(
+        &self,
+        cfg: &TokenConfig,
+        http: &H,
+        store: &S,
+        clock: &C,
+    ) -> RefreshOutcome
+    where
+        H: HttpClient,
+        S: KeyValue,
+        C: Clock,
+    {
+        let now = clock.now_ms();
+        let job = {
+            let mut st = self.state.borrow_mut();
+            let fresh = st
+                .current
+                .as_ref()
+                .is_some_and(|t| t.is_usable(now) && now < st.refresh_at_ms);
+            if fresh {
+                return RefreshOutcome::Fresh;
+            }
+            if st.fill_in_flight(now, abandon_after_ms(cfg)) {
+                return RefreshOutcome::InFlight;
+            }
+            if let Some(cause) = st.failure.clone().filter(|_| now < st.backoff_until_ms) {
+                return RefreshOutcome::BackingOff(cause);
+            }
+            RefreshAhead(self.claim(&mut st, now))
+        };
+        self.refresh(job, cfg, http, store, clock).await
+    }
+
+    /// The origin answered 401 to `used`. Drops it from memory and from KV only if it is still
+    /// the cached token there (another request, or another isolate, may have replaced it), so
+    /// that the next `get` fetches one new token for every request that hit this.
+    pub async fn reject<S, C>(
+        &self,
+        used: &Rc<CachedToken>,
+        cfg: &TokenConfig,
+        store: &S,
+        clock: &C,
+    ) -> Rejection
+    where
+        S: KeyValue,
+        C: Clock,
+    {
+        let now = clock.now_ms();
+        {
+            let mut st = self.state.borrow_mut();
+            if !same(st.current.as_ref(), used) {
+                return Rejection::AlreadyReplaced;
+            }
+            if st
+                .last_drop_ms
+                .is_some_and(|t| now < t.saturating_add(REJECT_COOLDOWN_MS))
+            {
+                return Rejection::Kept;
+            }
+            st.current = None;
+            st.rejected = Some(used.clone());
+            st.last_drop_ms = Some(now);
+        }
+        // KV has no compare-and-delete: read, compare, delete. Losing the race to another
+        // isolate's write deletes its fresh token, which costs that token one more endpoint
+        // call, never a request.
+        let key = cfg.cache_key();
+        if let Ok(Some(value)) = store.get(&key).await {
+            let held = CachedToken::from_kv(&value, cfg.sealer.as_ref(), &key);
+            if held.is_some_and(|t| t.access_token() == used.access_token()) {
+                let _ = store.delete(&key).await;
+            }
+        }
+        Rejection::Dropped
+    }
+
     /// Decides, from the state at `now`, what this request does next.
-    fn next(&self, now: u64) -> Next {
+    fn next(&self, now: u64, abandon_ms: u64) -> Next {
         let mut st = self.state.borrow_mut();
         if let Some(token) = st.current.as_ref().filter(|t| t.is_usable(now)) {
             return Next::Ready(Obtained {
@@ -136,22 +395,30 @@ impl TokenCache {
                 source: TokenSource::Memory,
             });
         }
-        if st.filling.is_some() {
+        if st.fill_in_flight(now, abandon_ms) {
             return Next::Wait;
         }
         if let Some(cause) = st.failure.clone().filter(|_| now < st.backoff_until_ms) {
             return Next::Failed(TokenUnavailable {
                 retry_after_secs: retry_after_secs(st.backoff_until_ms, now),
                 cause,
+                called_endpoint: false,
             });
         }
+        Next::Fill(self.claim(&mut st, now))
+    }
+
+    fn claim(&self, st: &mut State, now: u64) -> FillGuard {
         st.fills_started += 1;
         let fill = st.fills_started;
-        st.filling = Some(fill);
-        Next::Fill(FillGuard {
+        st.filling = Some(Fill {
+            id: fill,
+            started_ms: now,
+        });
+        FillGuard {
             state: self.state.clone(),
             fill,
-        })
+        }
     }
 
     fn record(
@@ -164,6 +431,7 @@ impl TokenCache {
         let mut st = self.state.borrow_mut();
         match result {
             Ok((token, source)) => {
+                st.refresh_at_ms = refresh::refresh_at_ms(&token, (self.jitter)());
                 let token = Rc::new(token);
                 st.current = Some(token.clone());
                 st.failure = None;
@@ -172,11 +440,19 @@ impl TokenCache {
             }
             Err(cause) => {
                 st.failures_in_a_row = st.failures_in_a_row.saturating_add(1);
-                st.backoff_until_ms = now + backoff_ms(st.failures_in_a_row, &cause);
+                let mut until = now + backoff_ms(st.failures_in_a_row, &cause);
+                // A failed refresh ahead never keeps the endpoint untried past the moment the
+                // cached token stops being usable: an endpoint back up by then serves the first
+                // request after it, instead of requests getting 503 until the back-off ends.
+                if let Some(token) = st.current.as_ref().filter(|t| t.is_usable(now)) {
+                    until = until.min(token.usable_until_ms());
+                }
+                st.backoff_until_ms = until;
                 st.failure = Some(cause.clone());
                 Err(TokenUnavailable {
                     retry_after_secs: retry_after_secs(st.backoff_until_ms, now),
                     cause,
+                    called_endpoint: true,
                 })
             }
         }
@@ -197,11 +473,14 @@ pub(super) fn backoff_ms(failures: u32, cause: &GrantError) -> u64 {
     (FIRST_BACKOFF_MS << doublings).min(MAX_BACKOFF_MS)
 }
 
+/// A token from KV when `accept` takes it, else from the endpoint. Writes nothing: the caller
+/// records the token in memory first, so that waiting requests go on before the KV write.
 async fn load_or_fetch<H, S, C>(
     cfg: &TokenConfig,
     http: &H,
     store: &S,
     clock: &C,
+    accept: impl Fn(&CachedToken, u64) -> bool,
 ) -> Result<(CachedToken, TokenSource), GrantError>
 where
     H: HttpClient,
@@ -209,11 +488,10 @@ where
     C: Clock,
 {
     let key = cfg.cache_key();
-    let sealer = cfg.sealer.as_ref();
     // A KV failure is a miss: the endpoint can still serve the request.
     if let Ok(Some(value)) = store.get(&key).await {
-        if let Some(token) = CachedToken::from_kv(&value, sealer, &key) {
-            if token.is_usable(clock.now_ms()) {
+        if let Some(token) = CachedToken::from_kv(&value, cfg.sealer.as_ref(), &key) {
+            if accept(&token, clock.now_ms()) {
                 return Ok((token, TokenSource::Kv));
             }
         }
@@ -236,13 +514,26 @@ where
         .read_body(response.body, MAX_RESPONSE_BYTES)
         .await
         .map_err(|_| GrantError::NotJson)?;
-    let now = clock.now_ms();
-    let token = grant::parse_response(response.status, &body, now)?;
-    if let Some(value) = token.to_kv(sealer, &key) {
-        // Best effort: a failed write costs the next isolate one endpoint call, nothing more.
-        let _ = store.put(&key, &value, token.kv_ttl_secs(now)).await;
-    }
+    let token = grant::parse_response(response.status, &body, clock.now_ms())?;
     Ok((token, TokenSource::Endpoint))
+}
+
+/// Writes a token fresh from the endpoint to KV for the other isolates. Best effort: a failed
+/// write costs the next isolate one endpoint call, nothing more.
+async fn write_back<S: KeyValue, C: Clock>(
+    cfg: &TokenConfig,
+    store: &S,
+    clock: &C,
+    obtained: &Obtained,
+) {
+    if obtained.source != TokenSource::Endpoint {
+        return;
+    }
+    let key = cfg.cache_key();
+    if let Some(value) = obtained.token.to_kv(cfg.sealer.as_ref(), &key) {
+        let ttl = obtained.token.kv_ttl_secs(clock.now_ms());
+        let _ = store.put(&key, &value, ttl).await;
+    }
 }
 
 #[cfg(test)]
@@ -267,14 +558,25 @@ mod tests {
     #[test]
     fn a_dropped_fill_releases_its_mark() {
         let cache = TokenCache::new();
-        let Next::Fill(guard) = cache.next(0) else {
+        let Next::Fill(guard) = cache.next(0, 1_000) else {
             panic!("the first caller fills");
         };
-        assert!(matches!(cache.next(0), Next::Wait));
+        assert!(matches!(cache.next(0, 1_000), Next::Wait));
         drop(guard);
         assert!(
-            matches!(cache.next(0), Next::Fill(_)),
+            matches!(cache.next(0, 1_000), Next::Fill(_)),
             "a waiter takes over"
         );
+    }
+
+    #[test]
+    fn a_fill_never_finished_nor_dropped_is_taken_over_after_a_while() {
+        let cache = TokenCache::new();
+        let Next::Fill(stuck) = cache.next(0, 1_000) else {
+            panic!("the first caller fills");
+        };
+        assert!(matches!(cache.next(999, 1_000), Next::Wait));
+        assert!(matches!(cache.next(1_000, 1_000), Next::Fill(_)));
+        std::mem::forget(stuck);
     }
 }

@@ -45,6 +45,10 @@ impl CachedToken {
         &self.access_token
     }
 
+    pub fn obtained_at_ms(&self) -> u64 {
+        self.obtained_at_ms
+    }
+
     pub fn expires_at_ms(&self) -> u64 {
         self.expires_at_ms
     }

@@ -77,6 +77,21 @@ impl GrantError {
             _ => false,
         }
     }
+
+    /// For a refusal of our credentials, what the operator must look at: the log line reports
+    /// it as a configuration error, naming settings, never their values.
+    pub fn config_problem(&self) -> Option<&'static str> {
+        if !self.is_client_misconfigured() {
+            return None;
+        }
+        Some(match self {
+            Self::Status {
+                oauth_error: Some(e),
+                ..
+            } if e == "invalid_scope" => "the token endpoint refused TOKEN_SCOPE (invalid_scope)",
+            _ => "the token endpoint refused the client credentials: check CLIENT_ID, CLIENT_SECRET and TOKEN_CLIENT_AUTH",
+        })
+    }
 }
 
 /// Headers and form body of the token request.

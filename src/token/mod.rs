@@ -1,16 +1,22 @@
 //! The OAuth 2.0 client-credentials access token: its settings, the grant exchange, the cached
-//! entry, and the isolate's cache that decides when the token endpoint is called.
+//! entry, when it is refreshed ahead of expiry, and the isolate's cache that decides when the
+//! token endpoint is called.
 //!
 //! No I/O of its own: the cache is handed the HTTP client, the store and the clock.
 
 mod cache;
 mod entry;
 mod grant;
+pub mod refresh;
 mod seal;
 
-pub use cache::{Obtained, TokenCache, TokenSource, TokenUnavailable};
+pub use cache::{
+    Obtained, RefreshAhead, RefreshOutcome, Rejection, TokenCache, TokenSource, TokenUnavailable,
+    REJECT_COOLDOWN_MS,
+};
 pub use entry::CachedToken;
 pub use grant::{ClientAuth, GrantError};
+pub use refresh::Jitter;
 pub use seal::Sealer;
 
 use crate::config::{endpoint_url, number, optional, required, ConfigError, Lookup};

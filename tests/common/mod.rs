@@ -12,7 +12,8 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use edge_auth_proxy::io::{
-    Body, Clock, HttpClient, HttpError, InboundResponse, KeyValue, OutboundRequest, StoreError,
+    Body, Bounded, Clock, HttpClient, HttpError, InboundResponse, KeyValue, OutboundRequest,
+    StoreError,
 };
 use http::HeaderMap;
 
@@ -172,5 +173,18 @@ impl HttpClient for FakeHttp {
             return Err(HttpError::Body("too big".into()));
         }
         Ok(bytes)
+    }
+
+    /// Like the Worker's: a stream of any declared length is read up to the limit.
+    async fn read_up_to(
+        &self,
+        body: Body<Vec<u8>>,
+        limit: usize,
+    ) -> Result<Bounded<Vec<u8>>, HttpError> {
+        Ok(match body {
+            Body::Empty => Bounded::Fits(Vec::new()),
+            Body::Bytes(b) | Body::Stream(b) if b.len() <= limit => Bounded::Fits(b),
+            longer => Bounded::Longer(longer),
+        })
     }
 }

@@ -154,7 +154,7 @@ describe('a good request', () => {
     assert.ok(buf.equals(bigBodyPattern(size)), 'body differs');
   });
 
-  test('the origin answering 401 once: a fresh token is fetched and the request replayed once', { todo: 'issue #4: drop-and-replay on an origin 401 is not built yet' }, async () => {
+  test('the origin answering 401 once: a fresh token is fetched and the request replayed once', async () => {
     const before = token.count;
     origin.unauthorized(1);
     const res = await read(

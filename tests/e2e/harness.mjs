@@ -221,3 +221,12 @@ export async function startStack({ bindings = {}, tokenOptions = {}, kvPersist }
     },
   };
 }
+
+/**
+ * Runs the Worker's scheduled (cron) handler once, as a cron trigger would; resolves to
+ * workerd's `{ outcome, noRetry }`.
+ */
+export async function scheduled(gw, cron = '*/5 * * * *') {
+  const worker = await gw.mf.getWorker();
+  return worker.scheduled({ cron, scheduledTime: new Date() });
+}

@@ -85,6 +85,8 @@ export async function startOrigin({ name = 'origin' } = {}) {
   let hangMs = 0;
   let bigBodyBytes = 0;
   let custom = null;
+  let tokenCheck = null;
+  const rejectedTokens = new Set();
 
   const s = await listen(async (req, res) => {
     const body = await readBody(req);
@@ -96,6 +98,19 @@ export async function startOrigin({ name = 'origin' } = {}) {
       body,
     };
     requests.push(rec);
+    const bearer = /^Bearer (.+)$/.exec(rec.headers.authorization ?? '')?.[1];
+    if (tokenCheck && !tokenCheck(bearer)) {
+      rec.refusedToken = true;
+      res.writeHead(401, { 'content-type': 'application/json', 'www-authenticate': 'Bearer error="invalid_token"' });
+      res.end(JSON.stringify({ error: 'invalid_token', origin: name, why: 'token check' }));
+      return;
+    }
+    if (bearer !== undefined && rejectedTokens.has(bearer)) {
+      rec.refusedToken = true;
+      res.writeHead(401, { 'content-type': 'application/json', 'www-authenticate': 'Bearer error="invalid_token"' });
+      res.end(JSON.stringify({ error: 'invalid_token', origin: name, why: 'revoked' }));
+      return;
+    }
     if (unauthorizedLeft > 0) {
       unauthorizedLeft--;
       res.writeHead(401, { 'content-type': 'application/json', 'www-authenticate': 'Bearer error="invalid_token"' });
@@ -171,12 +186,25 @@ export async function startOrigin({ name = 'origin' } = {}) {
     respond(fn) {
       custom = fn;
     },
+    /**
+     * `fn(accessToken)` decides whether the bearer token is accepted (e.g. the token endpoint's
+     * `isLive`); a refused request gets 401 and its record `refusedToken: true`. `null` stops.
+     */
+    checkTokens(fn) {
+      tokenCheck = fn;
+    },
+    /** Every request bearing `accessToken` gets 401 from now on (a revoked token). */
+    rejectToken(accessToken) {
+      rejectedTokens.add(accessToken);
+    },
     reset() {
       requests.length = 0;
       unauthorizedLeft = 0;
       hangMs = 0;
       bigBodyBytes = 0;
       custom = null;
+      tokenCheck = null;
+      rejectedTokens.clear();
     },
     close: s.close,
   };
@@ -211,12 +239,15 @@ function decodeBasic(header) {
  *
  * Modes (`setMode`): 'ok' (expires_in as the string "28799", the documented shape), 'ok-number'
  * (expires_in as a number), 'slow' (answers ok after `delayMs`), '500', 'garbage' (200 with a
- * non-JSON body), 'no-access-token', 'invalid-client' (401 {"error":"invalid_client"}).
- * `expiresIn` overrides the lifetime (seconds).
+ * non-JSON body), 'no-access-token', 'invalid-client' (401 {"error":"invalid_client"}), 'down'
+ * (the connection is dropped without an answer, as when the endpoint is unreachable).
+ * `expiresIn` overrides the lifetime (seconds). `expiresAt` maps each issued token to the epoch
+ * milliseconds at which it expires; `isLive(token)` says whether it has not expired yet.
  */
 export async function startTokenEndpoint({ clientId = 'test-client', clientSecret = 'test-client-secret', mode = 'ok', delayMs = 0, expiresIn = 28799 } = {}) {
   const calls = [];
   const issued = [];
+  const expiresAt = new Map();
   const opts = { mode, delayMs, expiresIn };
 
   const s = await listen(async (req, res) => {
@@ -243,6 +274,9 @@ export async function startTokenEndpoint({ clientId = 'test-client', clientSecre
     if (opts.mode === 'slow' || opts.delayMs > 0) await sleep(opts.delayMs);
     if (res.destroyed) return;
     switch (opts.mode) {
+      case 'down':
+        req.socket.destroy();
+        return;
       case '500':
         res.writeHead(500, { 'content-type': 'text/plain' });
         res.end('internal error');
@@ -261,6 +295,7 @@ export async function startTokenEndpoint({ clientId = 'test-client', clientSecre
     const token = `at-${calls.length}-${randomBytes(12).toString('hex')}`;
     issued.push(token);
     const now = Date.now();
+    expiresAt.set(token, now + Number(opts.expiresIn) * 1000);
     if (opts.mode === 'no-access-token') {
       return json(200, { token_type: 'Bearer', issued_at: String(now), expires_in: String(opts.expiresIn) });
     }
@@ -286,12 +321,18 @@ export async function startTokenEndpoint({ clientId = 'test-client', clientSecre
     get token() {
       return issued[issued.length - 1];
     },
+    expiresAt,
+    /** `token` was issued here and has not expired at `atMs`. */
+    isLive(token, atMs = Date.now()) {
+      return expiresAt.has(token) && atMs < expiresAt.get(token);
+    },
     setMode(mode, extra = {}) {
       Object.assign(opts, { mode }, extra);
     },
     reset() {
       calls.length = 0;
       issued.length = 0;
+      expiresAt.clear();
       Object.assign(opts, { mode, delayMs, expiresIn });
     },
     close: s.close,
@@ -302,8 +343,9 @@ export async function startTokenEndpoint({ clientId = 'test-client', clientSecre
 // the JWKS server
 
 /** Serves `jwks` at `/.well-known/jwks.json`, counting hits. `setKeys` replaces the set. */
-export async function startJwksServer(jwks) {
+export async function startJwksServer(jwks, { cacheControl = 'max-age=300' } = {}) {
   let current = jwks;
+  let down = false;
   const hits = [];
   const s = await listen(async (req, res) => {
     await readBody(req);
@@ -313,7 +355,12 @@ export async function startJwksServer(jwks) {
       res.end();
       return;
     }
-    res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'max-age=300' });
+    if (down) {
+      res.writeHead(503, { 'content-type': 'text/plain' });
+      res.end('down for maintenance');
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'application/json', 'cache-control': cacheControl });
     res.end(JSON.stringify(current));
   });
   return {
@@ -324,6 +371,10 @@ export async function startJwksServer(jwks) {
     },
     setKeys(next) {
       current = next;
+    },
+    /** While down, every fetch gets 503. */
+    setDown(flag) {
+      down = flag;
     },
     close: s.close,
   };
