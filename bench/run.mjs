@@ -509,7 +509,18 @@ async function main() {
   process.stdout.write(renderMarkdown(results, path.basename(STEM)));
 }
 
-main().then(
+/** `node bench/run.mjs --render results.json`: the chart and the tables again, from a run's JSON. */
+function render(file) {
+  const results = JSON.parse(readFileSync(file, 'utf8'));
+  results.summary = summarize(results);
+  const stem = file.replace(/\.json$/, '');
+  writeFileSync(`${stem}.svg`, renderChart(results));
+  writeFileSync(`${stem}.md`, renderMarkdown(results, path.basename(stem)));
+  log(`bench: wrote ${stem}.{svg,md}`);
+}
+
+const renderAt = process.argv.indexOf('--render');
+(renderAt > 0 ? Promise.resolve().then(() => render(process.argv[renderAt + 1])) : main()).then(
   () => process.exit(0),
   (err) => {
     console.error(err);

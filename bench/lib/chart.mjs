@@ -5,11 +5,13 @@
 const COLORS = { 'edge-auth-proxy': '#e8590c', jose: '#1971c2', 'jose-cache': '#74c0fc', 'edge-auth-proxy-jwks-url': '#f59f00', 'jose-jwks-url': '#5f3dc4' };
 const esc = (s) => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 
-function niceMax(x) {
-  if (!(x > 0)) return 1;
-  const p = 10 ** Math.floor(Math.log10(x));
-  for (const m of [1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10]) if (m * p >= x) return m * p;
-  return 10 * p;
+/** An axis from 0 to at least `x` in 3 to 5 round steps. */
+function niceScale(x) {
+  if (!(x > 0)) return { max: 1, step: 0.25 };
+  const raw = x / 4;
+  const p = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 2.5, 5, 10].map((m) => m * p).find((st) => st >= raw);
+  return { max: step * Math.ceil(x / step), step };
 }
 
 export function renderChart(results) {
@@ -19,12 +21,12 @@ export function renderChart(results) {
   const rows = results.summary.rows;
   const get = (t, w, c) => rows.find((r) => r.target === t && r.workload === w && r.connections === c);
 
-  const panelW = 400;
+  const panelW = Math.max(400, Math.floor(1000 / conns.length));
   const panelH = 230;
   const left = 60;
-  const top = 70;
+  const top = 96;
   const gapX = 30;
-  const gapY = 80;
+  const gapY = 96;
   const width = left + conns.length * (panelW + gapX) + 10;
   const height = top + 2 * panelH + gapY + 90;
   const out = [];
@@ -46,15 +48,18 @@ export function renderChart(results) {
       for (const t of targets) for (const w of workloads) maxV = Math.max(maxV, get(t, w, c)?.[s.key] ?? 0);
       const ref = s.ref(c).v;
       if (ref) maxV = Math.max(maxV, ref);
-      if (s.floor) maxV = Math.max(maxV, 1 / (s.floor(c)?.bareVsFloor || 1));
     }
-    maxV = niceMax(maxV * 1.08);
+    const scale = niceScale(maxV * 1.08);
+    maxV = scale.max;
+    out.push(`<text x="${left}" y="${y0 - 30}" font-size="13" font-weight="600">${esc(s.title)}</text>`);
     conns.forEach((c, ci) => {
       const x0 = left + ci * (panelW + gapX);
       const yOf = (v) => y0 + panelH - (v / maxV) * panelH;
-      out.push(`<text x="${x0}" y="${y0 - 10}" font-weight="600">${esc(s.title)} · ${c} connection${c === 1 ? '' : 's'}</text>`);
-      for (let k = 0; k <= 4; k++) {
-        const v = (maxV * k) / 4;
+      const floor = s.floor?.(c);
+      const note = floor?.bareVsFloor ? ` · the origin alone would be ${(1 / floor.bareVsFloor).toFixed(1)}` : '';
+      out.push(`<text x="${x0}" y="${y0 - 10}" fill="#333">${esc(`${c} connection${c === 1 ? '' : 's'}${note}`)}</text>`);
+      for (let k = 0; k * scale.step <= maxV + 1e-9; k++) {
+        const v = k * scale.step;
         const y = yOf(v);
         out.push(`<line x1="${x0}" x2="${x0 + panelW}" y1="${y}" y2="${y}" stroke="#e9ecef"/>`);
         if (ci === 0) out.push(`<text x="${x0 - 6}" y="${y + 4}" text-anchor="end" fill="#666">${esc(s.key === 'vsBare' ? v.toFixed(2) : Math.round(v))}</text>`);
@@ -68,7 +73,7 @@ export function renderChart(results) {
           if (v === null || v === undefined) return;
           const y = yOf(v);
           out.push(`<rect x="${gx + ti * barW}" y="${y}" width="${barW - 2}" height="${y0 + panelH - y}" fill="${COLORS[t] ?? '#868e96'}"><title>${esc(`${t} · ${w} · c=${c}: ${s.fmt(v)}`)}</title></rect>`);
-          out.push(`<text x="${gx + ti * barW + (barW - 2) / 2}" y="${y - 3}" text-anchor="middle" font-size="9" fill="#333">${esc(s.fmt(v))}</text>`);
+          out.push(`<text x="${gx + ti * barW + (barW - 2) / 2}" y="${y - 3}" text-anchor="middle" font-size="8" fill="#333">${esc(s.fmt(v))}</text>`);
         });
         out.push(`<text x="${x0 + wi * groupW + groupW / 2}" y="${y0 + panelH + 14}" text-anchor="middle" fill="#333">${esc(w)}</text>`);
       });
@@ -76,15 +81,6 @@ export function renderChart(results) {
       if (ref.v) {
         const y = yOf(ref.v);
         out.push(`<line x1="${x0}" x2="${x0 + panelW}" y1="${y}" y2="${y}" stroke="#212529" stroke-dasharray="5 3"/>`);
-        out.push(`<text x="${x0 + panelW}" y="${y - 4}" text-anchor="end" fill="#212529" font-size="10">${esc(ref.label)}${s.key === 'cpuUs' ? ` ${Math.round(ref.v)} µs` : ''}</text>`);
-      }
-      if (s.floor) {
-        const b = s.floor(c);
-        if (b?.bareVsFloor) {
-          const y = yOf(1 / b.bareVsFloor);
-          out.push(`<line x1="${x0}" x2="${x0 + panelW}" y1="${y}" y2="${y}" stroke="#2f9e44" stroke-dasharray="2 3"/>`);
-          out.push(`<text x="${x0 + panelW}" y="${y - 4}" text-anchor="end" fill="#2f9e44" font-size="10">origin alone ${(1 / b.bareVsFloor).toFixed(2)}</text>`);
-        }
       }
       out.push(`<line x1="${x0}" x2="${x0 + panelW}" y1="${y0 + panelH}" y2="${y0 + panelH}" stroke="#495057"/>`);
     });
@@ -93,6 +89,9 @@ export function renderChart(results) {
   // Legend.
   const ly = height - 28;
   let lx = left;
+  out.push(`<line x1="${lx}" x2="${lx + 22}" y1="${ly - 4}" y2="${ly - 4}" stroke="#212529" stroke-dasharray="5 3"/>`);
+  out.push(`<text x="${lx + 28}" y="${ly}">bare forwarder (1.0 above; its CPU per request below)</text>`);
+  lx += 330;
   for (const t of targets) {
     out.push(`<rect x="${lx}" y="${ly - 10}" width="12" height="12" fill="${COLORS[t] ?? '#868e96'}"/>`);
     const label = results.targets[t].label;

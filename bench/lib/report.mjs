@@ -75,7 +75,22 @@ export function renderMarkdown(results, stem = 'latest') {
   for (const b of results.summary.baselines) out.push(`| ${b.connections} | ${fmt(b.floorRps)} rps | ${fmt(b.bareRps)} rps | ${times(b.bareVsFloor)} | ${fmt(b.bareCpuUs)} µs |`);
   out.push('');
 
-  out.push('**Workers under test.** rps ratios are against the origin alone (floor), the bare forwarder and the jose Worker at the same concurrency; CPU is the workerd process\'s user+system time per request (it includes Miniflare\'s entry Worker, so the bare forwarder\'s figure is the floor of it).');
+  out.push('**Headline**: edge-auth-proxy against the jose Worker and the bare forwarder (throughput ratios; CPU is workerd user+system time per request).');
+  out.push('');
+  out.push('| workload | c | edge-auth-proxy rps | jose rps | gateway ÷ jose | gateway ÷ bare | jose ÷ bare | gateway CPU µs/req | jose CPU µs/req | jose+cache ÷ jose |');
+  out.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  const row = (t, w, c) => results.summary.rows.find((x) => x.target === t && x.workload === w && x.connections === c);
+  for (const w of s.workloads) {
+    for (const c of s.connections) {
+      const g = row('edge-auth-proxy', w, c);
+      const j = row('jose', w, c);
+      const jc = row('jose-cache', w, c);
+      if (!g && !j) continue;
+      out.push(`| ${w} | ${c} | ${fmt(g?.rps)} | ${fmt(j?.rps)} | ${times(g?.vsJose)} | ${times(g?.vsBare)} | ${times(j?.vsBare)} | ${fmt(g?.cpuUs)} | ${fmt(j?.cpuUs)} | ${times(jc?.vsJose)} |`);
+    }
+  }
+  out.push('');
+  out.push('**Workers under test. rps ratios are against the origin alone (floor), the bare forwarder and the jose Worker at the same concurrency; CPU is the workerd process\'s user+system time per request (it includes Miniflare\'s entry Worker, so the bare forwarder\'s figure is the floor of it).');
   out.push('');
   out.push('| c | workload | Worker | rps | × floor | × bare | × jose | p50 ms | p99 ms | max ms | CPU µs/req | CPU × bare | errors | origin calls | token calls | JWKS calls |');
   out.push('|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
