@@ -2,11 +2,11 @@
 // reference jose Worker, in the same workerd, with the same loopback origin, token endpoint and
 // keys, under the same load (autocannon). See bench/README.md.
 //
-//   npm run bench              # setup + release build + this file (about 7 minutes on 2 cores)
+//   npm run bench              # setup + release build + this file (about 6 minutes on 2 cores)
 //   BENCH_QUICK=1 node bench/run.mjs   # a smoke run of well under a minute
 //
 // Knobs (environment): BENCH_QUICK=1, BENCH_DURATION (seconds per cell), BENCH_CONNECTIONS
-// ("1,8,64"), BENCH_WORKLOADS ("hot,first-rs256,first-es256,invalid,mixed"), BENCH_TARGETS
+// ("1,8,64"), BENCH_WORKLOADS ("hot,first-rs256,first-es256,invalid,mixed,reject-early"), BENCH_TARGETS
 // (ids, see TARGETS), BENCH_JWKS_URL=1 (also run both Workers with keys from JWKS_URL),
 // BENCH_OUT (results file stem, default bench/results/latest or bench/results/quick).
 
@@ -194,6 +194,8 @@ async function startMeasured(spec, times, jwt) {
         status = 0;
       }
       if (status !== 200) {
+        // A configuration error does not heal by waiting (e.g. a build that refuses JWKS_URL).
+        if (status === 500) throw new Error(`${spec.id}: answered 500 (configuration refused?)\n${w.stderr()}`);
         if (performance.now() - t0 > 30_000) throw new Error(`${spec.id}: no 200 within 30 s (last status ${status})\n${w.stderr()}`);
         await sleep(20);
       }
@@ -328,7 +330,7 @@ async function main() {
 
   const servers = await startServers(jwks);
   const cleanups = [() => servers.close()];
-  const results = { settings: SETTINGS, machine: host, versions, date: new Date().toISOString(), command: QUICK ? 'BENCH_QUICK=1 npm run bench' : 'npm run bench', bundles: {}, targets: {}, cells: [] };
+  const results = { settings: SETTINGS, machine: host, versions, date: new Date().toISOString(), command: `${Object.keys(process.env).filter((k) => k.startsWith('BENCH_')).sort().map((k) => `${k}=${process.env[k]} `).join('')}npm run bench`, bundles: {}, targets: {}, cells: [] };
   for (const [k, b] of Object.entries(bundles)) results.bundles[k] = { uploadKiB: b.uploadKiB, gzipKiB: b.gzipKiB };
 
   try {

@@ -90,7 +90,7 @@ export function renderMarkdown(results, stem = 'latest') {
     }
   }
   out.push('');
-  out.push('**Workers under test. rps ratios are against the origin alone (floor), the bare forwarder and the jose Worker at the same concurrency; CPU is the workerd process\'s user+system time per request (it includes Miniflare\'s entry Worker, so the bare forwarder\'s figure is the floor of it).');
+  out.push('**Workers under test.** rps ratios are against the origin alone (floor), the bare forwarder and the jose Worker at the same concurrency; CPU is the workerd process\'s user+system time per request (it includes Miniflare\'s entry Worker, so the bare forwarder\'s figure is the floor of it).');
   out.push('');
   out.push('| c | workload | Worker | rps | × floor | × bare | × jose | p50 ms | p99 ms | max ms | CPU µs/req | CPU × bare | errors | origin calls | token calls | JWKS calls |');
   out.push('|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
