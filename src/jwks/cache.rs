@@ -30,6 +30,9 @@ pub const MAX_STALE_MS: u64 = 86_400_000;
 pub const MAX_JWKS_BYTES: usize = 256 * 1024;
 /// Time allowed for the provider's answer.
 pub const FETCH_TIMEOUT_MS: u64 = 5_000;
+/// A fetch still marked after this long is taken to be abandoned (see `flight`): the fetch's
+/// own deadline plus room for its KV read and write.
+const ABANDON_AFTER_MS: u64 = FETCH_TIMEOUT_MS + 10_000;
 const FIRST_BACKOFF_MS: u64 = 2_000;
 const MAX_BACKOFF_MS: u64 = 60_000;
 
@@ -223,7 +226,7 @@ impl JwksCache {
                 if let Some(cur) = st.current.as_ref().filter(|c| has_kid(&c.set, kid)) {
                     return (Some(cur.clone()), None);
                 }
-                if self.flight.is_running() {
+                if self.flight.in_flight(now, ABANDON_AFTER_MS) {
                     None
                 } else if st.provider_fetches != fetches_at_arrival {
                     // The fetch this request waited on asked the provider after the token
@@ -236,9 +239,8 @@ impl JwksCache {
                     if limited || now < st.next_attempt_ms {
                         return (None, None);
                     }
-                    let guard = self.flight.try_start();
                     st.last_kid_refetch_ms = Some(now);
-                    guard
+                    Some(self.flight.start(now))
                 }
             };
             let Some(guard) = guard else {
@@ -298,7 +300,7 @@ impl JwksCache {
             {
                 return None;
             }
-            self.flight.try_start()?
+            self.flight.try_start(now, ABANDON_AFTER_MS)?
         };
         let got = load(url, Sources::KvFreshUntil(wanted_until), http, store, clock).await;
         let event = got.event();
@@ -327,7 +329,7 @@ impl JwksCache {
         }
         // Stale or missing from here on.
         let stale = self.usable_in(&st, now);
-        if self.flight.is_running() {
+        if self.flight.in_flight(now, ABANDON_AFTER_MS) {
             return stale.map_or(Next::Wait, Next::Ready);
         }
         if now < st.next_attempt_ms {
@@ -336,10 +338,7 @@ impl JwksCache {
                 None => Next::Unavailable(unavailable(&st, now)),
             };
         }
-        match self.flight.try_start() {
-            Some(guard) => Next::Fill(guard),
-            None => Next::Wait,
-        }
+        Next::Fill(self.flight.start(now))
     }
 
     /// The current set if it may still serve: fresh, or stale within `MAX_STALE_MS`.

@@ -24,6 +24,7 @@ use super::entry::CachedToken;
 use super::grant::{self, GrantError, MAX_RESPONSE_BYTES};
 use super::refresh::{self, Jitter};
 use super::TokenConfig;
+use crate::flight::{Flight, FlightGuard, POLL_MS};
 use crate::io::{Body, Clock, HttpClient, HttpError, KeyValue, OutboundRequest};
 
 /// Where a request's access token came from, for the log line.
@@ -118,18 +119,10 @@ pub enum Rejection {
 /// First back-off after a failed fill; it doubles with each failure in a row up to the cap.
 const FIRST_BACKOFF_MS: u64 = 2_000;
 const MAX_BACKOFF_MS: u64 = 60_000;
-/// How often a waiting request looks again: small next to a token endpoint's round trip.
-const POLL_MS: u64 = 10;
 /// A fill still marked after the token timeout plus this long is taken to be abandoned.
 const FILL_GRACE_MS: u64 = 30_000;
 /// At most one token dropped after an origin 401 per this long, per isolate.
 pub const REJECT_COOLDOWN_MS: u64 = 10_000;
-
-#[derive(Clone, Copy)]
-struct Fill {
-    id: u64,
-    started_ms: u64,
-}
 
 #[derive(Default)]
 struct State {
@@ -137,9 +130,6 @@ struct State {
     /// When this isolate refreshes `current` ahead of its expiry: drawn, with jitter, when
     /// `current` is stored.
     refresh_at_ms: u64,
-    /// A fill is running (in some request); its number, so a finished fill is told apart.
-    filling: Option<Fill>,
-    fills_started: u64,
     /// No fill starts before this instant; requests get `failure` until then.
     backoff_until_ms: u64,
     failure: Option<GrantError>,
@@ -151,16 +141,11 @@ struct State {
     last_drop_ms: Option<u64>,
 }
 
-impl State {
-    fn fill_in_flight(&self, now: u64, abandon_ms: u64) -> bool {
-        self.filling
-            .is_some_and(|f| now < f.started_ms.saturating_add(abandon_ms))
-    }
-}
-
 /// One per isolate. Requests share it; nothing in it is `Send` because an isolate is one thread.
 pub struct TokenCache {
     state: Rc<RefCell<State>>,
+    /// The one fill (foreground or refresh ahead) in flight.
+    flight: Flight,
     /// Draws the jitter of each stored token's refresh moment; fixed in tests.
     jitter: Box<dyn Fn() -> Jitter>,
 }
@@ -171,29 +156,13 @@ impl Default for TokenCache {
     }
 }
 
-/// Releases the fill mark if the filling request is dropped before recording an outcome, so a
-/// waiter takes over instead of waiting for a fill that will never finish.
-struct FillGuard {
-    state: Rc<RefCell<State>>,
-    fill: u64,
-}
-
-impl Drop for FillGuard {
-    fn drop(&mut self) {
-        let mut st = self.state.borrow_mut();
-        if st.filling.is_some_and(|f| f.id == self.fill) {
-            st.filling = None;
-        }
-    }
-}
-
 /// The isolate's one refresh ahead of expiry, claimed: run it with `TokenCache::refresh`.
 /// Dropping it unrun releases the claim.
-pub struct RefreshAhead(FillGuard);
+pub struct RefreshAhead(FlightGuard);
 
 impl std::fmt::Debug for RefreshAhead {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("RefreshAhead").field(&self.0.fill).finish()
+        f.debug_tuple("RefreshAhead").field(&self.0.id()).finish()
     }
 }
 
@@ -201,7 +170,7 @@ enum Next {
     Ready(Obtained),
     Failed(TokenUnavailable),
     Wait,
-    Fill(FillGuard),
+    Fill(FlightGuard),
 }
 
 fn same(a: Option<&Rc<CachedToken>>, b: &CachedToken) -> bool {
@@ -222,6 +191,7 @@ impl TokenCache {
     pub fn with_jitter(jitter: impl Fn() -> Jitter + 'static) -> Self {
         Self {
             state: Rc::default(),
+            flight: Flight::default(),
             jitter: Box::new(jitter),
         }
     }
@@ -260,16 +230,16 @@ impl TokenCache {
     /// Claims the refresh ahead of expiry when the cached token is in its refresh window and
     /// nothing else is filling or backing off; `None` otherwise (nearly always).
     pub fn refresh_due(&self, cfg: &TokenConfig, now: u64) -> Option<RefreshAhead> {
-        let mut st = self.state.borrow_mut();
+        let st = self.state.borrow();
         let current = st.current.as_ref()?;
         // Past its usable time the next request fills in the foreground: nothing to do ahead.
         if !current.is_usable(now) || now < st.refresh_at_ms {
             return None;
         }
-        if st.fill_in_flight(now, abandon_after_ms(cfg)) || now < st.backoff_until_ms {
+        if self.flight.in_flight(now, abandon_after_ms(cfg)) || now < st.backoff_until_ms {
             return None;
         }
-        Some(RefreshAhead(self.claim(&mut st, now)))
+        Some(RefreshAhead(self.flight.start(now)))
     }
 
     /// Runs a claimed refresh: a newer token from KV if another isolate already refreshed, else
@@ -324,7 +294,7 @@ impl TokenCache {
     {
         let now = clock.now_ms();
         let job = {
-            let mut st = self.state.borrow_mut();
+            let st = self.state.borrow();
             let fresh = st
                 .current
                 .as_ref()
@@ -332,13 +302,13 @@ impl TokenCache {
             if fresh {
                 return RefreshOutcome::Fresh;
             }
-            if st.fill_in_flight(now, abandon_after_ms(cfg)) {
+            if self.flight.in_flight(now, abandon_after_ms(cfg)) {
                 return RefreshOutcome::InFlight;
             }
             if let Some(cause) = st.failure.clone().filter(|_| now < st.backoff_until_ms) {
                 return RefreshOutcome::BackingOff(cause);
             }
-            RefreshAhead(self.claim(&mut st, now))
+            RefreshAhead(self.flight.start(now))
         };
         self.refresh(job, cfg, http, store, clock).await
     }
@@ -388,14 +358,14 @@ impl TokenCache {
 
     /// Decides, from the state at `now`, what this request does next.
     fn next(&self, now: u64, abandon_ms: u64) -> Next {
-        let mut st = self.state.borrow_mut();
+        let st = self.state.borrow();
         if let Some(token) = st.current.as_ref().filter(|t| t.is_usable(now)) {
             return Next::Ready(Obtained {
                 token: token.clone(),
                 source: TokenSource::Memory,
             });
         }
-        if st.fill_in_flight(now, abandon_ms) {
+        if self.flight.in_flight(now, abandon_ms) {
             return Next::Wait;
         }
         if let Some(cause) = st.failure.clone().filter(|_| now < st.backoff_until_ms) {
@@ -405,25 +375,12 @@ impl TokenCache {
                 called_endpoint: false,
             });
         }
-        Next::Fill(self.claim(&mut st, now))
-    }
-
-    fn claim(&self, st: &mut State, now: u64) -> FillGuard {
-        st.fills_started += 1;
-        let fill = st.fills_started;
-        st.filling = Some(Fill {
-            id: fill,
-            started_ms: now,
-        });
-        FillGuard {
-            state: self.state.clone(),
-            fill,
-        }
+        Next::Fill(self.flight.start(now))
     }
 
     fn record(
         &self,
-        guard: FillGuard,
+        guard: FlightGuard,
         result: Result<(CachedToken, TokenSource), GrantError>,
         now: u64,
     ) -> Result<Obtained, TokenUnavailable> {
