@@ -120,20 +120,23 @@ impl HttpClient for FetchClient {
         body: Body<ReadableStream>,
         limit: usize,
     ) -> Result<Vec<u8>, HttpError> {
-        let bytes = match body {
-            Body::Empty => Vec::new(),
-            Body::Bytes(bytes) => bytes,
-            Body::Stream(stream) => {
-                let response = web_sys::Response::new_with_opt_readable_stream(Some(&stream))
-                    .map_err(body_error)?;
-                let buffer = JsFuture::from(response.array_buffer().map_err(body_error)?)
-                    .await
-                    .map_err(body_error)?;
-                Uint8Array::new(&buffer).to_vec()
-            }
+        let too_long = || HttpError::Body(format!("body over {limit} bytes"));
+        let stream = match body {
+            Body::Empty => return Ok(Vec::new()),
+            Body::Bytes(bytes) if bytes.len() <= limit => return Ok(bytes),
+            Body::Bytes(_) => return Err(too_long()),
+            Body::Stream(stream) => stream,
         };
-        if bytes.len() > limit {
-            return Err(HttpError::Body(format!("body over {limit} bytes")));
+        // Chunk by chunk, so a hostile endpoint's endless body costs at most `limit` plus one
+        // chunk of memory before it is cancelled.
+        let reader: web_sys::ReadableStreamDefaultReader = stream.get_reader().unchecked_into();
+        let mut bytes = Vec::new();
+        while let Some(chunk) = next_chunk(&reader).await? {
+            if bytes.len() + chunk.length() as usize > limit {
+                let _ = reader.cancel();
+                return Err(too_long());
+            }
+            bytes.extend_from_slice(&chunk.to_vec());
         }
         Ok(bytes)
     }

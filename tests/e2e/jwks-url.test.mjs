@@ -184,4 +184,18 @@ describe('JWKS_URL', () => {
     for (let i = 0; i < 3; i++) assert.equal((await scheduled(gw)).outcome, 'ok');
     assert.equal(w.keyServer.count, 1);
   });
+
+  test('a key set over 256 KiB is refused (503, nothing forwarded) and the failure is logged', async (t) => {
+    const w = await world(t);
+    w.keyServer.setKeys({ ...jwks(w.key), padding: 'x'.repeat(300 * 1024) });
+    const gw = await w.gateway();
+    const res = await call(gw, await signJwt(w.key));
+    assert.equal(res.status, 503);
+    assert.ok(Number(res.headers.get('retry-after')) >= 1);
+    assert.equal(res.headers.get('content-type'), 'application/problem+json');
+    assert.equal(w.origin.count, 0);
+    const [log] = await gw.waitForRequestLogs(1);
+    assert.equal(log.jwks, 'jwks_too_large');
+    assert.equal(log.outcome, 'jwks_too_large');
+  });
 });
