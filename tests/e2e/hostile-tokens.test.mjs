@@ -114,7 +114,7 @@ describe('hostile tokens', () => {
     const tricks = [
       '../../etc/passwd',
       '/etc/passwd',
-      `http://127.0.0.1:${attackerServer.url.split(':')[2].split('/')[0]}/x`,
+      `http://127.0.0.1:${new URL(attackerServer.url).port}/x`,
       attackerServer.url,
       'file:///etc/passwd',
       'k'.repeat(3000),
