@@ -23,6 +23,9 @@ pub const UNKNOWN_KID_TTL_MS: u64 = 60_000;
 /// Remembered unknown `kid`s; past this the oldest memory is forgotten, which only costs the
 /// forgotten ones a wait for the next allowed refetch.
 pub const MAX_UNKNOWN_KIDS: usize = 256;
+/// Longer `kid`s (attacker-chosen text) are not remembered, which bounds that memory to about
+/// 256 × 128 bytes; they still meet the refetch rate limit.
+const MAX_REMEMBERED_KID_BYTES: usize = 128;
 /// A set past its freshness keeps serving this long while the provider cannot be reached.
 pub const MAX_STALE_MS: u64 = 86_400_000;
 /// Largest key set document read. Real ones are a few KiB; certificate chains can make them
@@ -257,8 +260,9 @@ impl JwksCache {
             if let Some(cur) = st.current.clone().filter(|c| has_kid(&c.set, kid)) {
                 return (Some(cur), Some(event));
             }
-            if !answered {
-                // The provider did not say the kid is unknown; only the rate limit holds.
+            if !answered || kid.len() > MAX_REMEMBERED_KID_BYTES {
+                // Either the provider did not say the kid is unknown, or the kid is too long to
+                // keep: only the rate limit holds.
                 return (None, Some(event));
             }
             if st.unknown_kids.len() >= MAX_UNKNOWN_KIDS {

@@ -8,6 +8,7 @@
 //! - `keys`: JWKS parsing and per-token key selection (by `kid`, then by family).
 //! - `extract`: `customer-auth`, then `Authorization`, then the cookie.
 //! - `verify`: the signature trait and its pure-Rust implementation.
+//! - `unique_json`: header and claims as JSON objects without repeated member names.
 //! - `validate`: the whole check, in the order that never looks at keys or claims early.
 //! - `verified`: the isolate's memory of tokens that passed, so repeats skip the signature.
 
@@ -15,6 +16,7 @@ mod alg;
 mod extract;
 mod keys;
 mod settings;
+mod unique_json;
 mod validate;
 mod verified;
 mod verify;
@@ -41,11 +43,16 @@ pub enum JwtError {
     /// `customer-auth` (or `Authorization`) is present but not `<scheme> <token>` as expected,
     /// or is sent twice. A broken request rather than a bad token: 400 `invalid_request`.
     MalformedHeader,
-    /// Not three base64url segments, a header that is not JSON, an unsupported `cty`, or a
-    /// payload that is not a JSON object.
+    /// Not exactly three segments of canonical, unpadded base64url; a header or payload
+    /// that is not one JSON object; a header member of the wrong type (`alg`, `kid`, `jku`,
+    /// `x5u`, `typ` that is not a string); or an unsupported `cty`.
     Malformed,
     /// Longer than `MAX_TOKEN_BYTES`; rejected before any decoding.
     TooLarge,
+    /// The header or the claims name a member twice (at any depth). RFC 7515 §4 and RFC 7519
+    /// §4 allow rejecting it, and we do: parsers differ on which duplicate wins, so the
+    /// gateway and the origin could read different claims from the same token.
+    DuplicateMember,
     /// `alg` is `none` (in any spelling), unknown, or not in `JWT_ALGORITHMS`.
     AlgorithmNotAllowed,
     /// The header has `crit`: RFC 7515 §4.1.11 requires rejecting extensions we do not
@@ -86,6 +93,7 @@ impl JwtError {
             JwtError::MalformedHeader => "The customer-auth or Authorization header is malformed",
             JwtError::Malformed => "The token is malformed",
             JwtError::TooLarge => "The token is too large",
+            JwtError::DuplicateMember => "The token repeats a header parameter or claim name",
             JwtError::AlgorithmNotAllowed => "The token signing algorithm is not allowed",
             JwtError::CriticalHeader => "The token has unsupported critical header parameters",
             JwtError::UnknownKid => "The token key id is unknown",
@@ -123,6 +131,7 @@ impl JwtError {
             JwtError::MalformedHeader => "malformed_auth_header",
             JwtError::Malformed => "malformed_token",
             JwtError::TooLarge => "token_too_large",
+            JwtError::DuplicateMember => "duplicate_member",
             JwtError::AlgorithmNotAllowed => "alg_not_allowed",
             JwtError::CriticalHeader => "critical_header",
             JwtError::UnknownKid => "unknown_kid",
@@ -159,11 +168,12 @@ impl std::error::Error for JwtError {}
 mod tests {
     use super::*;
 
-    const ALL: [JwtError; 19] = [
+    const ALL: [JwtError; 20] = [
         JwtError::Missing,
         JwtError::MalformedHeader,
         JwtError::Malformed,
         JwtError::TooLarge,
+        JwtError::DuplicateMember,
         JwtError::AlgorithmNotAllowed,
         JwtError::CriticalHeader,
         JwtError::UnknownKid,

@@ -5,6 +5,7 @@ use base64::Engine as _;
 use jwt_compact::UntrustedToken;
 use serde_json::{Map, Value};
 
+use super::unique_json::{self, ObjectError};
 use super::{Alg, JwtError, JwtSettings, KeySet, SignatureVerifier};
 
 /// The longest token accepted. Real customer JWTs are well under 2 KiB; the limit bounds the
@@ -29,6 +30,12 @@ type OtherHeaderFields = Map<String, Value>;
 
 /// Checks `token` against `settings` and `keys` at `now_secs` (Unix seconds).
 ///
+/// The order is fixed, cheapest and least trusting first, so that hostile input is refused
+/// before any key is looked up or any signature is computed: size, structure (three canonical
+/// base64url segments, header and claims each one JSON object without repeated names), the
+/// `alg` allow-list, the rest of the header (`crit`), key selection, the signature, and only
+/// then the claims' values.
+///
 /// `jku`, `x5u`, `jwk` and `x5c` in the header are never followed or used: keys come from the
 /// configuration only. A `kid` only selects among configured keys.
 pub async fn validate<V: SignatureVerifier>(
@@ -41,7 +48,10 @@ pub async fn validate<V: SignatureVerifier>(
     if token.len() > MAX_TOKEN_BYTES {
         return Err(JwtError::TooLarge);
     }
-    // Three base64url segments, a JSON header with a string `alg`, a JSON `cty` if any.
+    let segments = Segments::parse(token)?;
+    // The header's typed members (a string `alg`, `kid`, `jku`, `x5u`, `typ`; a `cty` of JSON)
+    // as jwt-compact reads them; `Segments::parse` has already refused what it would accept
+    // too leniently (duplicates, padding, a header that is not an object).
     let parsed =
         UntrustedToken::<OtherHeaderFields>::try_from(token).map_err(|_| JwtError::Malformed)?;
 
@@ -56,12 +66,15 @@ pub async fn validate<V: SignatureVerifier>(
 
     let kid = parsed.header().key_id.as_deref();
     let candidates = keys.candidates(alg, kid)?;
-    let (signing_input, _) = token.rsplit_once('.').ok_or(JwtError::Malformed)?;
-    let signature = parsed.signature_bytes();
     let mut verified = false;
     for key in candidates {
         if verifier
-            .verify(alg, key, signing_input.as_bytes(), signature)
+            .verify(
+                alg,
+                key,
+                segments.signing_input.as_bytes(),
+                &segments.signature,
+            )
             .await
         {
             verified = true;
@@ -72,13 +85,8 @@ pub async fn validate<V: SignatureVerifier>(
         return Err(JwtError::BadSignature);
     }
 
-    // Authenticated from here on: the claims can be read.
-    let payload = signing_input
-        .split_once('.')
-        .map(|(_, payload)| payload)
-        .ok_or(JwtError::Malformed)?;
-    let claims = decode_claims(payload)?;
-    let checked = check_claims(&claims, settings, now_secs)?;
+    // Authenticated from here on: the claims' values can be trusted and checked.
+    let checked = check_claims(&segments.claims, settings, now_secs)?;
     Ok(VerifiedToken {
         kid: kid.map(str::to_string),
         alg,
@@ -86,14 +94,53 @@ pub async fn validate<V: SignatureVerifier>(
     })
 }
 
-fn decode_claims(payload: &str) -> Result<Map<String, Value>, JwtError> {
-    let bytes = URL_SAFE_NO_PAD
-        .decode(payload)
-        .map_err(|_| JwtError::Malformed)?;
-    match serde_json::from_slice(&bytes) {
-        Ok(Value::Object(claims)) => Ok(claims),
-        _ => Err(JwtError::Malformed),
+/// A compact JWS split and decoded, its shape checked but nothing in it trusted yet.
+struct Segments<'t> {
+    /// The token before its last `.`: what the signature covers, byte for byte.
+    signing_input: &'t str,
+    signature: Vec<u8>,
+    /// Parsed now so that a payload that is not a JSON object is refused before any signature
+    /// work; its values are only read once the signature has verified.
+    claims: Map<String, Value>,
+}
+
+impl<'t> Segments<'t> {
+    /// Exactly three segments (a fourth, or a trailing `.`, is trailing data), each canonical
+    /// unpadded base64url (RFC 7515 §2: no `=`, no whitespace, no stray bits in the last
+    /// symbol, so one token has one spelling), header and payload each one JSON object with
+    /// unique member names.
+    fn parse(token: &'t str) -> Result<Segments<'t>, JwtError> {
+        let mut parts = token.split('.');
+        let (Some(header), Some(payload), Some(signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(JwtError::Malformed);
+        };
+        // The header's members are read again, typed, by jwt-compact; here only its shape.
+        json_object(&base64url(header)?)?;
+        let claims = json_object(&base64url(payload)?)?;
+        let signature = base64url(signature)?;
+        Ok(Segments {
+            signing_input: &token[..header.len() + 1 + payload.len()],
+            signature,
+            claims,
+        })
     }
+}
+
+/// The `base64` crate's URL-safe engine without padding, which also refuses non-zero trailing
+/// bits: a segment decodes only from its one canonical spelling.
+fn base64url(segment: &str) -> Result<Vec<u8>, JwtError> {
+    URL_SAFE_NO_PAD
+        .decode(segment)
+        .map_err(|_| JwtError::Malformed)
+}
+
+fn json_object(bytes: &[u8]) -> Result<Map<String, Value>, JwtError> {
+    unique_json::object(bytes).map_err(|e| match e {
+        ObjectError::NotAnObject => JwtError::Malformed,
+        ObjectError::DuplicateMember => JwtError::DuplicateMember,
+    })
 }
 
 /// The registered claims (RFC 7519 §4.1) against the settings. `kid` and `alg` are left for

@@ -230,3 +230,11 @@ export async function scheduled(gw, cron = '*/5 * * * *') {
   const worker = await gw.mf.getWorker();
   return worker.scheduled({ cron, scheduledTime: new Date() });
 }
+
+/**
+ * The request log line whose `request_id` is `requestId`, once it has been captured (console
+ * output is asynchronous); `undefined` if it never is.
+ */
+export async function requestLog(gw, requestId, timeoutMs = 3000) {
+  return waitFor(() => gw.requestLogs().find((l) => l.request_id === requestId), timeoutMs);
+}
