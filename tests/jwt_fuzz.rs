@@ -14,6 +14,8 @@
 
 #[path = "fixtures/jwt/support.rs"]
 mod support;
+#[path = "fixtures/jwt/vectors.rs"]
+mod vectors;
 
 use edge_auth_proxy::jwt::{
     validate, JwtError, JwtSettings, RustCryptoVerifier, VerifiedToken, MAX_TOKEN_BYTES,
@@ -21,9 +23,9 @@ use edge_auth_proxy::jwt::{
 use futures::executor::block_on;
 use proptest::prelude::*;
 use proptest::test_runner::Config;
-use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use support::{b64, settings_from, signature, HMAC_SECRET};
+use vectors::{settings_for, vectors};
 
 const DEFAULT_CASES: u32 = 2_000;
 
@@ -41,22 +43,6 @@ fn config() -> Config {
 // ---------------------------------------------------------------------------------------------
 // the shared vectors, each with the settings that accept it
 
-#[derive(Deserialize)]
-struct Vectors {
-    issuer: String,
-    audience: String,
-    iat: u64,
-    algorithms: Vec<Vector>,
-}
-
-#[derive(Deserialize)]
-struct Vector {
-    alg: String,
-    public_jwk: Option<Value>,
-    secret: Option<String>,
-    valid: String,
-}
-
 struct Case {
     token: String,
     settings: JwtSettings,
@@ -66,30 +52,13 @@ struct Case {
 fn cases() -> &'static (Vec<Case>, u64) {
     static CASES: std::sync::OnceLock<(Vec<Case>, u64)> = std::sync::OnceLock::new();
     CASES.get_or_init(|| {
-        let v: Vectors = serde_json::from_str(include_str!("fixtures/jwt/vectors.json")).unwrap();
+        let v = vectors();
         let cases = v
             .algorithms
             .iter()
-            .map(|vector| {
-                let jwks = vector
-                    .public_jwk
-                    .as_ref()
-                    .map(|jwk| json!({ "keys": [jwk] }).to_string());
-                let mut vars = vec![
-                    ("JWT_ALGORITHMS", vector.alg.as_str()),
-                    ("JWT_ISSUER", v.issuer.as_str()),
-                    ("JWT_AUDIENCE", v.audience.as_str()),
-                ];
-                if let Some(jwks) = &jwks {
-                    vars.push(("JWT_JWKS", jwks));
-                }
-                if let Some(secret) = &vector.secret {
-                    vars.push(("JWT_HMAC_SECRET", secret));
-                }
-                Case {
-                    token: vector.valid.clone(),
-                    settings: settings_from(&vars).unwrap(),
-                }
+            .map(|vector| Case {
+                token: vector.valid.clone(),
+                settings: settings_for(&v, vector),
             })
             .collect();
         (cases, v.iat + 3_600)

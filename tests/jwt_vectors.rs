@@ -4,68 +4,18 @@
 
 #[path = "fixtures/jwt/support.rs"]
 mod support;
+#[path = "fixtures/jwt/vectors.rs"]
+mod vectors;
 
 use edge_auth_proxy::jwt::{validate, Alg, JwtError, JwtSettings, RustCryptoVerifier};
 use futures::executor::block_on;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 use support::settings_from;
-
-#[derive(Deserialize)]
-struct Vectors {
-    issuer: String,
-    audience: String,
-    iat: u64,
-    exp: u64,
-    algorithms: Vec<Vector>,
-}
-
-#[derive(Deserialize)]
-struct Vector {
-    alg: String,
-    kid: String,
-    public_jwk: Option<Value>,
-    /// The `JWT_HMAC_SECRET` value for `HS*`.
-    secret: Option<String>,
-    valid: String,
-    tampered: Vec<Tampered>,
-}
-
-#[derive(Deserialize)]
-struct Tampered {
-    name: String,
-    token: String,
-    /// A `JwtError::code()`.
-    error: String,
-}
-
-fn vectors() -> Vectors {
-    serde_json::from_str(include_str!("fixtures/jwt/vectors.json")).unwrap()
-}
+use vectors::{settings_for, vectors, Vector, Vectors};
 
 /// The vectors' `iat` plus an hour: within every token's lifetime.
 fn now(v: &Vectors) -> u64 {
     v.iat + 3_600
-}
-
-/// A gateway configured for this one vector: its algorithm only, its key or secret only.
-fn settings_for(v: &Vectors, vector: &Vector) -> JwtSettings {
-    let jwks = vector
-        .public_jwk
-        .as_ref()
-        .map(|jwk| json!({ "keys": [jwk] }).to_string());
-    let mut vars = vec![
-        ("JWT_ALGORITHMS", vector.alg.as_str()),
-        ("JWT_ISSUER", v.issuer.as_str()),
-        ("JWT_AUDIENCE", v.audience.as_str()),
-    ];
-    if let Some(jwks) = &jwks {
-        vars.push(("JWT_JWKS", jwks));
-    }
-    if let Some(secret) = &vector.secret {
-        vars.push(("JWT_HMAC_SECRET", secret));
-    }
-    settings_from(&vars).unwrap_or_else(|e| panic!("{}: {e}", vector.alg))
 }
 
 fn check(
