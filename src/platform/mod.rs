@@ -1,6 +1,7 @@
 //! The only code that knows it runs in a Worker: `fetch`, Workers KV, `Date` and WebCrypto
 //! (`webcrypto`) behind the core's traits, and conversions between Workers' request/response objects and the core's.
 
+use std::cell::OnceCell;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -36,15 +37,30 @@ impl Clock for WorkerClock {
     }
 }
 
-/// The `TOKEN_CACHE` namespace. `None` when the binding is missing: the gateway then answers
-/// every request with a configuration error naming `TOKEN_CACHE`, so these errors are not seen.
+/// The `TOKEN_CACHE` namespace, looked up in `env` on first use (`worker::KvStore` reads six
+/// properties of the binding): a request served from memory never pays for it. Missing binding:
+/// the gateway then answers every request with a configuration error naming `TOKEN_CACHE`, so
+/// these errors are not seen.
 #[derive(Clone)]
-pub struct Kv(pub Option<Rc<worker::KvStore>>);
+pub struct Kv {
+    env: worker::Env,
+    binding: &'static str,
+    store: Rc<OnceCell<Option<worker::KvStore>>>,
+}
 
 impl Kv {
+    pub fn new(env: worker::Env, binding: &'static str) -> Self {
+        Self {
+            env,
+            binding,
+            store: Rc::default(),
+        }
+    }
+
     fn store(&self) -> Result<&worker::KvStore, StoreError> {
-        self.0
-            .as_deref()
+        self.store
+            .get_or_init(|| self.env.kv(self.binding).ok())
+            .as_ref()
             .ok_or_else(|| StoreError("no KV binding".into()))
     }
 }
@@ -261,22 +277,43 @@ fn from_js_headers(headers: &web_sys::Headers) -> HeaderMap {
 }
 
 /// The incoming Workers request as the core's request. `None` for a method `http` cannot name.
-pub fn to_gateway_request(req: &worker::Request) -> Option<GatewayRequest<ReadableStream>> {
-    let raw = req.inner();
-    let url = url::Url::parse(&raw.url()).ok()?;
+pub fn to_gateway_request(raw: &web_sys::Request) -> Option<GatewayRequest<ReadableStream>> {
+    let method = Method::from_bytes(raw.method().as_bytes()).ok()?;
+    let (path, query) = path_and_query(&raw.url())?;
     Some(GatewayRequest {
-        method: Method::from_bytes(raw.method().as_bytes()).ok()?,
-        path: url.path().to_string(),
-        query: url.query().map(str::to_string),
+        method,
+        path,
+        query,
         headers: from_js_headers(&raw.headers()),
         body: raw.body().map_or(Body::Empty, Body::Stream),
+    })
+}
+
+/// Path and query of the request's URL. workerd hands over a URL it has already parsed and
+/// serialised (WHATWG): `scheme://authority/path?query#fragment`, where the authority holds no
+/// `/`, `?` or `#` (userinfo percent-encodes them) and an `http(s)` path is never empty. So the
+/// path is what runs from the first `/` after `://` to `?` or `#`, exactly what `url::Url`
+/// would give, without parsing the host again. Anything else goes through `url::Url`.
+fn path_and_query(url: &str) -> Option<(String, Option<String>)> {
+    let serialised = url
+        .find("://")
+        .map(|i| &url[i + 3..])
+        .and_then(|rest| rest.find('/').map(|i| &rest[i..]));
+    let Some(rest) = serialised else {
+        let url = url::Url::parse(url).ok()?;
+        return Some((url.path().to_string(), url.query().map(str::to_string)));
+    };
+    let rest = rest.split_once('#').map_or(rest, |(before, _)| before);
+    Some(match rest.split_once('?') {
+        Some((path, query)) => (path.to_string(), Some(query.to_string())),
+        None => (rest.to_string(), None),
     })
 }
 
 /// The core's response as a Workers response; a streamed origin body passes through untouched.
 pub fn to_worker_response(
     resp: GatewayResponse<ReadableStream>,
-) -> worker::Result<worker::Response> {
+) -> worker::Result<web_sys::Response> {
     let init = web_sys::ResponseInit::new();
     init.set_status(resp.status);
     init.set_headers(&to_js_headers(&resp.headers)?.into());
@@ -289,5 +326,5 @@ pub fn to_worker_response(
             web_sys::Response::new_with_opt_readable_stream_and_init(Some(&stream), &init)?
         }
     };
-    Ok(worker::Response::from(raw))
+    Ok(raw)
 }
