@@ -99,6 +99,7 @@ mod glue {
     #[event(start)]
     fn start() {
         console_error_panic_hook::set_once();
+        crate::platform::use_promise_microtasks();
     }
 
     fn services(env: &Env) -> Services<FetchClient, Kv, WorkerClock, Verifier> {
