@@ -5,7 +5,6 @@ use std::cell::OnceCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use futures::future::{select, Either};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use js_sys::Uint8Array;
 use wasm_bindgen::{JsCast, JsValue};
@@ -129,19 +128,29 @@ impl HttpClient for FetchClient {
             Body::Stream(stream) => init.set_body(&stream),
         }
         // workers-rs has no fetch timeout: abort the fetch ourselves when the deadline passes.
-        // The deadline covers the response head only; the body may stream for longer.
+        // The deadline covers the response head only; the body may stream for longer. The
+        // timer calls the controller's own `abort` (bound): no Rust closure to create and
+        // free, and no second future to race on every request.
         let controller = web_sys::AbortController::new().map_err(unreachable)?;
-        init.set_signal(Some(&controller.signal()));
+        let signal = controller.signal();
+        init.set_signal(Some(&signal));
         let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
-        let fetch = JsFuture::from(global.fetch_with_str_and_init(&request.url, &init));
-        let deadline = worker::Delay::from(Duration::from_millis(request.timeout_ms));
-        let response = match select(fetch, deadline).await {
-            Either::Left((Ok(value), _)) => value,
-            Either::Left((Err(e), _)) => return Err(unreachable(e)),
-            Either::Right(((), _)) => {
-                controller.abort();
-                return Err(HttpError::Timeout);
-            }
+        let abort = js_sys::Reflect::get(&controller, &JsValue::from_str("abort"))
+            .and_then(|f| f.dyn_into::<js_sys::Function>())
+            .map_err(unreachable)?
+            .bind0(&controller);
+        let delay = i32::try_from(request.timeout_ms).unwrap_or(i32::MAX);
+        let timer = global
+            .set_timeout_with_callback_and_timeout_and_arguments_0(&abort, delay)
+            .map_err(unreachable)?;
+        // Cleared when the head arrives, on failure, and if this request is dropped midway.
+        let deadline = Deadline(timer);
+        let fetched = JsFuture::from(global.fetch_with_str_and_init(&request.url, &init)).await;
+        drop(deadline);
+        let response = match fetched {
+            Ok(value) => value,
+            Err(_) if signal.aborted() => return Err(HttpError::Timeout),
+            Err(e) => return Err(unreachable(e)),
         };
         let response: web_sys::Response = response.dyn_into().map_err(unreachable)?;
         Ok(InboundResponse {
@@ -228,6 +237,16 @@ impl HttpClient for FetchClient {
             }
         });
         Ok(Bounded::Longer(Body::Stream(pipe.readable())))
+    }
+}
+
+/// A pending `setTimeout`, cleared when dropped.
+struct Deadline(i32);
+
+impl Drop for Deadline {
+    fn drop(&mut self) {
+        let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
+        global.clear_timeout_with_handle(self.0);
     }
 }
 
