@@ -5,20 +5,25 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 /// RFC 9110 §7.6.1 hop-by-hop fields, plus `Proxy-Connection` and `Proxy-Authorization`, which
 /// are meant for the hop that receives them and must not reach the origin.
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+/// Parsed once, at compile time: removing by `&str` would parse each name on every request.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    http::header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    http::header::PROXY_AUTHORIZATION,
+    http::header::TE,
+    http::header::TRAILER,
+    http::header::TRANSFER_ENCODING,
+    http::header::UPGRADE,
 ];
 
 /// Credentials only the gateway may set: a caller who could send them would choose which
 /// identity the origin sees.
-const GATEWAY_CONTROLLED: [&str; 3] = ["authorization", "customer-auth", "api-key"];
+const GATEWAY_CONTROLLED: [HeaderName; 3] = [
+    http::header::AUTHORIZATION,
+    HeaderName::from_static("customer-auth"),
+    HeaderName::from_static("api-key"),
+];
 
 pub const REQUEST_ID: &str = "x-request-id";
 
@@ -35,7 +40,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in listed {
         headers.remove(name);
     }
-    for name in HOP_BY_HOP {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
 }
@@ -62,7 +67,7 @@ pub fn upstream_headers(
 ) -> Result<HeaderMap, InvalidHeaderValue> {
     let mut headers = caller.clone();
     strip_hop_by_hop(&mut headers);
-    for name in GATEWAY_CONTROLLED {
+    for name in &GATEWAY_CONTROLLED {
         headers.remove(name);
     }
     headers.remove(http::header::HOST);

@@ -49,7 +49,7 @@ mod glue {
     use std::cell::OnceCell;
     use std::rc::Rc;
 
-    use worker::{event, Context, Env, Request, Response, ScheduleContext, ScheduledEvent};
+    use worker::{event, Context, Env, Response, ScheduleContext, ScheduledEvent};
 
     use crate::config::ConfigError;
     use crate::log::TaskLog;
@@ -99,12 +99,15 @@ mod glue {
     #[event(start)]
     fn start() {
         console_error_panic_hook::set_once();
+        crate::platform::use_promise_microtasks();
     }
 
     fn services(env: &Env) -> Services<FetchClient, Kv, WorkerClock, Verifier> {
         Services {
             http: FetchClient,
-            store: Kv(env.kv(KV_BINDING).ok().map(Rc::new)),
+            // Looked up on first use: most requests find their token in memory and never
+            // touch KV.
+            store: Kv::new(env.clone(), KV_BINDING),
             clock: WorkerClock,
             verifier: Verifier::default(),
         }
@@ -119,11 +122,18 @@ mod glue {
         }
     }
 
+    // The raw `web_sys::Request` in and `web_sys::Response` out: `worker::Request` would read
+    // `request.cf`, the URL and the method eagerly on every request, none of which the gateway
+    // needs in that form.
     #[event(fetch)]
-    async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
+    async fn fetch(
+        req: web_sys::Request,
+        env: Env,
+        ctx: Context,
+    ) -> worker::Result<web_sys::Response> {
         let gateway = gateway(&env);
         let Some(request) = to_gateway_request(&req) else {
-            return Response::error("Bad Request", 400);
+            return Response::error("Bad Request", 400).map(Into::into);
         };
         let services = services(&env);
         let served = gateway.serve(&services, request).await;

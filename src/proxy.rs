@@ -440,8 +440,37 @@ fn request_id(headers: &HeaderMap) -> String {
 }
 
 fn random_id() -> String {
-    let mut bytes = [0u8; 16];
-    // Ids only correlate log lines: without entropy an all-zero id beats failing the request.
-    let _ = getrandom::getrandom(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    let bytes = random_bytes();
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = String::with_capacity(32);
+    for b in bytes {
+        id.push(char::from(HEX[usize::from(b >> 4)]));
+        id.push(char::from(HEX[usize::from(b & 0x0f)]));
+    }
+    id
+}
+
+/// 16 random bytes, drawn from a pool that `getrandom` refills 64 ids at a time: in a Worker
+/// each `getrandom` call is four calls into JavaScript (`crypto.getRandomValues` on a fresh
+/// typed array, then a copy).
+fn random_bytes() -> [u8; 16] {
+    use std::cell::RefCell;
+    const POOL: usize = 16 * 64;
+    thread_local! {
+        static RANDOM: RefCell<([u8; POOL], usize)> = const { RefCell::new(([0; POOL], POOL)) };
+    }
+    RANDOM.with_borrow_mut(|(pool, used)| {
+        if *used == POOL {
+            // Ids only correlate log lines: without entropy an all-zero id beats failing the
+            // request.
+            if getrandom::getrandom(pool).is_err() {
+                pool.fill(0);
+            }
+            *used = 0;
+        }
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&pool[*used..*used + 16]);
+        *used += 16;
+        out
+    })
 }

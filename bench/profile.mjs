@@ -1,0 +1,222 @@
+// A/B and profiling helper for the gateway's own overhead (not part of `npm run bench`).
+//
+//   node bench/profile.mjs [dir ...]          # CPU per request of each build dir, interleaved
+//   PROFILE_CPUPROFILE=/tmp/p.cpuprofile node bench/profile.mjs build   # + a V8 CPU profile
+//
+// Each argument is a directory holding a worker-build output (`index.js`, `index_bg.wasm`);
+// default `build`. `bare` means bench/workers/bare. Every target runs in its own workerd
+// (Miniflare), in front of the same loopback servers as bench/run.mjs, and is measured in
+// rounds, one target after another, so that the machine's noise hits them alike. The number to
+// read is workerd CPU µs per request (from /proc), median over rounds.
+//
+// Environment: PROFILE_WORKLOAD (hot | reject-early, default hot), PROFILE_SECONDS (per round
+// per target, default 3), PROFILE_ROUNDS (default 5), PROFILE_CONNECTIONS (default 8),
+// PROFILE_CPUPROFILE (file: profile the first target for PROFILE_SECONDS through workerd's
+// inspector and write a .cpuprofile that Chrome DevTools opens; a summary by self time is
+// printed).
+
+import { fork } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import autocannon from 'autocannon';
+import { Miniflare } from 'miniflare';
+import WebSocket from 'ws';
+
+import { cpuMicros, workerdPids } from './lib/proc.mjs';
+import { AUDIENCE, ISSUER, invalidTokens, makeKey, signJwt } from './lib/tokens.mjs';
+
+const BENCH = path.dirname(fileURLToPath(import.meta.url));
+const ROOT = path.resolve(BENCH, '..');
+const WORKLOAD = process.env.PROFILE_WORKLOAD ?? 'hot';
+const SECONDS = Number(process.env.PROFILE_SECONDS ?? 3);
+const ROUNDS = Number(process.env.PROFILE_ROUNDS ?? 5);
+const CONNECTIONS = Number(process.env.PROFILE_CONNECTIONS ?? 8);
+const CPUPROFILE = process.env.PROFILE_CPUPROFILE;
+const PATH = '/account/getprofile';
+const log = (...a) => console.error(...a);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function startServers(jwks) {
+  const child = fork(path.join(BENCH, 'lib', 'servers.mjs'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const urls = await new Promise((resolve) => {
+    child.on('message', (m) => m.ready && resolve(m.ready));
+    child.send({ init: { clientId: 'bench-client', clientSecret: 'bench-client-secret-9d2Lq', apiKey: 'bench-api-key-Vx81', jwks } });
+  });
+  return { ...urls, close: () => (child.disconnect(), child.kill()) };
+}
+
+let nextInspector = 9400;
+async function startWorker(dir, bindings, inspect) {
+  const before = workerdPids();
+  const inspectorPort = inspect ? nextInspector++ : undefined;
+  const mf = new Miniflare({
+    name: 'target',
+    modules: true,
+    scriptPath: path.join(dir, 'index.js'),
+    modulesRoot: dir,
+    modulesRules: [{ type: 'CompiledWasm', include: ['**/*.wasm'] }],
+    compatibilityDate: '2026-04-01',
+    kvNamespaces: ['TOKEN_CACHE'],
+    bindings,
+    cf: false,
+    host: '127.0.0.1',
+    port: 0,
+    ...(inspectorPort ? { inspectorPort } : {}),
+    handleRuntimeStdio(out, err) {
+      out.resume();
+      err.resume();
+    },
+  });
+  const url = new URL(String(await mf.ready)).origin;
+  const pid = [...workerdPids()].find((p) => !before.has(p));
+  return { mf, url, pid, inspectorPort };
+}
+
+async function load(url, next, seconds) {
+  let n = 0;
+  const statuses = {};
+  await new Promise((resolve, reject) => {
+    const inst = autocannon(
+      {
+        url,
+        connections: CONNECTIONS,
+        duration: seconds,
+        requests: [
+          {
+            method: 'GET',
+            path: PATH,
+            setupRequest(req) {
+              const jwt = next();
+              return { ...req, headers: { accept: 'application/json', ...(jwt ? { 'customer-auth': `JWT ${jwt}` } : {}) } };
+            },
+            onResponse(status) {
+              statuses[status] = (statuses[status] ?? 0) + 1;
+            },
+          },
+        ],
+      },
+      (err, res) => (err ? reject(err) : resolve(res)),
+    );
+    inst.on('response', () => n++);
+  });
+  return { n, statuses };
+}
+
+async function measure(target, next) {
+  const c0 = cpuMicros(target.pid);
+  const t0 = performance.now();
+  const { n, statuses } = await load(target.url, next, SECONDS);
+  const wall = (performance.now() - t0) / 1000;
+  await sleep(200);
+  const us = (cpuMicros(target.pid) - c0) / n;
+  return { us, rps: n / wall, statuses };
+}
+
+/** Chrome DevTools protocol over workerd's inspector: Profiler.start, load, Profiler.stop. */
+async function cpuProfile(target, next, file) {
+  const list = await (await fetch(`http://127.0.0.1:${target.inspectorPort}/json`)).json();
+  const entry = list.find((x) => x.title?.includes('target')) ?? list[0];
+  const wsUrl = entry.webSocketDebuggerUrl ?? `ws://127.0.0.1:${target.inspectorPort}/${entry.id}`;
+  const ws = new WebSocket(wsUrl);
+  await new Promise((r, j) => (ws.once('open', r), ws.once('error', j)));
+  let id = 0;
+  const pending = new Map();
+  ws.on('message', (d) => {
+    const m = JSON.parse(String(d));
+    if (m.id && pending.has(m.id)) pending.get(m.id)(m), pending.delete(m.id);
+  });
+  const send = (method, params = {}) =>
+    new Promise((r) => {
+      const k = ++id;
+      pending.set(k, r);
+      ws.send(JSON.stringify({ id: k, method, params }));
+    });
+  await send('Profiler.enable');
+  await send('Profiler.setSamplingInterval', { interval: 50 });
+  await send('Profiler.start');
+  const { n } = await load(target.url, next, SECONDS);
+  const { result } = await send('Profiler.stop');
+  ws.close();
+  writeFileSync(file, JSON.stringify(result.profile));
+  summarize(result.profile, n);
+}
+
+function summarize(profile, requests) {
+  const byId = new Map(profile.nodes.map((x) => [x.id, x]));
+  const self = new Map();
+  const dt = profile.timeDeltas;
+  for (let i = 0; i < profile.samples.length; i++) {
+    const node = byId.get(profile.samples[i]);
+    const f = node.callFrame;
+    const key = `${f.functionName || '(anonymous)'} ${f.url ? path.basename(f.url) : ''}:${f.lineNumber}`;
+    self.set(key, (self.get(key) ?? 0) + (dt[i] ?? 0));
+  }
+  const total = [...self.values()].reduce((a, b) => a + b, 0);
+  const busy = [...self.entries()].filter(([k]) => !k.startsWith('(idle)')).reduce((a, [, v]) => a + v, 0);
+  log(`profile: ${requests} requests, ${(total / 1e3).toFixed(0)} ms sampled, ${(busy / requests).toFixed(1)} µs JS/wasm-thread busy per request`);
+  for (const [k, v] of [...self.entries()].sort((a, b) => b[1] - a[1]).slice(0, 40)) {
+    log(`  ${(v / requests).toFixed(1).padStart(7)} µs/req  ${((100 * v) / total).toFixed(1).padStart(5)}%  ${k}`);
+  }
+}
+
+async function main() {
+  const dirs = process.argv.slice(2).length ? process.argv.slice(2) : ['build'];
+  const rs = makeKey('RS256', 'bench-rs256');
+  const es = makeKey('ES256', 'bench-es256');
+  const jwks = { keys: [rs.publicJwk, es.publicJwk] };
+  const hot = signJwt(rs);
+  const early = invalidTokens({ rs, es, perKind: 10 }).tokens.filter((x) => ['malformed', 'missing', 'alg-none', 'unknown-kid'].includes(x.kind));
+  let i = 0;
+  const next = WORKLOAD === 'reject-early' ? () => early[i++ % early.length].jwt : () => hot;
+
+  const servers = await startServers(jwks);
+  const bindings = {
+    ORIGIN_URL: servers.origin,
+    TOKEN_URL: `${servers.token}?grant_type=client_credentials`,
+    CLIENT_ID: 'bench-client',
+    CLIENT_SECRET: 'bench-client-secret-9d2Lq',
+    API_KEY: 'bench-api-key-Vx81',
+    JWT_ALGORITHMS: 'RS256,ES256',
+    JWT_JWKS: JSON.stringify(jwks),
+    JWT_ISSUER: ISSUER,
+    JWT_AUDIENCE: AUDIENCE,
+  };
+  const targets = [];
+  try {
+    for (const [k, d] of dirs.entries()) {
+      const bare = d === 'bare';
+      const dir = bare ? path.join(BENCH, 'workers', 'bare') : path.resolve(ROOT, d);
+      const w = await startWorker(dir, bare ? { ORIGIN_URL: servers.origin } : bindings, CPUPROFILE && k === 0);
+      targets.push({ name: d, ...w, samples: [] });
+      const r = await fetch(w.url + PATH, { headers: { 'customer-auth': `JWT ${hot}` } });
+      await r.arrayBuffer();
+      if (r.status !== 200) throw new Error(`${d}: ${r.status}`);
+      await load(w.url, next, 1); // warm-up
+    }
+    if (CPUPROFILE) await cpuProfile(targets[0], next, CPUPROFILE);
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const t of targets) {
+        const m = await measure(t, next);
+        t.samples.push(m);
+        log(`round ${round + 1} ${t.name}: ${m.us.toFixed(0)} µs/req, ${m.rps.toFixed(0)} rps ${JSON.stringify(m.statuses)}`);
+      }
+    }
+    const med = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+    log(`\n${WORKLOAD}, ${CONNECTIONS} connections, ${ROUNDS} rounds × ${SECONDS}s (median; min–max)`);
+    for (const t of targets) {
+      const us = t.samples.map((s) => s.us);
+      const rps = t.samples.map((s) => s.rps);
+      log(`  ${t.name.padEnd(30)} ${med(us).toFixed(0).padStart(5)} µs/req (${Math.min(...us).toFixed(0)}–${Math.max(...us).toFixed(0)})  ${med(rps).toFixed(0).padStart(6)} rps`);
+    }
+  } finally {
+    for (const t of targets) await t.mf.dispose();
+    servers.close();
+  }
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
