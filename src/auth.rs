@@ -9,7 +9,8 @@ use jwt_compact::UntrustedToken;
 use crate::io::{Clock, HttpClient, KeyValue};
 use crate::jwks::{JwksCache, JwksEvent, Keys, KeysUnavailable};
 use crate::jwt::{
-    self, JwtError, JwtSettings, SignatureVerifier, VerifiedCache, VerifiedToken, MAX_TOKEN_BYTES,
+    self, JwtError, JwtSettings, SignatureVerifier, TokenDigest, VerifiedCache, VerifiedToken,
+    MAX_TOKEN_BYTES,
 };
 
 /// One per isolate: the key set and the verified tokens every request shares.
@@ -106,17 +107,18 @@ impl Authenticator {
                     Some(unavailable),
                 ),
             };
+        let digest = TokenDigest::of(token);
         let now_secs = clock.now_ms() / 1000;
         if let Some(claims) = self
             .verified
-            .get(token, keys.generation, settings, now_secs)
+            .get(&digest, keys.generation, settings, now_secs)
         {
             let check = Check::Cached;
             return (Ok(Authenticated { claims, check }), event);
         }
 
         let mut result = self
-            .verify(token, settings, &keys, now_secs, verifier)
+            .verify(token, &digest, settings, &keys, now_secs, verifier)
             .await;
         if result == Err(JwtError::UnknownKid) && remote_missing.is_none() {
             if let Some(kid) = header_kid(token) {
@@ -128,7 +130,7 @@ impl Authenticator {
                 if let Some(newer) = newer {
                     let now_secs = clock.now_ms() / 1000;
                     result = self
-                        .verify(token, settings, &newer, now_secs, verifier)
+                        .verify(token, &digest, settings, &newer, now_secs, verifier)
                         .await;
                 }
             }
@@ -169,14 +171,10 @@ impl Authenticator {
             .await
     }
 
-    /// Tokens remembered as verified, and the bytes counted for them.
-    pub fn verified_stats(&self) -> (usize, usize) {
-        (self.verified.len(), self.verified.bytes())
-    }
-
     async fn verify<V: SignatureVerifier>(
         &self,
         token: &str,
+        digest: &TokenDigest,
         settings: &JwtSettings,
         keys: &Rc<Keys>,
         now_secs: u64,
@@ -184,7 +182,7 @@ impl Authenticator {
     ) -> Result<VerifiedToken, JwtError> {
         let claims = jwt::validate(token, settings, &keys.set, now_secs, verifier).await?;
         if self.remember_verified {
-            self.verified.insert(token, keys.generation, &claims);
+            self.verified.insert(digest, keys.generation, &claims);
         }
         Ok(claims)
     }

@@ -8,6 +8,10 @@
 //! midway. A filler that is never polled again is never dropped either (a cancelled request's
 //! future, a `wait_until` task the runtime gave up on), so a mark older than the caller's
 //! `abandon_after_ms` no longer counts as running.
+//!
+//! After a failed fill, both caches leave their upstream alone for a back-off that doubles
+//! with each failure in a row (`backoff_ms`), and tell callers when to retry
+//! (`retry_after_secs`).
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -15,6 +19,21 @@ use std::rc::Rc;
 /// How often a request waiting on another request's fill looks again: small next to a round
 /// trip to an identity provider.
 pub const POLL_MS: u64 = 10;
+
+/// The first back-off after a failed fill; it doubles with each failure in a row up to the cap.
+pub const FIRST_BACKOFF_MS: u64 = 2_000;
+pub const MAX_BACKOFF_MS: u64 = 60_000;
+
+/// How long to leave an upstream alone after `failures` failed fills in a row.
+pub fn backoff_ms(failures: u32) -> u64 {
+    let doublings = failures.saturating_sub(1).min(16);
+    (FIRST_BACKOFF_MS << doublings).min(MAX_BACKOFF_MS)
+}
+
+/// `Retry-After` in whole seconds until `until_ms`: at least 1.
+pub fn retry_after_secs(until_ms: u64, now_ms: u64) -> u64 {
+    until_ms.saturating_sub(now_ms).div_ceil(1000).max(1)
+}
 
 #[derive(Clone, Copy)]
 struct Mark {
@@ -98,6 +117,16 @@ mod tests {
         drop(first);
         assert!(!flight.in_flight(0, 1_000));
         assert!(flight.try_start(0, 1_000).is_some(), "a waiter takes over");
+    }
+
+    #[test]
+    fn backoff_doubles_to_a_cap() {
+        assert_eq!(backoff_ms(1), 2_000);
+        assert_eq!(backoff_ms(2), 4_000);
+        assert_eq!(backoff_ms(6), 60_000);
+        assert_eq!(backoff_ms(u32::MAX), 60_000);
+        assert_eq!(retry_after_secs(1_001, 0), 2);
+        assert_eq!(retry_after_secs(0, 5), 1);
     }
 
     #[test]

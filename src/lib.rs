@@ -113,13 +113,18 @@ mod glue {
         }
     }
 
-    /// A configuration error (refused client credentials) goes to the error stream.
-    fn log_task(log: &TaskLog) {
-        if log.config_error.is_some() {
-            worker::console_error!("{}", log.to_json());
+    /// One JSON log line; a line reporting a configuration error (refused client
+    /// credentials) goes to the error stream.
+    fn emit(line: String, config_error: bool) {
+        if config_error {
+            worker::console_error!("{line}");
         } else {
-            worker::console_log!("{}", log.to_json());
+            worker::console_log!("{line}");
         }
+    }
+
+    fn log_task(log: &TaskLog) {
+        emit(log.to_json(), log.config_error.is_some());
     }
 
     // The raw `web_sys::Request` in and `web_sys::Response` out: `worker::Request` would read
@@ -137,11 +142,7 @@ mod glue {
         };
         let services = services(&env);
         let served = gateway.serve(&services, request).await;
-        if served.log.config_error.is_some() {
-            worker::console_error!("{}", served.log.to_json());
-        } else {
-            worker::console_log!("{}", served.log.to_json());
-        }
+        emit(served.log.to_json(), served.log.config_error.is_some());
         if let Some(job) = served.refresh {
             // Runs in this request's context after the response: other requests never await
             // it, they keep using the current token (see src/token/cache.rs).

@@ -13,8 +13,8 @@ use edge_auth_proxy::auth::{AuthError, Authenticator, Check};
 use edge_auth_proxy::io::HttpError;
 use edge_auth_proxy::jwks::{self, JwksEvent, JwksFailure, KID_REFETCH_INTERVAL_MS};
 use edge_auth_proxy::jwt::{
-    Alg, JwtError, JwtSettings, Key, RustCryptoVerifier, SignatureVerifier, VerifiedCache,
-    VerifiedToken, MAX_VERIFIED_BYTES, MAX_VERIFIED_ENTRIES,
+    Alg, JwtError, JwtSettings, Key, RustCryptoVerifier, SignatureVerifier, TokenDigest,
+    VerifiedCache, VerifiedToken, MAX_VERIFIED_BYTES, MAX_VERIFIED_ENTRIES,
 };
 use futures::executor::block_on;
 use futures::future::join_all;
@@ -501,20 +501,31 @@ fn the_verified_memory_is_bounded_in_entries_and_bytes() {
         alg: Alg::Rs256,
     };
     for i in 0..3 * MAX_VERIFIED_ENTRIES {
-        cache.insert(&format!("token-{i}"), 1, &verified);
+        cache.insert(&TokenDigest::of(&format!("token-{i}")), 1, &verified);
         assert!(cache.len() <= MAX_VERIFIED_ENTRIES);
         assert!(cache.bytes() <= MAX_VERIFIED_BYTES);
     }
     let last = format!("token-{}", 3 * MAX_VERIFIED_ENTRIES - 1);
-    let hit = cache.get(&last, 1, &settings, support::NOW).unwrap();
+    let hit = cache
+        .get(&TokenDigest::of(&last), 1, &settings, support::NOW)
+        .unwrap();
     assert_eq!(hit.kid.unwrap().len(), 128, "identifiers are clipped");
-    assert!(cache.get("token-0", 1, &settings, support::NOW).is_none());
+    assert!(cache
+        .get(&TokenDigest::of("token-0"), 1, &settings, support::NOW)
+        .is_none());
     assert!(
-        cache.get(&last, 2, &settings, support::NOW).is_none(),
+        cache
+            .get(&TokenDigest::of(&last), 2, &settings, support::NOW)
+            .is_none(),
         "another key set"
     );
     assert!(cache
-        .get(&format!("{last} "), 1, &settings, support::NOW)
+        .get(
+            &TokenDigest::of(&format!("{last} ")),
+            1,
+            &settings,
+            support::NOW
+        )
         .is_none());
 }
 

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use super::freshness::fresh_secs;
 use super::stored::{kv_key, StoredJwks};
-use crate::flight::{Flight, FlightGuard, POLL_MS};
+use crate::flight::{backoff_ms, retry_after_secs, Flight, FlightGuard, POLL_MS};
 use crate::io::{Body, Clock, HttpClient, HttpError, KeyValue, OutboundRequest};
 use crate::jwt::{JwtSettings, KeySet};
 
@@ -36,8 +36,6 @@ pub const FETCH_TIMEOUT_MS: u64 = 5_000;
 /// A fetch still marked after this long is taken to be abandoned (see `flight`): the fetch's
 /// own deadline plus room for its KV read and write.
 const ABANDON_AFTER_MS: u64 = FETCH_TIMEOUT_MS + 10_000;
-const FIRST_BACKOFF_MS: u64 = 2_000;
-const MAX_BACKOFF_MS: u64 = 60_000;
 
 /// The keys a token is checked with: the fetched set, then `JWT_JWKS` and `JWT_HMAC_SECRET`.
 #[derive(Debug)]
@@ -185,12 +183,13 @@ impl JwksCache {
                     self.record(settings, got, clock.now_ms());
                     drop(guard);
                     let now = clock.now_ms();
-                    return match self.usable(now) {
+                    let st = self.state.borrow();
+                    return match st.usable(now) {
                         Some(keys) => Ok(KeysView {
                             keys,
                             event: Some(event),
                         }),
-                        None => Err(self.unavailable(now)),
+                        None => Err(st.unavailable(now)),
                     };
                 }
             }
@@ -332,32 +331,17 @@ impl JwksCache {
             return Next::Ready(cur.clone());
         }
         // Stale or missing from here on.
-        let stale = self.usable_in(&st, now);
+        let stale = st.usable(now);
         if self.flight.in_flight(now, ABANDON_AFTER_MS) {
             return stale.map_or(Next::Wait, Next::Ready);
         }
         if now < st.next_attempt_ms {
             return match stale {
                 Some(keys) => Next::Ready(keys),
-                None => Next::Unavailable(unavailable(&st, now)),
+                None => Next::Unavailable(st.unavailable(now)),
             };
         }
         Next::Fill(self.flight.start(now))
-    }
-
-    /// The current set if it may still serve: fresh, or stale within `MAX_STALE_MS`.
-    fn usable(&self, now: u64) -> Option<Rc<Keys>> {
-        self.usable_in(&self.state.borrow(), now)
-    }
-
-    fn usable_in(&self, st: &State, now: u64) -> Option<Rc<Keys>> {
-        st.current
-            .clone()
-            .filter(|c| now < c.fresh_until_ms.saturating_add(MAX_STALE_MS))
-    }
-
-    fn unavailable(&self, now: u64) -> KeysUnavailable {
-        unavailable(&self.state.borrow(), now)
     }
 
     fn record(&self, settings: &JwtSettings, got: Loaded, now: u64) {
@@ -401,21 +385,24 @@ impl JwksCache {
     }
 }
 
-fn unavailable(st: &State, now: u64) -> KeysUnavailable {
-    KeysUnavailable {
-        retry_after_secs: st.next_attempt_ms.saturating_sub(now).div_ceil(1000).max(1),
-        cause: st.last_failure.unwrap_or(JwksFailure::Unreachable),
+impl State {
+    /// The current set if it may still serve: fresh, or stale within `MAX_STALE_MS`.
+    fn usable(&self, now: u64) -> Option<Rc<Keys>> {
+        self.current
+            .clone()
+            .filter(|c| now < c.fresh_until_ms.saturating_add(MAX_STALE_MS))
+    }
+
+    fn unavailable(&self, now: u64) -> KeysUnavailable {
+        KeysUnavailable {
+            retry_after_secs: retry_after_secs(self.next_attempt_ms, now),
+            cause: self.last_failure.unwrap_or(JwksFailure::Unreachable),
+        }
     }
 }
 
 fn has_kid(set: &KeySet, kid: &str) -> bool {
     set.keys().iter().any(|k| k.kid() == Some(kid))
-}
-
-/// How long to leave the provider alone after `failures` failed fetches in a row.
-pub fn backoff_ms(failures: u32) -> u64 {
-    let doublings = failures.saturating_sub(1).min(16);
-    (FIRST_BACKOFF_MS << doublings).min(MAX_BACKOFF_MS)
 }
 
 /// What a fill found: a set (from KV or the provider) and, when the provider failed, why.
@@ -552,17 +539,4 @@ fn usable_set(document: &str) -> Result<KeySet, JwksFailure> {
         return Err(JwksFailure::NoUsableKeys);
     }
     Ok(set)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_to_a_cap() {
-        assert_eq!(backoff_ms(1), 2_000);
-        assert_eq!(backoff_ms(2), 4_000);
-        assert_eq!(backoff_ms(6), 60_000);
-        assert_eq!(backoff_ms(u32::MAX), 60_000);
-    }
 }

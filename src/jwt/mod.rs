@@ -29,7 +29,8 @@ pub use keys::{JwksError, Key, KeyComponents, KeySet, MAX_KEY_TRIES};
 pub use settings::JwtSettings;
 pub use validate::{validate, VerifiedToken, MAX_TOKEN_BYTES};
 pub use verified::{
-    VerifiedCache, MAX_BYTES as MAX_VERIFIED_BYTES, MAX_ENTRIES as MAX_VERIFIED_ENTRIES,
+    TokenDigest, VerifiedCache, MAX_BYTES as MAX_VERIFIED_BYTES,
+    MAX_ENTRIES as MAX_VERIFIED_ENTRIES,
 };
 pub use verify::{RustCryptoVerifier, SignatureVerifier};
 

@@ -150,7 +150,6 @@ fn check_claims(
     settings: &JwtSettings,
     now: u64,
 ) -> Result<VerifiedToken, JwtError> {
-    let leeway = settings.leeway_secs;
     let exp = numeric_date(claims, "exp")?.ok_or(JwtError::MissingClaim("exp"))?;
     let nbf = numeric_date(claims, "nbf")?;
     let iat = numeric_date(claims, "iat")?;
@@ -158,22 +157,7 @@ fn check_claims(
     let sub = string(claims, "sub")?;
     let aud = audiences(claims)?;
 
-    // RFC 7519 §4.1.4: valid only while now is before exp.
-    if now >= exp.saturating_add(leeway) {
-        return Err(JwtError::Expired);
-    }
-    if nbf.is_some_and(|nbf| nbf > now.saturating_add(leeway)) {
-        return Err(JwtError::NotYetValid);
-    }
-    if iat.is_some_and(|iat| iat > now.saturating_add(leeway)) {
-        return Err(JwtError::IssuedInFuture);
-    }
-    if let Some(max_age) = settings.max_age_secs {
-        let iat = iat.ok_or(JwtError::MissingClaim("iat"))?;
-        if now.saturating_sub(iat) > max_age.saturating_add(leeway) {
-            return Err(JwtError::TooOld);
-        }
-    }
+    check_times(exp, nbf, iat, settings, now)?;
     if let Some(expected) = &settings.issuer {
         match &iss {
             None => return Err(JwtError::MissingClaim("iss")),
@@ -199,6 +183,35 @@ fn check_claims(
         iat,
         alg: Alg::Hs256,
     })
+}
+
+/// The checks that depend on the time (`exp`, `nbf`, `iat`, maximum age), with the leeway:
+/// the only ones a token that passed once can fail later (see `verified`).
+pub(super) fn check_times(
+    exp: u64,
+    nbf: Option<u64>,
+    iat: Option<u64>,
+    settings: &JwtSettings,
+    now: u64,
+) -> Result<(), JwtError> {
+    let leeway = settings.leeway_secs;
+    // RFC 7519 §4.1.4: valid only while now is before exp.
+    if now >= exp.saturating_add(leeway) {
+        return Err(JwtError::Expired);
+    }
+    if nbf.is_some_and(|nbf| nbf > now.saturating_add(leeway)) {
+        return Err(JwtError::NotYetValid);
+    }
+    if iat.is_some_and(|iat| iat > now.saturating_add(leeway)) {
+        return Err(JwtError::IssuedInFuture);
+    }
+    if let Some(max_age) = settings.max_age_secs {
+        let iat = iat.ok_or(JwtError::MissingClaim("iat"))?;
+        if now.saturating_sub(iat) > max_age.saturating_add(leeway) {
+            return Err(JwtError::TooOld);
+        }
+    }
+    Ok(())
 }
 
 /// A NumericDate (RFC 7519 §2): a non-negative JSON number of seconds, fractions dropped.

@@ -11,6 +11,7 @@ use std::collections::{HashMap, VecDeque};
 
 use sha2::{Digest, Sha256};
 
+use super::validate::check_times;
 use super::{JwtSettings, VerifiedToken};
 use crate::log::clip;
 
@@ -22,6 +23,17 @@ pub const MAX_BYTES: usize = 2 * 1024 * 1024;
 const ENTRY_OVERHEAD: usize = 160;
 
 type Digest32 = [u8; 32];
+
+/// The SHA-256 of a token's exact text: what the memory is keyed by. Computed once per request
+/// and used for both the lookup and, on a miss, the insertion.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct TokenDigest(Digest32);
+
+impl TokenDigest {
+    pub fn of(token: &str) -> Self {
+        Self(Sha256::digest(token.as_bytes()).into())
+    }
+}
 
 struct Entry {
     token: VerifiedToken,
@@ -50,19 +62,23 @@ impl VerifiedCache {
         Self::default()
     }
 
-    /// The checked claims of `token` if it was verified with key set `generation` and its
-    /// time claims still hold at `now_secs`. An entry that no longer holds is forgotten.
+    /// The checked claims of the token with `digest` if it was verified with key set
+    /// `generation` and its time claims still hold at `now_secs`. An entry that no longer holds
+    /// is forgotten.
     pub fn get(
         &self,
-        token: &str,
+        token: &TokenDigest,
         generation: u64,
         settings: &JwtSettings,
         now_secs: u64,
     ) -> Option<VerifiedToken> {
-        let digest = digest(token);
+        let digest = token.0;
         let mut inner = self.inner.borrow_mut();
         let entry = inner.map.get(&digest)?;
-        if entry.generation == generation && still_valid(&entry.token, settings, now_secs) {
+        let t = &entry.token;
+        if entry.generation == generation
+            && check_times(t.exp, t.nbf, t.iat, settings, now_secs).is_ok()
+        {
             return Some(entry.token.clone());
         }
         if let Some(gone) = inner.map.remove(&digest) {
@@ -72,7 +88,7 @@ impl VerifiedCache {
     }
 
     /// Remembers a token that has just passed every check.
-    pub fn insert(&self, token: &str, generation: u64, verified: &VerifiedToken) {
+    pub fn insert(&self, token: &TokenDigest, generation: u64, verified: &VerifiedToken) {
         let kept = VerifiedToken {
             kid: verified.kid.as_deref().map(clip),
             iss: verified.iss.as_deref().map(clip),
@@ -84,7 +100,7 @@ impl VerifiedCache {
                 .iter()
                 .map(|s| s.as_ref().map_or(0, String::len))
                 .sum::<usize>();
-        let digest = digest(token);
+        let digest = token.0;
         let mut inner = self.inner.borrow_mut();
         if let Some(old) = inner.map.remove(&digest) {
             inner.bytes -= old.bytes;
@@ -131,24 +147,4 @@ impl VerifiedCache {
     pub fn bytes(&self) -> usize {
         self.inner.borrow().bytes
     }
-}
-
-fn digest(token: &str) -> Digest32 {
-    Sha256::digest(token.as_bytes()).into()
-}
-
-/// The checks that depend on the time: the rest of a verified token cannot change.
-fn still_valid(token: &VerifiedToken, settings: &JwtSettings, now: u64) -> bool {
-    let leeway = settings.leeway_secs;
-    let not_expired = now < token.exp.saturating_add(leeway);
-    let started = token
-        .nbf
-        .is_none_or(|nbf| nbf <= now.saturating_add(leeway));
-    let young_enough = match settings.max_age_secs {
-        None => true,
-        Some(max_age) => token
-            .iat
-            .is_some_and(|iat| now.saturating_sub(iat) <= max_age.saturating_add(leeway)),
-    };
-    not_expired && started && young_enough
 }

@@ -24,7 +24,7 @@ use super::entry::CachedToken;
 use super::grant::{self, GrantError, MAX_RESPONSE_BYTES};
 use super::refresh::{self, Jitter};
 use super::TokenConfig;
-use crate::flight::{Flight, FlightGuard, POLL_MS};
+use crate::flight::{self, retry_after_secs, Flight, FlightGuard, POLL_MS};
 use crate::io::{Body, Clock, HttpClient, HttpError, KeyValue, OutboundRequest};
 
 /// Where a request's access token came from, for the log line.
@@ -116,9 +116,6 @@ pub enum Rejection {
     Kept,
 }
 
-/// First back-off after a failed fill; it doubles with each failure in a row up to the cap.
-const FIRST_BACKOFF_MS: u64 = 2_000;
-const MAX_BACKOFF_MS: u64 = 60_000;
 /// A fill still marked after the token timeout plus this long is taken to be abandoned.
 const FILL_GRACE_MS: u64 = 30_000;
 /// At most one token dropped after an origin 401 per this long, per isolate.
@@ -416,18 +413,13 @@ impl TokenCache {
     }
 }
 
-fn retry_after_secs(until_ms: u64, now_ms: u64) -> u64 {
-    until_ms.saturating_sub(now_ms).div_ceil(1000).max(1)
-}
-
 /// How long to leave the endpoint alone after `failures` failed fills in a row.
 pub(super) fn backoff_ms(failures: u32, cause: &GrantError) -> u64 {
     if cause.is_client_misconfigured() {
         // Our credentials were refused: only an operator can fix that, so do not hammer.
-        return MAX_BACKOFF_MS;
+        return flight::MAX_BACKOFF_MS;
     }
-    let doublings = failures.saturating_sub(1).min(16);
-    (FIRST_BACKOFF_MS << doublings).min(MAX_BACKOFF_MS)
+    flight::backoff_ms(failures)
 }
 
 /// A token from KV when `accept` takes it, else from the endpoint. Writes nothing: the caller
