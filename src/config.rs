@@ -99,6 +99,19 @@ pub fn number(
         })
 }
 
+/// Settings the contract reserves for features this version does not have. Each is refused when
+/// set: ignoring `CUSTOMER_ID_HEADER`, say, would leave a caller free to send that header
+/// itself to an origin that trusts it, and ignoring `JWT_PROVIDERS` would check tokens against
+/// rules the operator did not write.
+pub const NOT_SUPPORTED: [&str; 6] = [
+    "JWT_PROVIDERS",
+    "INTROSPECTION_URL",
+    "INTROSPECTION_TIMEOUT_MS",
+    "SESSION_COOKIE",
+    "CUSTOMER_ID_HEADER",
+    "CUSTOMER_ID_KEY",
+];
+
 /// Everything the gateway needs, checked once per isolate.
 #[derive(Debug)]
 pub struct Config {
@@ -116,6 +129,15 @@ pub struct Config {
 impl Config {
     /// Reads and checks every setting. The first problem found is reported.
     pub fn from_settings(get: Lookup<'_>) -> Result<Self, ConfigError> {
+        if let Some(name) = NOT_SUPPORTED
+            .into_iter()
+            .find(|n| optional(get, n).is_some())
+        {
+            return Err(ConfigError::new(
+                name,
+                "is not supported by this version of edge-auth-proxy: unset it (see docs/configuration.md)",
+            ));
+        }
         let origin = base_url(&required(get, "ORIGIN_URL")?)
             .map_err(|why| ConfigError::new("ORIGIN_URL", why))?;
         let api_key = required(get, "API_KEY")?;
@@ -159,6 +181,16 @@ mod tests {
         assert!(base_url("ftp://o.example").is_err());
         assert!(base_url("https://o.example/?x=1").is_err());
         assert!(base_url("https://user:pw@o.example").is_err());
+    }
+
+    #[test]
+    fn settings_of_features_not_built_are_refused_by_name() {
+        for name in NOT_SUPPORTED {
+            let get = |n: &str| (n == name).then(|| "x-customer-id".to_string());
+            let err = Config::from_settings(&get).unwrap_err();
+            assert_eq!(err.setting, name);
+            assert!(!err.problem.contains("x-customer-id"));
+        }
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! edge-auth-proxy: a Cloudflare Worker that validates the caller's customer JWT at the edge,
 //! attaches an OAuth client-credentials access token, the JWT and an API key, and forwards the
-//! request to the origin. The external surface is `../shared/CONTRACT.md`.
+//! request to the origin. Every setting and behaviour is described in `docs/configuration.md`.
 //!
 //! # Layout
 //!

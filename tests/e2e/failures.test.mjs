@@ -110,6 +110,18 @@ describe('failures', () => {
     assert.ok(!res.text.includes('private_key_jwt_xyz'), 'the value is echoed');
   });
 
+  test('a setting of a feature this version lacks (CUSTOMER_ID_HEADER): 500 naming it, nothing forwarded', async (t) => {
+    // Ignoring it would let a caller send that header to an origin that trusts it.
+    const s = await startStack({ bindings: { CUSTOMER_ID_HEADER: 'x-customer-id-zq' } });
+    t.after(() => s.close());
+    const res = await post(s.gw, s.jwt);
+    assertProblem(res, 500);
+    assert.match(res.json.detail, /CUSTOMER_ID_HEADER/);
+    assert.ok(!res.text.includes('x-customer-id-zq'), 'the value is echoed');
+    assert.equal(s.origin.count, 0);
+    assert.equal(s.token.count, 0);
+  });
+
   test('configuration invalid (JWT_ALGORITHMS with none): 500', async (t) => {
     const s = await startStack({ bindings: { JWT_ALGORITHMS: 'none' } });
     t.after(() => s.close());
