@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, test } from 'node:test';
 
-import { startStack, withJwt } from './harness.mjs';
+import { requestLog, startStack, withJwt } from './harness.mjs';
 import { listen } from './servers.mjs';
 
 const CONTRACT_ROUTES = [
@@ -238,9 +238,7 @@ for (const [name, routes] of [
       });
       assert.equal(res.status, 400);
       assert.equal(stack.token.count, calls, 'the token endpoint was called for a refused path');
-      const line = await stack.gw.waitForRequestLogs(1).then(() =>
-        stack.gw.requestLogs().find((l) => l.request_id === `paths-log-${routes.length}`),
-      );
+      const line = await requestLog(stack.gw, `paths-log-${routes.length}`);
       assert.equal(line?.outcome, 'invalid_path');
       assert.equal(line?.path_problem, 'encoded_slash');
       assert.equal(line?.status, 400);
