@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::config::ConfigError;
 use crate::jwks::KeysUnavailable;
 use crate::jwt::JwtError;
+use crate::path::PathError;
 use crate::token::TokenUnavailable;
 
 pub const REALM: &str = "edge-auth-proxy";
@@ -18,6 +19,9 @@ pub const REALM: &str = "edge-auth-proxy";
 pub enum GatewayError {
     /// A setting is missing or unusable: the operator must fix wrangler.toml or a secret.
     Config(ConfigError),
+    /// The request path is refused before routing: it could be read two ways (an encoded
+    /// slash, a `;`, double encoding…), so what is matched might not be what the origin serves.
+    InvalidPath(PathError),
     /// `ROUTES` has no route for the path: the gateway is never an open proxy.
     NoRoute,
     /// The route exists but not for this method.
@@ -67,7 +71,7 @@ impl GatewayError {
             Self::TokenUnavailable(_) | Self::KeysUnavailable(_) => 503,
             Self::OriginUnreachable => 502,
             Self::OriginTimeout => 504,
-            Self::RequestBody => 400,
+            Self::RequestBody | Self::InvalidPath(_) => 400,
         }
     }
 
@@ -84,6 +88,7 @@ impl GatewayError {
             Self::OriginTimeout => "origin_timeout",
             Self::Internal(_) => "internal_error",
             Self::RequestBody => "request_body_unreadable",
+            Self::InvalidPath(_) => "invalid_path",
         }
     }
 
@@ -100,7 +105,7 @@ impl GatewayError {
             Self::OriginUnreachable => ("origin-unreachable", "Bad gateway"),
             Self::OriginTimeout => ("origin-timeout", "Gateway timeout"),
             Self::Internal(_) => ("internal", "Internal error"),
-            Self::RequestBody => ("invalid-request", "Invalid request"),
+            Self::RequestBody | Self::InvalidPath(_) => ("invalid-request", "Invalid request"),
         }
     }
 
@@ -123,6 +128,7 @@ impl GatewayError {
             Self::OriginTimeout => "The origin did not answer in time.".into(),
             Self::Internal(what) => format!("The gateway could not build the origin request ({what})."),
             Self::RequestBody => "The request body could not be read.".into(),
+            Self::InvalidPath(e) => format!("The request path contains {}.", e.description()),
         }
     }
 
@@ -227,6 +233,7 @@ mod tests {
         };
         let cases = [
             (GatewayError::NoRoute, 404),
+            (GatewayError::InvalidPath(PathError::EncodedSlash), 400),
             (GatewayError::MethodNotAllowed(vec![Method::POST]), 405),
             (GatewayError::Config(ConfigError::missing("API_KEY")), 500),
             (GatewayError::TokenUnavailable(unavailable), 503),
@@ -251,6 +258,25 @@ mod tests {
         })
         .to_problem("r");
         assert_eq!(p.headers["retry-after"], "7");
+    }
+
+    #[test]
+    fn a_refused_path_is_an_invalid_request_naming_the_class() {
+        let p = GatewayError::InvalidPath(PathError::EncodedSlash).to_problem("r");
+        assert_eq!(p.status, 400);
+        assert_eq!(p.headers["content-type"], "application/problem+json");
+        assert!(!p.headers.contains_key("www-authenticate"));
+        let body = json(&p);
+        assert_eq!(body["type"], "urn:edge-auth-proxy:problem:invalid-request");
+        assert_eq!(body["title"], "Invalid request");
+        assert_eq!(
+            body["detail"],
+            "The request path contains an encoded slash (%2F)."
+        );
+        assert_eq!(
+            GatewayError::InvalidPath(PathError::Semicolon).outcome(),
+            "invalid_path"
+        );
     }
 
     #[test]

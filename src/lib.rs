@@ -8,6 +8,8 @@
 //! `cargo test` runs it natively with a fixed clock and in-memory fakes.
 //!
 //! - `config`: every setting parsed once per isolate into a typed `Config`.
+//! - `path`: the request path's canonical form (decoded unreserved characters, dot segments
+//!   resolved, `//` merged), and the refusal of paths an origin could read another way.
 //! - `routes`: the `ROUTES` table: segment-boundary prefixes, auth mode, methods, origin.
 //! - `jwt`: finding the customer JWT, keys (JWKS), signature and claim checks, and the
 //!   isolate's memory of verified tokens.
@@ -36,6 +38,7 @@ pub mod io;
 pub mod jwks;
 pub mod jwt;
 pub mod log;
+pub mod path;
 pub mod proxy;
 pub mod replay;
 pub mod routes;

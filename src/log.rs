@@ -8,7 +8,12 @@ use serde::Serialize;
 pub struct RequestLog {
     pub request_id: String,
     pub method: String,
+    /// The normalized path (what was matched and forwarded); the path as received, clipped,
+    /// when it was refused.
     pub path: String,
+    /// Why the path was refused (`outcome` `invalid_path`): `encoded_slash`, `semicolon`, …
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path_problem: Option<&'static str>,
     /// The matched route's prefix.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub route: Option<String>,

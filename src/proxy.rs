@@ -24,7 +24,8 @@ pub const SCHEDULED_KEYS_AHEAD_MS: u64 = 10 * 60 * 1000;
 #[derive(Debug)]
 pub struct GatewayRequest<S> {
     pub method: Method,
-    /// The URL's path, as the platform parsed it (percent-encoded, dot segments resolved).
+    /// The URL's path as the platform handed it over; the route phase normalizes it
+    /// (`path::normalize`) before anything else looks at it.
     pub path: String,
     /// The URL's query without `?`; `None` when the URL had no `?`.
     pub query: Option<String>,
@@ -240,10 +241,17 @@ impl Gateway {
             .as_ref()
             .map_err(|e| GatewayError::Config(e.clone()))?;
 
-        // Route: before anything else, so unknown paths cost nothing and reach nobody.
+        // Route: before anything else, so unknown paths cost nothing and reach nobody. The
+        // path is normalized first, and from here on only the normalized path exists: it is
+        // what the routes match, what the log names and what the origin receives.
+        let path = crate::path::normalize(&req.path).map_err(|e| {
+            log.path_problem = Some(e.code());
+            GatewayError::InvalidPath(e)
+        })?;
+        log.path = clip(&path);
         let route = config
             .routes
-            .select(&req.method, &req.path)
+            .select(&req.method, &path)
             .map_err(|e| match e {
                 RouteError::NoRoute => GatewayError::NoRoute,
                 RouteError::MethodNotAllowed { allow } => GatewayError::MethodNotAllowed(allow),
@@ -287,9 +295,10 @@ impl Gateway {
 
         // Rewrite: the origin comes from configuration only, never from the request.
         let base = route.origin.as_deref().unwrap_or(&config.origin);
+        // The query goes on untouched: it is not part of what routes match.
         let url = match &req.query {
-            Some(q) => format!("{base}{}?{q}", req.path),
-            None => format!("{base}{}", req.path),
+            Some(q) => format!("{base}{path}?{q}"),
+            None => format!("{base}{path}"),
         };
         let upstream = |access_token: &str| {
             headers::upstream_headers(

@@ -123,6 +123,15 @@ impl Route {
         if !raw.prefix.starts_with('/') {
             return Err(at("prefix must start with '/'"));
         }
+        // Requests are matched on their normalized path, which never holds `//`, `.`, `..`,
+        // `;`, `%61` or a lower-case escape: a prefix that does would match nothing, or not
+        // what its author meant.
+        if crate::path::normalize(&raw.prefix).as_deref() != Ok(raw.prefix.as_str()) {
+            return Err(at(
+                "prefix must be a normalized path: no empty, '.' or '..' segments, no ';', \
+                 unreserved characters not percent-encoded, other escapes in upper case",
+            ));
+        }
         let prefix = match raw.prefix.trim_end_matches('/') {
             "" => "/".to_string(),
             p => p.to_string(),
@@ -152,7 +161,7 @@ impl Route {
     }
 }
 
-/// `/account` matches `/account` and `/account/x`, never `/accounts`.
+/// `/account` matches `/account` and `/account/x`, never `/accounts`. `path` is normalized.
 fn prefix_matches(prefix: &str, path: &str) -> bool {
     if prefix == "/" {
         return true;
@@ -228,10 +237,29 @@ mod tests {
             r#"[{"prefix": "/a", "methods": ["G T"]}]"#,
             r#"[{"prefix": "/a", "origin": "ftp://x"}]"#,
             r#"[{"prefix": "/a", "orgin": "https://x"}]"#,
+            r#"[{"prefix": "//account"}]"#,
+            r#"[{"prefix": "/account//"}]"#,
+            r#"[{"prefix": "/auth/../account"}]"#,
+            r#"[{"prefix": "/./account"}]"#,
+            r#"[{"prefix": "/%61ccount"}]"#,
+            r#"[{"prefix": "/account;x"}]"#,
+            r#"[{"prefix": "/caf%c3%a9"}]"#,
+            r#"[{"prefix": "/a%2Fb"}]"#,
+            r#"[{"prefix": "/a\\b"}]"#,
         ] {
             let err = RouteTable::parse(bad).unwrap_err();
             assert_eq!(err.setting, "ROUTES", "{bad}");
         }
+    }
+
+    #[test]
+    fn normalized_prefixes_are_accepted() {
+        let t = RouteTable::parse(
+            r#"[{"prefix": "/account/"}, {"prefix": "/caf%C3%A9"}, {"prefix": "/a%20b/"}, {"prefix": "/"}]"#,
+        )
+        .unwrap();
+        let prefixes: Vec<&str> = t.routes().iter().map(|r| r.prefix.as_str()).collect();
+        assert_eq!(prefixes, ["/account", "/caf%C3%A9", "/a%20b", "/"]);
     }
 
     #[test]

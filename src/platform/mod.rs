@@ -336,6 +336,15 @@ pub fn to_gateway_request(raw: &web_sys::Request) -> Option<GatewayRequest<Reada
 /// `/`, `?` or `#` (userinfo percent-encodes them) and an `http(s)` path is never empty. So the
 /// path is what runs from the first `/` after `://` to `?` or `#`, exactly what `url::Url`
 /// would give, without parsing the host again. Anything else goes through `url::Url`.
+///
+/// The path is handed on as it is; the route phase normalizes it (`crate::path`). What
+/// workerd has already done to a raw request target (checked with raw request lines in
+/// Miniflare, tests/e2e/paths.test.mjs): `\` becomes `/` and `.`, `..`, `%2e`, `.%2E`… dot
+/// segments are resolved, as WHATWG parsing does for http(s); `//`, `..;`, `;x`, `%2F`, `%5c`,
+/// `%61` and the hex case of escapes arrive as sent; `^` arrives as `%5E`; a raw byte that is
+/// not UTF-8 arrives as `%EF%BF%BD` (U+FFFD); the fragment is dropped. So a raw backslash is
+/// read here as a permissive origin reads it, and the normalizer's own refusal of `\` only
+/// matters off workerd; everything else the normalizer refuses does reach it.
 fn path_and_query(url: &str) -> Option<(String, Option<String>)> {
     let serialised = url
         .find("://")
