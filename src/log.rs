@@ -47,7 +47,7 @@ pub struct RequestLog {
     /// Present when the origin's 401 was a refusal: whether the request was sent again.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replayed: Option<bool>,
-    /// Why a 401 was not replayed: `body_not_kept` or `no_new_token`.
+    /// Why a refusal was not replayed: `body_not_kept` or `no_new_token`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replay_skipped: Option<&'static str>,
     /// The token endpoint's failure, when this request called it and it failed.

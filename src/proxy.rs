@@ -1,7 +1,8 @@
 //! The request path, as named phases in one function with one error exit:
 //! route → authenticate → upstream token → rewrite → forward (replayed once after the origin
-//! refuses the token, as `ORIGIN_TOKEN_REFUSAL` judges its 401s) → respond; and the isolate's background work: the token refresh ahead
-//! of expiry that a request claims, and the scheduled run.
+//! refuses the token, as `ORIGIN_TOKEN_REFUSAL` judges its 401s) → respond; and the isolate's
+//! background work: the token refresh ahead of expiry that a request claims, and the scheduled
+//! run.
 
 use http::{HeaderMap, Method};
 
@@ -321,7 +322,7 @@ impl Gateway {
             })
         };
         let first_body = body.next_send().unwrap_or(Body::Empty);
-        let mut response = send(upstream(obtained.token.access_token())?, first_body)
+        let response = send(upstream(obtained.token.access_token())?, first_body)
             .await
             .map_err(origin_error)?;
 
@@ -331,8 +332,8 @@ impl Gateway {
         let mode = config.origin_token_refusal;
         let judged = (response.status == 401).then(|| mode.judge(&response.headers));
         log.origin_401 = judged.map(Judged::as_str);
-        if judged == Some(Judged::Refusal) {
-            let replay = async {
+        let response = if judged == Some(Judged::Refusal) {
+            async {
                 let rejection = self
                     .tokens
                     .reject(&obtained.token, &config.token, &svc.store, &svc.clock)
@@ -370,12 +371,14 @@ impl Gateway {
                     return Err(refused_again(log));
                 }
                 Ok(replayed)
-            };
-            let replayed = replay.await;
-            log.origin_ms = Some(svc.clock.now_ms().saturating_sub(origin_started));
-            response = replayed?;
-        }
+            }
+            .await
+        } else {
+            Ok(response)
+        };
+        // Also when the gateway answers instead: the time went to the origin.
         log.origin_ms = Some(svc.clock.now_ms().saturating_sub(origin_started));
+        let response = response?;
 
         // Respond: the origin's status and body, minus hop-by-hop headers.
         Ok(GatewayResponse {
