@@ -168,11 +168,19 @@ export async function startDemoOrigin({ port = 8788, host = '127.0.0.1', issuer,
     const bearer = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization || '');
     const expiry = bearer ? accessTokens.get(bearer[1]) : undefined;
     if (!bearer || expiry === undefined || expiry <= Date.now()) {
-      return sendJson(res, 401, {
-        error: 'invalid_access_token',
-        header: 'authorization',
-        message: bearer ? 'The access token is unknown or expired.' : 'Authorization: Bearer <access_token> is required.',
-      });
+      // RFC 6750 §3.1, as the gateway's ORIGIN_TOKEN_REFUSAL=invalid_token expects: a refused
+      // access token says so; a wrong password (above) does not.
+      const challenge = bearer ? 'Bearer realm="demo", error="invalid_token"' : 'Bearer realm="demo"';
+      return sendJson(
+        res,
+        401,
+        {
+          error: 'invalid_access_token',
+          header: 'authorization',
+          message: bearer ? 'The access token is unknown or expired.' : 'Authorization: Bearer <access_token> is required.',
+        },
+        { 'www-authenticate': challenge },
+      );
     }
     if (!sameSecret(req.headers['api-key'] ?? '', DEMO_API_KEY)) {
       return sendJson(res, 403, {

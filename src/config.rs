@@ -119,6 +119,9 @@ pub struct Config {
     pub origin: String,
     /// `ORIGIN_TIMEOUT_MS`: time allowed for the origin's response head. Defaults to 30000.
     pub origin_timeout_ms: u64,
+    /// `ORIGIN_TOKEN_REFUSAL`: which origin 401s refuse the access token. Defaults to
+    /// `invalid_token`.
+    pub origin_token_refusal: crate::refusal::RefusalMode,
     /// `API_KEY`, sent as `api-key`.
     pub api_key: String,
     pub routes: crate::routes::RouteTable,
@@ -155,6 +158,7 @@ impl Config {
         Ok(Self {
             origin,
             origin_timeout_ms: number(get, "ORIGIN_TIMEOUT_MS", 30_000, 1..=300_000)?,
+            origin_token_refusal: crate::refusal::RefusalMode::from_settings(get)?,
             api_key,
             routes,
             jwt,

@@ -36,6 +36,14 @@ pub enum GatewayError {
     OriginUnreachable,
     /// The origin sent no response head within `ORIGIN_TIMEOUT_MS`.
     OriginTimeout,
+    /// Under `ORIGIN_TOKEN_REFUSAL=invalid_token`, the origin refused an access token obtained
+    /// after it refused the previous one (or the cache could not offer a new one): the
+    /// gateway's credentials are wrong for this origin and an operator must act.
+    OriginRefusedToken,
+    /// Under `ORIGIN_TOKEN_REFUSAL=invalid_token`, the origin refused the access token and the
+    /// request could not be replayed (its body streamed through): the token was dropped, so a
+    /// retry carries a new one.
+    OriginRefusedUnreplayed,
     /// A value that cannot be sent in a header (e.g. a credential with a line break).
     Internal(&'static str),
     /// The caller's body could not be read (it broke off, or ran past its `content-length`).
@@ -69,7 +77,8 @@ impl GatewayError {
             Self::Jwt(e) if e.is_request_error() => 400,
             Self::Jwt(_) => 401,
             Self::TokenUnavailable(_) | Self::KeysUnavailable(_) => 503,
-            Self::OriginUnreachable => 502,
+            Self::OriginRefusedUnreplayed => 503,
+            Self::OriginUnreachable | Self::OriginRefusedToken => 502,
             Self::OriginTimeout => 504,
             Self::RequestBody | Self::InvalidPath(_) => 400,
         }
@@ -86,6 +95,8 @@ impl GatewayError {
             Self::KeysUnavailable(k) => k.cause.code(),
             Self::OriginUnreachable => "origin_unreachable",
             Self::OriginTimeout => "origin_timeout",
+            Self::OriginRefusedToken => "origin_refused_token",
+            Self::OriginRefusedUnreplayed => "origin_refused_token_unreplayed",
             Self::Internal(_) => "internal_error",
             Self::RequestBody => "request_body_unreadable",
             Self::InvalidPath(_) => "invalid_path",
@@ -104,6 +115,8 @@ impl GatewayError {
             Self::KeysUnavailable(_) => ("key-set-unavailable", "Service unavailable"),
             Self::OriginUnreachable => ("origin-unreachable", "Bad gateway"),
             Self::OriginTimeout => ("origin-timeout", "Gateway timeout"),
+            Self::OriginRefusedToken => ("origin-refused-credentials", "Bad gateway"),
+            Self::OriginRefusedUnreplayed => ("origin-refused-credentials", "Service unavailable"),
             Self::Internal(_) => ("internal", "Internal error"),
             Self::RequestBody | Self::InvalidPath(_) => ("invalid-request", "Invalid request"),
         }
@@ -126,6 +139,13 @@ impl GatewayError {
             }
             Self::OriginUnreachable => "The origin could not be reached.".into(),
             Self::OriginTimeout => "The origin did not answer in time.".into(),
+            // Never the origin's challenge: it is about the gateway's token, not the caller's.
+            Self::OriginRefusedToken => {
+                "The origin refused the gateway's own credentials.".into()
+            }
+            Self::OriginRefusedUnreplayed => {
+                "The origin refused the gateway's own credentials; they have been replaced, retry the request.".into()
+            }
             Self::Internal(what) => format!("The gateway could not build the origin request ({what})."),
             Self::RequestBody => "The request body could not be read.".into(),
             Self::InvalidPath(e) => format!("The request path contains {}.", e.description()),
@@ -177,6 +197,8 @@ impl GatewayError {
             }
             Self::TokenUnavailable(t) => put("retry-after", t.retry_after_secs.to_string()),
             Self::KeysUnavailable(k) => put("retry-after", k.retry_after_secs.to_string()),
+            // The refused token is gone from the cache: the next attempt gets another one.
+            Self::OriginRefusedUnreplayed => put("retry-after", "1".into()),
             _ => {}
         }
         Problem {
@@ -239,6 +261,8 @@ mod tests {
             (GatewayError::TokenUnavailable(unavailable), 503),
             (GatewayError::OriginUnreachable, 502),
             (GatewayError::OriginTimeout, 504),
+            (GatewayError::OriginRefusedToken, 502),
+            (GatewayError::OriginRefusedUnreplayed, 503),
         ];
         for (err, status) in cases {
             let p = err.to_problem("r");
@@ -258,6 +282,19 @@ mod tests {
         })
         .to_problem("r");
         assert_eq!(p.headers["retry-after"], "7");
+        let p = GatewayError::OriginRefusedUnreplayed.to_problem("r");
+        assert_eq!(p.headers["retry-after"], "1");
+        for err in [
+            GatewayError::OriginRefusedToken,
+            GatewayError::OriginRefusedUnreplayed,
+        ] {
+            let p = err.to_problem("r");
+            assert!(p.headers.get("www-authenticate").is_none(), "{err:?}");
+            assert_eq!(
+                json(&p)["type"],
+                "urn:edge-auth-proxy:problem:origin-refused-credentials"
+            );
+        }
     }
 
     #[test]

@@ -20,6 +20,8 @@
 //!   endpoint; one fill at a time; refresh ahead of expiry; drop after an origin 401;
 //!   back-off after failures).
 //! - `replay`: which request bodies are kept so a request can be replayed after a 401.
+//! - `refusal`: which origin 401s refuse the gateway's access token (`ORIGIN_TOKEN_REFUSAL`).
+//! - `challenge`: `WWW-Authenticate` parsing, for the origin's `Bearer error="invalid_token"`.
 //! - `headers`: hop-by-hop and caller-controlled header rules.
 //! - `proxy`: the request path as phases with one error exit; the background refresh and the
 //!   scheduled run.
@@ -30,6 +32,7 @@
 //!   glue below, the only code that names `worker`.
 
 pub mod auth;
+pub mod challenge;
 pub mod config;
 pub mod error;
 pub mod flight;
@@ -40,6 +43,7 @@ pub mod jwt;
 pub mod log;
 pub mod path;
 pub mod proxy;
+pub mod refusal;
 pub mod replay;
 pub mod routes;
 pub mod token;

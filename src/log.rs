@@ -45,16 +45,21 @@ pub struct RequestLog {
     /// `after_401`: the origin refused the token, this request dropped it and got a new one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_refresh: Option<&'static str>,
-    /// Present when the origin answered 401: whether the request was sent again.
+    /// Present when the origin answered 401: `refusal` (it refused the gateway's access token,
+    /// per `ORIGIN_TOKEN_REFUSAL`) or `passed` (its answer to the caller, returned as sent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin_401: Option<&'static str>,
+    /// Present when the origin's 401 was a refusal: whether the request was sent again.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replayed: Option<bool>,
-    /// Why a 401 was not replayed: `body_not_kept` or `no_new_token`.
+    /// Why a refusal was not replayed: `body_not_kept` or `no_new_token`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replay_skipped: Option<&'static str>,
     /// The token endpoint's failure, when this request called it and it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_error: Option<&'static str>,
-    /// Set when that failure is the endpoint refusing our client: an operator must act.
+    /// Set when an operator must act: the token endpoint refusing our client (what to fix), or
+    /// `origin_refused_token`, the origin refusing a token just obtained for it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub config_error: Option<&'static str>,
 }

@@ -1,7 +1,8 @@
 //! The request path, as named phases in one function with one error exit:
 //! route → authenticate → upstream token → rewrite → forward (replayed once after the origin
-//! refuses the token) → respond; and the isolate's background work: the token refresh ahead
-//! of expiry that a request claims, and the scheduled run.
+//! refuses the token, as `ORIGIN_TOKEN_REFUSAL` judges its 401s) → respond; and the isolate's
+//! background work: the token refresh ahead of expiry that a request claims, and the scheduled
+//! run.
 
 use http::{HeaderMap, Method};
 
@@ -9,9 +10,10 @@ use crate::auth::{AuthError, Authenticator};
 use crate::config::{Config, ConfigError, Lookup};
 use crate::error::GatewayError;
 use crate::headers::{self, Credentials};
-use crate::io::{Body, Clock, HttpClient, HttpError, InboundResponse, KeyValue, OutboundRequest};
+use crate::io::{Body, Clock, HttpClient, HttpError, KeyValue, OutboundRequest};
 use crate::jwt::{self, JwtError, SignatureVerifier};
 use crate::log::{clip, RequestLog, TaskLog};
+use crate::refusal::Judged;
 use crate::replay::Outgoing;
 use crate::routes::{AuthMode, RouteError};
 use crate::token::{Obtained, RefreshAhead, RefreshOutcome, Rejection, TokenCache};
@@ -329,36 +331,63 @@ impl Gateway {
             })
         };
         let first_body = body.next_send().unwrap_or(Body::Empty);
-        let mut response = send(upstream(obtained.token.access_token())?, first_body)
+        let response = send(upstream(obtained.token.access_token())?, first_body)
             .await
             .map_err(origin_error)?;
 
-        // The origin refused the token: drop it (if still cached), get one new token for every
-        // request that hit this, and replay once. A second 401 goes to the caller as sent.
-        if response.status == 401 {
-            let rejection = self
-                .tokens
-                .reject(&obtained.token, &config.token, &svc.store, &svc.clock)
-                .await;
-            if rejection == Rejection::Dropped {
-                log.token_refresh = Some("after_401");
-            }
-            response = match body.next_send() {
-                None => skip_replay(log, "body_not_kept", response),
-                Some(again) => {
-                    let fresh = self.token(config, svc, log).await?;
-                    if fresh.token.access_token() == obtained.token.access_token() {
-                        skip_replay(log, "no_new_token", response)
-                    } else {
-                        log.replayed = Some(true);
-                        send(upstream(fresh.token.access_token())?, again)
-                            .await
-                            .map_err(origin_error)?
-                    }
+        // A 401 the mode counts as a refusal of the token: drop it (if still cached), get one
+        // new token for every request that hit this, and replay once. Any other 401 is the
+        // origin's answer to the caller and goes back untouched (src/refusal.rs has the table).
+        let mode = config.origin_token_refusal;
+        let judged = (response.status == 401).then(|| mode.judge(&response.headers));
+        log.origin_401 = judged.map(Judged::as_str);
+        let response = if judged == Some(Judged::Refusal) {
+            async {
+                let rejection = self
+                    .tokens
+                    .reject(&obtained.token, &config.token, &svc.store, &svc.clock)
+                    .await;
+                if rejection == Rejection::Dropped {
+                    log.token_refresh = Some("after_401");
                 }
-            };
-        }
+                let Some(again) = body.next_send() else {
+                    skip_replay(log, "body_not_kept");
+                    return match (mode.challenge_is_ours(), rejection) {
+                        (false, _) => Ok(response),
+                        // The cooldown kept the token: it is the one fetched after the last
+                        // refusal, and a retry now would carry it again.
+                        (true, Rejection::Kept) => Err(refused_again(log)),
+                        (true, _) => Err(GatewayError::OriginRefusedUnreplayed),
+                    };
+                };
+                let fresh = self.token(config, svc, log).await?;
+                if fresh.token.access_token() == obtained.token.access_token() {
+                    skip_replay(log, "no_new_token");
+                    return if mode.challenge_is_ours() {
+                        Err(refused_again(log))
+                    } else {
+                        Ok(response)
+                    };
+                }
+                log.replayed = Some(true);
+                let replayed = send(upstream(fresh.token.access_token())?, again)
+                    .await
+                    .map_err(origin_error)?;
+                if mode.challenge_is_ours()
+                    && replayed.status == 401
+                    && mode.judge(&replayed.headers) == Judged::Refusal
+                {
+                    return Err(refused_again(log));
+                }
+                Ok(replayed)
+            }
+            .await
+        } else {
+            Ok(response)
+        };
+        // Also when the gateway answers instead: the time went to the origin.
         log.origin_ms = Some(svc.clock.now_ms().saturating_sub(origin_started));
+        let response = response?;
 
         // Respond: the origin's status and body, minus hop-by-hop headers.
         Ok(GatewayResponse {
@@ -407,15 +436,17 @@ fn origin_error(e: HttpError) -> GatewayError {
     }
 }
 
-/// The origin's 401 goes back to the caller as the origin sent it.
-fn skip_replay<S>(
-    log: &mut RequestLog,
-    why: &'static str,
-    response: InboundResponse<S>,
-) -> InboundResponse<S> {
+/// The refused request is not sent again, for `why`.
+fn skip_replay(log: &mut RequestLog, why: &'static str) {
     log.replayed = Some(false);
     log.replay_skipped = Some(why);
-    response
+}
+
+/// The origin refused the token that replaced a refused one (or no other could be had): the
+/// gateway's credentials are wrong for this origin, which only an operator can fix.
+fn refused_again(log: &mut RequestLog) -> GatewayError {
+    log.config_error = Some("origin_refused_token");
+    GatewayError::OriginRefusedToken
 }
 
 fn task_log(event: &'static str, outcome: &RefreshOutcome, total_ms: u64) -> TaskLog {

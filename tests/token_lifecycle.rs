@@ -520,7 +520,8 @@ fn services() -> (Svc, Endpoint) {
     (svc, ep)
 }
 
-/// An origin that answers 401 to the first `refusals` requests, then 200 echoing the token.
+/// An origin that refuses the token of the first `refusals` requests (401 with RFC 6750's
+/// `Bearer error="invalid_token"`), then answers 200 echoing the token.
 fn origin(http: &FakeHttp, refusals: u32) -> Rc<Cell<u32>> {
     let left = Rc::new(Cell::new(refusals));
     let l = left.clone();
@@ -529,7 +530,7 @@ fn origin(http: &FakeHttp, refusals: u32) -> Rc<Cell<u32>> {
             l.set(l.get() - 1);
             return Ok((
                 401,
-                vec![("www-authenticate", "Bearer".into())],
+                vec![("www-authenticate", r#"Bearer error="invalid_token""#.into())],
                 b"no".to_vec(),
             ));
         }
@@ -590,13 +591,14 @@ fn a_small_body_of_unknown_length_is_kept_and_replayed() {
 }
 
 #[test]
-fn a_second_401_goes_back_as_the_origin_sent_it() {
+fn a_second_refusal_is_502_and_the_origins_challenge_stays_with_the_gateway() {
     let (svc, _) = services();
     origin(&svc.http, 2);
     let served = block_on(gateway().serve(&svc, post(Vec::new(), true)));
-    assert_eq!(served.response.status, 401);
-    assert_eq!(served.response.headers["www-authenticate"], "Bearer");
-    assert_eq!(text(served.response.body), "no");
+    assert_eq!(served.response.status, 502);
+    assert!(served.response.headers.get("www-authenticate").is_none());
+    assert!(!text(served.response.body).contains("invalid_token"));
+    assert_eq!(served.log.config_error, Some("origin_refused_token"));
     assert_eq!(svc.http.calls_to("https://origin.example/").len(), 2);
 }
 
@@ -610,7 +612,10 @@ fn a_body_over_the_limit_streams_and_is_not_replayed() {
         origin(&svc.http, 1);
         let gw = gateway();
         let served = block_on(gw.serve(&svc, post(body, content_length)));
-        assert_eq!(served.response.status, 401);
+        // The refusal cannot be replayed: the caller is asked to retry, never shown the
+        // origin's challenge about the gateway's token.
+        assert_eq!(served.response.status, 503);
+        assert_eq!(served.response.headers["retry-after"], "1");
         assert_eq!(served.log.replayed, Some(false));
         assert_eq!(served.log.replay_skipped, Some("body_not_kept"));
         assert_eq!(svc.http.calls_to("https://origin.example/").len(), 1);

@@ -82,6 +82,8 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 export async function startOrigin({ name = 'origin' } = {}) {
   const requests = [];
   let unauthorizedLeft = 0;
+  const REFUSAL = ['Bearer error="invalid_token"'];
+  let unauthorizedAnswer = { challenges: REFUSAL, body: undefined };
   let hangMs = 0;
   let bigBodyBytes = 0;
   let custom = null;
@@ -113,8 +115,12 @@ export async function startOrigin({ name = 'origin' } = {}) {
     }
     if (unauthorizedLeft > 0) {
       unauthorizedLeft--;
-      res.writeHead(401, { 'content-type': 'application/json', 'www-authenticate': 'Bearer error="invalid_token"' });
-      res.end(JSON.stringify({ error: 'invalid_token', origin: name }));
+      const { challenges, body: answer } = unauthorizedAnswer;
+      const headers = [['content-type', 'application/json'], ['x-origin-401', name]];
+      // One WWW-Authenticate field per challenge given, in order; none for [].
+      for (const c of challenges) headers.push(['www-authenticate', c]);
+      res.writeHead(401, headers.flat());
+      res.end(answer ?? JSON.stringify({ error: 'invalid_token', origin: name }));
       return;
     }
     if (hangMs > 0) {
@@ -170,9 +176,14 @@ export async function startOrigin({ name = 'origin' } = {}) {
     last() {
       return requests[requests.length - 1];
     },
-    /** The next `n` requests get 401 (as when the origin no longer accepts an access token). */
-    unauthorized(n = 1) {
+    /**
+     * The next `n` requests get 401: by default with `WWW-Authenticate: Bearer
+     * error="invalid_token"` (as when the origin no longer accepts an access token);
+     * `challenges` gives the WWW-Authenticate fields instead (`[]`: none), `body` the body.
+     */
+    unauthorized(n = 1, { challenges = REFUSAL, body } = {}) {
       unauthorizedLeft = n;
+      unauthorizedAnswer = { challenges, body };
     },
     /** Every request waits `ms` before any answer. */
     hang(ms) {
@@ -200,6 +211,7 @@ export async function startOrigin({ name = 'origin' } = {}) {
     reset() {
       requests.length = 0;
       unauthorizedLeft = 0;
+      unauthorizedAnswer = { challenges: REFUSAL, body: undefined };
       hangMs = 0;
       bigBodyBytes = 0;
       custom = null;
