@@ -287,15 +287,31 @@ fn body_error(e: JsValue) -> HttpError {
     HttpError::Body(js_message(&e))
 }
 
+/// Workers' `Headers` hold WebIDL `ByteString`s: JavaScript strings in which each character,
+/// U+0000 to U+00FF, is one byte of the value (checked in Miniflare: a Latin-1 `é`, byte 0xE9,
+/// is the character U+00E9 in both directions). So a value crosses as one character per byte,
+/// never as UTF-8 text, and a value that is not visible ASCII passes unchanged instead of being
+/// dropped. Visible ASCII, nearly every value, is the same either way and is not copied.
 fn to_js_headers(headers: &HeaderMap) -> Result<web_sys::Headers, JsValue> {
     let out = web_sys::Headers::new()?;
     for (name, value) in headers {
-        // Workers headers are strings: a value that is not visible ASCII/UTF-8 cannot pass.
-        if let Ok(value) = value.to_str() {
-            out.append(name.as_str(), value)?;
+        match value.to_str() {
+            Ok(ascii) => out.append(name.as_str(), ascii)?,
+            Err(_) => out.append(name.as_str(), &latin1_text(value.as_bytes()))?,
         }
     }
     Ok(out)
+}
+
+/// One character per byte: what a `ByteString` holding `bytes` is.
+fn latin1_text(bytes: &[u8]) -> String {
+    bytes.iter().copied().map(char::from).collect()
+}
+
+/// The bytes a `ByteString` stands for; `None` for a character past U+00FF, which a
+/// `ByteString` cannot hold (workerd throws before such a string reaches us).
+fn latin1_bytes(text: &str) -> Option<Vec<u8>> {
+    text.chars().map(|c| u8::try_from(c).ok()).collect()
 }
 
 fn from_js_headers(headers: &web_sys::Headers) -> HeaderMap {
@@ -308,10 +324,13 @@ fn from_js_headers(headers: &web_sys::Headers) -> HeaderMap {
         let (Some(name), Some(value)) = (pair.get(0).as_string(), pair.get(1).as_string()) else {
             continue;
         };
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(&value),
-        ) {
+        let value = if value.is_ascii() {
+            HeaderValue::from_str(&value).ok()
+        } else {
+            latin1_bytes(&value).and_then(|bytes| HeaderValue::from_bytes(&bytes).ok())
+        };
+        // What `HeaderValue` refuses (a NUL, CR or LF) Workers' `Headers` refuse too.
+        if let (Ok(name), Some(value)) = (HeaderName::from_bytes(name.as_bytes()), value) {
             out.append(name, value);
         }
     }
