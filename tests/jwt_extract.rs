@@ -164,6 +164,9 @@ fn a_jwt_cookie_sent_twice_is_refused_not_validated_first() {
         &[("cookie", "session=\"\""), ("cookie", "session=valid")],
         &[("cookie", "session=; session=")],
         &[("cookie", " session =valid; session= forged")],
+        // Two Cookie lines, as workerd hands them over: joined with ", ".
+        &[("cookie", "session=valid, session=forged")],
+        &[("cookie", "theme=dark, session=valid; session=forged")],
     ] {
         assert_eq!(found(pairs, name), dup, "{pairs:?}");
     }

@@ -94,7 +94,9 @@ fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h [u8]>, Jw
     let pairs = headers
         .get_all(COOKIE)
         .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b';'));
+        // `,` separates too: workerd joins two `Cookie` lines into one value with ", ", and
+        // RFC 6265 §4.1.1 keeps `,` out of cookie values, so no real value is cut by it.
+        .flat_map(|v| v.as_bytes().split(|&b| b == b';' || b == b','));
     for pair in pairs {
         let Some(eq) = pair.iter().position(|&b| b == b'=') else {
             continue;

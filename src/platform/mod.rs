@@ -287,31 +287,26 @@ fn body_error(e: JsValue) -> HttpError {
     HttpError::Body(js_message(&e))
 }
 
-/// Workers' `Headers` hold WebIDL `ByteString`s: JavaScript strings in which each character,
-/// U+0000 to U+00FF, is one byte of the value (checked in Miniflare: a Latin-1 `é`, byte 0xE9,
-/// is the character U+00E9 in both directions). So a value crosses as one character per byte,
-/// never as UTF-8 text, and a value that is not visible ASCII passes unchanged instead of being
-/// dropped. Visible ASCII, nearly every value, is the same either way and is not copied.
+/// Header values cross into and out of workerd as UTF-8, not as the WebIDL `ByteString`s of the
+/// Fetch standard: workerd encodes a header string as UTF-8 on the wire ("as a quirk to support
+/// Unicode", `workerd/api/headers.c++`) and decodes received values as UTF-8, replacing bytes
+/// that are not UTF-8 with U+FFFD before the Worker sees them (cloudflare/workerd#6927;
+/// checked in Miniflare: a received 0xE9 reads as U+FFFD, and U+00E9 is sent as C3 A9).
+/// So a value passes as its UTF-8 bytes in both directions, which keeps every value workerd
+/// delivers intact (a UTF-8 `Content-Disposition` filename arrives as sent) instead of dropping
+/// what is not visible ASCII. A raw Latin-1 byte is lost inside workerd, before this code;
+/// `tests/e2e/header-rules.test.mjs` pins that, so a runtime that starts passing bytes is seen.
 fn to_js_headers(headers: &HeaderMap) -> Result<web_sys::Headers, JsValue> {
     let out = web_sys::Headers::new()?;
     for (name, value) in headers {
-        match value.to_str() {
-            Ok(ascii) => out.append(name.as_str(), ascii)?,
-            Err(_) => out.append(name.as_str(), &latin1_text(value.as_bytes()))?,
+        match std::str::from_utf8(value.as_bytes()) {
+            Ok(text) => out.append(name.as_str(), text)?,
+            // Not from workerd (whose values are UTF-8) nor the gateway (ASCII): sent as workerd
+            // itself would have received it, rather than dropped.
+            Err(_) => out.append(name.as_str(), &String::from_utf8_lossy(value.as_bytes()))?,
         }
     }
     Ok(out)
-}
-
-/// One character per byte: what a `ByteString` holding `bytes` is.
-fn latin1_text(bytes: &[u8]) -> String {
-    bytes.iter().copied().map(char::from).collect()
-}
-
-/// The bytes a `ByteString` stands for; `None` for a character past U+00FF, which a
-/// `ByteString` cannot hold (workerd throws before such a string reaches us).
-fn latin1_bytes(text: &str) -> Option<Vec<u8>> {
-    text.chars().map(|c| u8::try_from(c).ok()).collect()
 }
 
 fn from_js_headers(headers: &web_sys::Headers) -> HeaderMap {
@@ -324,13 +319,11 @@ fn from_js_headers(headers: &web_sys::Headers) -> HeaderMap {
         let (Some(name), Some(value)) = (pair.get(0).as_string(), pair.get(1).as_string()) else {
             continue;
         };
-        let value = if value.is_ascii() {
-            HeaderValue::from_str(&value).ok()
-        } else {
-            latin1_bytes(&value).and_then(|bytes| HeaderValue::from_bytes(&bytes).ok())
-        };
-        // What `HeaderValue` refuses (a NUL, CR or LF) Workers' `Headers` refuse too.
-        if let (Ok(name), Some(value)) = (HeaderName::from_bytes(name.as_bytes()), value) {
+        // Only what `Headers` refuses too (NUL, CR, LF) fails here; obs-text bytes pass.
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_bytes(value.as_bytes()),
+        ) {
             out.append(name, value);
         }
     }
