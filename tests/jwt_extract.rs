@@ -205,3 +205,21 @@ fn a_non_ascii_cookie_header_cannot_hide_a_second_jwt_cookie() {
     );
     assert_eq!(extract(&map, Some("session")), Err(JwtError::Malformed));
 }
+
+#[test]
+fn underscore_aliases_are_never_a_jwt_source() {
+    // The gateway removes them before the origin; it never reads a token from them either.
+    for alias in [
+        ("customer_auth", "JWT t1"),
+        ("Customer_Auth", "JWT t1"),
+        ("authorization_", "Bearer t1"),
+        ("x_authorization", "Bearer t1"),
+    ] {
+        assert_eq!(found(&[alias], Some("session")), Ok(None), "{alias:?}");
+        assert_eq!(
+            found(&[alias, ("authorization", "Bearer real")], None),
+            ok("real"),
+            "{alias:?}"
+        );
+    }
+}
