@@ -46,6 +46,28 @@ pub fn required(get: Lookup<'_>, name: &'static str) -> Result<String, ConfigErr
     optional(get, name).ok_or_else(|| ConfigError::missing(name))
 }
 
+/// The value of `name`, required, when it can be sent as a header value exactly as set:
+/// visible ASCII, with spaces only between other characters. Anything else is refused here,
+/// once, rather than sent altered or not at all: HTTP strips leading and trailing whitespace,
+/// so such a key would arrive shortened; a control character (tab, CR, LF, DEL) breaks or
+/// splits the header; and a non-ASCII character (a non-breaking space pasted with the key) is
+/// bytes that origins decode differently, Latin-1 or UTF-8, so it matches nothing reliably.
+pub fn header_value(get: Lookup<'_>, name: &'static str) -> Result<String, ConfigError> {
+    let value = required(get, name)?;
+    let bytes = value.as_bytes();
+    let visible = |b: &u8| (0x21..=0x7e).contains(b);
+    let ok = bytes.first().is_some_and(visible)
+        && bytes.last().is_some_and(visible)
+        && bytes.iter().all(|&b| b == b' ' || visible(&b));
+    if !ok {
+        return Err(ConfigError::new(
+            name,
+            "must be visible ASCII with no leading or trailing space (it is sent as a header value); check for a pasted non-breaking space, tab or line break",
+        ));
+    }
+    Ok(value)
+}
+
 /// Checks an origin or endpoint base URL: absolute http(s), a host, no query or fragment (the
 /// request's own path and query are appended). Answers it without a trailing slash.
 pub fn base_url(raw: &str) -> Result<String, &'static str> {
@@ -143,13 +165,7 @@ impl Config {
         }
         let origin = base_url(&required(get, "ORIGIN_URL")?)
             .map_err(|why| ConfigError::new("ORIGIN_URL", why))?;
-        let api_key = required(get, "API_KEY")?;
-        if http::HeaderValue::from_str(&api_key).is_err() {
-            return Err(ConfigError::new(
-                "API_KEY",
-                "holds characters not allowed in a header",
-            ));
-        }
+        let api_key = header_value(get, "API_KEY")?;
         let routes = match optional(get, "ROUTES") {
             Some(json) => crate::routes::RouteTable::parse(&json)?,
             None => crate::routes::RouteTable::default(),
@@ -195,6 +211,45 @@ mod tests {
             assert_eq!(err.setting, name);
             assert!(!err.problem.contains("x-customer-id"));
         }
+    }
+
+    #[test]
+    fn header_values_must_arrive_as_set() {
+        for good in [
+            "k",
+            "abc-123_XYZ.~+/=",
+            "two words",
+            "!\"#$%&'()*,:;<>?@[\\]^`{|}",
+        ] {
+            let get = |_: &str| Some(good.to_string());
+            assert_eq!(header_value(&get, "API_KEY").unwrap(), good);
+        }
+        for bad in [
+            "Zq9\u{a0}",
+            "Zq\u{a0}9",
+            "\u{a0}Zq9",
+            "Zqé9",
+            "Zq\t9",
+            "Zq9\t",
+            "Zq\r9",
+            "Zq9\r\n",
+            "Zq\n9",
+            "Zq\u{7f}9",
+            "Zq\09",
+            " Zq9",
+            "Zq9 ",
+            "\tZq9",
+        ] {
+            let get = |_: &str| Some(bad.to_string());
+            let err = header_value(&get, "API_KEY").unwrap_err();
+            assert_eq!(err.setting, "API_KEY", "{bad:?}");
+            assert!(!err.to_string().contains("Zq"), "{bad:?} echoed");
+        }
+        let unset = |_: &str| None;
+        assert_eq!(
+            header_value(&unset, "API_KEY"),
+            Err(ConfigError::missing("API_KEY"))
+        );
     }
 
     #[test]

@@ -17,32 +17,63 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     http::header::UPGRADE,
 ];
 
-/// Credentials only the gateway may set: a caller who could send them would choose which
-/// identity the origin sees.
-const GATEWAY_CONTROLLED: [HeaderName; 3] = [
-    http::header::AUTHORIZATION,
-    HeaderName::from_static("customer-auth"),
-    HeaderName::from_static("api-key"),
-];
-
 pub const REQUEST_ID: &str = "x-request-id";
+
+/// Caller-sent fields the origin never sees, matched with `_` read as `-` (`is_refused`):
+///
+/// - the credentials only the gateway may set: a caller who could send them would choose
+///   which identity the origin sees. CGI, WSGI, PHP and Rack servers turn both `api-key` and
+///   `api_key` into `HTTP_API_KEY`, so an underscore spelling is the same header to them;
+/// - the method-override headers, which frameworks honour to turn a `POST` into a `DELETE`
+///   and so undo the route's `methods`;
+/// - `x-request-id`, which the gateway always sets itself: an `x_request_id` next to it would
+///   give a CGI-style origin a second id to log, one the caller chose and the gateway's log
+///   line does not have. Only the real `x-request-id` is read as the caller's id.
+///
+/// Names in a `HeaderMap` are lower case already, so these are compared as they are.
+const REFUSED: [&str; 7] = [
+    "authorization",
+    "customer-auth",
+    "api-key",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    REQUEST_ID,
+];
 
 /// Removes hop-by-hop fields, including every field that `Connection` names (RFC 9110 §7.6.1:
 /// a sender may mark any field as hop-by-hop that way, e.g. `Connection: x-secret`).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let listed: Vec<HeaderName> = headers
-        .get_all(http::header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in listed {
+    for name in connection_listed(headers) {
         headers.remove(name);
     }
     for name in &HOP_BY_HOP {
         headers.remove(name);
     }
+}
+
+/// The fields `Connection` names. Allocates nothing when there is no `Connection` header, the
+/// usual case for HTTP/2 callers and origins.
+fn connection_listed(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim_ascii()).ok())
+        .collect()
+}
+
+/// True for a name in `REFUSED`, with any `_` standing for a `-`. Byte by byte against the
+/// lower-case name, so nothing is allocated per header.
+fn is_refused(name: &HeaderName) -> bool {
+    let name = name.as_str().as_bytes();
+    REFUSED.iter().any(|refused| {
+        refused.len() == name.len()
+            && refused
+                .bytes()
+                .zip(name)
+                .all(|(want, &got)| got == want || (want == b'-' && got == b'_'))
+    })
 }
 
 /// What the gateway attaches to the origin request.
@@ -61,16 +92,22 @@ pub struct InvalidHeaderValue(pub &'static str);
 
 /// The caller's end-to-end headers, minus what the caller must not control, plus the gateway's
 /// credentials. `host` goes too: the origin host comes from configuration, never the request.
+/// Values are copied as the bytes they are (a Latin-1 value stays Latin-1).
 pub fn upstream_headers(
     caller: &HeaderMap,
     creds: &Credentials<'_>,
 ) -> Result<HeaderMap, InvalidHeaderValue> {
-    let mut headers = caller.clone();
-    strip_hop_by_hop(&mut headers);
-    for name in &GATEWAY_CONTROLLED {
-        headers.remove(name);
+    let listed = connection_listed(caller);
+    let mut headers = HeaderMap::with_capacity(caller.len() + 4);
+    for (name, value) in caller {
+        let dropped = name == http::header::HOST
+            || HOP_BY_HOP.contains(name)
+            || is_refused(name)
+            || listed.contains(name);
+        if !dropped {
+            headers.append(name.clone(), value.clone());
+        }
     }
-    headers.remove(http::header::HOST);
     set(
         &mut headers,
         "authorization",
@@ -165,6 +202,83 @@ mod tests {
         assert_eq!(out["api-key"], "key");
         assert_eq!(out["customer-auth"], "JWT j.w.t");
         assert!(!out.contains_key("host"));
+    }
+
+    /// Every spelling a CGI/WSGI-style origin would read as a credential, an override or the
+    /// request id; `HeaderName` lower-cases what the caller sent, so `API_KEY` is `api_key`.
+    const ALIASES: [&str; 24] = [
+        "Authorization",
+        "AUTHORIZATION",
+        "customer_auth",
+        "Customer_Auth",
+        "CUSTOMER_AUTH",
+        "CUSTOMER-AUTH",
+        "api_key",
+        "API_KEY",
+        "Api_Key",
+        "API-KEY",
+        "X-HTTP-Method-Override",
+        "x_http_method_override",
+        "X_HTTP-Method_Override",
+        "X-HTTP-METHOD-OVERRIDE",
+        "X-HTTP-Method",
+        "x_http_method",
+        "X_HTTP_METHOD",
+        "X-Method-Override",
+        "x_method_override",
+        "X_METHOD-OVERRIDE",
+        "x_request_id",
+        "X_Request_Id",
+        "X-Request-ID",
+        "x-request_id",
+    ];
+
+    #[test]
+    fn every_alias_and_method_override_is_removed() {
+        for alias in ALIASES {
+            let caller = map(&[(alias, "forged"), ("x-kept", "yes")]);
+            let out = upstream_headers(&caller, &creds(None)).unwrap();
+            for (name, value) in &out {
+                assert_ne!(value, "forged", "{alias} reached the origin as {name}");
+            }
+            assert_eq!(out["x-kept"], "yes");
+            assert_eq!(out["authorization"], "Bearer at", "{alias}");
+            assert_eq!(out["api-key"], "key", "{alias}");
+            assert_eq!(out[REQUEST_ID], "rid", "{alias}");
+            assert_eq!(out.len(), 4, "{alias}: {out:?}");
+        }
+    }
+
+    #[test]
+    fn names_that_only_resemble_a_refused_one_pass() {
+        for name in [
+            "x-api-key",
+            "apikey",
+            "api-keys",
+            "api__key",
+            "customer-authx",
+            "customerauth",
+            "authorization2",
+            "x-http-method-overrides",
+            "x-method",
+            "x-request-ids",
+            "x-correlation-id",
+        ] {
+            let caller = map(&[(name, "kept")]);
+            let out = upstream_headers(&caller, &creds(None)).unwrap();
+            assert_eq!(out[name.to_ascii_lowercase().as_str()], "kept", "{name}");
+        }
+    }
+
+    #[test]
+    fn values_pass_as_the_bytes_they_are() {
+        let mut caller = HeaderMap::new();
+        let latin1 = HeaderValue::from_bytes(b"attachment; filename=\"r\xe9sum\xe9.pdf\"").unwrap();
+        caller.append("x-file", latin1.clone());
+        let out = upstream_headers(&caller, &creds(None)).unwrap();
+        assert_eq!(out["x-file"].as_bytes(), latin1.as_bytes());
+        let out = downstream_headers(&caller, "rid");
+        assert_eq!(out["x-file"].as_bytes(), latin1.as_bytes());
     }
 
     #[test]

@@ -418,3 +418,140 @@ fn a_caller_request_id_that_is_not_a_plain_identifier_is_replaced() {
         "a fresh id per request"
     );
 }
+
+/// What a CGI/WSGI-style origin would read as `customer-auth`, `api-key`, `authorization`, a
+/// method override or the request id: the caller's values must never arrive.
+const FORGED: [(&str, &str); 9] = [
+    ("customer_auth", "JWT forged-customer"),
+    ("Customer_Auth", "JWT forged-customer"),
+    ("api_key", "forged-key"),
+    ("API_KEY", "forged-key"),
+    ("X-HTTP-Method-Override", "DELETE"),
+    ("x_http_method_override", "DELETE"),
+    ("X-HTTP-Method", "DELETE"),
+    ("X-Method-Override", "DELETE"),
+    ("x_request_id", "forged-id"),
+];
+
+#[test]
+fn aliases_and_method_overrides_never_reach_the_origin_on_public_or_jwt_routes() {
+    let routes = r#"[
+      { "prefix": "/auth/customer_authenticate", "auth": "public", "methods": ["POST"] },
+      { "prefix": "/account", "auth": "jwt", "methods": ["POST"] }
+    ]"#;
+    let vars = settings(&[("ROUTES", Box::leak(routes.to_string().into_boxed_str()))]);
+    let (gw, svc) = (gateway(&vars), services());
+    let auth = format!("JWT {}", good_jwt());
+    for (path, jwt) in [
+        ("/auth/customer_authenticate", None),
+        ("/account/getprofile", Some(auth.as_str())),
+    ] {
+        let mut headers: Vec<(&str, &str)> = FORGED.to_vec();
+        headers.push(("x-kept", "yes"));
+        if let Some(jwt) = jwt {
+            headers.push(("customer-auth", jwt));
+        }
+        let (resp, _) = block_on(gw.handle(&svc, request(Method::POST, path, &headers)));
+        assert_eq!(resp.status, 200, "{path}");
+        let seen = svc.http.calls_to("https://origin.example/");
+        let o = seen.last().unwrap();
+        assert_eq!(o.method, Method::POST, "{path}");
+        for (name, value) in &o.headers {
+            for (_, forged) in FORGED {
+                assert_ne!(
+                    value, forged,
+                    "{path}: the caller's {name} reached the origin"
+                );
+            }
+        }
+        assert_eq!(o.headers["x-kept"], "yes");
+        assert_eq!(o.headers["api-key"], API_KEY);
+        assert_eq!(o.headers.get_all("authorization").iter().count(), 1);
+        assert_eq!(o.headers.get_all("x-request-id").iter().count(), 1);
+        assert_eq!(
+            o.headers.get("customer-auth").map(|v| v.to_str().unwrap()),
+            jwt,
+            "{path}"
+        );
+    }
+}
+
+#[test]
+fn a_jwt_cookie_sent_twice_is_400_and_never_reaches_the_origin() {
+    let (gw, svc) = (gateway(&settings(&[("JWT_COOKIE", "session")])), services());
+    let token = good_jwt();
+    let one = format!("session={token}; session=forged");
+    let auth = format!("JWT {token}");
+    let first = format!("session={token}");
+    for headers in [
+        vec![("cookie", one.as_str())],
+        vec![("cookie", first.as_str()), ("cookie", "session=forged")],
+        vec![("cookie", "session="), ("cookie", first.as_str())],
+        // customer-auth is the source, but the origin would still get both cookies.
+        vec![("customer-auth", auth.as_str()), ("cookie", one.as_str())],
+    ] {
+        let (resp, log) = block_on(gw.handle(&svc, request(Method::GET, "/x", &headers)));
+        assert_eq!(resp.status, 400, "{headers:?}");
+        assert_eq!(resp.headers["content-type"], "application/problem+json");
+        assert!(resp.headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("error=\"invalid_request\""));
+        assert_eq!(log.outcome, "duplicate_jwt_cookie");
+        let body = serde_json::to_string(&body_json(&resp)).unwrap();
+        assert!(!body.contains(&token) && !body.contains("forged"));
+    }
+    assert!(svc.http.seen.borrow().is_empty(), "no token, no origin");
+}
+
+#[test]
+fn an_api_key_that_cannot_be_a_header_value_is_500_naming_it() {
+    for bad in [
+        "Zq9-key\u{a0}",
+        "Zq9\tkey",
+        "Zq9-key\r",
+        "Zq9\u{7f}key",
+        " Zq9-key",
+        "Zq9\nkey",
+    ] {
+        let vars = settings(&[("API_KEY", Box::leak(bad.to_string().into_boxed_str()))]);
+        let svc = services();
+        let auth = format!("JWT {}", good_jwt());
+        let (resp, log) = block_on(gateway(&vars).handle(
+            &svc,
+            request(Method::GET, "/x", &[("customer-auth", &auth)]),
+        ));
+        assert_eq!(resp.status, 500, "{bad:?}");
+        assert_eq!(log.outcome, "config_error");
+        let body = serde_json::to_string(&body_json(&resp)).unwrap();
+        assert!(body.contains("API_KEY"), "{body}");
+        assert!(!body.contains("Zq9"), "{bad:?} echoed: {body}");
+        assert!(
+            svc.http.seen.borrow().is_empty(),
+            "{bad:?}: nothing is sent"
+        );
+    }
+}
+
+#[test]
+fn an_access_token_that_cannot_follow_bearer_is_a_garbage_answer() {
+    for token in ["at 1", "at\\u00e91", "at\\t1", "at\\u00001", "at\\u007f1"] {
+        let (gw, svc) = (gateway(&settings(&[])), services());
+        let body = format!(r#"{{"token_type":"Bearer","access_token":"{token}"}}"#);
+        svc.http.on("https://idp.example/", move |_| {
+            Ok((200, vec![], body.clone().into_bytes()))
+        });
+        let auth = format!("JWT {}", good_jwt());
+        let (resp, log) = block_on(gw.handle(
+            &svc,
+            request(Method::GET, "/x", &[("customer-auth", &auth)]),
+        ));
+        assert_eq!(resp.status, 503, "{token}");
+        assert!(resp.headers.contains_key("retry-after"));
+        assert_eq!(log.outcome, "token_response_bad_access_token", "{token}");
+        assert!(
+            svc.http.calls_to("https://origin.example/").is_empty(),
+            "{token}: no header-less request to the origin"
+        );
+    }
+}

@@ -548,3 +548,108 @@ fn a_kid_with_path_or_url_tricks_never_reaches_the_key_server_url() {
         assert_eq!(seen.url, URL, "only the configured URL is fetched");
     }
 }
+
+#[test]
+fn a_rotation_that_shortens_max_age_is_picked_up_after_one_refetch() {
+    let a = new_ec();
+    let b = new_ec();
+    let w = World::new(vec![ec_jwk(&a, json!({"kid": "A"}))]);
+    *w.server.cache_control.borrow_mut() = "max-age=3600";
+    assert_eq!(w.check(&ec_token(&a, "A")), Ok(Check::Verified));
+    assert_eq!(w.server.hits(), 1);
+
+    // The provider rotates to B and, at the same time, asks for a minute's freshness only.
+    w.server.publish(vec![ec_jwk(&b, json!({"kid": "B"}))]);
+    *w.server.cache_control.borrow_mut() = "max-age=60";
+    w.clock.advance(5_000);
+    assert_eq!(w.check(&ec_token(&b, "B")), Ok(Check::Verified));
+    assert_eq!(w.server.hits(), 2, "exactly one refetch");
+    // The fetched set replaced the held one: A is gone, not kept alongside.
+    assert_eq!(
+        w.check(&ec_token(&a, "A")),
+        invalid_token(JwtError::UnknownKid)
+    );
+    assert_eq!(w.server.hits(), 2, "within the refetch interval");
+    // And its own, shorter lifetime is the one that counts now.
+    w.clock.advance(61_000);
+    let (result, event) = w.check_in(&w.auth, &ec_token(&b, "B"));
+    assert_eq!(result, Ok(Check::Cached));
+    assert_eq!(event, Some(JwksEvent::Fetched));
+    assert_eq!(w.server.hits(), 3);
+}
+
+/// Writes the KV copy another isolate (or something else) left, claiming `fresh_until_ms`.
+fn plant_kv_copy(w: &World, keys: Vec<Value>, fresh_until_ms: u64) {
+    let value = json!({
+        "fresh_until_ms": fresh_until_ms,
+        "jwks": json!({ "keys": keys }).to_string(),
+    });
+    w.kv.entries
+        .borrow_mut()
+        .insert(jwks::kv_key(URL), (value.to_string(), 86_400));
+}
+
+fn kv_fresh_until(w: &World) -> u64 {
+    let entries = w.kv.entries.borrow();
+    let (value, _) = &entries[&jwks::kv_key(URL)];
+    serde_json::from_str::<Value>(value).unwrap()["fresh_until_ms"]
+        .as_u64()
+        .unwrap()
+}
+
+#[test]
+fn a_kv_copy_claiming_freshness_a_year_ahead_is_not_trusted() {
+    const YEAR_MS: u64 = 365 * 86_400_000;
+    // The provider has rotated to k2; KV still holds k1, "fresh" for a year.
+    let w = World::new(vec![es_key("k2")]);
+    plant_kv_copy(&w, vec![es_key("k1")], NOW_MS + YEAR_MS);
+    let (result, event) = w.check_in(&w.auth, &es_token("k2", json!({})));
+    assert_eq!(result, Ok(Check::Verified));
+    assert_eq!(event, Some(JwksEvent::Fetched), "the provider is asked");
+    assert_eq!(w.server.hits(), 1);
+    assert!(
+        kv_fresh_until(&w) <= NOW_MS + 300_000,
+        "KV now holds the provider's answer"
+    );
+
+    // With the provider down, the copy still serves (stale-if-error), and the provider is
+    // tried again after the back-off, not in a year.
+    let w = World::new(vec![es_key("k1")]);
+    w.server.down.set(true);
+    plant_kv_copy(&w, vec![es_key("k1")], NOW_MS + YEAR_MS);
+    let (result, event) = w.check_in(&w.auth, &es_token("k1", json!({})));
+    assert_eq!(result, Ok(Check::Verified));
+    assert_eq!(event, Some(JwksEvent::Failed(JwksFailure::Unreachable)));
+    w.server.down.set(false);
+    w.clock.advance(10 * 60_000);
+    let (_, event) = w.check_in(
+        &w.auth,
+        &es_token("k1", json!({"exp": support::NOW + 3600})),
+    );
+    assert_eq!(event, Some(JwksEvent::Fetched));
+    assert_eq!(w.server.hits(), 2);
+}
+
+#[test]
+fn a_kv_copy_is_fresh_for_at_most_max_fresh_secs_from_now() {
+    let max_fresh_ms = jwks::MAX_FRESH_SECS * 1000;
+    let w = World::new(vec![es_key("k1")]);
+    // Just past the bound, within the skew allowed between isolates' clocks: cut to it.
+    plant_kv_copy(&w, vec![es_key("k1")], NOW_MS + max_fresh_ms + 30_000);
+    let (result, event) = w.check_in(&w.auth, &es_token("k1", json!({})));
+    assert_eq!(result, Ok(Check::Verified));
+    assert_eq!(event, Some(JwksEvent::Kv));
+    assert_eq!(w.server.hits(), 0);
+    // One second past the bound (29 s before what the copy claimed), the set held in memory
+    // is no longer fresh: the isolate looks again (KV, which still vouches for 29 s).
+    w.clock.advance(max_fresh_ms + 1_000);
+    let later = es_token("k1", json!({"exp": support::NOW + 86_400 + 3600}));
+    let (_, event) = w.check_in(&w.auth, &later);
+    assert_eq!(event, Some(JwksEvent::Kv), "held past MAX_FRESH_SECS");
+    // Once the copy's own claim has run out too, the provider is asked.
+    w.clock.advance(30_000);
+    let later = es_token("k1", json!({"exp": support::NOW + 86_400 + 3601}));
+    let (_, event) = w.check_in(&w.auth, &later);
+    assert_eq!(event, Some(JwksEvent::Fetched));
+    assert_eq!(w.server.hits(), 1);
+}

@@ -122,11 +122,7 @@ fn the_cookie_is_found_among_several_and_across_headers() {
         ok("c2")
     );
     assert_eq!(found(&[("cookie", "session=\"c3\"")], name), ok("c3"));
-    // First occurrence wins; names are exact and case-sensitive.
-    assert_eq!(
-        found(&[("cookie", "session=first; session=second")], name),
-        ok("first")
-    );
+    // Names are exact and case-sensitive.
     assert_eq!(
         found(&[("cookie", "xsession=no; Session=no; session_=no")], name),
         Ok(None)
@@ -144,4 +140,86 @@ fn a_non_ascii_cookie_header_does_not_hide_ours() {
     map.insert("cookie", HeaderValue::from_bytes(b"x=\xff").unwrap());
     map.append("cookie", HeaderValue::from_static("session=c1"));
     assert_eq!(extract(&map, Some("session")), Ok(Some("c1")));
+}
+
+#[test]
+fn a_jwt_cookie_sent_twice_is_refused_not_validated_first() {
+    let name = Some("session");
+    let dup = Err(JwtError::DuplicateCookie);
+    // In one header, in two headers, one empty and one not (either order), both empty.
+    for pairs in [
+        &[("cookie", "session=valid; session=forged")][..],
+        &[("cookie", "session=valid;session=valid")],
+        &[(
+            "cookie",
+            "theme=dark; session=valid; lang=en; session=forged",
+        )],
+        &[("cookie", "session=valid"), ("cookie", "session=forged")],
+        &[
+            ("cookie", "theme=dark; session=valid"),
+            ("cookie", "lang=en; session=forged"),
+        ],
+        &[("cookie", "session=; session=valid")],
+        &[("cookie", "session=valid"), ("cookie", "session=")],
+        &[("cookie", "session=\"\""), ("cookie", "session=valid")],
+        &[("cookie", "session=; session=")],
+        &[("cookie", " session =valid; session= forged")],
+        // Two Cookie lines, as workerd hands them over: joined with ", ".
+        &[("cookie", "session=valid, session=forged")],
+        &[("cookie", "theme=dark, session=valid; session=forged")],
+    ] {
+        assert_eq!(found(pairs, name), dup, "{pairs:?}");
+    }
+    // Whichever source holds the token: the cookies reach the origin either way.
+    for source in [("customer-auth", "JWT t1"), ("authorization", "Bearer t1")] {
+        assert_eq!(
+            found(&[source, ("cookie", "session=a; session=b")], name),
+            dup,
+            "{source:?}"
+        );
+    }
+    // Other cookies may repeat; without JWT_COOKIE no cookie is looked at.
+    assert_eq!(
+        found(&[("cookie", "theme=a; theme=b; session=c1")], name),
+        ok("c1")
+    );
+    assert_eq!(found(&[("cookie", "session=a; session=b")], None), Ok(None));
+}
+
+#[test]
+fn a_non_ascii_cookie_header_cannot_hide_a_second_jwt_cookie() {
+    let mut map = headers(&[("cookie", "session=valid")]);
+    map.append(
+        "cookie",
+        HeaderValue::from_bytes(b"x=\xe9; session=forged").unwrap(),
+    );
+    assert_eq!(
+        extract(&map, Some("session")),
+        Err(JwtError::DuplicateCookie)
+    );
+    // Our own cookie with a byte no JWT has is a malformed token, never skipped.
+    let mut map = HeaderMap::new();
+    map.append(
+        "cookie",
+        HeaderValue::from_bytes(b"session=a\xe9b").unwrap(),
+    );
+    assert_eq!(extract(&map, Some("session")), Err(JwtError::Malformed));
+}
+
+#[test]
+fn underscore_aliases_are_never_a_jwt_source() {
+    // The gateway removes them before the origin; it never reads a token from them either.
+    for alias in [
+        ("customer_auth", "JWT t1"),
+        ("Customer_Auth", "JWT t1"),
+        ("authorization_", "Bearer t1"),
+        ("x_authorization", "Bearer t1"),
+    ] {
+        assert_eq!(found(&[alias], Some("session")), Ok(None), "{alias:?}");
+        assert_eq!(
+            found(&[alias, ("authorization", "Bearer real")], None),
+            ok("real"),
+            "{alias:?}"
+        );
+    }
 }

@@ -9,7 +9,7 @@ use std::rc::Rc;
 use http::{HeaderMap, HeaderValue, Method};
 use sha2::{Digest, Sha256};
 
-use super::freshness::fresh_secs;
+use super::freshness::{fresh_secs, MAX_FRESH_SECS};
 use super::stored::{kv_key, StoredJwks};
 use crate::flight::{backoff_ms, retry_after_secs, Flight, FlightGuard, POLL_MS};
 use crate::io::{Body, Clock, HttpClient, HttpError, KeyValue, OutboundRequest};
@@ -26,6 +26,8 @@ pub const MAX_UNKNOWN_KIDS: usize = 256;
 /// Longer `kid`s (attacker-chosen text) are not remembered, which bounds that memory to about
 /// 256 × 128 bytes; they still meet the refetch rate limit.
 const MAX_REMEMBERED_KID_BYTES: usize = 128;
+/// How far another isolate's clock may be ahead of ours when it wrote a set to KV.
+const KV_CLOCK_SKEW_MS: u64 = 60_000;
 /// A set past its freshness keeps serving this long while the provider cannot be reached.
 pub const MAX_STALE_MS: u64 = 86_400_000;
 /// Largest key set document read. Real ones are a few KiB; certificate chains can make them
@@ -349,12 +351,18 @@ impl JwksCache {
         if got.asked_provider() {
             st.provider_fetches += 1;
         }
-        let newer = got.set.filter(|found| {
-            st.current
-                .as_ref()
-                .is_none_or(|cur| found.fresh_until_ms >= cur.fresh_until_ms)
+        // A set the provider just sent is its current word, whatever lifetime it asks for: a
+        // provider that rotates its keys and shortens `max-age` at once must not be refused
+        // until the held set's longer lifetime runs out. A set read from KV is another
+        // isolate's earlier fetch, so it only replaces a held set it is fresher than.
+        let replaces = got.set.filter(|found| {
+            !got.from_kv
+                || st
+                    .current
+                    .as_ref()
+                    .is_none_or(|cur| found.fresh_until_ms > cur.fresh_until_ms)
         });
-        if let Some(found) = newer {
+        if let Some(found) = replaces {
             let digest: [u8; 32] = Sha256::digest(found.document.as_bytes()).into();
             if st.digest != Some(digest) {
                 st.generation += 1;
@@ -449,7 +457,7 @@ where
                     let found = Fetched {
                         set,
                         document: stored.jwks,
-                        fresh_until_ms: stored.fresh_until_ms,
+                        fresh_until_ms: kv_fresh_until(stored.fresh_until_ms, clock.now_ms()),
                     };
                     if found.fresh_until_ms > until {
                         return Loaded {
@@ -488,6 +496,20 @@ where
             set: older,
             failure: Some(failure),
         },
+    }
+}
+
+/// What a KV copy's own claim of freshness is worth at `now`. No fetch is fresh for longer
+/// than `MAX_FRESH_SECS`, so a claim past that is cut to it, or, beyond the clock skew
+/// between isolates, not believed at all: it comes from a clock far ahead or a value this
+/// version did not write, and would otherwise pin its keys for as long as it says. Such a
+/// copy counts as stale: the provider is asked, and the copy serves only if that fails.
+fn kv_fresh_until(claimed_ms: u64, now: u64) -> u64 {
+    let latest = now.saturating_add(MAX_FRESH_SECS * 1000);
+    if claimed_ms > latest.saturating_add(KV_CLOCK_SKEW_MS) {
+        now
+    } else {
+        claimed_ms.min(latest)
     }
 }
 

@@ -17,9 +17,13 @@ const CUSTOMER_AUTH: &str = "customer-auth";
 ///    gateway sets its own `Authorization`. `Bearer` with no token, or two `Authorization`
 ///    headers, is `MalformedHeader`.
 /// 3. The cookie named `cookie_name`, across every `Cookie` header (HTTP/2 sends one per
-///    cookie), surrounding double quotes removed (RFC 6265 §4.1.1). The first occurrence wins,
-///    as browsers send the most specific path first. An empty value counts as absent: it is
-///    how a logged-out session usually looks.
+///    cookie), surrounding double quotes removed (RFC 6265 §4.1.1). An empty value counts as
+///    absent: it is how a logged-out session usually looks.
+///
+/// With `cookie_name` set, that cookie appearing more than once, in one `Cookie` header or
+/// across several (even if one of them is empty), is `DuplicateCookie` (400), whichever source
+/// holds the token: the cookies go to the origin either way, and an origin that reads the last
+/// one would act on a token the gateway never checked.
 ///
 /// Schemes are matched case-insensitively (RFC 9110 §11.1). `Ok(None)` when no source holds
 /// a token.
@@ -27,6 +31,10 @@ pub fn extract<'h>(
     headers: &'h HeaderMap,
     cookie_name: Option<&str>,
 ) -> Result<Option<&'h str>, JwtError> {
+    let cookie = match cookie_name {
+        Some(name) => cookie(headers, name)?,
+        None => None,
+    };
     if let Some(value) = single(headers, CUSTOMER_AUTH)? {
         return match credentials(value) {
             ("JWT", Some(token)) => Ok(Some(token)),
@@ -40,7 +48,12 @@ pub fn extract<'h>(
             _ => {}
         }
     }
-    Ok(cookie_name.and_then(|name| cookie(headers, name)))
+    match cookie.map(std::str::from_utf8) {
+        None => Ok(None),
+        Some(Ok(value)) => Ok(Some(unquote(value)).filter(|v| !v.is_empty())),
+        // A JWT is visible ASCII; a cookie holding any other byte cannot be one.
+        Some(Err(_)) => Err(JwtError::Malformed),
+    }
 }
 
 /// The value of a header that must appear at most once, as visible ASCII.
@@ -73,19 +86,30 @@ fn credentials(value: &str) -> (&'static str, Option<&str>) {
     (scheme, token)
 }
 
-/// The named cookie's value from every `Cookie` header, or `None`.
-fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    headers
+/// The named cookie's raw value from every `Cookie` header; `None` when it is absent,
+/// `DuplicateCookie` when it appears twice. Read as bytes, so that a header with a byte outside
+/// visible ASCII (someone else's cookie) can neither hide ours nor a second copy of it.
+fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h [u8]>, JwtError> {
+    let mut found: Option<&[u8]> = None;
+    let pairs = headers
         .get_all(COOKIE)
         .iter()
-        // A header with bytes outside visible ASCII belongs to someone else's cookie; ours
-        // may still be in another header.
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(n, _)| n.trim() == name)
-        .map(|(_, value)| unquote(value.trim()))
-        .filter(|value| !value.is_empty())
+        // `,` separates too: workerd joins two `Cookie` lines into one value with ", ", and
+        // RFC 6265 §4.1.1 keeps `,` out of cookie values, so no real value is cut by it.
+        .flat_map(|v| v.as_bytes().split(|&b| b == b';' || b == b','));
+    for pair in pairs {
+        let Some(eq) = pair.iter().position(|&b| b == b'=') else {
+            continue;
+        };
+        if pair[..eq].trim_ascii() != name.as_bytes() {
+            continue;
+        }
+        if found.is_some() {
+            return Err(JwtError::DuplicateCookie);
+        }
+        found = Some(pair[eq + 1..].trim_ascii());
+    }
+    Ok(found)
 }
 
 fn unquote(value: &str) -> &str {

@@ -287,12 +287,23 @@ fn body_error(e: JsValue) -> HttpError {
     HttpError::Body(js_message(&e))
 }
 
+/// Header values cross into and out of workerd as UTF-8, not as the WebIDL `ByteString`s of the
+/// Fetch standard: workerd encodes a header string as UTF-8 on the wire ("as a quirk to support
+/// Unicode", `workerd/api/headers.c++`) and decodes received values as UTF-8, replacing bytes
+/// that are not UTF-8 with U+FFFD before the Worker sees them (cloudflare/workerd#6927;
+/// checked in Miniflare: a received 0xE9 reads as U+FFFD, and U+00E9 is sent as C3 A9).
+/// So a value passes as its UTF-8 bytes in both directions, which keeps every value workerd
+/// delivers intact (a UTF-8 `Content-Disposition` filename arrives as sent) instead of dropping
+/// what is not visible ASCII. A raw Latin-1 byte is lost inside workerd, before this code;
+/// `tests/e2e/header-rules.test.mjs` pins that, so a runtime that starts passing bytes is seen.
 fn to_js_headers(headers: &HeaderMap) -> Result<web_sys::Headers, JsValue> {
     let out = web_sys::Headers::new()?;
     for (name, value) in headers {
-        // Workers headers are strings: a value that is not visible ASCII/UTF-8 cannot pass.
-        if let Ok(value) = value.to_str() {
-            out.append(name.as_str(), value)?;
+        match std::str::from_utf8(value.as_bytes()) {
+            Ok(text) => out.append(name.as_str(), text)?,
+            // Not from workerd (whose values are UTF-8) nor the gateway (ASCII): sent as workerd
+            // itself would have received it, rather than dropped.
+            Err(_) => out.append(name.as_str(), &String::from_utf8_lossy(value.as_bytes()))?,
         }
     }
     Ok(out)
@@ -308,9 +319,10 @@ fn from_js_headers(headers: &web_sys::Headers) -> HeaderMap {
         let (Some(name), Some(value)) = (pair.get(0).as_string(), pair.get(1).as_string()) else {
             continue;
         };
+        // Only what `Headers` refuses too (NUL, CR, LF) fails here; obs-text bytes pass.
         if let (Ok(name), Ok(value)) = (
             HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(&value),
+            HeaderValue::from_bytes(value.as_bytes()),
         ) {
             out.append(name, value);
         }

@@ -40,6 +40,9 @@ pub enum GrantError {
     },
     NotJson,
     NoAccessToken,
+    /// `access_token` is not one run of `VSCHAR`s without a space, so it cannot be sent as
+    /// `Authorization: Bearer <token>` byte for byte (a space, a control character, non-ASCII).
+    BadAccessToken,
     /// `token_type` present and not Bearer.
     WrongTokenType,
     /// `expires_in` present but not a positive number.
@@ -56,6 +59,7 @@ impl GrantError {
             Self::Status { .. } => "token_endpoint_status",
             Self::NotJson => "token_response_not_json",
             Self::NoAccessToken => "token_response_no_access_token",
+            Self::BadAccessToken => "token_response_bad_access_token",
             Self::WrongTokenType => "token_response_wrong_type",
             Self::BadExpiry => "token_response_bad_expiry",
         }
@@ -166,7 +170,9 @@ pub fn parse_response(status: u16, body: &[u8], now_ms: u64) -> Result<CachedTok
     }
     let raw: RawResponse = serde_json::from_slice(body).map_err(|_| GrantError::NotJson)?;
     let token = match raw.access_token {
-        Some(Value::String(t)) if !t.is_empty() && HeaderValue::from_str(&t).is_ok() => t,
+        Some(Value::String(t)) if t.is_empty() => return Err(GrantError::NoAccessToken),
+        Some(Value::String(t)) if bearer_safe(&t) => t,
+        Some(Value::String(_)) => return Err(GrantError::BadAccessToken),
         _ => return Err(GrantError::NoAccessToken),
     };
     match raw.token_type {
@@ -191,6 +197,14 @@ pub fn parse_response(status: u16, body: &[u8], now_ms: u64) -> Result<CachedTok
         }
     }
     Ok(CachedToken::new(token, now_ms, expires_at))
+}
+
+/// RFC 6749 §A.12: `access-token = 1*VSCHAR` (`%x20-7E`), less the space: RFC 6750 §2.1 puts
+/// the token after `Bearer ` as one `b64token`, so a space would split it into two, and an
+/// origin would read only the first part. Everything else in VSCHAR is allowed: providers'
+/// tokens are not always strict `b64token`s, and the origin is the one that judges them.
+fn bearer_safe(token: &str) -> bool {
+    token.bytes().all(|b| (0x21..=0x7e).contains(&b))
 }
 
 /// A whole or fractional number of seconds, as a JSON number or a numeric string.
@@ -349,6 +363,39 @@ mod tests {
     }
 
     #[test]
+    fn an_access_token_outside_vschar_is_refused_not_sent_header_less() {
+        let p = |t: &str| {
+            let body = serde_json::json!({ "access_token": t, "token_type": "Bearer" });
+            parse_response(200, body.to_string().as_bytes(), NOW)
+                .map(|t| t.access_token().to_string())
+        };
+        for bad in [
+            "a b",
+            " ab",
+            "ab ",
+            "a\tb",
+            "a\rb",
+            "a\nb",
+            "a\u{7f}b",
+            "a\u{0}b",
+            "a\u{a0}b",
+            "aéb",
+            "a\u{2028}b",
+        ] {
+            assert_eq!(p(bad), Err(GrantError::BadAccessToken), "{bad:?}");
+        }
+        let err = p("a b").unwrap_err();
+        assert_eq!(err.code(), "token_response_bad_access_token");
+        assert!(
+            !err.is_client_misconfigured(),
+            "a garbage answer, retried with back-off"
+        );
+        for good in ["abc", "eyJ.a-b_c.~+/=", "!#$%&'()*,:;<>?@[]^`{|}\"\\"] {
+            assert_eq!(p(good).as_deref(), Ok(good), "{good:?}");
+        }
+    }
+
+    #[test]
     fn garbage_is_named_not_echoed() {
         let p = |s: u16, b: &str| parse_response(s, b.as_bytes(), NOW).map(|_| ());
         assert_eq!(p(200, "<html>"), Err(GrantError::NotJson));
@@ -363,6 +410,10 @@ mod tests {
         );
         assert_eq!(
             p(200, r#"{"access_token":"a\r\nx: y"}"#),
+            Err(GrantError::BadAccessToken)
+        );
+        assert_eq!(
+            p(200, r#"{"access_token":7}"#),
             Err(GrantError::NoAccessToken)
         );
         let rejected = p(401, r#"{"error":"invalid_client"}"#).unwrap_err();

@@ -132,14 +132,15 @@ export async function startGateway({ bindings, kvPersist = false, verbose = proc
     /**
      * A request over a plain node:http connection to the gateway's socket, for headers that
      * fetch refuses to send (Connection, Keep-Alive, TE, Upgrade, Transfer-Encoding...).
-     * Resolves `{ status, headers, body: Buffer }`.
+     * Resolves `{ status, headers, rawHeaders, body: Buffer }`; node:http reads header values
+     * as latin1, so `Buffer.from(value, 'latin1')` is the bytes on the wire.
      */
     raw(p, { method = 'GET', headers = {}, body } = {}) {
       return new Promise((resolve, reject) => {
         const req = http.request({ host: url.hostname, port: url.port, path: p, method, headers, agent: false }, (res) => {
           const parts = [];
           res.on('data', (d) => parts.push(d));
-          res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(parts) }));
+          res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, rawHeaders: res.rawHeaders, body: Buffer.concat(parts) }));
           res.on('error', reject);
         });
         req.on('error', reject);

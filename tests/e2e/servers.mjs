@@ -354,9 +354,13 @@ export async function startTokenEndpoint({ clientId = 'test-client', clientSecre
 // ---------------------------------------------------------------------------------------------
 // the JWKS server
 
-/** Serves `jwks` at `/.well-known/jwks.json`, counting hits. `setKeys` replaces the set. */
-export async function startJwksServer(jwks, { cacheControl = 'max-age=300' } = {}) {
+/**
+ * Serves `jwks` at `/.well-known/jwks.json`, counting hits. `setKeys` replaces the set,
+ * `setCacheControl` the `cache-control` it is served with.
+ */
+export async function startJwksServer(jwks, { cacheControl: initialCacheControl = 'max-age=300' } = {}) {
   let current = jwks;
+  let cacheControl = initialCacheControl;
   let down = false;
   const hits = [];
   const s = await listen(async (req, res) => {
@@ -383,6 +387,9 @@ export async function startJwksServer(jwks, { cacheControl = 'max-age=300' } = {
     },
     setKeys(next) {
       current = next;
+    },
+    setCacheControl(value) {
+      cacheControl = value;
     },
     /** While down, every fetch gets 503. */
     setDown(flag) {
