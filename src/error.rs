@@ -6,8 +6,10 @@ use http::Method;
 use serde::Serialize;
 
 use crate::config::ConfigError;
+use crate::customer_id::MissingIdentity;
 use crate::jwks::KeysUnavailable;
 use crate::jwt::JwtError;
+use crate::opaque::{IntrospectionUnavailable, OpaqueError};
 use crate::token::TokenUnavailable;
 
 pub const REALM: &str = "edge-auth-proxy";
@@ -36,6 +38,14 @@ pub enum GatewayError {
     Internal(&'static str),
     /// The caller's body could not be read (it broke off, or ran past its `content-length`).
     RequestBody,
+    /// The opaque customer identifier is missing, malformed or not active (`opaque` routes).
+    Opaque(OpaqueError),
+    /// The introspection endpoint gave no answer (down, slow, garbage), or is being backed off.
+    IntrospectionUnavailable(IntrospectionUnavailable),
+    /// The verified identity lacks one of the route's `scopes` (the route's list).
+    InsufficientScope(Vec<String>),
+    /// `CUSTOMER_ID_HEADER` is set and the verified identity has no `sub` (or `iss`).
+    NoCustomerId(MissingIdentity),
 }
 
 /// A problem+json answer, ready for any HTTP response type.
@@ -68,6 +78,10 @@ impl GatewayError {
             Self::OriginUnreachable => 502,
             Self::OriginTimeout => 504,
             Self::RequestBody => 400,
+            Self::Opaque(e) if e.is_request_error() => 400,
+            Self::Opaque(_) | Self::NoCustomerId(_) => 401,
+            Self::IntrospectionUnavailable(_) => 503,
+            Self::InsufficientScope(_) => 403,
         }
     }
 
@@ -84,6 +98,10 @@ impl GatewayError {
             Self::OriginTimeout => "origin_timeout",
             Self::Internal(_) => "internal_error",
             Self::RequestBody => "request_body_unreadable",
+            Self::Opaque(e) => e.code(),
+            Self::IntrospectionUnavailable(u) => u.cause.code(),
+            Self::InsufficientScope(_) => "insufficient_scope",
+            Self::NoCustomerId(m) => m.code(),
         }
     }
 
@@ -101,6 +119,13 @@ impl GatewayError {
             Self::OriginTimeout => ("origin-timeout", "Gateway timeout"),
             Self::Internal(_) => ("internal", "Internal error"),
             Self::RequestBody => ("invalid-request", "Invalid request"),
+            Self::Opaque(OpaqueError::Missing) => ("missing-token", "Authentication required"),
+            Self::Opaque(e) if e.is_request_error() => ("invalid-request", "Invalid request"),
+            Self::Opaque(_) | Self::NoCustomerId(_) => ("invalid-token", "Invalid token"),
+            Self::IntrospectionUnavailable(_) => {
+                ("introspection-unavailable", "Service unavailable")
+            }
+            Self::InsufficientScope(_) => ("insufficient-scope", "Forbidden"),
         }
     }
 
@@ -123,6 +148,17 @@ impl GatewayError {
             Self::OriginTimeout => "The origin did not answer in time.".into(),
             Self::Internal(what) => format!("The gateway could not build the origin request ({what})."),
             Self::RequestBody => "The request body could not be read.".into(),
+            Self::Opaque(OpaqueError::Missing) => {
+                "A customer identifier is required: send customer-auth: <scheme> <id>, Authorization: Bearer <id> or the session cookie.".into()
+            }
+            Self::Opaque(e) => format!("{}.", e.description()),
+            Self::IntrospectionUnavailable(_) => {
+                "The gateway could not check the customer identifier; retry later.".into()
+            }
+            Self::InsufficientScope(_) => {
+                "The customer's credentials do not grant the scopes this route requires.".into()
+            }
+            Self::NoCustomerId(m) => format!("{}.", m.description()),
         }
     }
 
@@ -147,7 +183,7 @@ impl GatewayError {
         put("cache-control", "no-store".into());
         put(crate::headers::REQUEST_ID, request_id.into());
         match self {
-            Self::Jwt(JwtError::Missing) => {
+            Self::Jwt(JwtError::Missing) | Self::Opaque(OpaqueError::Missing) => {
                 put("www-authenticate", format!("Bearer realm=\"{REALM}\""));
             }
             Self::Jwt(e) => {
@@ -165,6 +201,37 @@ impl GatewayError {
                     ),
                 );
             }
+            Self::Opaque(e) => {
+                let code = if e.is_request_error() {
+                    "invalid_request"
+                } else {
+                    "invalid_token"
+                };
+                put(
+                    "www-authenticate",
+                    format!(
+                        "Bearer realm=\"{REALM}\", error=\"{code}\", error_description=\"{}\"",
+                        e.description()
+                    ),
+                );
+            }
+            Self::NoCustomerId(m) => put(
+                "www-authenticate",
+                format!(
+                    "Bearer realm=\"{REALM}\", error=\"invalid_token\", error_description=\"{}\"",
+                    m.description()
+                ),
+            ),
+            // RFC 6750 §3.1; the scopes were checked at configuration time to be scope tokens,
+            // which cannot break out of the quoted string.
+            Self::InsufficientScope(scopes) => put(
+                "www-authenticate",
+                format!(
+                    "Bearer realm=\"{REALM}\", error=\"insufficient_scope\", scope=\"{}\"",
+                    scopes.join(" ")
+                ),
+            ),
+            Self::IntrospectionUnavailable(u) => put("retry-after", u.retry_after_secs.to_string()),
             Self::MethodNotAllowed(allow) => {
                 let list: Vec<&str> = allow.iter().map(Method::as_str).collect();
                 put("allow", list.join(", "));
@@ -251,6 +318,50 @@ mod tests {
         })
         .to_problem("r");
         assert_eq!(p.headers["retry-after"], "7");
+    }
+
+    #[test]
+    fn a_missing_scope_gets_an_insufficient_scope_challenge() {
+        let p = GatewayError::InsufficientScope(vec!["profile:read".into(), "openid".into()])
+            .to_problem("r");
+        assert_eq!(p.status, 403);
+        assert_eq!(
+            p.headers["www-authenticate"],
+            "Bearer realm=\"edge-auth-proxy\", error=\"insufficient_scope\", scope=\"profile:read openid\""
+        );
+        assert_eq!(p.headers["content-type"], "application/problem+json");
+    }
+
+    #[test]
+    fn opaque_identifier_answers() {
+        let missing = GatewayError::Opaque(OpaqueError::Missing).to_problem("r");
+        assert_eq!(missing.status, 401);
+        assert_eq!(
+            missing.headers["www-authenticate"],
+            "Bearer realm=\"edge-auth-proxy\""
+        );
+        let inactive = GatewayError::Opaque(OpaqueError::Inactive).to_problem("r");
+        assert_eq!(inactive.status, 401);
+        assert!(inactive.headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("error=\"invalid_token\""));
+        let twice = GatewayError::Opaque(OpaqueError::DuplicateCookie).to_problem("r");
+        assert_eq!(twice.status, 400);
+        let down = GatewayError::IntrospectionUnavailable(IntrospectionUnavailable {
+            retry_after_secs: 4,
+            cause: crate::opaque::IntrospectionError::Timeout,
+            called_endpoint: true,
+        })
+        .to_problem("r");
+        assert_eq!(down.status, 503);
+        assert_eq!(down.headers["retry-after"], "4");
+        let no_sub = GatewayError::NoCustomerId(MissingIdentity::Sub).to_problem("r");
+        assert_eq!(no_sub.status, 401);
+        assert!(json(&no_sub)["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no sub claim"));
     }
 
     #[test]

@@ -9,9 +9,11 @@ use crate::auth::{AuthError, Authenticator};
 use crate::config::{Config, ConfigError, Lookup};
 use crate::error::GatewayError;
 use crate::headers::{self, Credentials};
+use crate::identity::{self, Presented, Verified};
 use crate::io::{Body, Clock, HttpClient, HttpError, InboundResponse, KeyValue, OutboundRequest};
 use crate::jwt::{self, JwtError, SignatureVerifier};
 use crate::log::{clip, RequestLog, TaskLog};
+use crate::opaque::SessionCache;
 use crate::replay::Outgoing;
 use crate::routes::{AuthMode, RouteError};
 use crate::token::{Obtained, RefreshAhead, RefreshOutcome, Rejection, TokenCache};
@@ -62,6 +64,7 @@ pub struct Gateway {
     config: Result<Config, ConfigError>,
     auth: Authenticator,
     tokens: TokenCache,
+    sessions: SessionCache,
 }
 
 impl Gateway {
@@ -74,6 +77,7 @@ impl Gateway {
             config,
             auth: Authenticator::new(),
             tokens: TokenCache::new(),
+            sessions: SessionCache::new(),
         }
     }
 
@@ -250,10 +254,22 @@ impl Gateway {
             })?;
         log.route = Some(route.prefix.clone());
 
-        // Authenticate: the customer JWT, on `jwt` routes only.
-        let customer_jwt = match route.auth {
+        // Authenticate: the customer JWT on `jwt` routes, the opaque identifier on `opaque` ones.
+        let verified = match route.auth {
             AuthMode::Public => None,
+            AuthMode::Opaque => Some(
+                identity::vouch_opaque(
+                    &self.sessions,
+                    config,
+                    &req.headers,
+                    &svc.http,
+                    &svc.clock,
+                    log,
+                )
+                .await?,
+            ),
             AuthMode::Jwt => {
+                log.identity = Some("jwt");
                 let token = jwt::extract(&req.headers, config.jwt.cookie.as_deref())
                     .map_err(GatewayError::Jwt)?
                     .ok_or(GatewayError::Jwt(JwtError::Missing))?;
@@ -276,8 +292,16 @@ impl Gateway {
                 log.jwt_check = Some(authenticated.check.as_str());
                 log.kid = authenticated.claims.kid.as_deref().map(clip);
                 log.iss = authenticated.claims.iss.as_deref().map(clip);
-                Some(token)
+                Some(Verified {
+                    presented: Presented::Jwt(token),
+                    claims: authenticated.claims.claims,
+                })
             }
+        };
+        // Policy (`scopes`) and the customer id: on every verified request, memory hits too.
+        let customer_id = match &verified {
+            Some(verified) => identity::admit(route, config, verified, log)?,
+            None => None,
         };
 
         // Upstream token: memory, KV, or one shared call to the token endpoint.
@@ -296,9 +320,13 @@ impl Gateway {
                 &req.headers,
                 &Credentials {
                     access_token,
-                    customer_jwt,
+                    customer_auth: verified.as_ref().map(Verified::customer_auth),
                     api_key: &config.api_key,
                     request_id,
+                    customer_id: config
+                        .customer_id
+                        .as_ref()
+                        .map(|ids| (ids.header(), customer_id.as_deref())),
                 },
             )
             .map_err(|e| GatewayError::Internal(e.0))
