@@ -151,18 +151,26 @@ impl CustomerIdSettings {
 /// Removes every field that is `name` once `_` is read as `-` (`X_Customer_ID` for
 /// `x-customer-id`): some servers behind the gateway treat the two spellings as one header.
 pub fn remove_spellings(headers: &mut HeaderMap, name: &HeaderName) {
-    let target = normalised(name.as_str());
-    let doomed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|k| normalised(k.as_str()) == target)
-        .cloned()
-        .collect();
+    let target = name.as_str().as_bytes();
+    // Compared byte by byte, without building strings: this runs on every request.
+    let same = |k: &HeaderName| {
+        let k = k.as_str().as_bytes();
+        k.len() == target.len()
+            && k.iter().zip(target).all(|(a, b)| {
+                let dash = |c: u8| if c == b'_' { b'-' } else { c };
+                dash(*a) == dash(*b)
+            })
+    };
+    if !headers.keys().any(same) {
+        return;
+    }
+    let doomed: Vec<HeaderName> = headers.keys().filter(|k| same(k)).cloned().collect();
     for k in doomed {
         headers.remove(k);
     }
 }
 
-/// Lower case (header names in a `HeaderMap` already are), `_` as `-`.
+/// Lower case, `_` as `-`: how reserved names are compared with the configured one.
 fn normalised(name: &str) -> String {
     name.to_ascii_lowercase().replace('_', "-")
 }

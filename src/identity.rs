@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::error::GatewayError;
 use crate::headers::CustomerAuth;
 use crate::io::{Clock, HttpClient};
-use crate::log::RequestLog;
+use crate::log::{clip, RequestLog};
 use crate::opaque::{self, OpaqueError, SessionCache, Unvouched};
 use crate::routes::Route;
 
@@ -67,6 +67,7 @@ where
     {
         Ok(vouched) => {
             log.introspection = Some(vouched.source.as_str());
+            log.iss = vouched.claims.str("iss").map(clip);
             Ok(Verified {
                 presented: Presented::Opaque(found.customer_auth),
                 claims: vouched.claims,
