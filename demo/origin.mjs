@@ -6,6 +6,9 @@
 //   POST /auth/customer_authenticate username/password (form) -> customer JWT (RS256)
 //   GET  /.well-known/jwks.json      the public half of the demo signing key
 //   POST /account/getprofile         (and GET) checks Authorization, api-key and customer-auth
+//   POST /auth/session_login          username/password (form) -> Set-Cookie: demo_session=<id>
+//   POST /oauth/introspect            RFC 7662 for those session ids, for the demo client only
+//   POST /session/getprofile          (and GET) the profile for a cookie session, via the gateway
 //
 // Everything here is DEMO ONLY: the signing key in demo-key.private.jwk.json is committed to the
 // repository, the users and the client secret are written below.
@@ -24,6 +27,12 @@ export const DEMO_CLIENT_SECRET = 'demo-client-secret';
 export const DEMO_API_KEY = 'demo-api-key';
 export const DEMO_AUDIENCE = 'profile-api';
 export const DEMO_KID = 'demo-key-1';
+/** The cookie the session login sets (the gateway's SESSION_COOKIE in [env.demo]). */
+export const DEMO_SESSION_COOKIE = 'demo_session';
+/** CUSTOMER_ID_KEY of the demo gateway: 32 bytes in base64, committed, so DEMO ONLY. */
+export const DEMO_CUSTOMER_ID_KEY = 'ZGVtby1vbmx5LWN1c3RvbWVyLWlkLWtleS0zMmJ5dGU=';
+/** Lifetime of a demo cookie session, in seconds. */
+export const SESSION_LIFETIME_SECS = 3600;
 /** Lifetime of access tokens and customer JWTs, in seconds (the documented example's). */
 export const LIFETIME_SECS = 28799;
 
@@ -113,6 +122,8 @@ export async function startDemoOrigin({ port = 8788, host = '127.0.0.1', issuer,
   const keySet = createLocalJWKSet(jwks);
   /** access token -> expiry (epoch ms) */
   const accessTokens = new Map();
+  /** session id -> { username, exp (epoch s), iat } */
+  const sessions = new Map();
   let iss = issuer;
 
   const say = (line) => {
@@ -161,6 +172,88 @@ export async function startDemoOrigin({ port = 8788, host = '127.0.0.1', issuer,
       .setExpirationTime(Math.floor(issuedAt / 1000) + LIFETIME_SECS)
       .sign(signingKey);
     return sendJson(res, 200, { issued_at: String(issuedAt), JWT: jwt, expires_in: String(LIFETIME_SECS) });
+  }
+
+  /** The access token of an `Authorization: Bearer` we issued and that has not expired. */
+  function liveAccessToken(req) {
+    const bearer = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization || '');
+    const expiry = bearer ? accessTokens.get(bearer[1]) : undefined;
+    return bearer && expiry !== undefined && expiry > Date.now();
+  }
+
+  function profileOf(username, extra = {}) {
+    const sub = customerId(username);
+    const { name, tier, email } = USERS[username];
+    return { customer_id: sub, name, email, tier, accounts: [{ id: `acct-${sub.slice(0, 8)}`, status: 'active' }], ...extra };
+  }
+
+  /** The live session of `sid`, or undefined. */
+  function liveSession(sid) {
+    const s = sid ? sessions.get(sid) : undefined;
+    if (s && s.exp > Date.now() / 1000) return s;
+    if (s) sessions.delete(sid);
+    return undefined;
+  }
+
+  // A server-side session, as the partner document describes: credentials posted to the
+  // company's server, which stores the session and hands the browser a cookie.
+  async function sessionLogin(req, res) {
+    const form = formFields(req, await readBody(req));
+    const username = form.get('username') ?? '';
+    const user = Object.hasOwn(USERS, username) ? USERS[username] : null;
+    if (!user || !sameSecret(form.get('password') ?? '', user.password)) {
+      return sendJson(res, 401, { error: 'invalid_credentials', message: 'Unknown user or wrong password.' });
+    }
+    const sid = randomBytes(24).toString('base64url');
+    const iat = Math.floor(Date.now() / 1000);
+    sessions.set(sid, { username, iat, exp: iat + SESSION_LIFETIME_SECS });
+    return sendJson(
+      res,
+      200,
+      { session: 'cookie', expires_in: String(SESSION_LIFETIME_SECS) },
+      { 'set-cookie': `${DEMO_SESSION_COOKIE}=${sid}; Path=/; HttpOnly; SameSite=Lax; Max-Age=${SESSION_LIFETIME_SECS}` },
+    );
+  }
+
+  // RFC 7662: only the demo client may ask, authenticated as at the token endpoint.
+  async function introspect(req, res) {
+    const form = formFields(req, await readBody(req));
+    const basic = basicCredentials(req.headers.authorization);
+    const id = basic ? basic.id : form.get('client_id');
+    const secret = basic ? basic.secret : form.get('client_secret');
+    if (id !== DEMO_CLIENT_ID || !sameSecret(secret ?? '', DEMO_CLIENT_SECRET)) {
+      return sendJson(res, 401, { error: 'invalid_client' }, { 'www-authenticate': 'Basic realm="demo"' });
+    }
+    const session = liveSession(form.get('token'));
+    if (!session) return sendJson(res, 200, { active: false });
+    return sendJson(res, 200, {
+      active: true,
+      iss,
+      sub: customerId(session.username),
+      exp: session.exp,
+      iat: session.iat,
+      scope: 'profile:read',
+      client_id: 'demo-web',
+      token_type: 'session',
+    });
+  }
+
+  // The profile for a cookie session: the gateway has vouched for it (introspection), and
+  // sends it as `customer-auth: Cookie <id>` with the cookie itself.
+  async function sessionProfile(req, res) {
+    await readBody(req);
+    if (!liveAccessToken(req)) {
+      return sendJson(res, 401, { error: 'invalid_access_token', header: 'authorization', message: 'Authorization: Bearer <access_token> is required.' });
+    }
+    if (!sameSecret(req.headers['api-key'] ?? '', DEMO_API_KEY)) {
+      return sendJson(res, 403, { error: 'invalid_api_key', header: 'api-key', message: 'The api-key is missing or not valid.' });
+    }
+    const sid = /^\S+\s+(\S+)\s*$/.exec(req.headers['customer-auth'] || '')?.[1];
+    const session = liveSession(sid);
+    if (!session) {
+      return sendJson(res, 401, { error: 'invalid_session', header: 'customer-auth', message: 'customer-auth: <scheme> <session id> of a live session is required.' });
+    }
+    return sendJson(res, 200, profileOf(session.username, { gateway_customer_id: req.headers['x-customer-id'] ?? null }));
   }
 
   async function getProfile(req, res) {
@@ -216,8 +309,7 @@ export async function startDemoOrigin({ port = 8788, host = '127.0.0.1', issuer,
     if (!username) {
       return sendJson(res, 404, { error: 'unknown_customer', message: 'No profile for this customer.' });
     }
-    const { name, tier, email } = USERS[username];
-    return sendJson(res, 200, { customer_id: sub, name, email, tier, accounts: [{ id: `acct-${sub.slice(0, 8)}`, status: 'active' }] });
+    return sendJson(res, 200, profileOf(username, { gateway_customer_id: req.headers['x-customer-id'] ?? null }));
   }
 
   const server = http.createServer(async (req, res) => {
@@ -232,7 +324,20 @@ export async function startDemoOrigin({ port = 8788, host = '127.0.0.1', issuer,
       if (url.pathname === '/account/getprofile' && (req.method === 'POST' || req.method === 'GET')) {
         return await getProfile(req, res);
       }
-      const known = ['/oauth/access_token', '/auth/customer_authenticate', '/.well-known/jwks.json', '/account/getprofile'];
+      if (url.pathname === '/auth/session_login' && req.method === 'POST') return await sessionLogin(req, res);
+      if (url.pathname === '/oauth/introspect' && req.method === 'POST') return await introspect(req, res);
+      if (url.pathname === '/session/getprofile' && (req.method === 'POST' || req.method === 'GET')) {
+        return await sessionProfile(req, res);
+      }
+      const known = [
+        '/oauth/access_token',
+        '/auth/customer_authenticate',
+        '/.well-known/jwks.json',
+        '/account/getprofile',
+        '/auth/session_login',
+        '/oauth/introspect',
+        '/session/getprofile',
+      ];
       if (known.includes(url.pathname)) return sendJson(res, 405, { error: 'method_not_allowed' });
       return sendJson(res, 404, { error: 'not_found' });
     } catch (err) {

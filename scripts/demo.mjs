@@ -14,7 +14,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { DEMO_API_KEY, DEMO_CLIENT_SECRET, startDemoOrigin } from '../demo/origin.mjs';
+import { DEMO_API_KEY, DEMO_CLIENT_SECRET, DEMO_CUSTOMER_ID_KEY, startDemoOrigin } from '../demo/origin.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const HOST = '127.0.0.1';
@@ -75,7 +75,7 @@ try {
       : `the demo origin did not start: ${err.message}`,
   );
 }
-say(`demo origin on ${origin.url} (token endpoint, customer_authenticate, JWKS, getprofile)`);
+say(`demo origin on ${origin.url} (token endpoint, customer_authenticate, JWKS, getprofile, session_login, introspect)`);
 
 const configArgs = rebuild ? [] : ['--config', demoConfigWithoutBuild()];
 const args = [
@@ -86,6 +86,7 @@ const args = [
   '--port', String(GATEWAY_PORT),
   '--var', `CLIENT_SECRET:${DEMO_CLIENT_SECRET}`,
   '--var', `API_KEY:${DEMO_API_KEY}`,
+  '--var', `CUSTOMER_ID_KEY:${DEMO_CUSTOMER_ID_KEY}`,
   // The project's usual local state, whichever config file wrangler is given.
   '--persist-to', path.join(ROOT, '.wrangler/state'),
 ];
@@ -153,6 +154,10 @@ The gateway is on ${GATEWAY}. In another terminal:
 
   # a bad token never reaches the origin: 401 problem+json
   curl -si -X POST ${GATEWAY}/account/getprofile -H 'customer-auth: JWT not.a.jwt'
+
+  # or a cookie session: log in, keep the cookie, get the profile (the gateway introspects it)
+  curl -s -c /tmp/demo-cookies -X POST ${GATEWAY}/auth/session_login -d 'username=bob&password=bob-password'
+  curl -s -b /tmp/demo-cookies ${GATEWAY}/session/getprofile
 
 Users: alice / alice-password, bob / bob-password. Ctrl-C stops the gateway and the origin.
 `);

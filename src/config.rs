@@ -122,17 +122,8 @@ pub fn number(
 }
 
 /// Settings the contract reserves for features this version does not have. Each is refused when
-/// set: ignoring `CUSTOMER_ID_HEADER`, say, would leave a caller free to send that header
-/// itself to an origin that trusts it, and ignoring `JWT_PROVIDERS` would check tokens against
-/// rules the operator did not write.
-pub const NOT_SUPPORTED: [&str; 6] = [
-    "JWT_PROVIDERS",
-    "INTROSPECTION_URL",
-    "INTROSPECTION_TIMEOUT_MS",
-    "SESSION_COOKIE",
-    "CUSTOMER_ID_HEADER",
-    "CUSTOMER_ID_KEY",
-];
+/// set: ignoring `JWT_PROVIDERS` would check tokens against rules the operator did not write.
+pub const NOT_SUPPORTED: [&str; 1] = ["JWT_PROVIDERS"];
 
 /// Everything the gateway needs, checked once per isolate.
 #[derive(Debug)]
@@ -149,6 +140,10 @@ pub struct Config {
     pub routes: crate::routes::RouteTable,
     pub jwt: crate::jwt::JwtSettings,
     pub token: std::rc::Rc<crate::token::TokenConfig>,
+    /// `INTROSPECTION_URL` and its companions; always `Some` when a route is `opaque`.
+    pub introspection: Option<crate::opaque::IntrospectionSettings>,
+    /// `CUSTOMER_ID_HEADER` and `CUSTOMER_ID_KEY`.
+    pub customer_id: Option<crate::customer_id::CustomerIdSettings>,
 }
 
 impl Config {
@@ -171,6 +166,12 @@ impl Config {
             None => crate::routes::RouteTable::default(),
         };
         let jwt = crate::jwt::JwtSettings::from_settings(get)?;
+        let any_opaque = routes
+            .routes()
+            .iter()
+            .any(|r| r.auth == crate::routes::AuthMode::Opaque);
+        let introspection = crate::opaque::IntrospectionSettings::from_settings(get, any_opaque)?;
+        let customer_id = crate::customer_id::CustomerIdSettings::from_settings(get)?;
         Ok(Self {
             origin,
             origin_timeout_ms: number(get, "ORIGIN_TIMEOUT_MS", 30_000, 1..=300_000)?,
@@ -179,6 +180,8 @@ impl Config {
             routes,
             jwt,
             token: std::rc::Rc::new(crate::token::TokenConfig::from_settings(get)?),
+            introspection,
+            customer_id,
         })
     }
 }

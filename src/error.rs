@@ -6,8 +6,10 @@ use http::Method;
 use serde::Serialize;
 
 use crate::config::ConfigError;
+use crate::customer_id::MissingIdentity;
 use crate::jwks::KeysUnavailable;
 use crate::jwt::JwtError;
+use crate::opaque::{IntrospectionUnavailable, OpaqueError};
 use crate::path::PathError;
 use crate::token::TokenUnavailable;
 
@@ -48,6 +50,14 @@ pub enum GatewayError {
     Internal(&'static str),
     /// The caller's body could not be read (it broke off, or ran past its `content-length`).
     RequestBody,
+    /// The opaque customer identifier is missing, malformed or not active (`opaque` routes).
+    Opaque(OpaqueError),
+    /// The introspection endpoint gave no answer (down, slow, garbage), or is being backed off.
+    IntrospectionUnavailable(IntrospectionUnavailable),
+    /// The verified identity lacks one of the route's `scopes` (the route's list).
+    InsufficientScope(Vec<String>),
+    /// `CUSTOMER_ID_HEADER` is set and the verified identity has no `sub` (or `iss`).
+    NoCustomerId(MissingIdentity),
 }
 
 /// A problem+json answer, ready for any HTTP response type.
@@ -81,6 +91,10 @@ impl GatewayError {
             Self::OriginUnreachable | Self::OriginRefusedToken => 502,
             Self::OriginTimeout => 504,
             Self::RequestBody | Self::InvalidPath(_) => 400,
+            Self::Opaque(e) if e.is_request_error() => 400,
+            Self::Opaque(_) | Self::NoCustomerId(_) => 401,
+            Self::IntrospectionUnavailable(_) => 503,
+            Self::InsufficientScope(_) => 403,
         }
     }
 
@@ -100,6 +114,10 @@ impl GatewayError {
             Self::Internal(_) => "internal_error",
             Self::RequestBody => "request_body_unreadable",
             Self::InvalidPath(_) => "invalid_path",
+            Self::Opaque(e) => e.code(),
+            Self::IntrospectionUnavailable(u) => u.cause.code(),
+            Self::InsufficientScope(_) => "insufficient_scope",
+            Self::NoCustomerId(m) => m.code(),
         }
     }
 
@@ -119,6 +137,13 @@ impl GatewayError {
             Self::OriginRefusedUnreplayed => ("origin-refused-credentials", "Service unavailable"),
             Self::Internal(_) => ("internal", "Internal error"),
             Self::RequestBody | Self::InvalidPath(_) => ("invalid-request", "Invalid request"),
+            Self::Opaque(OpaqueError::Missing) => ("missing-token", "Authentication required"),
+            Self::Opaque(e) if e.is_request_error() => ("invalid-request", "Invalid request"),
+            Self::Opaque(_) | Self::NoCustomerId(_) => ("invalid-token", "Invalid token"),
+            Self::IntrospectionUnavailable(_) => {
+                ("introspection-unavailable", "Service unavailable")
+            }
+            Self::InsufficientScope(_) => ("insufficient-scope", "Forbidden"),
         }
     }
 
@@ -149,6 +174,17 @@ impl GatewayError {
             Self::Internal(what) => format!("The gateway could not build the origin request ({what})."),
             Self::RequestBody => "The request body could not be read.".into(),
             Self::InvalidPath(e) => format!("The request path contains {}.", e.description()),
+            Self::Opaque(OpaqueError::Missing) => {
+                "A customer identifier is required: send customer-auth: <scheme> <id>, Authorization: Bearer <id> or the session cookie.".into()
+            }
+            Self::Opaque(e) => format!("{}.", e.description()),
+            Self::IntrospectionUnavailable(_) => {
+                "The gateway could not check the customer identifier; retry later.".into()
+            }
+            Self::InsufficientScope(_) => {
+                "The customer's credentials do not grant the scopes this route requires.".into()
+            }
+            Self::NoCustomerId(m) => format!("{}.", m.description()),
         }
     }
 
@@ -173,7 +209,7 @@ impl GatewayError {
         put("cache-control", "no-store".into());
         put(crate::headers::REQUEST_ID, request_id.into());
         match self {
-            Self::Jwt(JwtError::Missing) => {
+            Self::Jwt(JwtError::Missing) | Self::Opaque(OpaqueError::Missing) => {
                 put("www-authenticate", format!("Bearer realm=\"{REALM}\""));
             }
             Self::Jwt(e) => {
@@ -191,6 +227,37 @@ impl GatewayError {
                     ),
                 );
             }
+            Self::Opaque(e) => {
+                let code = if e.is_request_error() {
+                    "invalid_request"
+                } else {
+                    "invalid_token"
+                };
+                put(
+                    "www-authenticate",
+                    format!(
+                        "Bearer realm=\"{REALM}\", error=\"{code}\", error_description=\"{}\"",
+                        e.description()
+                    ),
+                );
+            }
+            Self::NoCustomerId(m) => put(
+                "www-authenticate",
+                format!(
+                    "Bearer realm=\"{REALM}\", error=\"invalid_token\", error_description=\"{}\"",
+                    m.description()
+                ),
+            ),
+            // RFC 6750 §3.1; the scopes were checked at configuration time to be scope tokens,
+            // which cannot break out of the quoted string.
+            Self::InsufficientScope(scopes) => put(
+                "www-authenticate",
+                format!(
+                    "Bearer realm=\"{REALM}\", error=\"insufficient_scope\", scope=\"{}\"",
+                    scopes.join(" ")
+                ),
+            ),
+            Self::IntrospectionUnavailable(u) => put("retry-after", u.retry_after_secs.to_string()),
             Self::MethodNotAllowed(allow) => {
                 let list: Vec<&str> = allow.iter().map(Method::as_str).collect();
                 put("allow", list.join(", "));
@@ -314,6 +381,50 @@ mod tests {
             GatewayError::InvalidPath(PathError::Semicolon).outcome(),
             "invalid_path"
         );
+    }
+
+    #[test]
+    fn a_missing_scope_gets_an_insufficient_scope_challenge() {
+        let p = GatewayError::InsufficientScope(vec!["profile:read".into(), "openid".into()])
+            .to_problem("r");
+        assert_eq!(p.status, 403);
+        assert_eq!(
+            p.headers["www-authenticate"],
+            "Bearer realm=\"edge-auth-proxy\", error=\"insufficient_scope\", scope=\"profile:read openid\""
+        );
+        assert_eq!(p.headers["content-type"], "application/problem+json");
+    }
+
+    #[test]
+    fn opaque_identifier_answers() {
+        let missing = GatewayError::Opaque(OpaqueError::Missing).to_problem("r");
+        assert_eq!(missing.status, 401);
+        assert_eq!(
+            missing.headers["www-authenticate"],
+            "Bearer realm=\"edge-auth-proxy\""
+        );
+        let inactive = GatewayError::Opaque(OpaqueError::Inactive).to_problem("r");
+        assert_eq!(inactive.status, 401);
+        assert!(inactive.headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("error=\"invalid_token\""));
+        let twice = GatewayError::Opaque(OpaqueError::DuplicateCookie).to_problem("r");
+        assert_eq!(twice.status, 400);
+        let down = GatewayError::IntrospectionUnavailable(IntrospectionUnavailable {
+            retry_after_secs: 4,
+            cause: crate::opaque::IntrospectionError::Timeout,
+            called_endpoint: true,
+        })
+        .to_problem("r");
+        assert_eq!(down.status, 503);
+        assert_eq!(down.headers["retry-after"], "4");
+        let no_sub = GatewayError::NoCustomerId(MissingIdentity::Sub).to_problem("r");
+        assert_eq!(no_sub.status, 401);
+        assert!(json(&no_sub)["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no sub claim"));
     }
 
     #[test]

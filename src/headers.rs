@@ -76,13 +76,25 @@ fn is_refused(name: &HeaderName) -> bool {
     })
 }
 
+/// What `customer-auth` carries to the origin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CustomerAuth<'a> {
+    /// `JWT <the validated token, byte for byte>`.
+    Jwt(&'a str),
+    /// A whole value, as `opaque` routes build it from the caller's identifier.
+    Value(&'a str),
+}
+
 /// What the gateway attaches to the origin request.
 pub struct Credentials<'a> {
     pub access_token: &'a str,
-    /// The validated customer JWT, byte for byte; `None` on public routes.
-    pub customer_jwt: Option<&'a str>,
+    /// `None` on public routes.
+    pub customer_auth: Option<CustomerAuth<'a>>,
     pub api_key: &'a str,
     pub request_id: &'a str,
+    /// `CUSTOMER_ID_HEADER`, when set: every caller spelling of it is removed, and the
+    /// verified request's id (`Some`) is set.
+    pub customer_id: Option<(&'a HeaderName, Option<&'a str>)>,
 }
 
 /// Why credentials could not be put into headers: a value with bytes HTTP forbids (CR, LF, NUL).
@@ -113,8 +125,17 @@ pub fn upstream_headers(
         "authorization",
         &format!("Bearer {}", creds.access_token),
     )?;
-    if let Some(jwt) = creds.customer_jwt {
-        set(&mut headers, "customer-auth", &format!("JWT {jwt}"))?;
+    match creds.customer_auth {
+        Some(CustomerAuth::Jwt(jwt)) => set(&mut headers, "customer-auth", &format!("JWT {jwt}"))?,
+        Some(CustomerAuth::Value(value)) => set(&mut headers, "customer-auth", value)?,
+        None => {}
+    }
+    if let Some((name, id)) = creds.customer_id {
+        crate::customer_id::remove_spellings(&mut headers, name);
+        if let Some(id) = id {
+            let value = HeaderValue::from_str(id).map_err(|_| InvalidHeaderValue("customer id"))?;
+            headers.insert(name.clone(), value);
+        }
     }
     set(&mut headers, "api-key", creds.api_key)?;
     set(&mut headers, REQUEST_ID, creds.request_id)?;
@@ -157,9 +178,10 @@ mod tests {
     fn creds<'a>(jwt: Option<&'a str>) -> Credentials<'a> {
         Credentials {
             access_token: "at",
-            customer_jwt: jwt,
+            customer_auth: jwt.map(CustomerAuth::Jwt),
             api_key: "key",
             request_id: "rid",
+            customer_id: None,
         }
     }
 
@@ -287,6 +309,36 @@ mod tests {
         let out = upstream_headers(&caller, &creds(None)).unwrap();
         assert!(!out.contains_key("customer-auth"));
         assert_eq!(out["authorization"], "Bearer at");
+    }
+
+    #[test]
+    fn the_customer_id_replaces_every_caller_spelling() {
+        let name = HeaderName::from_static("x-customer-id");
+        let caller = map(&[("x-customer-id", "forged"), ("x_customer_id", "forged")]);
+        let verified = Credentials {
+            customer_id: Some((&name, Some("id-1"))),
+            ..creds(Some("j"))
+        };
+        let out = upstream_headers(&caller, &verified).unwrap();
+        assert_eq!(out.get_all("x-customer-id").iter().count(), 1);
+        assert_eq!(out["x-customer-id"], "id-1");
+        assert!(!out.contains_key("x_customer_id"));
+        let public = Credentials {
+            customer_id: Some((&name, None)),
+            ..creds(None)
+        };
+        let out = upstream_headers(&caller, &public).unwrap();
+        assert!(!out.contains_key("x-customer-id") && !out.contains_key("x_customer_id"));
+    }
+
+    #[test]
+    fn an_opaque_customer_auth_goes_as_given() {
+        let c = Credentials {
+            customer_auth: Some(CustomerAuth::Value("Session s-1")),
+            ..creds(None)
+        };
+        let out = upstream_headers(&map(&[("customer-auth", "Session s-1")]), &c).unwrap();
+        assert_eq!(out["customer-auth"], "Session s-1");
     }
 
     #[test]

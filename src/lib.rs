@@ -15,6 +15,13 @@
 //!   isolate's memory of verified tokens.
 //! - `jwks`: `JWKS_URL`'s key set: memory, KV, provider; refresh; unknown-`kid` refetch.
 //! - `auth`: the authenticate phase: verified-token memory, key set, full check.
+//! - `claims`: a verified identity's claims (JWT payload or introspection answer): dotted
+//!   paths, granted scopes.
+//! - `opaque`: opaque customer identifiers (cookie sessions) vouched for by RFC 7662
+//!   introspection: where they are read, the request and its answer, the isolate's cache.
+//! - `identity`: the verified caller whatever vouched for them; the route's `scopes` and the
+//!   customer id, decided from their claims.
+//! - `customer_id`: the opaque, stable customer id sent to the origin (`CUSTOMER_ID_HEADER`).
 //! - `flight`: one fill at a time per isolate, without sharing futures between requests.
 //! - `token`: the client-credentials grant and the isolate's token cache (memory, KV,
 //!   endpoint; one fill at a time; refresh ahead of expiry; drop after an origin 401;
@@ -33,14 +40,18 @@
 
 pub mod auth;
 pub mod challenge;
+pub mod claims;
 pub mod config;
+pub mod customer_id;
 pub mod error;
 pub mod flight;
 pub mod headers;
+pub mod identity;
 pub mod io;
 pub mod jwks;
 pub mod jwt;
 pub mod log;
+pub mod opaque;
 pub mod path;
 pub mod proxy;
 pub mod refusal;

@@ -1,6 +1,7 @@
 //! The one JSON log line per request, and one per background task (refresh ahead, scheduled
-//! run). Holds identifiers and timings only: never a JWT, an access token, a secret, an
-//! `api-key` or a query string (queries sometimes carry tokens).
+//! run). Holds identifiers and timings only: never a JWT, an opaque customer identifier (nor
+//! its digest), an access token, a secret, an `api-key` or a query string (queries sometimes
+//! carry tokens).
 
 use serde::Serialize;
 
@@ -29,6 +30,20 @@ pub struct RequestLog {
     /// earlier in this isolate).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jwt_check: Option<&'static str>,
+    /// What vouched for the caller: `jwt` (a customer JWT) or `opaque` (an identifier the
+    /// introspection endpoint vouched for). Absent on public routes and before authentication.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<&'static str>,
+    /// Where the introspection answer came from: `memory` or `endpoint` (`opaque` routes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub introspection: Option<&'static str>,
+    /// The introspection endpoint's failure, when this request called it and it failed (e.g.
+    /// `introspection_timeout`), or `backing_off` when an earlier failure answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub introspection_error: Option<&'static str>,
+    /// The route policy that refused the request: `scopes`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<&'static str>,
     /// What fetching `JWKS_URL`'s key set did for this request, when it did more than read
     /// memory: `kv`, `endpoint`, or a failure code such as `jwks_unreachable`.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -10,9 +10,11 @@ use crate::auth::{AuthError, Authenticator};
 use crate::config::{Config, ConfigError, Lookup};
 use crate::error::GatewayError;
 use crate::headers::{self, Credentials};
+use crate::identity::{self, Presented, Verified};
 use crate::io::{Body, Clock, HttpClient, HttpError, KeyValue, OutboundRequest};
 use crate::jwt::{self, JwtError, SignatureVerifier};
 use crate::log::{clip, RequestLog, TaskLog};
+use crate::opaque::SessionCache;
 use crate::refusal::Judged;
 use crate::replay::Outgoing;
 use crate::routes::{AuthMode, RouteError};
@@ -65,6 +67,7 @@ pub struct Gateway {
     config: Result<Config, ConfigError>,
     auth: Authenticator,
     tokens: TokenCache,
+    sessions: SessionCache,
 }
 
 impl Gateway {
@@ -77,6 +80,7 @@ impl Gateway {
             config,
             auth: Authenticator::new(),
             tokens: TokenCache::new(),
+            sessions: SessionCache::new(),
         }
     }
 
@@ -260,10 +264,22 @@ impl Gateway {
             })?;
         log.route = Some(route.prefix.clone());
 
-        // Authenticate: the customer JWT, on `jwt` routes only.
-        let customer_jwt = match route.auth {
+        // Authenticate: the customer JWT on `jwt` routes, the opaque identifier on `opaque` ones.
+        let verified = match route.auth {
             AuthMode::Public => None,
+            AuthMode::Opaque => Some(
+                identity::vouch_opaque(
+                    &self.sessions,
+                    config,
+                    &req.headers,
+                    &svc.http,
+                    &svc.clock,
+                    log,
+                )
+                .await?,
+            ),
             AuthMode::Jwt => {
+                log.identity = Some("jwt");
                 let token = jwt::extract(&req.headers, config.jwt.cookie.as_deref())
                     .map_err(GatewayError::Jwt)?
                     .ok_or(GatewayError::Jwt(JwtError::Missing))?;
@@ -286,8 +302,16 @@ impl Gateway {
                 log.jwt_check = Some(authenticated.check.as_str());
                 log.kid = authenticated.claims.kid.as_deref().map(clip);
                 log.iss = authenticated.claims.iss.as_deref().map(clip);
-                Some(token)
+                Some(Verified {
+                    presented: Presented::Jwt(token),
+                    claims: authenticated.claims.claims,
+                })
             }
+        };
+        // Policy (`scopes`) and the customer id: on every verified request, memory hits too.
+        let customer_id = match &verified {
+            Some(verified) => identity::admit(route, config, verified, log)?,
+            None => None,
         };
 
         // Upstream token: memory, KV, or one shared call to the token endpoint.
@@ -307,9 +331,13 @@ impl Gateway {
                 &req.headers,
                 &Credentials {
                     access_token,
-                    customer_jwt,
+                    customer_auth: verified.as_ref().map(Verified::customer_auth),
                     api_key: &config.api_key,
                     request_id,
+                    customer_id: config
+                        .customer_id
+                        .as_ref()
+                        .map(|ids| (ids.header(), customer_id.as_deref())),
                 },
             )
             .map_err(|e| GatewayError::Internal(e.0))

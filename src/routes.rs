@@ -18,6 +18,16 @@ pub enum AuthMode {
     Jwt,
     /// No customer JWT; `Authorization` and `api-key` go to the origin.
     Public,
+    /// An opaque customer identifier (a session id), vouched for by `INTROSPECTION_URL`; all
+    /// three credentials go to the origin, `customer-auth` carrying the caller's identifier.
+    Opaque,
+}
+
+impl AuthMode {
+    /// The modes that verify an identity, and so may carry a policy such as `scopes`.
+    pub fn verifies_identity(self) -> bool {
+        matches!(self, AuthMode::Jwt | AuthMode::Opaque)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +39,9 @@ pub struct Route {
     pub methods: Option<Vec<Method>>,
     /// Base URL overriding `ORIGIN_URL` for this route.
     pub origin: Option<String>,
+    /// `scopes`: every one must be granted to the verified identity (`jwt` and `opaque`
+    /// routes); empty when the route sets none.
+    pub scopes: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +63,7 @@ struct RawRoute {
     auth: AuthMode,
     methods: Option<Vec<String>>,
     origin: Option<String>,
+    scopes: Option<Vec<String>>,
 }
 
 fn default_auth() -> AuthMode {
@@ -65,6 +79,7 @@ impl Default for RouteTable {
                 auth: AuthMode::Jwt,
                 methods: None,
                 origin: None,
+                scopes: Vec::new(),
             }],
         }
     }
@@ -77,7 +92,7 @@ impl RouteTable {
             ConfigError::new(
                 SETTING,
                 format!(
-                    "is not a JSON array of routes ({{prefix, auth, methods, origin}}): line {} column {}",
+                    "is not a JSON array of routes ({{prefix, auth, methods, origin, scopes}}): line {} column {}",
                     e.line(),
                     e.column()
                 ),
@@ -152,13 +167,35 @@ impl Route {
                 Some(crate::config::base_url(&o).map_err(|why| at(&format!("origin {why}")))?)
             }
         };
+        let scopes = match raw.scopes {
+            None => Vec::new(),
+            Some(_) if !raw.auth.verifies_identity() => {
+                return Err(at("scopes apply to jwt and opaque routes only"))
+            }
+            Some(list) if list.is_empty() => return Err(at("scopes is empty")),
+            Some(list) if !list.iter().all(|s| is_scope_token(s)) => {
+                return Err(at(
+                    "scopes holds something that is not an RFC 6749 scope token",
+                ))
+            }
+            Some(list) => list,
+        };
         Ok(Self {
             prefix,
             auth: raw.auth,
             methods,
             origin,
+            scopes,
         })
     }
+}
+
+/// RFC 6749 §3.3 `scope-token`: one or more of %x21 / %x23-5B / %x5D-7E. It goes into the
+/// quoted `scope="..."` of the 403 challenge, so no space, `"` or backslash.
+fn is_scope_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
 }
 
 /// `/account` matches `/account` and `/account/x`, never `/accounts`. `path` is normalized.
@@ -246,6 +283,12 @@ mod tests {
             r#"[{"prefix": "/caf%c3%a9"}]"#,
             r#"[{"prefix": "/a%2Fb"}]"#,
             r#"[{"prefix": "/a\\b"}]"#,
+            r#"[{"prefix": "/a", "scopes": "read"}]"#,
+            r#"[{"prefix": "/a", "scopes": ["read", 1]}]"#,
+            r#"[{"prefix": "/a", "scopes": []}]"#,
+            r#"[{"prefix": "/a", "scopes": ["two words"]}]"#,
+            r#"[{"prefix": "/a", "scopes": ["quo\"te"]}]"#,
+            r#"[{"prefix": "/a", "auth": "public", "scopes": ["read"]}]"#,
         ] {
             let err = RouteTable::parse(bad).unwrap_err();
             assert_eq!(err.setting, "ROUTES", "{bad}");
@@ -260,6 +303,19 @@ mod tests {
         .unwrap();
         let prefixes: Vec<&str> = t.routes().iter().map(|r| r.prefix.as_str()).collect();
         assert_eq!(prefixes, ["/account", "/caf%C3%A9", "/a%20b", "/"]);
+    }
+
+    #[test]
+    fn scopes_and_opaque_routes_parse() {
+        let t = RouteTable::parse(
+            r#"[{"prefix": "/s", "auth": "opaque", "scopes": ["profile:read", "openid"]},
+                {"prefix": "/j", "scopes": ["a"]}]"#,
+        )
+        .unwrap();
+        assert_eq!(t.routes()[0].auth, AuthMode::Opaque);
+        assert_eq!(t.routes()[0].scopes, ["profile:read", "openid"]);
+        assert_eq!(t.routes()[1].auth, AuthMode::Jwt);
+        assert_eq!(t.routes()[1].scopes, ["a"]);
     }
 
     #[test]

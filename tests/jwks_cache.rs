@@ -10,17 +10,19 @@ use std::rc::Rc;
 
 use common::{FakeClock, FakeHttp, MemoryKv};
 use edge_auth_proxy::auth::{AuthError, Authenticator, Check};
+use edge_auth_proxy::claims::Claims;
 use edge_auth_proxy::io::HttpError;
 use edge_auth_proxy::jwks::{self, JwksEvent, JwksFailure, KID_REFETCH_INTERVAL_MS};
 use edge_auth_proxy::jwt::{
     Alg, JwtError, JwtSettings, Key, RustCryptoVerifier, SignatureVerifier, TokenDigest,
-    VerifiedCache, VerifiedToken, MAX_VERIFIED_BYTES, MAX_VERIFIED_ENTRIES,
+    VerifiedCache, VerifiedToken, MAX_VERIFIED_BYTES, MAX_VERIFIED_CLAIMS_BYTES,
+    MAX_VERIFIED_ENTRIES,
 };
 use futures::executor::block_on;
 use futures::future::join_all;
 use jwt_compact::alg::Es256;
 use jwt_compact::{Algorithm, AlgorithmSignature};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use support::{b64, claims, ec_jwk, new_ec, raw_token, rsa_jwk, signature, EcSigningKey};
 
 const URL: &str = "https://login.example/.well-known/jwks.json";
@@ -499,6 +501,7 @@ fn the_verified_memory_is_bounded_in_entries_and_bytes() {
         nbf: None,
         iat: None,
         alg: Alg::Rs256,
+        claims: Claims::new(Map::new(), MAX_VERIFIED_CLAIMS_BYTES),
     };
     for i in 0..3 * MAX_VERIFIED_ENTRIES {
         cache.insert(&TokenDigest::of(&format!("token-{i}")), 1, &verified);
@@ -509,7 +512,12 @@ fn the_verified_memory_is_bounded_in_entries_and_bytes() {
     let hit = cache
         .get(&TokenDigest::of(&last), 1, &settings, support::NOW)
         .unwrap();
-    assert_eq!(hit.kid.unwrap().len(), 128, "identifiers are clipped");
+    assert_eq!(
+        hit.sub.unwrap().len(),
+        4000,
+        "kept whole: the customer id is derived from it"
+    );
+    assert_eq!(hit.claims.bytes(), MAX_VERIFIED_CLAIMS_BYTES);
     assert!(cache
         .get(&TokenDigest::of("token-0"), 1, &settings, support::NOW)
         .is_none());
@@ -527,6 +535,18 @@ fn the_verified_memory_is_bounded_in_entries_and_bytes() {
             support::NOW
         )
         .is_none());
+}
+
+#[test]
+fn a_token_with_a_large_payload_is_checked_in_full_every_time() {
+    let w = World::new(vec![es_key("k1")]);
+    let padding = "p".repeat(MAX_VERIFIED_CLAIMS_BYTES);
+    let big = es_token("k1", json!({ "padding": padding }));
+    assert_eq!(w.check(&big), Ok(Check::Verified));
+    assert_eq!(w.check(&big), Ok(Check::Verified), "not remembered");
+    let small = es_token("k1", json!({"scope": "a b"}));
+    assert_eq!(w.check(&small), Ok(Check::Verified));
+    assert_eq!(w.check(&small), Ok(Check::Cached));
 }
 
 #[test]

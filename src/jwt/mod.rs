@@ -30,7 +30,7 @@ pub use settings::JwtSettings;
 pub use validate::{validate, VerifiedToken, MAX_TOKEN_BYTES};
 pub use verified::{
     TokenDigest, VerifiedCache, MAX_BYTES as MAX_VERIFIED_BYTES,
-    MAX_ENTRIES as MAX_VERIFIED_ENTRIES,
+    MAX_CLAIMS_BYTES as MAX_VERIFIED_CLAIMS_BYTES, MAX_ENTRIES as MAX_VERIFIED_ENTRIES,
 };
 pub use verify::{RustCryptoVerifier, SignatureVerifier};
 

@@ -7,12 +7,14 @@ use serde_json::{Map, Value};
 
 use super::unique_json::{self, ObjectError};
 use super::{Alg, JwtError, JwtSettings, KeySet, SignatureVerifier};
+use crate::claims::Claims;
 
 /// The longest token accepted. Real customer JWTs are well under 2 KiB; the limit bounds the
 /// decoding and hashing an unauthenticated caller can cause.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
-/// A token whose signature and claims passed. Holds no token text, so it may be logged.
+/// A token whose signature and claims passed. Holds no token text (its signature), but its
+/// claims may hold personal data: log the named fields only.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedToken {
     /// The header's `kid`, if any.
@@ -23,6 +25,8 @@ pub struct VerifiedToken {
     pub nbf: Option<u64>,
     pub iat: Option<u64>,
     pub alg: Alg,
+    /// The whole payload, for route policy (`scopes`) and the customer id.
+    pub claims: Claims,
 }
 
 /// Header members beyond those jwt-compact reads (`alg`, `cty`, `kid`, `jku`, `x5u`, ...).
@@ -90,6 +94,7 @@ pub async fn validate<V: SignatureVerifier>(
     Ok(VerifiedToken {
         kid: kid.map(str::to_string),
         alg,
+        claims: Claims::new(segments.claims, segments.claims_bytes),
         ..checked
     })
 }
@@ -102,6 +107,8 @@ struct Segments<'t> {
     /// Parsed now so that a payload that is not a JSON object is refused before any signature
     /// work; its values are only read once the signature has verified.
     claims: Map<String, Value>,
+    /// The decoded payload's length.
+    claims_bytes: usize,
 }
 
 impl<'t> Segments<'t> {
@@ -118,12 +125,14 @@ impl<'t> Segments<'t> {
         };
         // The header's members are read again, typed, by jwt-compact; here only its shape.
         json_object(&base64url(header)?)?;
-        let claims = json_object(&base64url(payload)?)?;
+        let decoded = base64url(payload)?;
+        let claims = json_object(&decoded)?;
         let signature = base64url(signature)?;
         Ok(Segments {
             signing_input: &token[..header.len() + 1 + payload.len()],
             signature,
             claims,
+            claims_bytes: decoded.len(),
         })
     }
 }
@@ -182,6 +191,7 @@ fn check_claims(
         nbf,
         iat,
         alg: Alg::Hs256,
+        claims: Claims::default(),
     })
 }
 

@@ -2,7 +2,8 @@
 //! not verified again until the token expires.
 //!
 //! Entries are keyed by the SHA-256 of the exact token string (two different strings never share
-//! an entry, and no token text is kept), are bounded in count and bytes, are re-checked for
+//! an entry, and no token text is kept), keep the token's claims (route policy and the customer
+//! id read them on every use), are bounded in count and bytes, are re-checked for
 //! `exp`, `nbf` and maximum age on every use, and only count for the key set generation they
 //! were verified with, so a key removed from the JWKS stops vouching for its tokens.
 
@@ -13,7 +14,6 @@ use sha2::{Digest, Sha256};
 
 use super::validate::check_times;
 use super::{JwtSettings, VerifiedToken};
-use crate::log::clip;
 
 /// Most tokens remembered per isolate.
 pub const MAX_ENTRIES: usize = 4_096;
@@ -21,6 +21,11 @@ pub const MAX_ENTRIES: usize = 4_096;
 pub const MAX_BYTES: usize = 2 * 1024 * 1024;
 /// Count for an entry's fixed part: digest, numbers, map and queue overhead.
 const ENTRY_OVERHEAD: usize = 160;
+/// A token whose payload is longer than this is not remembered (it is verified in full each
+/// time): the parsed claims of a few such tokens would otherwise crowd out everyone else's.
+pub const MAX_CLAIMS_BYTES: usize = 4 * 1024;
+/// What parsed JSON costs in memory next to its text, roughly: maps, strings, `Value`s.
+const CLAIMS_FACTOR: usize = 3;
 
 type Digest32 = [u8; 32];
 
@@ -87,15 +92,16 @@ impl VerifiedCache {
         None
     }
 
-    /// Remembers a token that has just passed every check.
+    /// Remembers a token that has just passed every check, unless its payload is longer than
+    /// `MAX_CLAIMS_BYTES`. Kept whole, not clipped: `iss` and `sub` feed the customer id, which
+    /// must be the same on a memory hit as on a full check.
     pub fn insert(&self, token: &TokenDigest, generation: u64, verified: &VerifiedToken) {
-        let kept = VerifiedToken {
-            kid: verified.kid.as_deref().map(clip),
-            iss: verified.iss.as_deref().map(clip),
-            sub: verified.sub.as_deref().map(clip),
-            ..verified.clone()
-        };
+        if verified.claims.bytes() > MAX_CLAIMS_BYTES {
+            return;
+        }
+        let kept = verified.clone();
         let bytes = ENTRY_OVERHEAD
+            + verified.claims.bytes() * CLAIMS_FACTOR
             + [&kept.kid, &kept.iss, &kept.sub]
                 .iter()
                 .map(|s| s.as_ref().map_or(0, String::len))

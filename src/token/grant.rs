@@ -118,6 +118,18 @@ pub fn request(cfg: &TokenConfig) -> (HeaderMap, Vec<u8>) {
     if let Some(scope) = &cfg.scope {
         form.append_pair("scope", scope);
     }
+    authenticate_client(cfg, &mut headers, &mut form);
+    (headers, form.finish().into_bytes())
+}
+
+/// Adds the client's authentication per `TOKEN_CLIENT_AUTH` to a form-encoded request: the
+/// token request, and the introspection request (RFC 7662 §2.1 asks for the same client
+/// authentication as the token endpoint's).
+pub fn authenticate_client(
+    cfg: &TokenConfig,
+    headers: &mut HeaderMap,
+    form: &mut form_urlencoded::Serializer<'_, String>,
+) {
     match cfg.client_auth {
         ClientAuth::Post => {
             form.append_pair("client_id", &cfg.client_id);
@@ -133,7 +145,6 @@ pub fn request(cfg: &TokenConfig) -> (HeaderMap, Vec<u8>) {
             }
         }
     }
-    (headers, form.finish().into_bytes())
 }
 
 fn url_has_param(url: &str, name: &str) -> bool {

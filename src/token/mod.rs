@@ -15,7 +15,7 @@ pub use cache::{
     REJECT_COOLDOWN_MS,
 };
 pub use entry::CachedToken;
-pub use grant::{ClientAuth, GrantError};
+pub use grant::{authenticate_client, ClientAuth, GrantError};
 pub use refresh::Jitter;
 pub use seal::Sealer;
 

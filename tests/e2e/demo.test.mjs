@@ -2,6 +2,7 @@
 // settings in front of it (the `npm run demo` session, on ephemeral ports).
 
 import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
@@ -11,6 +12,8 @@ import {
   DEMO_API_KEY,
   DEMO_CLIENT_ID,
   DEMO_CLIENT_SECRET,
+  DEMO_CUSTOMER_ID_KEY,
+  DEMO_SESSION_COOKIE,
   customerId,
   demoKeys,
   startDemoOrigin,
@@ -101,6 +104,27 @@ describe('demo origin', () => {
     }
   });
 
+  test('session login sets an HttpOnly cookie; introspection answers for the demo client only', async () => {
+    const login = await fetch(`${origin.url}/auth/session_login`, form({ username: 'bob', password: 'bob-password' }));
+    assert.equal(login.status, 200);
+    const cookie = login.headers.get('set-cookie') ?? '';
+    assert.match(cookie, new RegExp(`^${DEMO_SESSION_COOKIE}=[A-Za-z0-9_-]{32}; .*HttpOnly`));
+    const sid = cookie.split(';')[0].split('=')[1];
+    assert.equal((await fetch(`${origin.url}/auth/session_login`, form({ username: 'bob', password: 'x' }))).status, 401);
+
+    const ask = async (fields) => read(await fetch(`${origin.url}/oauth/introspect`, form(fields)));
+    const client = { client_id: DEMO_CLIENT_ID, client_secret: DEMO_CLIENT_SECRET };
+    const active = await ask({ token: sid, ...client });
+    assert.equal(active.status, 200, active.text);
+    assert.equal(active.json.active, true);
+    assert.equal(active.json.sub, customerId('bob'));
+    assert.equal(active.json.iss, DEMO_ISSUER);
+    assert.equal(active.json.scope, 'profile:read');
+    assert.deepEqual((await ask({ token: 'made-up', ...client })).json, { active: false });
+    assert.equal((await ask({ token: sid })).status, 401, 'no client authentication');
+    assert.equal((await ask({ token: sid, client_id: DEMO_CLIENT_ID, client_secret: 'x' })).status, 401);
+  });
+
   test('JWKS: the public half of the committed demo key, and nothing private', async () => {
     const res = await read(await fetch(`${origin.url}/.well-known/jwks.json`));
     assert.equal(res.status, 200);
@@ -121,8 +145,10 @@ describe('demo: the gateway with [env.demo] in front of the demo origin', () => 
       // The demo's fixed 8788 replaced by this test's ephemeral port.
       ORIGIN_URL: demoVars.ORIGIN_URL.replace('http://127.0.0.1:8788', origin.url),
       TOKEN_URL: demoVars.TOKEN_URL.replace('http://127.0.0.1:8788', origin.url),
+      INTROSPECTION_URL: demoVars.INTROSPECTION_URL.replace('http://127.0.0.1:8788', origin.url),
       CLIENT_SECRET: DEMO_CLIENT_SECRET,
       API_KEY: DEMO_API_KEY,
+      CUSTOMER_ID_KEY: DEMO_CUSTOMER_ID_KEY,
     };
     gw = await startGateway({ bindings });
   });
@@ -158,5 +184,33 @@ describe('demo: the gateway with [env.demo] in front of the demo origin', () => 
     const none = await read(await gw.fetch('/account/getprofile', { method: 'POST' }));
     assert.equal(none.status, 401);
     assert.equal(none.headers.get('www-authenticate'), 'Bearer realm="edge-auth-proxy"');
+  });
+
+  test('the cookie session of demo/README.md: log in through the gateway, the cookie vouched for by introspection', async () => {
+    const login = await gw.fetch('/auth/session_login', form({ username: 'alice', password: 'alice-password' }));
+    assert.equal(login.status, 200);
+    const cookie = (login.headers.get('set-cookie') ?? '').split(';')[0];
+    assert.match(cookie, new RegExp(`^${DEMO_SESSION_COOKIE}=`), 'Set-Cookie passes back through the gateway');
+
+    const profile = await read(await gw.fetch('/session/getprofile', { headers: { cookie } }));
+    assert.equal(profile.status, 200, profile.text);
+    assert.equal(profile.json.customer_id, customerId('alice'));
+    const expectedId = createHmac('sha256', Buffer.from(DEMO_CUSTOMER_ID_KEY, 'base64'))
+      .update(`${DEMO_ISSUER}\n${customerId('alice')}`)
+      .digest('base64url');
+    assert.equal(profile.json.gateway_customer_id, expectedId, 'x-customer-id: HMAC of iss and sub');
+
+    // The same customer through the JWT flow gets the same customer id.
+    const jwt = (await read(await gw.fetch('/auth/customer_authenticate', form({ username: 'alice', password: 'alice-password' })))).json.JWT;
+    const viaJwt = await read(await gw.fetch('/account/getprofile', { method: 'POST', headers: { 'customer-auth': `JWT ${jwt}` } }));
+    assert.equal(viaJwt.status, 200, viaJwt.text);
+    assert.equal(viaJwt.json.gateway_customer_id, expectedId);
+
+    const none = await read(await gw.fetch('/session/getprofile'));
+    assert.equal(none.status, 401);
+    assert.equal(none.headers.get('www-authenticate'), 'Bearer realm="edge-auth-proxy"');
+    const bogus = await read(await gw.fetch('/session/getprofile', { headers: { cookie: `${DEMO_SESSION_COOKIE}=not-a-session` } }));
+    assert.equal(bogus.status, 401);
+    assert.match(bogus.headers.get('www-authenticate') ?? '', /invalid_token/);
   });
 });

@@ -1,0 +1,287 @@
+//! The customer id for the origin (`CUSTOMER_ID_HEADER`): base64url(HMAC-SHA-256 under
+//! `CUSTOMER_ID_KEY` of the verified `iss`, a newline and `sub`), unpadded.
+//!
+//! The partner asks for a customer identifier that is unique, consistent and opaque: an HMAC of
+//! the issuer and subject is the same on every request and channel (JWT or session), differs
+//! between customers (and between issuers that reuse a `sub`), and tells nothing about the
+//! customer without the key. A plain hash would not do: `sub` values are often guessable (an
+//! email, an account number), and anyone could hash their guesses.
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use http::header::HeaderName;
+use http::HeaderMap;
+use sha2::Sha256;
+
+use crate::claims::Claims;
+use crate::config::{optional, ConfigError, Lookup};
+
+const HEADER: &str = "CUSTOMER_ID_HEADER";
+const KEY: &str = "CUSTOMER_ID_KEY";
+
+/// The shortest key accepted: HMAC-SHA-256's own output size (RFC 2104 §3).
+pub const MIN_KEY_BYTES: usize = 32;
+
+/// Names no customer id header may take: the credentials, the request id, and the fields the
+/// platform or HTTP itself controls. Compared with `_` read as `-`.
+const RESERVED: [&str; 19] = [
+    "authorization",
+    "customer-auth",
+    "api-key",
+    "x-request-id",
+    "host",
+    "cookie",
+    "content-length",
+    "content-type",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+/// `CUSTOMER_ID_HEADER` and its key, read once per isolate.
+pub struct CustomerIdSettings {
+    header: HeaderName,
+    key: Vec<u8>,
+}
+
+impl std::fmt::Debug for CustomerIdSettings {
+    // Hand-written so that a stray `{:?}` can never print the key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CustomerIdSettings")
+            .field("header", &self.header)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a verified identity cannot be given a customer id: the origin expects one, so the
+/// request is refused (401 `invalid_token`) rather than forwarded without it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MissingIdentity {
+    /// No string `sub`: there is no customer to name.
+    Sub,
+    /// No string `iss`: the same `sub` from two issuers would be one customer.
+    Iss,
+    /// An `iss` holding a newline: `iss + "\n" + sub` would no longer say where `iss` ends, and
+    /// two customers could share an id (`"a\nb"`, `"c"` and `"a"`, `"b\nc"`).
+    IssWithNewline,
+}
+
+impl MissingIdentity {
+    pub fn description(self) -> &'static str {
+        match self {
+            Self::Sub => "The identity has no sub claim",
+            Self::Iss => "The identity has no iss claim",
+            Self::IssWithNewline => "The identity iss claim is invalid",
+        }
+    }
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Sub => "no_sub_claim",
+            Self::Iss => "no_iss_claim",
+            Self::IssWithNewline => "invalid_iss_claim",
+        }
+    }
+}
+
+impl CustomerIdSettings {
+    /// `None` when `CUSTOMER_ID_HEADER` is unset (then `CUSTOMER_ID_KEY` is not used).
+    pub fn from_settings(get: Lookup<'_>) -> Result<Option<Self>, ConfigError> {
+        let Some(name) = optional(get, HEADER) else {
+            return Ok(None);
+        };
+        let header = HeaderName::from_bytes(name.trim().as_bytes())
+            .map_err(|_| ConfigError::new(HEADER, "is not a valid header name"))?;
+        if RESERVED.contains(&normalised(header.as_str()).as_str()) {
+            return Err(ConfigError::new(
+                HEADER,
+                "names a header the gateway or HTTP controls: choose another (e.g. x-customer-id)",
+            ));
+        }
+        // The key is used byte for byte after decoding; only surrounding whitespace (a newline
+        // from `wrangler secret put`) is trimmed from its base64.
+        let key = get(KEY)
+            .and_then(|b64| STANDARD.decode(b64.trim()).ok())
+            .filter(|k| k.len() >= MIN_KEY_BYTES)
+            .ok_or_else(|| {
+                ConfigError::new(
+                    KEY,
+                    "must be set with CUSTOMER_ID_HEADER: 32 random bytes in base64 (openssl rand -base64 32)",
+                )
+            })?;
+        Ok(Some(Self { header, key }))
+    }
+
+    /// The header the id goes in.
+    pub fn header(&self) -> &HeaderName {
+        &self.header
+    }
+
+    /// The id of the customer whose verified claims these are.
+    pub fn derive(&self, claims: &Claims) -> Result<String, MissingIdentity> {
+        let sub = claims.str("sub").ok_or(MissingIdentity::Sub)?;
+        let iss = claims.str("iss").ok_or(MissingIdentity::Iss)?;
+        if iss.contains('\n') {
+            return Err(MissingIdentity::IssWithNewline);
+        }
+        Ok(self.derive_from(iss, sub))
+    }
+
+    /// base64url(HMAC-SHA-256(key, iss + "\n" + sub)), unpadded.
+    pub fn derive_from(&self, iss: &str, sub: &str) -> String {
+        // A key of any length is accepted by HMAC; ours is at least 32 bytes.
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key)
+            .expect("HMAC accepts keys of any length");
+        mac.update(iss.as_bytes());
+        mac.update(b"\n");
+        mac.update(sub.as_bytes());
+        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    }
+}
+
+/// Removes every field that is `name` once `_` is read as `-` (`X_Customer_ID` for
+/// `x-customer-id`): some servers behind the gateway treat the two spellings as one header.
+pub fn remove_spellings(headers: &mut HeaderMap, name: &HeaderName) {
+    let target = name.as_str().as_bytes();
+    // Compared byte by byte, without building strings: this runs on every request.
+    let same = |k: &HeaderName| {
+        let k = k.as_str().as_bytes();
+        k.len() == target.len()
+            && k.iter().zip(target).all(|(a, b)| {
+                let dash = |c: u8| if c == b'_' { b'-' } else { c };
+                dash(*a) == dash(*b)
+            })
+    };
+    if !headers.keys().any(same) {
+        return;
+    }
+    let doomed: Vec<HeaderName> = headers.keys().filter(|k| same(k)).cloned().collect();
+    for k in doomed {
+        headers.remove(k);
+    }
+}
+
+/// Lower case, `_` as `-`: how reserved names are compared with the configured one.
+fn normalised(name: &str) -> String {
+    name.to_ascii_lowercase().replace('_', "-")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const KEY_B64: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+    fn settings(
+        header: &str,
+        key: Option<&str>,
+    ) -> Result<Option<CustomerIdSettings>, ConfigError> {
+        let get = |n: &str| match n {
+            HEADER => Some(header.to_string()),
+            KEY => key.map(str::to_string),
+            _ => None,
+        };
+        CustomerIdSettings::from_settings(&get)
+    }
+
+    fn claims(v: serde_json::Value) -> Claims {
+        match v {
+            serde_json::Value::Object(m) => Claims::new(m, 0),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn the_id_is_a_keyed_digest_of_iss_and_sub() {
+        let s = settings("X-Customer-Id", Some(KEY_B64)).unwrap().unwrap();
+        assert_eq!(s.header().as_str(), "x-customer-id");
+        let a = s
+            .derive(&claims(json!({"iss": "i", "sub": "alice"})))
+            .unwrap();
+        assert_eq!(a.len(), 43, "32 bytes, unpadded base64url");
+        assert!(a
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        assert_eq!(a, s.derive_from("i", "alice"), "stable");
+        assert_ne!(a, s.derive_from("i", "bob"));
+        assert_ne!(
+            a,
+            s.derive_from("j", "alice"),
+            "issuers do not share customers"
+        );
+        assert_eq!(
+            s.derive(&claims(json!({"iss": "i\nx", "sub": "y"}))),
+            Err(MissingIdentity::IssWithNewline),
+            "would collide with iss i, sub x\\ny"
+        );
+        assert_ne!(
+            s.derive(&claims(json!({"iss": "i", "sub": "x\ny"})))
+                .unwrap(),
+            s.derive_from("i", "x")
+        );
+        // RFC 4231-style check against an independent computation of the same MAC.
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&STANDARD.decode(KEY_B64).unwrap()).unwrap();
+        mac.update(b"i\nalice");
+        assert_eq!(a, URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()));
+    }
+
+    #[test]
+    fn an_identity_without_sub_or_iss_gets_no_id() {
+        let s = settings("x-customer-id", Some(KEY_B64)).unwrap().unwrap();
+        assert_eq!(
+            s.derive(&claims(json!({"iss": "i"}))),
+            Err(MissingIdentity::Sub)
+        );
+        assert_eq!(
+            s.derive(&claims(json!({"sub": "a"}))),
+            Err(MissingIdentity::Iss)
+        );
+        assert_eq!(
+            s.derive(&claims(json!({"iss": "i", "sub": 7}))),
+            Err(MissingIdentity::Sub)
+        );
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        assert!(matches!(settings("", None), Ok(None)));
+        for (header, key, setting) in [
+            ("x-customer-id", None, KEY),
+            ("x-customer-id", Some("c2hvcnQ="), KEY),
+            ("x-customer-id", Some("not base64!"), KEY),
+            ("bad header", Some(KEY_B64), HEADER),
+            ("Authorization", Some(KEY_B64), HEADER),
+            ("customer_auth", Some(KEY_B64), HEADER),
+            ("X-Request-Id", Some(KEY_B64), HEADER),
+        ] {
+            let err = settings(header, key).unwrap_err();
+            assert_eq!(err.setting, setting, "{header} {key:?}");
+            assert!(!err.problem.contains(KEY_B64));
+        }
+    }
+
+    #[test]
+    fn every_spelling_of_the_header_is_removed() {
+        let mut h = HeaderMap::new();
+        for name in ["x-customer-id", "x_customer_id", "X_Customer-ID", "x-other"] {
+            h.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                "forged".parse().unwrap(),
+            );
+        }
+        remove_spellings(&mut h, &HeaderName::from_static("x-customer-id"));
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-other"));
+    }
+}

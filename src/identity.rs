@@ -1,0 +1,111 @@
+//! The verified caller, whatever vouched for them (a customer JWT, or an opaque identifier the
+//! introspection endpoint vouched for), and what is decided from their claims alone: the route's
+//! `scopes`, and the customer id for the origin.
+
+use http::HeaderMap;
+
+use crate::claims::Claims;
+use crate::config::Config;
+use crate::error::GatewayError;
+use crate::headers::CustomerAuth;
+use crate::io::{Clock, HttpClient};
+use crate::log::{clip, RequestLog};
+use crate::opaque::{self, OpaqueError, SessionCache, Unvouched};
+use crate::routes::Route;
+
+/// A caller who passed the authenticate phase.
+#[derive(Debug)]
+pub struct Verified<'h> {
+    pub presented: Presented<'h>,
+    pub claims: Claims,
+}
+
+/// What the caller presented, as it goes to the origin in `customer-auth`.
+#[derive(Debug)]
+pub enum Presented<'h> {
+    /// The validated JWT, byte for byte.
+    Jwt(&'h str),
+    /// The `customer-auth` value built from the opaque identifier (see `opaque::Identifier`).
+    Opaque(String),
+}
+
+impl Verified<'_> {
+    pub fn customer_auth(&self) -> CustomerAuth<'_> {
+        match &self.presented {
+            Presented::Jwt(token) => CustomerAuth::Jwt(token),
+            Presented::Opaque(value) => CustomerAuth::Value(value),
+        }
+    }
+}
+
+/// The authenticate phase of an `opaque` route: the identifier from the request, vouched for
+/// by memory or by the introspection endpoint. Logs where the answer came from, never the
+/// identifier.
+pub async fn vouch_opaque<'h, H, C>(
+    sessions: &SessionCache,
+    config: &Config,
+    headers: &'h HeaderMap,
+    http: &H,
+    clock: &C,
+    log: &mut RequestLog,
+) -> Result<Verified<'h>, GatewayError>
+where
+    H: HttpClient,
+    C: Clock,
+{
+    log.identity = Some("opaque");
+    // `Config` guarantees the settings whenever a route is opaque.
+    let settings = config.introspection.as_ref().ok_or(GatewayError::Internal(
+        "introspection settings missing for an opaque route",
+    ))?;
+    let found = opaque::extract(headers, settings.cookie.as_deref())
+        .map_err(GatewayError::Opaque)?
+        .ok_or(GatewayError::Opaque(OpaqueError::Missing))?;
+    match sessions
+        .check(found.id, settings, &config.token, http, clock)
+        .await
+    {
+        Ok(vouched) => {
+            log.introspection = Some(vouched.source.as_str());
+            log.iss = vouched.claims.str("iss").map(clip);
+            Ok(Verified {
+                presented: Presented::Opaque(found.customer_auth),
+                claims: vouched.claims,
+            })
+        }
+        Err(Unvouched::Inactive(source)) => {
+            log.introspection = Some(source.as_str());
+            Err(GatewayError::Opaque(OpaqueError::Inactive))
+        }
+        Err(Unvouched::Unavailable(unavailable)) => {
+            if unavailable.called_endpoint {
+                log.introspection = Some("endpoint");
+                log.introspection_error = Some(unavailable.cause.code());
+                log.config_error = unavailable.cause.config_problem();
+            } else {
+                log.introspection_error = Some("backing_off");
+            }
+            Err(GatewayError::IntrospectionUnavailable(unavailable))
+        }
+    }
+}
+
+/// The checks made of every verified request, a verified-token memory hit included: the
+/// route's `scopes` must all be granted; then, with `CUSTOMER_ID_HEADER`, the customer id.
+pub fn admit(
+    route: &Route,
+    config: &Config,
+    verified: &Verified<'_>,
+    log: &mut RequestLog,
+) -> Result<Option<String>, GatewayError> {
+    if !verified.claims.grants_all(&route.scopes) {
+        log.policy = Some("scopes");
+        return Err(GatewayError::InsufficientScope(route.scopes.clone()));
+    }
+    config
+        .customer_id
+        .as_ref()
+        .map(|ids| ids.derive(&verified.claims))
+        .transpose()
+        .map_err(GatewayError::NoCustomerId)
+}

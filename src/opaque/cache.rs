@@ -1,0 +1,380 @@
+//! The isolate's introspection answers, so that a session used on every request costs one call
+//! to the endpoint per few minutes, not one per request.
+//!
+//! Keyed by the SHA-256 of the identifier: the identifier itself is never kept, so a heap dump
+//! or a stray debug line cannot replay a session. An active answer is remembered until its `exp`
+//! and at most `ACTIVE_MAX_MS` (a session revoked at the endpoint stops working here within
+//! that); an inactive one for `INACTIVE_MS`, so that a caller retrying a dead session, or
+//! guessing, does not cost one call per request, while a session that has just become valid
+//! (a login racing its first request) is not refused for long.
+//!
+//! One call per identifier at a time: the first request that misses introspects in its own
+//! context, the others poll the cache on their own timers (`Clock::sleep`), never awaiting the
+//! first one's future; why is in `crate::flight`. A mark whose request vanished is released by a
+//! drop guard, or ignored once older than the timeout plus `ABANDON_GRACE_MS`.
+//!
+//! After a failed call (down, slow, garbage) no identifier that memory cannot answer is sent to
+//! the endpoint for a back-off that doubles with each failure in a row (`flight::backoff_ms`);
+//! those requests get 503 with `Retry-After`. Answers already remembered keep being served.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+
+use http::Method;
+use sha2::{Digest, Sha256};
+
+use super::introspect::{self, Answer, IntrospectionError, MAX_ANSWER_BYTES};
+use super::IntrospectionSettings;
+use crate::claims::Claims;
+use crate::flight::{self, retry_after_secs, POLL_MS};
+use crate::io::{Body, Clock, HttpClient, HttpError, OutboundRequest};
+use crate::token::TokenConfig;
+
+/// An active answer is remembered at most this long, whatever its `exp`.
+pub const ACTIVE_MAX_MS: u64 = 5 * 60 * 1000;
+/// An inactive answer is remembered this long.
+pub const INACTIVE_MS: u64 = 10_000;
+/// Most answers remembered per isolate.
+pub const MAX_ENTRIES: usize = 10_000;
+/// Most bytes the answers may hold, counted generously (parsed JSON at three times its text).
+pub const MAX_BYTES: usize = 4 * 1024 * 1024;
+/// Count for an entry's fixed part: digest, times, map and queue overhead.
+pub const ENTRY_OVERHEAD: usize = 128;
+const CLAIMS_FACTOR: usize = 3;
+/// A call still marked after `INTROSPECTION_TIMEOUT_MS` plus this long is taken to be
+/// abandoned (its request's future is never polled again).
+pub const ABANDON_GRACE_MS: u64 = 5_000;
+
+type Digest32 = [u8; 32];
+
+/// Where the answer for a request came from, for the log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IntrospectionSource {
+    Memory,
+    Endpoint,
+}
+
+impl IntrospectionSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Memory => "memory",
+            Self::Endpoint => "endpoint",
+        }
+    }
+}
+
+/// The endpoint said `"active": true`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vouched {
+    pub claims: Claims,
+    pub source: IntrospectionSource,
+}
+
+/// No answer could be had: the caller gets 503 with `Retry-After: retry_after_secs`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntrospectionUnavailable {
+    pub retry_after_secs: u64,
+    pub cause: IntrospectionError,
+    /// This request called the endpoint (and it failed); `false` when the answer is the back-off
+    /// repeating an earlier failure.
+    pub called_endpoint: bool,
+}
+
+/// Why an identifier was not vouched for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unvouched {
+    /// Not active (or expired): 401.
+    Inactive(IntrospectionSource),
+    /// 503: never let through unchecked.
+    Unavailable(IntrospectionUnavailable),
+}
+
+#[derive(Debug)]
+enum Verdict {
+    Active(Claims),
+    Inactive,
+}
+
+struct Entry {
+    verdict: Verdict,
+    /// Remembered while `now < until_ms`.
+    until_ms: u64,
+    seq: u64,
+    bytes: usize,
+}
+
+struct Pending {
+    id: u64,
+    started_ms: u64,
+}
+
+#[derive(Default)]
+struct Inner {
+    map: HashMap<Digest32, Entry>,
+    /// Insertion order, for eviction; an element whose `seq` no longer matches the map's entry
+    /// is a leftover of a removed entry.
+    order: VecDeque<(Digest32, u64)>,
+    seq: u64,
+    bytes: usize,
+    /// Identifiers being introspected now, by digest.
+    pending: HashMap<Digest32, Pending>,
+    calls_started: u64,
+    /// No call starts before this instant; misses get `failure` until then.
+    backoff_until_ms: u64,
+    failure: Option<IntrospectionError>,
+    failures_in_a_row: u32,
+}
+
+/// One per isolate; requests share it.
+#[derive(Default)]
+pub struct SessionCache {
+    inner: Rc<RefCell<Inner>>,
+}
+
+/// Held by the request introspecting an identifier; dropping it (done, or the request
+/// cancelled) lets the next request for that identifier call.
+struct CallGuard {
+    inner: Rc<RefCell<Inner>>,
+    digest: Digest32,
+    id: u64,
+}
+
+impl Drop for CallGuard {
+    fn drop(&mut self) {
+        let mut inner = self.inner.borrow_mut();
+        if inner
+            .pending
+            .get(&self.digest)
+            .is_some_and(|p| p.id == self.id)
+        {
+            inner.pending.remove(&self.digest);
+        }
+    }
+}
+
+enum Next {
+    Ready(Result<Vouched, Unvouched>),
+    Wait,
+    Call(CallGuard),
+}
+
+impl SessionCache {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// What the endpoint says of `identifier`, from memory when it answered recently.
+    /// Concurrent requests with one identifier cause one call.
+    pub async fn check<H, C>(
+        &self,
+        identifier: &str,
+        settings: &IntrospectionSettings,
+        client: &TokenConfig,
+        http: &H,
+        clock: &C,
+    ) -> Result<Vouched, Unvouched>
+    where
+        H: HttpClient,
+        C: Clock,
+    {
+        let digest: Digest32 = Sha256::digest(identifier.as_bytes()).into();
+        let abandon_ms = settings.timeout_ms.saturating_add(ABANDON_GRACE_MS);
+        loop {
+            match self.next(&digest, clock.now_ms(), abandon_ms) {
+                Next::Ready(result) => return result,
+                Next::Wait => clock.sleep(POLL_MS).await,
+                Next::Call(guard) => {
+                    let answer = call(identifier, settings, client, http, clock).await;
+                    return self.record(guard, answer, clock.now_ms());
+                }
+            }
+        }
+    }
+
+    /// Answers remembered now (live or not yet noticed as expired).
+    pub fn len(&self) -> usize {
+        self.inner.borrow().map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes counted for the answers, at most `MAX_BYTES`.
+    pub fn bytes(&self) -> usize {
+        self.inner.borrow().bytes
+    }
+
+    /// Decides, from the state at `now`, what this request does next.
+    fn next(&self, digest: &Digest32, now: u64, abandon_ms: u64) -> Next {
+        let mut inner = self.inner.borrow_mut();
+        match inner.map.get(digest) {
+            Some(entry) if now < entry.until_ms => {
+                let memory = IntrospectionSource::Memory;
+                return Next::Ready(match &entry.verdict {
+                    Verdict::Active(claims) => Ok(Vouched {
+                        claims: claims.clone(),
+                        source: memory,
+                    }),
+                    Verdict::Inactive => Err(Unvouched::Inactive(memory)),
+                });
+            }
+            Some(_) => {
+                if let Some(gone) = inner.map.remove(digest) {
+                    inner.bytes -= gone.bytes;
+                }
+            }
+            None => {}
+        }
+        if inner
+            .pending
+            .get(digest)
+            .is_some_and(|p| now < p.started_ms.saturating_add(abandon_ms))
+        {
+            return Next::Wait;
+        }
+        if let Some(cause) = inner
+            .failure
+            .clone()
+            .filter(|_| now < inner.backoff_until_ms)
+        {
+            return Next::Ready(Err(Unvouched::Unavailable(IntrospectionUnavailable {
+                retry_after_secs: retry_after_secs(inner.backoff_until_ms, now),
+                cause,
+                called_endpoint: false,
+            })));
+        }
+        inner.calls_started += 1;
+        let id = inner.calls_started;
+        inner.pending.insert(
+            *digest,
+            Pending {
+                id,
+                started_ms: now,
+            },
+        );
+        Next::Call(CallGuard {
+            inner: self.inner.clone(),
+            digest: *digest,
+            id,
+        })
+    }
+
+    fn record(
+        &self,
+        guard: CallGuard,
+        answer: Result<Answer, IntrospectionError>,
+        now: u64,
+    ) -> Result<Vouched, Unvouched> {
+        let digest = guard.digest;
+        drop(guard);
+        let endpoint = IntrospectionSource::Endpoint;
+        let mut inner = self.inner.borrow_mut();
+        match answer {
+            Ok(answer) => {
+                inner.failure = None;
+                inner.failures_in_a_row = 0;
+                match answer {
+                    Answer::Active { claims, exp_secs } => {
+                        let until = exp_secs
+                            .map_or(u64::MAX, |exp| exp.saturating_mul(1000))
+                            .min(now.saturating_add(ACTIVE_MAX_MS));
+                        let bytes = ENTRY_OVERHEAD + claims.bytes() * CLAIMS_FACTOR;
+                        inner.insert(digest, Verdict::Active(claims.clone()), until, bytes);
+                        Ok(Vouched {
+                            claims,
+                            source: endpoint,
+                        })
+                    }
+                    Answer::Inactive => {
+                        let until = now.saturating_add(INACTIVE_MS);
+                        inner.insert(digest, Verdict::Inactive, until, ENTRY_OVERHEAD);
+                        Err(Unvouched::Inactive(endpoint))
+                    }
+                }
+            }
+            Err(cause) => {
+                inner.failures_in_a_row = inner.failures_in_a_row.saturating_add(1);
+                let backoff = if cause.is_client_misconfigured() {
+                    flight::MAX_BACKOFF_MS
+                } else {
+                    flight::backoff_ms(inner.failures_in_a_row)
+                };
+                inner.backoff_until_ms = now.saturating_add(backoff);
+                inner.failure = Some(cause.clone());
+                Err(Unvouched::Unavailable(IntrospectionUnavailable {
+                    retry_after_secs: retry_after_secs(inner.backoff_until_ms, now),
+                    cause,
+                    called_endpoint: true,
+                }))
+            }
+        }
+    }
+}
+
+impl Inner {
+    /// Remembers a verdict, evicting the oldest entries to stay within the bounds.
+    fn insert(&mut self, digest: Digest32, verdict: Verdict, until_ms: u64, bytes: usize) {
+        if let Some(old) = self.map.remove(&digest) {
+            self.bytes -= old.bytes;
+        }
+        while self.map.len() >= MAX_ENTRIES || self.bytes + bytes > MAX_BYTES {
+            let Some((oldest, seq)) = self.order.pop_front() else {
+                break;
+            };
+            if self.map.get(&oldest).is_some_and(|e| e.seq == seq) {
+                if let Some(gone) = self.map.remove(&oldest) {
+                    self.bytes -= gone.bytes;
+                }
+            }
+        }
+        self.seq += 1;
+        let seq = self.seq;
+        self.order.push_back((digest, seq));
+        // Leftovers of replaced or expired entries must not make the queue grow without bound.
+        if self.order.len() > 2 * MAX_ENTRIES {
+            let Inner { map, order, .. } = self;
+            order.retain(|(d, s)| map.get(d).is_some_and(|e| e.seq == *s));
+        }
+        self.bytes += bytes;
+        self.map.insert(
+            digest,
+            Entry {
+                verdict,
+                until_ms,
+                seq,
+                bytes,
+            },
+        );
+    }
+}
+
+/// One call to the endpoint.
+async fn call<H: HttpClient, C: Clock>(
+    identifier: &str,
+    settings: &IntrospectionSettings,
+    client: &TokenConfig,
+    http: &H,
+    clock: &C,
+) -> Result<Answer, IntrospectionError> {
+    let (headers, form) = introspect::request(identifier, client);
+    let response = http
+        .send(OutboundRequest {
+            method: Method::POST,
+            url: settings.url.clone(),
+            headers,
+            body: Body::Bytes(form),
+            timeout_ms: settings.timeout_ms,
+        })
+        .await
+        .map_err(|e| match e {
+            HttpError::Timeout => IntrospectionError::Timeout,
+            _ => IntrospectionError::Unreachable,
+        })?;
+    let body = http
+        .read_body(response.body, MAX_ANSWER_BYTES)
+        .await
+        .map_err(|_| IntrospectionError::NotJson)?;
+    introspect::parse_answer(response.status, &body, clock.now_ms() / 1000)
+}
