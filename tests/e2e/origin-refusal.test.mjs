@@ -10,7 +10,7 @@ import { after, before, beforeEach, describe, test } from 'node:test';
 
 import { unstable_readConfig } from 'wrangler';
 
-import { DEMO_API_KEY, DEMO_CLIENT_SECRET, startDemoOrigin } from '../../demo/origin.mjs';
+import { DEMO_API_KEY, DEMO_CLIENT_SECRET, DEMO_CUSTOMER_ID_KEY, startDemoOrigin } from '../../demo/origin.mjs';
 import { ROOT, read, requestLog, startGateway, startStack, withJwt } from './harness.mjs';
 
 const ROUTES = JSON.stringify([
@@ -237,8 +237,10 @@ describe('demo: a wrong password through the gateway', () => {
         ...config.vars,
         ORIGIN_URL: config.vars.ORIGIN_URL.replace('http://127.0.0.1:8788', origin.url),
         TOKEN_URL: config.vars.TOKEN_URL.replace('http://127.0.0.1:8788', origin.url),
+        INTROSPECTION_URL: config.vars.INTROSPECTION_URL.replace('http://127.0.0.1:8788', origin.url),
         CLIENT_SECRET: DEMO_CLIENT_SECRET,
         API_KEY: DEMO_API_KEY,
+        CUSTOMER_ID_KEY: DEMO_CUSTOMER_ID_KEY,
       },
     });
   });
