@@ -8,6 +8,7 @@
 //! `cargo test` runs it natively with a fixed clock and in-memory fakes.
 //!
 //! - `config`: every setting parsed once per isolate into a typed `Config`.
+//! - `http_url`: the absolute http(s) URLs settings hold, checked and normalised.
 //! - `routes`: the `ROUTES` table: segment-boundary prefixes, auth mode, methods, origin.
 //! - `jwt`: finding the customer JWT, keys (JWKS), signature and claim checks, and the
 //!   isolate's memory of verified tokens.
@@ -32,6 +33,7 @@ pub mod config;
 pub mod error;
 pub mod flight;
 pub mod headers;
+pub mod http_url;
 pub mod io;
 pub mod jwks;
 pub mod jwt;

@@ -334,16 +334,17 @@ pub fn to_gateway_request(raw: &web_sys::Request) -> Option<GatewayRequest<Reada
 /// Path and query of the request's URL. workerd hands over a URL it has already parsed and
 /// serialised (WHATWG): `scheme://authority/path?query#fragment`, where the authority holds no
 /// `/`, `?` or `#` (userinfo percent-encodes them) and an `http(s)` path is never empty. So the
-/// path is what runs from the first `/` after `://` to `?` or `#`, exactly what `url::Url`
-/// would give, without parsing the host again. Anything else goes through `url::Url`.
+/// path is what runs from the first `/` after `://` to `?` or `#`, exactly what a URL parser
+/// would give, without parsing the host again. Anything else goes through `http::Uri`.
 fn path_and_query(url: &str) -> Option<(String, Option<String>)> {
     let serialised = url
         .find("://")
         .map(|i| &url[i + 3..])
         .and_then(|rest| rest.find('/').map(|i| &rest[i..]));
     let Some(rest) = serialised else {
-        let url = url::Url::parse(url).ok()?;
-        return Some((url.path().to_string(), url.query().map(str::to_string)));
+        let url = url.split_once('#').map_or(url, |(before, _)| before);
+        let uri: http::Uri = url.parse().ok()?;
+        return Some((uri.path().to_string(), uri.query().map(str::to_string)));
     };
     let rest = rest.split_once('#').map_or(rest, |(before, _)| before);
     Some(match rest.split_once('?') {
