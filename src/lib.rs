@@ -79,9 +79,9 @@ mod glue {
             cell.get_or_init(|| {
                 let lookup = |name: &str| env.var(name).ok().map(|v| v.to_string());
                 let config = crate::config::Config::from_settings(&lookup).and_then(|c| {
-                    env.kv(KV_BINDING)
+                    Kv::namespace(env, KV_BINDING)
                         .map(|_| c)
-                        .map_err(|_| ConfigError::new(KV_BINDING, "KV namespace binding is missing"))
+                        .ok_or_else(|| ConfigError::new(KV_BINDING, "KV namespace binding is missing"))
                 });
                 let gateway = Gateway::from_config(config);
                 #[cfg(feature = "baseline-verify")]
