@@ -4,11 +4,14 @@
 //
 //   npm run bench              # setup + release build + this file (about 6 minutes on 2 cores)
 //   BENCH_QUICK=1 node bench/run.mjs   # a smoke run of well under a minute
+//   BENCH_ONLY=startup node bench/run.mjs   # bundle sizes and spawn → first 200 only (medians)
 //
 // Knobs (environment): BENCH_QUICK=1, BENCH_DURATION (seconds per cell), BENCH_CONNECTIONS
 // ("1,8,64"), BENCH_WORKLOADS ("hot,first-rs256,first-es256,invalid,mixed,reject-early"), BENCH_TARGETS
 // (ids, see TARGETS), BENCH_JWKS_URL=1 (also run both Workers with keys from JWKS_URL),
-// BENCH_OUT (results file stem, default bench/results/latest or bench/results/quick).
+// BENCH_OUT (results file stem, default bench/results/latest or bench/results/quick),
+// BENCH_ONLY=startup (only the bundles and BENCH_STARTUPS interleaved spawns per Worker, default
+// 7; results in bench/results/startup.json unless BENCH_OUT says otherwise).
 
 import { fork } from 'node:child_process';
 import { execFileSync } from 'node:child_process';
@@ -37,20 +40,22 @@ process.env.WRANGLER_SEND_METRICS = 'false';
 // settings
 
 const QUICK = process.env.BENCH_QUICK === '1';
+const ONLY_STARTUP = process.env.BENCH_ONLY === 'startup';
+if (process.env.BENCH_ONLY && !ONLY_STARTUP) throw new Error(`BENCH_ONLY=${process.env.BENCH_ONLY}: the only choice is "startup"`);
 const list = (v, dflt) => (v ? v.split(',').map((s) => s.trim()).filter(Boolean) : dflt);
 const SETTINGS = {
   mode: QUICK ? 'quick' : 'full',
   durationS: Number(process.env.BENCH_DURATION ?? (QUICK ? 1.5 : 5)),
   connections: list(process.env.BENCH_CONNECTIONS, QUICK ? ['8'] : ['1', '8', '64']).map(Number),
   workloads: list(process.env.BENCH_WORKLOADS, ['hot', 'first-rs256', 'first-es256', 'invalid', 'mixed', 'reject-early']),
-  startups: QUICK ? 1 : 3,
+  startups: ONLY_STARTUP ? Number(process.env.BENCH_STARTUPS ?? 7) : QUICK ? 1 : 3,
   warmupS: QUICK ? 1 : 2,
   // The most first-seen tokens one cell may use: a cell ends at durationS or after this many
   // requests, whichever comes first, so that every token it sends is new to that Worker.
   perCellTokens: Number(process.env.BENCH_CELL_TOKENS ?? (QUICK ? 3000 : 12000)),
   jwksUrl: process.env.BENCH_JWKS_URL === '1',
 };
-const STEM = process.env.BENCH_OUT ?? path.join(BENCH, 'results', QUICK ? 'quick' : 'latest');
+const STEM = process.env.BENCH_OUT ?? path.join(BENCH, 'results', ONLY_STARTUP ? 'startup' : QUICK ? 'quick' : 'latest');
 
 const CLIENT_ID = 'bench-client';
 const CLIENT_SECRET = 'bench-client-secret-9d2Lq';
@@ -174,6 +179,72 @@ async function startWorker({ outdir, bindings, kv }) {
 
 const call = (url, jwt, extra = {}) => fetch(url + PATH, { headers: { accept: 'application/json', ...(jwt ? { 'customer-auth': `JWT ${jwt}` } : {}), ...extra } });
 
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+/** The settings every gateway-like target (edge-auth-proxy, jose) runs with. */
+const gatewayBindingsFor = (servers, jwks) => ({
+  ORIGIN_URL: servers.origin,
+  TOKEN_URL: `${servers.token}?grant_type=client_credentials`,
+  CLIENT_ID,
+  CLIENT_SECRET,
+  API_KEY,
+  JWT_ALGORITHMS: 'RS256,ES256',
+  JWT_JWKS: JSON.stringify(jwks),
+  JWT_ISSUER: ISSUER,
+  JWT_AUDIENCE: AUDIENCE,
+});
+
+/**
+ * BENCH_ONLY=startup: spawn → first 200 (a valid RS256 token, so the first answer includes the
+ * token endpoint call and a signature check), `SETTINGS.startups` times per Worker, the Workers
+ * interleaved and their order alternating from one round to the next, so that drift in the
+ * machine's load falls on all of them alike. Medians are reported.
+ */
+async function startupOnly({ bundles, versions, host, started }) {
+  const rs = makeKey('RS256', 'bench-rs256');
+  const es = makeKey('ES256', 'bench-es256');
+  const jwks = { keys: [rs.publicJwk, es.publicJwk] };
+  const hot = signJwt(rs);
+  const servers = await startServers(jwks);
+  const gatewayBindings = gatewayBindingsFor(servers, jwks);
+  const targets = [
+    { id: 'bare', bundle: 'bare', bindings: { ORIGIN_URL: servers.origin } },
+    { id: 'edge-auth-proxy', bundle: 'edge-auth-proxy', bindings: gatewayBindings, kv: true },
+    { id: 'jose', bundle: 'jose-worker', bindings: gatewayBindings, kv: true },
+  ].filter((tg) => !process.env.BENCH_TARGETS || list(process.env.BENCH_TARGETS).includes(tg.id));
+  const samples = Object.fromEntries(targets.map((tg) => [tg.id, []]));
+  try {
+    for (let round = 0; round < SETTINGS.startups; round++) {
+      const order = round % 2 === 0 ? targets : [...targets].reverse();
+      for (const tg of order) {
+        const { worker, startup } = await startMeasured({ id: tg.id, outdir: bundles[tg.bundle].outdir, bindings: tg.bindings, kv: tg.kv }, 1, hot);
+        await worker.mf.dispose();
+        samples[tg.id].push(startup.samples[0]);
+        log(`  round ${round + 1}/${SETTINGS.startups} ${tg.id.padEnd(16)} ready ${startup.readyMs} ms, first 200 ${startup.first200Ms} ms`);
+      }
+    }
+  } finally {
+    servers.close();
+  }
+  const results = { settings: SETTINGS, machine: host, versions, date: new Date().toISOString(), command: 'BENCH_ONLY=startup node bench/run.mjs', bundles: {}, startup: {} };
+  for (const [k, b] of Object.entries(bundles)) results.bundles[k] = { uploadKiB: b.uploadKiB, gzipKiB: b.gzipKiB };
+  for (const tg of targets) {
+    const xs = samples[tg.id];
+    results.startup[tg.id] = { spawns: xs.length, readyMs: median(xs.map((x) => x.readyMs)), first200Ms: median(xs.map((x) => x.first200Ms)), samples: xs };
+  }
+  const jose = results.startup.jose?.first200Ms;
+  const lines = ['| Worker | bundle (KiB) | gzip (KiB) | spawns | ready, median (ms) | first 200, median (ms) | first 200 / jose |', '|---|---:|---:|---:|---:|---:|---:|'];
+  for (const tg of targets) {
+    const b = results.bundles[tg.bundle];
+    const st = results.startup[tg.id];
+    lines.push(`| ${tg.id} | ${b.uploadKiB} | ${b.gzipKiB} | ${st.spawns} | ${st.readyMs} | ${st.first200Ms} | ${jose ? round(st.first200Ms / jose, 2) : '-'} |`);
+  }
+  results.wallClockS = round((Date.now() - started) / 1000, 1);
+  writeFileSync(`${STEM}.json`, `${JSON.stringify(results, null, 2)}\n`);
+  log(`bench: done in ${results.wallClockS}s; wrote ${path.relative(process.cwd(), STEM)}.json`);
+  process.stdout.write(`${lines.join('\n')}\n`);
+}
+
 /** Spawn → first 200, `times` times; the last instance is kept for the benchmark. */
 async function startMeasured(spec, times, jwt) {
   const samples = [];
@@ -205,7 +276,6 @@ async function startMeasured(spec, times, jwt) {
     if (i < times - 1) await w.mf.dispose();
     else kept = w;
   }
-  const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   return {
     worker: kept,
     startup: { samples, readyMs: median(samples.map((s) => s.readyMs)), first200Ms: median(samples.map((s) => s.first200Ms)) },
@@ -310,6 +380,7 @@ async function main() {
   const bundles = {};
   for (const name of Object.keys(WORKERS)) bundles[name] = bundle(name);
   for (const [k, b] of Object.entries(bundles)) log(`  ${k}: ${b.uploadKiB} KiB, gzip ${b.gzipKiB} KiB`);
+  if (ONLY_STARTUP) return startupOnly({ bundles, versions, host, started });
 
   // Keys and tokens.
   let t = performance.now();
@@ -335,17 +406,7 @@ async function main() {
 
   try {
     // Targets.
-    const gatewayBindings = {
-      ORIGIN_URL: servers.origin,
-      TOKEN_URL: `${servers.token}?grant_type=client_credentials`,
-      CLIENT_ID,
-      CLIENT_SECRET,
-      API_KEY,
-      JWT_ALGORITHMS: 'RS256,ES256',
-      JWT_JWKS: JSON.stringify(jwks),
-      JWT_ISSUER: ISSUER,
-      JWT_AUDIENCE: AUDIENCE,
-    };
+    const gatewayBindings = gatewayBindingsFor(servers, jwks);
     const remote = { ...gatewayBindings, JWKS_URL: servers.jwks };
     delete remote.JWT_JWKS;
     const TARGETS = [

@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+use crate::http_url::HttpUrl;
+
 /// A setting that is missing or unusable. `problem` describes the shape expected, never the
 /// value found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,28 +73,16 @@ pub fn header_value(get: Lookup<'_>, name: &'static str) -> Result<String, Confi
 /// Checks an origin or endpoint base URL: absolute http(s), a host, no query or fragment (the
 /// request's own path and query are appended). Answers it without a trailing slash.
 pub fn base_url(raw: &str) -> Result<String, &'static str> {
-    let url = parse_http_url(raw)?;
-    if url.query().is_some() || url.fragment().is_some() {
+    let url = HttpUrl::parse(raw)?;
+    if url.has_query() || url.has_fragment() {
         return Err("must not carry a query or fragment");
     }
-    Ok(url.as_str().trim_end_matches('/').to_string())
+    Ok(url.without_query().trim_end_matches('/').to_string())
 }
 
 /// An absolute http(s) URL with a host; used as given (a query is kept).
 pub fn endpoint_url(raw: &str) -> Result<String, &'static str> {
-    parse_http_url(raw).map(|u| u.to_string())
-}
-
-fn parse_http_url(raw: &str) -> Result<url::Url, &'static str> {
-    let url = url::Url::parse(raw.trim()).map_err(|_| "is not an absolute URL")?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err("must be an http(s) URL with a host");
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        // Credentials in a URL end up in logs and error messages; they belong in secrets.
-        return Err("must not carry credentials");
-    }
-    Ok(url)
+    HttpUrl::parse(raw).map(|u| u.to_string())
 }
 
 /// A whole number of seconds or milliseconds within `range`, or the default when unset.

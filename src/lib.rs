@@ -8,6 +8,7 @@
 //! `cargo test` runs it natively with a fixed clock and in-memory fakes.
 //!
 //! - `config`: every setting parsed once per isolate into a typed `Config`.
+//! - `http_url`: the absolute http(s) URLs settings hold, checked and normalised.
 //! - `path`: the request path's canonical form (decoded unreserved characters, dot segments
 //!   resolved, `//` merged), and the refusal of paths an origin could read another way.
 //! - `routes`: the `ROUTES` table: segment-boundary prefixes, auth mode, methods, origin.
@@ -46,6 +47,7 @@ pub mod customer_id;
 pub mod error;
 pub mod flight;
 pub mod headers;
+pub mod http_url;
 pub mod identity;
 pub mod io;
 pub mod jwks;
@@ -95,9 +97,9 @@ mod glue {
             cell.get_or_init(|| {
                 let lookup = |name: &str| env.var(name).ok().map(|v| v.to_string());
                 let config = crate::config::Config::from_settings(&lookup).and_then(|c| {
-                    env.kv(KV_BINDING)
+                    Kv::namespace(env, KV_BINDING)
                         .map(|_| c)
-                        .map_err(|_| ConfigError::new(KV_BINDING, "KV namespace binding is missing"))
+                        .ok_or_else(|| ConfigError::new(KV_BINDING, "KV namespace binding is missing"))
                 });
                 let gateway = Gateway::from_config(config);
                 #[cfg(feature = "baseline-verify")]

@@ -5,9 +5,13 @@ use std::fmt;
 use base64::alphabet::URL_SAFE;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine as _;
-use jwt_compact::alg::{Ed25519, Es256, RsaPublicKey, SecretBytes};
-use jwt_compact::jwk::JsonWebKey;
-use jwt_compact::Algorithm;
+use jwt_compact::alg::SecretBytes;
+#[cfg(any(not(target_arch = "wasm32"), feature = "baseline-verify"))]
+use jwt_compact::{
+    alg::{Ed25519, Es256, RsaPublicKey},
+    jwk::JsonWebKey,
+    Algorithm,
+};
 use serde::Deserialize;
 
 use super::{Alg, JwtError, KeyFamily};
@@ -19,6 +23,14 @@ pub const MAX_KEY_TRIES: usize = 3;
 
 /// RFC 7518 §3.3: RSA keys of fewer bits MUST NOT be used.
 const MIN_RSA_BITS: usize = 2048;
+/// The largest modulus the `rsa` crate takes (`RsaPublicKey::MAX_SIZE`): the native build
+/// refuses bigger keys, so every build does, and verifying with one would be costly.
+const MAX_RSA_BITS: usize = 4096;
+/// The largest public exponent the `rsa` crate takes (`RsaPublicKey::MAX_PUB_EXPONENT`).
+const MAX_RSA_EXPONENT: u64 = (1 << 33) - 1;
+/// P-256 coordinates and Ed25519 public keys are exactly this long (RFC 7518 §6.2.1.2,
+/// RFC 8037 §2).
+const KEY_BYTES_32: usize = 32;
 
 /// JWK members are base64url without padding (RFC 7517 §2), but some publishers pad them;
 /// padding carries no meaning, so both are read.
@@ -27,12 +39,27 @@ const JWK_BASE64: GeneralPurpose = GeneralPurpose::new(
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
+#[cfg(any(not(target_arch = "wasm32"), feature = "baseline-verify"))]
 type P256PublicKey = <Es256 as Algorithm>::VerifyingKey;
+#[cfg(any(not(target_arch = "wasm32"), feature = "baseline-verify"))]
 type Ed25519PublicKey = <Ed25519 as Algorithm>::VerifyingKey;
 
-/// One verification key: parsed once, when its key set is built, both into the form the
-/// pure-Rust verifier uses and into raw public components for a platform verifier (WebCrypto
-/// imports a JWK built from them).
+/// One verification key: parsed once, when its key set is built, into raw public components
+/// for a platform verifier (WebCrypto imports a JWK built from them) and, natively and in
+/// `baseline-verify` builds, also into the form the pure-Rust verifier uses.
+///
+/// What a key must pass to be kept differs by build, since the Worker's wasm carries no
+/// pure-Rust RSA, P-256 or Ed25519 (they were most of its bundle):
+/// - every build: the structural checks below (RSA: 2048 to 4096 bits, odd modulus, odd
+///   exponent from 3 to 2^33-1, the `rsa` crate's own limits; P-256 x and y exactly 32 bytes;
+///   Ed25519 x exactly 32 bytes);
+/// - natively and in `baseline-verify`: also jwt-compact's parse, which refuses a P-256 point
+///   that is not on the curve (or a coordinate not below the field prime).
+///
+/// So the Worker keeps such an off-curve P-256 key in its set, and WebCrypto refuses it when
+/// it is imported for the first token naming it: that token fails as a bad signature
+/// (`invalid_token`) instead of finding no usable key. Either way the token is refused. An
+/// Ed25519 key that is not a valid point is refused by every build only at verification time.
 #[derive(Clone)]
 pub struct Key {
     kid: Option<String>,
@@ -45,20 +72,22 @@ pub(crate) enum Material {
     Rsa {
         n: Vec<u8>,
         e: Vec<u8>,
+        #[cfg(any(not(target_arch = "wasm32"), feature = "baseline-verify"))]
         native: RsaPublicKey,
     },
     EcP256 {
         x: Vec<u8>,
         y: Vec<u8>,
+        #[cfg(any(not(target_arch = "wasm32"), feature = "baseline-verify"))]
         native: P256PublicKey,
     },
     Ed25519 {
+        x: Vec<u8>,
+        #[cfg(any(not(target_arch = "wasm32"), feature = "baseline-verify"))]
         native: Ed25519PublicKey,
     },
     /// Zeroed on drop, and never printed.
-    Hmac {
-        secret: SecretBytes<'static>,
-    },
+    Hmac { secret: SecretBytes<'static> },
 }
 
 /// A key's raw public parameters (big-endian, unpadded as in a JWK), or the HMAC secret.
@@ -106,7 +135,7 @@ impl Key {
         match &self.material {
             Material::Rsa { n, e, .. } => KeyComponents::Rsa { n, e },
             Material::EcP256 { x, y, .. } => KeyComponents::EcP256 { x, y },
-            Material::Ed25519 { native } => KeyComponents::Ed25519 { x: &native[..] },
+            Material::Ed25519 { x, .. } => KeyComponents::Ed25519 { x },
             Material::Hmac { secret } => KeyComponents::Hmac { secret },
         }
     }
@@ -309,21 +338,48 @@ fn decode(member: &str) -> Option<Vec<u8>> {
 
 fn rsa(n: &str, e: &str) -> Option<Material> {
     let (n, e) = (decode(n)?, decode(e)?);
-    if bit_len(&n) < MIN_RSA_BITS {
+    if !rsa_is_sane(&n, &e) {
         return None;
     }
+    #[cfg(any(not(target_arch = "wasm32"), feature = "baseline-verify"))]
     let native = RsaPublicKey::try_from(&JsonWebKey::Rsa {
         modulus: n.as_slice().into(),
         public_exponent: e.as_slice().into(),
         private_parts: None,
     })
     .ok()?;
-    Some(Material::Rsa { n, e, native })
+    Some(Material::Rsa {
+        n,
+        e,
+        #[cfg(any(not(target_arch = "wasm32"), feature = "baseline-verify"))]
+        native,
+    })
+}
+
+/// The `rsa` crate's public-key checks, done on the bytes so that the wasm build, which has
+/// no `rsa`, keeps and drops exactly the same keys: a modulus of 2048 (RFC 7518 §3.3) to 4096
+/// bits, odd; an odd exponent from 3 to 2^33-1 (so always below the modulus).
+fn rsa_is_sane(n: &[u8], e: &[u8]) -> bool {
+    let bits = bit_len(n);
+    if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) || n.last().is_none_or(|b| b & 1 == 0) {
+        return false;
+    }
+    let e: Vec<u8> = e.iter().copied().skip_while(|&b| b == 0).collect();
+    if e.len() > 8 {
+        return false;
+    }
+    let e = e.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b));
+    e >= 3 && e & 1 == 1 && e <= MAX_RSA_EXPONENT
 }
 
 fn ec_p256(x: &str, y: &str) -> Option<Material> {
     let (x, y) = (decode(x)?, decode(y)?);
-    // Checks the coordinates' length and that the point is on the curve.
+    if x.len() != KEY_BYTES_32 || y.len() != KEY_BYTES_32 {
+        return None;
+    }
+    // Natively, also that the point is on the curve; the Worker leaves that to WebCrypto's
+    // import (see `Key`).
+    #[cfg(any(not(target_arch = "wasm32"), feature = "baseline-verify"))]
     let native = P256PublicKey::try_from(&JsonWebKey::EllipticCurve {
         curve: "P-256".into(),
         x: x.as_slice().into(),
@@ -331,18 +387,33 @@ fn ec_p256(x: &str, y: &str) -> Option<Material> {
         secret: None,
     })
     .ok()?;
-    Some(Material::EcP256 { x, y, native })
+    Some(Material::EcP256 {
+        x,
+        y,
+        #[cfg(any(not(target_arch = "wasm32"), feature = "baseline-verify"))]
+        native,
+    })
 }
 
 fn ed25519(x: &str) -> Option<Material> {
     let x = decode(x)?;
-    let jwk = JsonWebKey::KeyPair {
+    if x.len() != KEY_BYTES_32 {
+        return None;
+    }
+    // jwt-compact checks no more than the length here either: the point is decoded when a
+    // signature is checked.
+    #[cfg(any(not(target_arch = "wasm32"), feature = "baseline-verify"))]
+    let native = Ed25519PublicKey::try_from(&JsonWebKey::KeyPair {
         curve: "Ed25519".into(),
         x: x.as_slice().into(),
         secret: None,
-    };
-    let native = Ed25519PublicKey::try_from(&jwk).ok()?;
-    Some(Material::Ed25519 { native })
+    })
+    .ok()?;
+    Some(Material::Ed25519 {
+        x,
+        #[cfg(any(not(target_arch = "wasm32"), feature = "baseline-verify"))]
+        native,
+    })
 }
 
 /// Significant bits of a big-endian unsigned integer.
@@ -365,6 +436,81 @@ mod tests {
         assert_eq!(bit_len(&[1]), 1);
         assert_eq!(bit_len(&[0, 0x80, 0]), 16);
         assert_eq!(bit_len(&[0xff; 256]), 2048);
+    }
+
+    #[test]
+    fn rsa_parameters_outside_the_rsa_crates_limits_are_refused() {
+        let n2048 = [0xff; 256];
+        let e = [1, 0, 1];
+        assert!(rsa_is_sane(&n2048, &e));
+        assert!(rsa_is_sane(&[0xff; 512], &e), "4096 bits");
+        assert!(
+            rsa_is_sane(&[0xff; 256], &[0, 0, 3]),
+            "leading zeros, e = 3"
+        );
+        assert!(!rsa_is_sane(&[0xff; 255], &e), "2040 bits");
+        assert!(!rsa_is_sane(&[0xff; 513], &e), "4104 bits");
+        let mut even = n2048;
+        even[255] = 0xfe;
+        assert!(!rsa_is_sane(&even, &e), "even modulus");
+        for bad in [
+            &[][..],
+            &[1],
+            &[2],
+            &[4],
+            &[1, 0, 0],
+            &[2, 0, 0, 0, 1],
+            &[1; 9],
+        ] {
+            assert!(!rsa_is_sane(&n2048, bad), "exponent {bad:?}");
+        }
+        assert!(
+            rsa_is_sane(&n2048, &[1, 0xff, 0xff, 0xff, 0xff]),
+            "2^33 - 1"
+        );
+    }
+
+    /// The structural checks must keep and drop what jwt-compact's parse keeps and drops, so
+    /// that the Worker's key set (no pure-Rust RSA) is the native one.
+    #[test]
+    fn structural_rsa_checks_agree_with_the_rsa_crate() {
+        let n2048 = [0xff; 256];
+        let cases: &[(&[u8], &[u8])] = &[
+            (&n2048, &[1, 0, 1]),
+            (&n2048, &[3]),
+            (&n2048, &[2]),
+            (&n2048, &[1]),
+            (&n2048, &[2, 0, 0, 0, 1]),
+            (&n2048, &[1, 0xff, 0xff, 0xff, 0xff]),
+            (&[0xff; 513], &[1, 0, 1]),
+            (&[0xff; 512], &[1, 0, 1]),
+        ];
+        for (n, e) in cases {
+            let native = RsaPublicKey::try_from(&JsonWebKey::Rsa {
+                modulus: (*n).into(),
+                public_exponent: (*e).into(),
+                private_parts: None,
+            })
+            .is_ok();
+            assert_eq!(rsa_is_sane(n, e), native, "n {} bytes, e {e:?}", n.len());
+        }
+    }
+
+    #[test]
+    fn ec_and_okp_members_of_the_wrong_length_are_skipped() {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let x = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
+        let short = URL_SAFE_NO_PAD.encode([7u8; 31]);
+        let long = URL_SAFE_NO_PAD.encode([7u8; 33]);
+        let jwks = format!(
+            r#"{{"keys":[
+              {{"kty":"OKP","crv":"Ed25519","x":"{short}"}},
+              {{"kty":"OKP","crv":"Ed25519","x":"{long}"}},
+              {{"kty":"EC","crv":"P-256","x":"{short}","y":"{x}"}},
+              {{"kty":"EC","crv":"P-256","x":"{x}","y":"{long}"}}
+            ]}}"#
+        );
+        assert!(KeySet::from_jwks_json(&jwks).unwrap().is_empty());
     }
 
     #[test]

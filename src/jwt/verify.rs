@@ -1,6 +1,8 @@
 //! Signature verification: the trait a platform (WebCrypto) implements, and a pure-Rust one.
 
-use jwt_compact::alg::{Ed25519, Es256, Hs256, Hs256Key, Hs384, Hs384Key, Hs512, Hs512Key, Rsa};
+#[cfg(any(not(target_arch = "wasm32"), feature = "baseline-verify"))]
+use jwt_compact::alg::{Ed25519, Es256, Rsa};
+use jwt_compact::alg::{Hs256, Hs256Key, Hs384, Hs384Key, Hs512, Hs512Key};
 use jwt_compact::{Algorithm, AlgorithmSignature};
 
 use super::keys::Material;
@@ -16,6 +18,9 @@ pub trait SignatureVerifier {
 
 /// Verification with the RustCrypto implementations in jwt-compact: HMAC (compared in constant
 /// time), RSA PKCS#1 v1.5 and PSS, ECDSA P-256 and Ed25519.
+///
+/// The Worker's wasm (without `baseline-verify`) carries HMAC only, to keep the bundle small:
+/// there WebCrypto checks the asymmetric algorithms, and this answers `false` for them.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RustCryptoVerifier;
 
@@ -33,14 +38,22 @@ impl RustCryptoVerifier {
             (Alg::Hs512, Material::Hmac { secret }) => {
                 check(&Hs512, &Hs512Key::new(secret), msg, sig)
             }
+            #[cfg(any(not(target_arch = "wasm32"), feature = "baseline-verify"))]
             (Alg::Rs256, Material::Rsa { native, .. }) => check(&Rsa::rs256(), native, msg, sig),
+            #[cfg(any(not(target_arch = "wasm32"), feature = "baseline-verify"))]
             (Alg::Rs384, Material::Rsa { native, .. }) => check(&Rsa::rs384(), native, msg, sig),
+            #[cfg(any(not(target_arch = "wasm32"), feature = "baseline-verify"))]
             (Alg::Rs512, Material::Rsa { native, .. }) => check(&Rsa::rs512(), native, msg, sig),
+            #[cfg(any(not(target_arch = "wasm32"), feature = "baseline-verify"))]
             (Alg::Ps256, Material::Rsa { native, .. }) => check(&Rsa::ps256(), native, msg, sig),
+            #[cfg(any(not(target_arch = "wasm32"), feature = "baseline-verify"))]
             (Alg::Ps384, Material::Rsa { native, .. }) => check(&Rsa::ps384(), native, msg, sig),
+            #[cfg(any(not(target_arch = "wasm32"), feature = "baseline-verify"))]
             (Alg::Ps512, Material::Rsa { native, .. }) => check(&Rsa::ps512(), native, msg, sig),
+            #[cfg(any(not(target_arch = "wasm32"), feature = "baseline-verify"))]
             (Alg::Es256, Material::EcP256 { native, .. }) => check(&Es256, native, msg, sig),
-            (Alg::EdDsa, Material::Ed25519 { native }) => check(&Ed25519, native, msg, sig),
+            #[cfg(any(not(target_arch = "wasm32"), feature = "baseline-verify"))]
+            (Alg::EdDsa, Material::Ed25519 { native, .. }) => check(&Ed25519, native, msg, sig),
             // RFC 8725 §3.1: a key is never used outside its family.
             _ => false,
         }

@@ -56,15 +56,17 @@ impl Clock for WorkerClock {
     }
 }
 
-/// The `TOKEN_CACHE` namespace, looked up in `env` on first use (`worker::KvStore` reads six
-/// properties of the binding): a request served from memory never pays for it. Missing binding:
-/// the gateway then answers every request with a configuration error naming `TOKEN_CACHE`, so
-/// these errors are not seen.
+/// The `TOKEN_CACHE` namespace, looked up in `env` on first use, so that a request served from
+/// memory never pays for it. Its `get`, `put` and `delete` are called directly rather than
+/// through `worker::KvStore`, which reads six properties of the binding and sends `put`'s
+/// options through serde-wasm-bindgen (with a float formatter, 14 KB of wasm, for one TTL).
+/// Missing binding: the gateway then answers every request with a configuration error naming
+/// `TOKEN_CACHE`, so these errors are not seen.
 #[derive(Clone)]
 pub struct Kv {
     env: worker::Env,
     binding: &'static str,
-    store: Rc<OnceCell<Option<worker::KvStore>>>,
+    store: Rc<OnceCell<Option<JsValue>>>,
 }
 
 impl Kv {
@@ -76,33 +78,57 @@ impl Kv {
         }
     }
 
-    fn store(&self) -> Result<&worker::KvStore, StoreError> {
+    /// The KV namespace bound as `binding`, if there is one (an object with a `get` method).
+    pub fn namespace(env: &worker::Env, binding: &str) -> Option<JsValue> {
+        let ns = js_sys::Reflect::get(env, &JsValue::from_str(binding)).ok()?;
+        let get = js_sys::Reflect::get(&ns, &JsValue::from_str("get")).ok()?;
+        get.is_function().then_some(ns)
+    }
+
+    fn store(&self) -> Result<&JsValue, StoreError> {
         self.store
-            .get_or_init(|| self.env.kv(self.binding).ok())
+            .get_or_init(|| Self::namespace(&self.env, self.binding))
             .as_ref()
             .ok_or_else(|| StoreError("no KV binding".into()))
+    }
+
+    /// `namespace[method](...args)`, awaited.
+    async fn call(&self, method: &str, args: &js_sys::Array) -> Result<JsValue, StoreError> {
+        let ns = self.store()?;
+        let kv_error = |e: JsValue| StoreError(js_message(&e));
+        let f: js_sys::Function = js_sys::Reflect::get(ns, &JsValue::from_str(method))
+            .and_then(|f| f.dyn_into())
+            .map_err(kv_error)?;
+        let promise: js_sys::Promise = f
+            .apply(ns, args)
+            .and_then(|p| p.dyn_into())
+            .map_err(kv_error)?;
+        JsFuture::from(promise).await.map_err(kv_error)
     }
 }
 
 impl KeyValue for Kv {
     async fn get(&self, key: &str) -> Result<Option<String>, StoreError> {
-        let text = self.store()?.get(key).text().await;
-        text.map_err(|e| StoreError(e.to_string()))
+        let args = js_sys::Array::of2(&JsValue::from_str(key), &JsValue::from_str("text"));
+        Ok(self.call("get", &args).await?.as_string())
     }
 
     async fn put(&self, key: &str, value: &str, ttl_secs: u64) -> Result<(), StoreError> {
-        self.store()?
-            .put(key, value)
-            .map_err(|e| StoreError(e.to_string()))?
-            .expiration_ttl(ttl_secs)
-            .execute()
-            .await
-            .map_err(|e| StoreError(e.to_string()))
+        let options = js_sys::Object::new();
+        // A TTL is seconds, far below 2^53: exact as a JS number.
+        js_sys::Reflect::set(
+            &options,
+            &JsValue::from_str("expirationTtl"),
+            &JsValue::from_f64(ttl_secs as f64),
+        )
+        .map_err(|e| StoreError(js_message(&e)))?;
+        let args = js_sys::Array::of3(&JsValue::from_str(key), &JsValue::from_str(value), &options);
+        self.call("put", &args).await.map(|_| ())
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        let deleted = self.store()?.delete(key).await;
-        deleted.map_err(|e| StoreError(e.to_string()))
+        let args = js_sys::Array::of1(&JsValue::from_str(key));
+        self.call("delete", &args).await.map(|_| ())
     }
 }
 
@@ -346,8 +372,8 @@ pub fn to_gateway_request(raw: &web_sys::Request) -> Option<GatewayRequest<Reada
 /// Path and query of the request's URL. workerd hands over a URL it has already parsed and
 /// serialised (WHATWG): `scheme://authority/path?query#fragment`, where the authority holds no
 /// `/`, `?` or `#` (userinfo percent-encodes them) and an `http(s)` path is never empty. So the
-/// path is what runs from the first `/` after `://` to `?` or `#`, exactly what `url::Url`
-/// would give, without parsing the host again. Anything else goes through `url::Url`.
+/// path is what runs from the first `/` after `://` to `?` or `#`, exactly what a URL parser
+/// would give, without parsing the host again. Anything else goes through `http::Uri`.
 ///
 /// The path is handed on as it is; the route phase normalizes it (`crate::path`). What
 /// workerd has already done to a raw request target (checked with raw request lines in
@@ -363,8 +389,9 @@ fn path_and_query(url: &str) -> Option<(String, Option<String>)> {
         .map(|i| &url[i + 3..])
         .and_then(|rest| rest.find('/').map(|i| &rest[i..]));
     let Some(rest) = serialised else {
-        let url = url::Url::parse(url).ok()?;
-        return Some((url.path().to_string(), url.query().map(str::to_string)));
+        let url = url.split_once('#').map_or(url, |(before, _)| before);
+        let uri: http::Uri = url.parse().ok()?;
+        return Some((uri.path().to_string(), uri.query().map(str::to_string)));
     };
     let rest = rest.split_once('#').map_or(rest, |(before, _)| before);
     Some(match rest.split_once('?') {

@@ -3,8 +3,11 @@
 //! compiled to wasm. Keys are imported once per isolate and kept. HMAC stays in Rust
 //! (jwt-compact, constant-time compare): it is cheap there and needs no key import.
 //!
-//! Should the runtime refuse an import or a verify call (an algorithm it lacks), the pure-Rust
-//! check answers instead, so a token's fate never depends on what the runtime supports.
+//! There is no pure-Rust fallback for the asymmetric algorithms in this build (they were most
+//! of the bundle): should the runtime refuse an import (e.g. a P-256 point off the curve, which
+//! this build's key parsing cannot see, see `jwt::keys::Key`) or a verify call, the key cannot
+//! verify and the answer is `false`. Every algorithm the gateway names is one workerd's
+//! WebCrypto implements.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -42,15 +45,12 @@ impl SignatureVerifier for WebCryptoVerifier {
             return false;
         }
         let Some(params) = Params::of(alg) else {
+            // HMAC: in Rust, see above.
             return RustCryptoVerifier.verify_now(alg, key, signing_input, signature);
         };
-        match self
-            .subtle_verify(&params, alg, key, signing_input, signature)
+        self.subtle_verify(&params, alg, key, signing_input, signature)
             .await
-        {
-            Ok(answer) => answer,
-            Err(_) => RustCryptoVerifier.verify_now(alg, key, signing_input, signature),
-        }
+            .unwrap_or(false)
     }
 }
 

@@ -112,7 +112,7 @@ pub fn request(cfg: &TokenConfig) -> (HeaderMap, Vec<u8>) {
     let mut form = form_urlencoded::Serializer::new(String::new());
     // The documented endpoint takes grant_type in its query; RFC 6749 §3.2 forbids a parameter
     // twice, so only add it to the body when the URL does not already carry it.
-    if !url_has_param(&cfg.url, "grant_type") {
+    if !crate::http_url::has_query_param(&cfg.url, "grant_type") {
         form.append_pair("grant_type", "client_credentials");
     }
     if let Some(scope) = &cfg.scope {
@@ -145,12 +145,6 @@ pub fn authenticate_client(
             }
         }
     }
-}
-
-fn url_has_param(url: &str, name: &str) -> bool {
-    url::Url::parse(url)
-        .map(|u| u.query_pairs().any(|(k, _)| k == name))
-        .unwrap_or(false)
 }
 
 #[derive(Deserialize)]
