@@ -9,7 +9,8 @@
 // rounds, one target after another, so that the machine's noise hits them alike. The number to
 // read is workerd CPU µs per request (from /proc), median over rounds.
 //
-// Environment: PROFILE_WORKLOAD (hot | reject-early, default hot), PROFILE_SECONDS (per round
+// Environment: PROFILE_WORKLOAD (hot | reject-early | public, default hot; public: the path is
+// a public route and no JWT is sent), PROFILE_SECONDS (per round
 // per target, default 3), PROFILE_ROUNDS (default 5), PROFILE_CONNECTIONS (default 8),
 // PROFILE_CPUPROFILE (file: profile the first target for PROFILE_SECONDS through workerd's
 // inspector and write a .cpuprofile that Chrome DevTools opens; a summary by self time is
@@ -169,7 +170,7 @@ async function main() {
   const hot = signJwt(rs);
   const early = invalidTokens({ rs, es, perKind: 10 }).tokens.filter((x) => ['malformed', 'missing', 'alg-none', 'unknown-kid'].includes(x.kind));
   let i = 0;
-  const next = WORKLOAD === 'reject-early' ? () => early[i++ % early.length].jwt : () => hot;
+  const next = WORKLOAD === 'reject-early' ? () => early[i++ % early.length].jwt : WORKLOAD === 'public' ? () => undefined : () => hot;
 
   const servers = await startServers(jwks);
   const bindings = {
@@ -182,6 +183,7 @@ async function main() {
     JWT_JWKS: JSON.stringify(jwks),
     JWT_ISSUER: ISSUER,
     JWT_AUDIENCE: AUDIENCE,
+    ...(WORKLOAD === 'public' ? { ROUTES: JSON.stringify([{ prefix: '/account', auth: 'public', methods: ['GET'] }]) } : {}),
   };
   const targets = [];
   try {

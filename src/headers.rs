@@ -7,12 +7,12 @@ use std::sync::LazyLock;
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::io::Fields;
+use crate::io::{Edit, Fields};
 
 /// RFC 9110 §7.6.1 hop-by-hop fields, plus `Proxy-Connection` and `Proxy-Authorization`, which
 /// are meant for the hop that receives them and must not reach the origin.
 /// Parsed once, at compile time: removing by `&str` would parse each name on every request.
-const HOP_BY_HOP: [HeaderName; 8] = [
+static HOP_BY_HOP: [HeaderName; 8] = [
     http::header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -25,6 +25,7 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 
 pub const REQUEST_ID: &str = "x-request-id";
 const REQUEST_ID_NAME: HeaderName = HeaderName::from_static(REQUEST_ID);
+static HOST: HeaderName = http::header::HOST;
 
 /// The caller's fields the core reads: the JWT's sources, the body's declared length (for the
 /// replay) and the caller's request id. Nothing else of the caller's is looked at.
@@ -87,15 +88,10 @@ fn refused_spellings() -> &'static [HeaderName] {
     &SPELLINGS
 }
 
-/// Removes hop-by-hop fields, including every field that `Connection` names (RFC 9110 §7.6.1:
+/// Hop-by-hop fields: the fixed ones and every field that `Connection` names (RFC 9110 §7.6.1:
 /// a sender may mark any field as hop-by-hop that way, e.g. `Connection: x-secret`).
-pub fn strip_hop_by_hop<F: Fields>(headers: &mut F) {
-    for name in connection_listed(&headers.read(&[http::header::CONNECTION])) {
-        headers.remove(&name);
-    }
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
-    }
+fn hop_by_hop(listed: &[HeaderName]) -> impl Iterator<Item = &HeaderName> {
+    listed.iter().chain(&HOP_BY_HOP)
 }
 
 /// The fields `Connection` names. Allocates nothing when there is no `Connection` header, the
@@ -143,25 +139,27 @@ pub fn upstream_headers<F: Fields>(
     set.push(value("api-key", creds.api_key)?);
     set.push(value(REQUEST_ID, creds.request_id)?);
 
+    let listed = connection_listed(&caller.read(&[http::header::CONNECTION]));
+    let mut remove: Vec<&HeaderName> = hop_by_hop(&listed).collect();
+    remove.push(&HOST);
+    remove.extend(refused_spellings());
     let mut headers = caller.clone();
-    strip_hop_by_hop(&mut headers);
-    headers.remove(&http::header::HOST);
-    for name in refused_spellings() {
-        headers.remove(name);
-    }
-    for (name, value) in &set {
-        headers.set(name, value);
-    }
+    headers.apply(&Edit { remove, set });
     Ok(headers)
 }
 
 /// The origin's fields as the caller gets them: hop-by-hop fields removed, request id set.
 pub fn downstream_headers<F: Fields>(origin: &F, request_id: &str) -> F {
-    let mut headers = origin.clone();
-    strip_hop_by_hop(&mut headers);
+    let listed = connection_listed(&origin.read(&[http::header::CONNECTION]));
+    let mut edit = Edit {
+        remove: hop_by_hop(&listed).collect(),
+        set: Vec::with_capacity(1),
+    };
     if let Ok(value) = HeaderValue::from_str(request_id) {
-        headers.set(&REQUEST_ID_NAME, &value);
+        edit.set.push((REQUEST_ID_NAME, value));
     }
+    let mut headers = origin.clone();
+    headers.apply(&edit);
     headers
 }
 

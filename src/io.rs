@@ -53,12 +53,19 @@ pub trait Fields: Clone {
     /// The named fields, as a map the core reads (names lower case). A platform that keeps a
     /// repeated field as one value joined with ", " (Fetch `Headers`) gives that one value.
     fn read(&self, names: &[HeaderName]) -> HeaderMap;
-    /// Removes every value of `name`; nothing when it is absent.
-    fn remove(&mut self, name: &HeaderName);
-    /// Replaces every value of `name` with `value`.
-    fn set(&mut self, name: &HeaderName, value: &HeaderValue);
+    /// Makes the changes `edit` lists, and no others.
+    fn apply(&mut self, edit: &Edit<'_>);
     /// The gateway's own fields (its problem+json answers).
     fn from_map(map: HeaderMap) -> Self;
+}
+
+/// What the gateway changes in the platform's fields: the names to remove, then the values to
+/// set (each replacing every value of its name). The core works it out (`crate::headers`); the
+/// platform applies it to its own object in one go (a Worker crosses into JavaScript once).
+#[derive(Debug, Default)]
+pub struct Edit<'a> {
+    pub remove: Vec<&'a HeaderName>,
+    pub set: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl Fields for HeaderMap {
@@ -72,12 +79,13 @@ impl Fields for HeaderMap {
         out
     }
 
-    fn remove(&mut self, name: &HeaderName) {
-        HeaderMap::remove(self, name);
-    }
-
-    fn set(&mut self, name: &HeaderName, value: &HeaderValue) {
-        self.insert(name.clone(), value.clone());
+    fn apply(&mut self, edit: &Edit<'_>) {
+        for name in &edit.remove {
+            self.remove(*name);
+        }
+        for (name, value) in &edit.set {
+            self.insert(name.clone(), value.clone());
+        }
     }
 
     fn from_map(map: HeaderMap) -> Self {

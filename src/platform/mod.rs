@@ -12,7 +12,7 @@ use wasm_bindgen_futures::JsFuture;
 use web_sys::ReadableStream;
 
 use crate::io::{
-    Body, Bounded, Clock, Fields, HttpClient, HttpError, InboundResponse, KeyValue,
+    Body, Bounded, Clock, Edit, Fields, HttpClient, HttpError, InboundResponse, KeyValue,
     OutboundRequest, StoreError,
 };
 use crate::proxy::{GatewayRequest, GatewayResponse};
@@ -358,30 +358,51 @@ impl std::fmt::Debug for JsFields {
 }
 
 impl Fields for JsFields {
-    /// One `get` per name: workerd gives a repeated field as one value joined with ", ".
-    /// Values are read as workerd decodes them (UTF-8).
+    /// One call into JavaScript for all the names: workerd gives a repeated field as one value
+    /// joined with ", ", decoded as UTF-8.
     fn read(&self, names: &[HeaderName]) -> HeaderMap {
         let mut out = HeaderMap::new();
-        for name in names {
-            if let Ok(Some(value)) = self.0.get(name.as_str()) {
-                if let Ok(value) = HeaderValue::from_bytes(value.as_bytes()) {
-                    out.append(name.clone(), value);
-                }
+        if names.is_empty() {
+            return out;
+        }
+        let joined = names
+            .iter()
+            .map(HeaderName::as_str)
+            .collect::<Vec<_>>()
+            .join(",");
+        let Ok(values) = read_headers(&self.0, &joined) else {
+            return out;
+        };
+        for (name, value) in names.iter().zip(values.split('\n')) {
+            if value == ABSENT {
+                continue;
+            }
+            if let Ok(value) = HeaderValue::from_bytes(value.as_bytes()) {
+                out.append(name.clone(), value);
             }
         }
         out
     }
 
-    fn remove(&mut self, name: &HeaderName) {
-        let _ = self.0.delete(name.as_str());
-    }
-
-    /// The values the gateway sets are visible ASCII (credentials are checked to be, request
-    /// ids are built so), which is one byte per character either way.
-    fn set(&mut self, name: &HeaderName, value: &HeaderValue) {
-        let _ = self
-            .0
-            .set(name.as_str(), &String::from_utf8_lossy(value.as_bytes()));
+    /// One call into JavaScript for the whole edit. The values the gateway sets are visible
+    /// ASCII (credentials are checked to be, request ids are built so): one byte per character
+    /// either way.
+    fn apply(&mut self, edit: &Edit<'_>) {
+        let remove = edit
+            .remove
+            .iter()
+            .map(|name| name.as_str())
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut set = String::new();
+        for (name, value) in &edit.set {
+            set.push_str(name.as_str());
+            set.push('\n');
+            set.push_str(&String::from_utf8_lossy(value.as_bytes()));
+            set.push('\n');
+        }
+        // Only an immutable `Headers` refuses, and edits are made to copies (`clone`).
+        let _ = edit_headers(&self.0, &remove, &set);
     }
 
     fn from_map(map: HeaderMap) -> Self {
@@ -389,6 +410,32 @@ impl Fields for JsFields {
             to_js_headers(&map).unwrap_or_else(|_| web_sys::Headers::new().expect("new Headers()")),
         )
     }
+}
+
+/// What `read_headers` gives for an absent field: a NUL, which no header value holds.
+const ABSENT: &str = "\0";
+
+// Each call from wasm into JavaScript costs a crossing and a string conversion: a few hundred
+// nanoseconds, for each of the ~35 names an origin request removes. These do a whole read or
+// edit in one call. Names hold neither `,` nor a line break, values no line break or NUL
+// (RFC 9110 §5.5; `HeaderName` and `HeaderValue` refuse them), so the lists are unambiguous.
+#[wasm_bindgen::prelude::wasm_bindgen(inline_js = r#"
+export function read_headers(headers, names) {
+  return names.split(',').map((name) => headers.get(name) ?? '\0').join('\n');
+}
+export function edit_headers(headers, remove, set) {
+  if (remove !== '') for (const name of remove.split(',')) headers.delete(name);
+  if (set !== '') {
+    const pairs = set.split('\n');
+    for (let i = 0; i + 1 < pairs.length; i += 2) headers.set(pairs[i], pairs[i + 1]);
+  }
+}
+"#)]
+extern "C" {
+    #[wasm_bindgen(catch)]
+    fn read_headers(headers: &web_sys::Headers, names: &str) -> Result<String, JsValue>;
+    #[wasm_bindgen(catch)]
+    fn edit_headers(headers: &web_sys::Headers, remove: &str, set: &str) -> Result<(), JsValue>;
 }
 
 /// The gateway's own maps (token endpoint and JWKS requests, problem+json answers) as
