@@ -140,6 +140,16 @@ describe('header rules', () => {
     assert.deepEqual(Buffer.from(got['x-latin1'], 'latin1'), Buffer.from('r\xe9sum\xe9.pdf', 'latin1'), 'the 0xE9 bytes arrive as sent');
   });
 
+  test('two Set-Cookie fields from the origin reach the caller as two', async () => {
+    origin.respond((req, res) => {
+      res.writeHead(200, [['content-type', 'text/plain'], ['set-cookie', 'a=1; Path=/'], ['set-cookie', 'b=2; Path=/; HttpOnly']].flat());
+      res.end('ok');
+    });
+    const res = await gw.raw('/account/getprofile', { method: 'POST', headers: withJwt(jwt) });
+    assert.equal(res.status, 200);
+    assert.deepEqual(res.headers['set-cookie'], ['a=1; Path=/', 'b=2; Path=/; HttpOnly']);
+  });
+
   test('a non-ASCII request header reaches the origin byte for byte, UTF-8 and Latin-1', async () => {
     const res = await gw.raw('/account/getprofile', {
       method: 'POST',
