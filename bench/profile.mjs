@@ -10,7 +10,8 @@
 // read is workerd CPU µs per request (from /proc), median over rounds.
 //
 // Environment: PROFILE_WORKLOAD (hot | reject-early | public, default hot; public: the path is
-// a public route and no JWT is sent), PROFILE_SECONDS (per round
+// a public route and no JWT is sent), PROFILE_EXTRA_HEADERS (n: each request also carries n
+// headers of about 40 bytes, as a browser's would; default 0), PROFILE_SECONDS (per round
 // per target, default 3), PROFILE_ROUNDS (default 5), PROFILE_CONNECTIONS (default 8),
 // PROFILE_CPUPROFILE (file: profile the first target for PROFILE_SECONDS through workerd's
 // inspector and write a .cpuprofile that Chrome DevTools opens; a summary by self time is
@@ -35,6 +36,7 @@ const SECONDS = Number(process.env.PROFILE_SECONDS ?? 3);
 const ROUNDS = Number(process.env.PROFILE_ROUNDS ?? 5);
 const CONNECTIONS = Number(process.env.PROFILE_CONNECTIONS ?? 8);
 const CPUPROFILE = process.env.PROFILE_CPUPROFILE;
+const EXTRA = Object.fromEntries(Array.from({ length: Number(process.env.PROFILE_EXTRA_HEADERS ?? 0) }, (_, i) => [`x-bench-${i}`, `value-${i}-${'v'.repeat(24)}`]));
 const PATH = '/account/getprofile';
 const log = (...a) => console.error(...a);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -90,7 +92,7 @@ async function load(url, next, seconds) {
             path: PATH,
             setupRequest(req) {
               const jwt = next();
-              return { ...req, headers: { accept: 'application/json', ...(jwt ? { 'customer-auth': `JWT ${jwt}` } : {}) } };
+              return { ...req, headers: { accept: 'application/json', ...EXTRA, ...(jwt ? { 'customer-auth': `JWT ${jwt}` } : {}) } };
             },
             onResponse(status) {
               statuses[status] = (statuses[status] ?? 0) + 1;
