@@ -9,7 +9,9 @@
 // rounds, one target after another, so that the machine's noise hits them alike. The number to
 // read is workerd CPU µs per request (from /proc), median over rounds.
 //
-// Environment: PROFILE_WORKLOAD (hot | reject-early, default hot), PROFILE_SECONDS (per round
+// Environment: PROFILE_WORKLOAD (hot | reject-early | public, default hot; public: the path is
+// a public route and no JWT is sent), PROFILE_EXTRA_HEADERS (n: each request also carries n
+// headers of about 40 bytes, as a browser's would; default 0), PROFILE_SECONDS (per round
 // per target, default 3), PROFILE_ROUNDS (default 5), PROFILE_CONNECTIONS (default 8),
 // PROFILE_CPUPROFILE (file: profile the first target for PROFILE_SECONDS through workerd's
 // inspector and write a .cpuprofile that Chrome DevTools opens; a summary by self time is
@@ -34,6 +36,7 @@ const SECONDS = Number(process.env.PROFILE_SECONDS ?? 3);
 const ROUNDS = Number(process.env.PROFILE_ROUNDS ?? 5);
 const CONNECTIONS = Number(process.env.PROFILE_CONNECTIONS ?? 8);
 const CPUPROFILE = process.env.PROFILE_CPUPROFILE;
+const EXTRA = Object.fromEntries(Array.from({ length: Number(process.env.PROFILE_EXTRA_HEADERS ?? 0) }, (_, i) => [`x-bench-${i}`, `value-${i}-${'v'.repeat(24)}`]));
 const PATH = '/account/getprofile';
 const log = (...a) => console.error(...a);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -89,7 +92,7 @@ async function load(url, next, seconds) {
             path: PATH,
             setupRequest(req) {
               const jwt = next();
-              return { ...req, headers: { accept: 'application/json', ...(jwt ? { 'customer-auth': `JWT ${jwt}` } : {}) } };
+              return { ...req, headers: { accept: 'application/json', ...EXTRA, ...(jwt ? { 'customer-auth': `JWT ${jwt}` } : {}) } };
             },
             onResponse(status) {
               statuses[status] = (statuses[status] ?? 0) + 1;
@@ -169,7 +172,7 @@ async function main() {
   const hot = signJwt(rs);
   const early = invalidTokens({ rs, es, perKind: 10 }).tokens.filter((x) => ['malformed', 'missing', 'alg-none', 'unknown-kid'].includes(x.kind));
   let i = 0;
-  const next = WORKLOAD === 'reject-early' ? () => early[i++ % early.length].jwt : () => hot;
+  const next = WORKLOAD === 'reject-early' ? () => early[i++ % early.length].jwt : WORKLOAD === 'public' ? () => undefined : () => hot;
 
   const servers = await startServers(jwks);
   const bindings = {
@@ -182,6 +185,7 @@ async function main() {
     JWT_JWKS: JSON.stringify(jwks),
     JWT_ISSUER: ISSUER,
     JWT_AUDIENCE: AUDIENCE,
+    ...(WORKLOAD === 'public' ? { ROUTES: JSON.stringify([{ prefix: '/account', auth: 'public', methods: ['GET'] }]) } : {}),
   };
   const targets = [];
   try {

@@ -11,7 +11,6 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use http::header::HeaderName;
-use http::HeaderMap;
 use sha2::Sha256;
 
 use crate::claims::Claims;
@@ -50,8 +49,14 @@ const RESERVED: [&str; 19] = [
 /// `CUSTOMER_ID_HEADER` and its key, read once per isolate.
 pub struct CustomerIdSettings {
     header: HeaderName,
+    /// Every spelling of `header` with `_` for any `-`, removed from what callers send (some
+    /// servers behind the gateway treat `x_customer_id` and `x-customer-id` as one header).
+    spellings: Vec<HeaderName>,
     key: Vec<u8>,
 }
+
+/// Most `-` or `_` in `CUSTOMER_ID_HEADER`: its spellings (2^k) are removed from every request.
+const MAX_SEPARATORS: usize = 6;
 
 impl std::fmt::Debug for CustomerIdSettings {
     // Hand-written so that a stray `{:?}` can never print the key.
@@ -101,7 +106,14 @@ impl CustomerIdSettings {
         };
         let header = HeaderName::from_bytes(name.trim().as_bytes())
             .map_err(|_| ConfigError::new(HEADER, "is not a valid header name"))?;
-        if RESERVED.contains(&normalised(header.as_str()).as_str()) {
+        let normal = normalised(header.as_str());
+        if normal.bytes().filter(|&b| b == b'-').count() > MAX_SEPARATORS {
+            return Err(ConfigError::new(
+                HEADER,
+                "has more than 6 '-' or '_': choose a shorter name (e.g. x-customer-id)",
+            ));
+        }
+        if RESERVED.contains(&normal.as_str()) {
             return Err(ConfigError::new(
                 HEADER,
                 "names a header the gateway or HTTP controls: choose another (e.g. x-customer-id)",
@@ -118,12 +130,22 @@ impl CustomerIdSettings {
                     "must be set with CUSTOMER_ID_HEADER: 32 random bytes in base64 (openssl rand -base64 32)",
                 )
             })?;
-        Ok(Some(Self { header, key }))
+        let spellings = crate::headers::spellings(&normal);
+        Ok(Some(Self {
+            header,
+            spellings,
+            key,
+        }))
     }
 
     /// The header the id goes in.
     pub fn header(&self) -> &HeaderName {
         &self.header
+    }
+
+    /// Every spelling of the header (with `_` for any `-`), which callers may not send.
+    pub fn spellings(&self) -> &[HeaderName] {
+        &self.spellings
     }
 
     /// The id of the customer whose verified claims these are.
@@ -145,28 +167,6 @@ impl CustomerIdSettings {
         mac.update(b"\n");
         mac.update(sub.as_bytes());
         URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
-    }
-}
-
-/// Removes every field that is `name` once `_` is read as `-` (`X_Customer_ID` for
-/// `x-customer-id`): some servers behind the gateway treat the two spellings as one header.
-pub fn remove_spellings(headers: &mut HeaderMap, name: &HeaderName) {
-    let target = name.as_str().as_bytes();
-    // Compared byte by byte, without building strings: this runs on every request.
-    let same = |k: &HeaderName| {
-        let k = k.as_str().as_bytes();
-        k.len() == target.len()
-            && k.iter().zip(target).all(|(a, b)| {
-                let dash = |c: u8| if c == b'_' { b'-' } else { c };
-                dash(*a) == dash(*b)
-            })
-    };
-    if !headers.keys().any(same) {
-        return;
-    }
-    let doomed: Vec<HeaderName> = headers.keys().filter(|k| same(k)).cloned().collect();
-    for k in doomed {
-        headers.remove(k);
     }
 }
 
@@ -273,15 +273,18 @@ mod tests {
 
     #[test]
     fn every_spelling_of_the_header_is_removed() {
-        let mut h = HeaderMap::new();
-        for name in ["x-customer-id", "x_customer_id", "X_Customer-ID", "x-other"] {
-            h.append(
-                HeaderName::from_bytes(name.as_bytes()).unwrap(),
-                "forged".parse().unwrap(),
-            );
-        }
-        remove_spellings(&mut h, &HeaderName::from_static("x-customer-id"));
-        assert_eq!(h.len(), 1);
-        assert!(h.contains_key("x-other"));
+        let ids = settings("X-Customer-ID", Some(KEY_B64)).unwrap().unwrap();
+        let names: Vec<&str> = ids.spellings().iter().map(HeaderName::as_str).collect();
+        assert_eq!(
+            names,
+            [
+                "x-customer-id",
+                "x_customer-id",
+                "x-customer_id",
+                "x_customer_id"
+            ]
+        );
+        let long = settings("a-b-c-d-e-f-g-h", Some(KEY_B64)).unwrap_err();
+        assert_eq!(long.setting, HEADER);
     }
 }

@@ -1,12 +1,18 @@
 //! Which headers cross the gateway: hop-by-hop rules, caller-controlled credentials, and the
-//! three headers the origin expects.
+//! three headers the origin expects. The rules are applied to the platform's own fields
+//! (`io::Fields`): a copy of what arrived, with only the names below removed or set, so every
+//! other field crosses as the platform holds it, byte for byte, and is never read.
+
+use std::sync::LazyLock;
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::io::{Edit, Fields};
 
 /// RFC 9110 §7.6.1 hop-by-hop fields, plus `Proxy-Connection` and `Proxy-Authorization`, which
 /// are meant for the hop that receives them and must not reach the origin.
 /// Parsed once, at compile time: removing by `&str` would parse each name on every request.
-const HOP_BY_HOP: [HeaderName; 8] = [
+static HOP_BY_HOP: [HeaderName; 8] = [
     http::header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -18,8 +24,21 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 ];
 
 pub const REQUEST_ID: &str = "x-request-id";
+const REQUEST_ID_NAME: HeaderName = HeaderName::from_static(REQUEST_ID);
+static HOST: HeaderName = http::header::HOST;
 
-/// Caller-sent fields the origin never sees, matched with `_` read as `-` (`is_refused`):
+/// The caller's fields the core reads: the JWT's sources, the body's declared length (for the
+/// replay) and the caller's request id. Nothing else of the caller's is looked at.
+pub const CALLER_READS: [HeaderName; 5] = [
+    HeaderName::from_static("customer-auth"),
+    http::header::AUTHORIZATION,
+    http::header::COOKIE,
+    http::header::CONTENT_LENGTH,
+    REQUEST_ID_NAME,
+];
+
+/// Caller-sent fields the origin never sees, in every spelling with `_` for any `-`
+/// (`spellings`):
 ///
 /// - the credentials only the gateway may set: a caller who could send them would choose
 ///   which identity the origin sees. CGI, WSGI, PHP and Rack servers turn both `api-key` and
@@ -30,7 +49,8 @@ pub const REQUEST_ID: &str = "x-request-id";
 ///   give a CGI-style origin a second id to log, one the caller chose and the gateway's log
 ///   line does not have. Only the real `x-request-id` is read as the caller's id.
 ///
-/// Names in a `HeaderMap` are lower case already, so these are compared as they are.
+/// A name added here is removed in all its spellings. Platforms hold names lower case (workerd
+/// lowercases them, `HeaderName` too), so the lower-case spellings are all there are.
 const REFUSED: [&str; 7] = [
     "authorization",
     "customer-auth",
@@ -41,15 +61,37 @@ const REFUSED: [&str; 7] = [
     REQUEST_ID,
 ];
 
-/// Removes hop-by-hop fields, including every field that `Connection` names (RFC 9110 §7.6.1:
+/// Every spelling of the lower-case `name` with each `-` either `-` or `_`: 2^k names for k
+/// dashes, so for short names only. The removals are this fixed list (25 names for `REFUSED`)
+/// rather than a look at every field the caller sent.
+pub fn spellings(name: &str) -> Vec<HeaderName> {
+    let dashes: Vec<usize> = (0..name.len())
+        .filter(|&i| name.as_bytes()[i] == b'-')
+        .collect();
+    (0..1u32 << dashes.len())
+        .filter_map(|mask| {
+            let mut bytes = name.as_bytes().to_vec();
+            for (bit, &i) in dashes.iter().enumerate() {
+                if mask & (1 << bit) != 0 {
+                    bytes[i] = b'_';
+                }
+            }
+            HeaderName::from_bytes(&bytes).ok()
+        })
+        .collect()
+}
+
+/// `REFUSED` in every spelling, worked out once per isolate.
+fn refused_spellings() -> &'static [HeaderName] {
+    static SPELLINGS: LazyLock<Vec<HeaderName>> =
+        LazyLock::new(|| REFUSED.iter().flat_map(|name| spellings(name)).collect());
+    &SPELLINGS
+}
+
+/// Hop-by-hop fields: the fixed ones and every field that `Connection` names (RFC 9110 §7.6.1:
 /// a sender may mark any field as hop-by-hop that way, e.g. `Connection: x-secret`).
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    for name in connection_listed(headers) {
-        headers.remove(name);
-    }
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
-    }
+fn hop_by_hop(listed: &[HeaderName]) -> impl Iterator<Item = &HeaderName> {
+    listed.iter().chain(&HOP_BY_HOP)
 }
 
 /// The fields `Connection` names. Allocates nothing when there is no `Connection` header, the
@@ -61,19 +103,6 @@ fn connection_listed(headers: &HeaderMap) -> Vec<HeaderName> {
         .flat_map(|v| v.as_bytes().split(|&b| b == b','))
         .filter_map(|name| HeaderName::from_bytes(name.trim_ascii()).ok())
         .collect()
-}
-
-/// True for a name in `REFUSED`, with any `_` standing for a `-`. Byte by byte against the
-/// lower-case name, so nothing is allocated per header.
-fn is_refused(name: &HeaderName) -> bool {
-    let name = name.as_str().as_bytes();
-    REFUSED.iter().any(|refused| {
-        refused.len() == name.len()
-            && refused
-                .bytes()
-                .zip(name)
-                .all(|(want, &got)| got == want || (want == b'-' && got == b'_'))
-    })
 }
 
 /// What `customer-auth` carries to the origin.
@@ -94,7 +123,7 @@ pub struct Credentials<'a> {
     pub request_id: &'a str,
     /// `CUSTOMER_ID_HEADER`, when set: every caller spelling of it is removed, and the
     /// verified request's id (`Some`) is set.
-    pub customer_id: Option<(&'a HeaderName, Option<&'a str>)>,
+    pub customer_id: Option<(&'a crate::customer_id::CustomerIdSettings, Option<&'a str>)>,
 }
 
 /// Why credentials could not be put into headers: a value with bytes HTTP forbids (CR, LF, NUL).
@@ -102,62 +131,65 @@ pub struct Credentials<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InvalidHeaderValue(pub &'static str);
 
-/// The caller's end-to-end headers, minus what the caller must not control, plus the gateway's
+/// A copy of the caller's fields minus what the caller must not control, plus the gateway's
 /// credentials. `host` goes too: the origin host comes from configuration, never the request.
-/// Values are copied as the bytes they are (a Latin-1 value stays Latin-1).
-pub fn upstream_headers(
-    caller: &HeaderMap,
+/// Every other field is left as the platform holds it (a Latin-1 value stays Latin-1).
+pub fn upstream_headers<F: Fields>(
+    caller: &F,
     creds: &Credentials<'_>,
-) -> Result<HeaderMap, InvalidHeaderValue> {
-    let listed = connection_listed(caller);
-    let mut headers = HeaderMap::with_capacity(caller.len() + 4);
-    for (name, value) in caller {
-        let dropped = name == http::header::HOST
-            || HOP_BY_HOP.contains(name)
-            || is_refused(name)
-            || listed.contains(name);
-        if !dropped {
-            headers.append(name.clone(), value.clone());
-        }
-    }
-    set(
-        &mut headers,
+) -> Result<F, InvalidHeaderValue> {
+    // Checked before anything is copied; set after the removals, so a caller's copy of any of
+    // these (in any spelling, or listed in `Connection`) never survives next to the gateway's.
+    let mut set = Vec::with_capacity(4);
+    set.push(value(
         "authorization",
         &format!("Bearer {}", creds.access_token),
-    )?;
+    )?);
     match creds.customer_auth {
-        Some(CustomerAuth::Jwt(jwt)) => set(&mut headers, "customer-auth", &format!("JWT {jwt}"))?,
-        Some(CustomerAuth::Value(value)) => set(&mut headers, "customer-auth", value)?,
+        Some(CustomerAuth::Jwt(jwt)) => set.push(value("customer-auth", &format!("JWT {jwt}"))?),
+        Some(CustomerAuth::Value(v)) => set.push(value("customer-auth", v)?),
         None => {}
     }
-    if let Some((name, id)) = creds.customer_id {
-        crate::customer_id::remove_spellings(&mut headers, name);
-        if let Some(id) = id {
-            let value = HeaderValue::from_str(id).map_err(|_| InvalidHeaderValue("customer id"))?;
-            headers.insert(name.clone(), value);
-        }
+    if let Some((ids, Some(id))) = creds.customer_id {
+        let id = HeaderValue::from_str(id).map_err(|_| InvalidHeaderValue("customer id"))?;
+        set.push((ids.header().clone(), id));
     }
-    set(&mut headers, "api-key", creds.api_key)?;
-    set(&mut headers, REQUEST_ID, creds.request_id)?;
+    set.push(value("api-key", creds.api_key)?);
+    set.push(value(REQUEST_ID, creds.request_id)?);
+
+    let listed = connection_listed(&caller.read(&[http::header::CONNECTION]));
+    let mut remove: Vec<&HeaderName> = hop_by_hop(&listed).collect();
+    remove.push(&HOST);
+    remove.extend(refused_spellings());
+    if let Some((ids, _)) = &creds.customer_id {
+        // Every caller spelling of the configured name goes, on every route.
+        remove.extend(ids.spellings());
+    }
+    let mut headers = caller.clone();
+    headers.apply(&Edit { remove, set });
     Ok(headers)
 }
 
-/// The origin's headers as the caller gets them: hop-by-hop fields removed, request id added.
-pub fn downstream_headers(origin: &HeaderMap, request_id: &str) -> HeaderMap {
-    let mut headers = origin.clone();
-    strip_hop_by_hop(&mut headers);
+/// The origin's fields as the caller gets them: hop-by-hop fields removed, request id set.
+pub fn downstream_headers<F: Fields>(origin: &F, request_id: &str) -> F {
+    let listed = connection_listed(&origin.read(&[http::header::CONNECTION]));
+    let mut edit = Edit {
+        remove: hop_by_hop(&listed).collect(),
+        set: Vec::with_capacity(1),
+    };
     if let Ok(value) = HeaderValue::from_str(request_id) {
-        headers.insert(REQUEST_ID, value);
+        edit.set.push((REQUEST_ID_NAME, value));
     }
+    let mut headers = origin.clone();
+    headers.apply(&edit);
     headers
 }
 
-fn set(headers: &mut HeaderMap, name: &'static str, value: &str) -> Result<(), InvalidHeaderValue> {
+fn value(name: &'static str, value: &str) -> Result<(HeaderName, HeaderValue), InvalidHeaderValue> {
     let mut value = HeaderValue::from_str(value).map_err(|_| InvalidHeaderValue(name))?;
     // Keeps the credential out of HTTP/2 header-compression tables on the way to the origin.
     value.set_sensitive(name != REQUEST_ID);
-    headers.insert(HeaderName::from_static(name), value);
-    Ok(())
+    Ok((HeaderName::from_static(name), value))
 }
 
 #[cfg(test)]
@@ -313,10 +345,17 @@ mod tests {
 
     #[test]
     fn the_customer_id_replaces_every_caller_spelling() {
-        let name = HeaderName::from_static("x-customer-id");
+        let get = |n: &str| match n {
+            "CUSTOMER_ID_HEADER" => Some("x-customer-id".to_string()),
+            "CUSTOMER_ID_KEY" => Some("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".to_string()),
+            _ => None,
+        };
+        let ids = crate::customer_id::CustomerIdSettings::from_settings(&get)
+            .unwrap()
+            .unwrap();
         let caller = map(&[("x-customer-id", "forged"), ("x_customer_id", "forged")]);
         let verified = Credentials {
-            customer_id: Some((&name, Some("id-1"))),
+            customer_id: Some((&ids, Some("id-1"))),
             ..creds(Some("j"))
         };
         let out = upstream_headers(&caller, &verified).unwrap();
@@ -324,7 +363,7 @@ mod tests {
         assert_eq!(out["x-customer-id"], "id-1");
         assert!(!out.contains_key("x_customer_id"));
         let public = Credentials {
-            customer_id: Some((&name, None)),
+            customer_id: Some((&ids, None)),
             ..creds(None)
         };
         let out = upstream_headers(&caller, &public).unwrap();
@@ -360,5 +399,21 @@ mod tests {
         assert!(!out.contains_key("transfer-encoding"));
         assert_eq!(out["x-origin"], "1");
         assert_eq!(out[REQUEST_ID], "rid-1");
+    }
+
+    #[test]
+    fn the_removal_list_is_every_spelling_of_every_refused_name() {
+        let list = refused_spellings();
+        assert_eq!(list.len(), 25);
+        for alias in ALIASES {
+            let name = HeaderName::from_bytes(alias.as_bytes()).unwrap();
+            assert!(list.contains(&name), "{alias}");
+        }
+        assert!(list.contains(&HeaderName::from_static("x_http-method_override")));
+        assert!(list.contains(&HeaderName::from_static("x-http_method-override")));
+        assert_eq!(
+            spellings("x-a-b"),
+            ["x-a-b", "x_a-b", "x-a_b", "x_a_b"].map(HeaderName::from_static)
+        );
     }
 }

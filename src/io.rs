@@ -4,7 +4,7 @@
 //! `fetch`, and the native tests implement them with a fixed clock, a map and scripted servers.
 //! Futures here are not `Send`: a Workers isolate runs one thread.
 
-use http::{HeaderMap, Method};
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
 /// Time: milliseconds since the Unix epoch, and waiting. In a Worker `now_ms` only advances
 /// across I/O, which is all the precision the caches need.
@@ -41,20 +41,74 @@ pub enum Body<S> {
     Stream(S),
 }
 
+/// Header fields the way a platform holds them, passed through on the origin's path (the
+/// caller's request on its way to the origin, the origin's response on its way back) so that
+/// what the gateway neither sets nor removes crosses as the platform received it, byte for
+/// byte, without being copied field by field. The core reads only the names it needs
+/// (`read`) and touches only the names the contract sets or removes. `HeaderMap` is one, for
+/// the native tests; the Worker's is workerd's own `Headers` object.
+///
+/// `Clone` is an independent copy: changing it leaves the original as it was.
+pub trait Fields: Clone {
+    /// The named fields, as a map the core reads (names lower case). A platform that keeps a
+    /// repeated field as one value joined with ", " (Fetch `Headers`) gives that one value.
+    fn read(&self, names: &[HeaderName]) -> HeaderMap;
+    /// Makes the changes `edit` lists, and no others.
+    fn apply(&mut self, edit: &Edit<'_>);
+    /// The gateway's own fields (its problem+json answers).
+    fn from_map(map: HeaderMap) -> Self;
+}
+
+/// What the gateway changes in the platform's fields: the names to remove, then the values to
+/// set (each replacing every value of its name). The core works it out (`crate::headers`); the
+/// platform applies it to its own object in one go (a Worker crosses into JavaScript once).
+#[derive(Debug, Default)]
+pub struct Edit<'a> {
+    pub remove: Vec<&'a HeaderName>,
+    pub set: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Fields for HeaderMap {
+    fn read(&self, names: &[HeaderName]) -> HeaderMap {
+        let mut out = HeaderMap::new();
+        for name in names {
+            for value in self.get_all(name) {
+                out.append(name.clone(), value.clone());
+            }
+        }
+        out
+    }
+
+    fn apply(&mut self, edit: &Edit<'_>) {
+        for name in &edit.remove {
+            self.remove(*name);
+        }
+        for (name, value) in &edit.set {
+            self.insert(name.clone(), value.clone());
+        }
+    }
+
+    fn from_map(map: HeaderMap) -> Self {
+        map
+    }
+}
+
+/// A request the core sends: `F` is `HeaderMap` for the requests it builds itself (token
+/// endpoint, JWKS), the platform's `Fields` for the one it forwards to the origin.
 #[derive(Debug)]
-pub struct OutboundRequest<S> {
+pub struct OutboundRequest<S, F = HeaderMap> {
     pub method: Method,
     pub url: String,
-    pub headers: HeaderMap,
+    pub headers: F,
     pub body: Body<S>,
     /// How long to wait for the response head; the body may stream for longer.
     pub timeout_ms: u64,
 }
 
 #[derive(Debug)]
-pub struct InboundResponse<S> {
+pub struct InboundResponse<S, F = HeaderMap> {
     pub status: u16,
-    pub headers: HeaderMap,
+    pub headers: F,
     pub body: Body<S>,
 }
 
@@ -81,11 +135,21 @@ pub enum Bounded<S> {
 pub trait HttpClient {
     /// The platform's streaming body type.
     type Stream;
+    /// The platform's own header fields, which the forwarded request and response carry.
+    type Fields: Fields;
 
+    /// Sends a request the core built itself (token endpoint, JWKS); headers as a map.
     async fn send(
         &self,
         request: OutboundRequest<Self::Stream>,
     ) -> Result<InboundResponse<Self::Stream>, HttpError>;
+
+    /// Sends the caller's request on to the origin, its fields passed through as the platform
+    /// holds them; the response's fields come back the same way.
+    async fn forward(
+        &self,
+        request: OutboundRequest<Self::Stream, Self::Fields>,
+    ) -> Result<InboundResponse<Self::Stream, Self::Fields>, HttpError>;
 
     /// Reads a whole body, refusing one larger than `limit` bytes.
     async fn read_body(&self, body: Body<Self::Stream>, limit: usize)

@@ -11,7 +11,7 @@ use crate::config::{Config, ConfigError, Lookup};
 use crate::error::GatewayError;
 use crate::headers::{self, Credentials};
 use crate::identity::{self, Presented, Verified};
-use crate::io::{Body, Clock, HttpClient, HttpError, KeyValue, OutboundRequest};
+use crate::io::{Body, Clock, Fields, HttpClient, HttpError, KeyValue, OutboundRequest};
 use crate::jwt::{self, JwtError, SignatureVerifier};
 use crate::log::{clip, RequestLog, TaskLog};
 use crate::opaque::SessionCache;
@@ -24,30 +24,33 @@ use crate::token::{Obtained, RefreshAhead, RefreshOutcome, Rejection, TokenCache
 /// of the 5-minute cron in wrangler.toml, so one missed run does not leave requests to fetch.
 pub const SCHEDULED_KEYS_AHEAD_MS: u64 = 10 * 60 * 1000;
 
-/// A request as the gateway sees it; `S` is the platform's streaming body.
+/// A request as the gateway sees it; `S` is the platform's streaming body, `F` its header
+/// fields (`io::Fields`), of which the core reads only `headers::CALLER_READS`.
 #[derive(Debug)]
-pub struct GatewayRequest<S> {
+pub struct GatewayRequest<S, F = HeaderMap> {
     pub method: Method,
     /// The URL's path as the platform handed it over; the route phase normalizes it
     /// (`path::normalize`) before anything else looks at it.
     pub path: String,
     /// The URL's query without `?`; `None` when the URL had no `?`.
     pub query: Option<String>,
-    pub headers: HeaderMap,
+    pub headers: F,
     pub body: Body<S>,
 }
 
+/// The origin's response with its fields passed through (`headers::downstream_headers`), or
+/// the gateway's own answer.
 #[derive(Debug)]
-pub struct GatewayResponse<S> {
+pub struct GatewayResponse<S, F = HeaderMap> {
     pub status: u16,
-    pub headers: HeaderMap,
+    pub headers: F,
     pub body: Body<S>,
 }
 
 /// A served request: the answer, its log line, and the work it claimed for after the answer.
 #[derive(Debug)]
-pub struct Served<S> {
-    pub response: GatewayResponse<S>,
+pub struct Served<S, F = HeaderMap> {
+    pub response: GatewayResponse<S, F>,
     pub log: RequestLog,
     /// The isolate's refresh ahead of expiry, claimed by this request: run it with
     /// `Gateway::refresh_ahead` once the response is on its way (`ctx.wait_until`).
@@ -102,8 +105,8 @@ impl Gateway {
     pub async fn handle<H, S, C, V>(
         &self,
         svc: &Services<H, S, C, V>,
-        req: GatewayRequest<H::Stream>,
-    ) -> (GatewayResponse<H::Stream>, RequestLog)
+        req: GatewayRequest<H::Stream, H::Fields>,
+    ) -> (GatewayResponse<H::Stream, H::Fields>, RequestLog)
     where
         H: HttpClient,
         S: KeyValue,
@@ -119,8 +122,8 @@ impl Gateway {
     pub async fn serve<H, S, C, V>(
         &self,
         svc: &Services<H, S, C, V>,
-        req: GatewayRequest<H::Stream>,
-    ) -> Served<H::Stream>
+        req: GatewayRequest<H::Stream, H::Fields>,
+    ) -> Served<H::Stream, H::Fields>
     where
         H: HttpClient,
         S: KeyValue,
@@ -128,7 +131,9 @@ impl Gateway {
         V: SignatureVerifier,
     {
         let started = svc.clock.now_ms();
-        let request_id = request_id(&req.headers);
+        // The few caller fields the core reads; the rest is only passed on.
+        let seen = req.headers.read(&headers::CALLER_READS);
+        let request_id = request_id(&seen);
         let mut log = RequestLog {
             request_id: request_id.clone(),
             method: req.method.to_string(),
@@ -136,14 +141,14 @@ impl Gateway {
             outcome: "forwarded",
             ..RequestLog::default()
         };
-        let response = match self.proxy(svc, req, &request_id, &mut log).await {
+        let response = match self.proxy(svc, req, &seen, &request_id, &mut log).await {
             Ok(response) => response,
             Err(err) => {
                 log.outcome = err.outcome();
                 let problem = err.to_problem(&request_id);
                 GatewayResponse {
                     status: problem.status,
-                    headers: problem.headers,
+                    headers: H::Fields::from_map(problem.headers),
                     body: Body::Bytes(problem.body),
                 }
             }
@@ -232,10 +237,11 @@ impl Gateway {
     async fn proxy<H, S, C, V>(
         &self,
         svc: &Services<H, S, C, V>,
-        req: GatewayRequest<H::Stream>,
+        req: GatewayRequest<H::Stream, H::Fields>,
+        seen: &HeaderMap,
         request_id: &str,
         log: &mut RequestLog,
-    ) -> Result<GatewayResponse<H::Stream>, GatewayError>
+    ) -> Result<GatewayResponse<H::Stream, H::Fields>, GatewayError>
     where
         H: HttpClient,
         S: KeyValue,
@@ -268,19 +274,12 @@ impl Gateway {
         let verified = match route.auth {
             AuthMode::Public => None,
             AuthMode::Opaque => Some(
-                identity::vouch_opaque(
-                    &self.sessions,
-                    config,
-                    &req.headers,
-                    &svc.http,
-                    &svc.clock,
-                    log,
-                )
-                .await?,
+                identity::vouch_opaque(&self.sessions, config, seen, &svc.http, &svc.clock, log)
+                    .await?,
             ),
             AuthMode::Jwt => {
                 log.identity = Some("jwt");
-                let token = jwt::extract(&req.headers, config.jwt.cookie.as_deref())
+                let token = jwt::extract(seen, config.jwt.cookie.as_deref())
                     .map_err(GatewayError::Jwt)?
                     .ok_or(GatewayError::Jwt(JwtError::Missing))?;
                 let (result, jwks) = self
@@ -337,20 +336,20 @@ impl Gateway {
                     customer_id: config
                         .customer_id
                         .as_ref()
-                        .map(|ids| (ids.header(), customer_id.as_deref())),
+                        .map(|ids| (ids, customer_id.as_deref())),
                 },
             )
             .map_err(|e| GatewayError::Internal(e.0))
         };
         // A small body is kept so that the request can be sent again after a 401.
-        let mut body = Outgoing::prepare(&svc.http, &req.headers, req.body)
+        let mut body = Outgoing::prepare(&svc.http, seen, req.body)
             .await
             .map_err(|_| GatewayError::RequestBody)?;
 
         // Forward: method and body as received; a body too big to keep streams through.
         let origin_started = svc.clock.now_ms();
-        let send = |headers: HeaderMap, body: Body<H::Stream>| {
-            svc.http.send(OutboundRequest {
+        let send = |headers: H::Fields, body: Body<H::Stream>| {
+            svc.http.forward(OutboundRequest {
                 method: req.method.clone(),
                 url: url.clone(),
                 headers,
@@ -367,7 +366,7 @@ impl Gateway {
         // new token for every request that hit this, and replay once. Any other 401 is the
         // origin's answer to the caller and goes back untouched (src/refusal.rs has the table).
         let mode = config.origin_token_refusal;
-        let judged = (response.status == 401).then(|| mode.judge(&response.headers));
+        let judged = (response.status == 401).then(|| mode.judge(&challenges(&response.headers)));
         log.origin_401 = judged.map(Judged::as_str);
         let response = if judged == Some(Judged::Refusal) {
             async {
@@ -403,7 +402,7 @@ impl Gateway {
                     .map_err(origin_error)?;
                 if mode.challenge_is_ours()
                     && replayed.status == 401
-                    && mode.judge(&replayed.headers) == Judged::Refusal
+                    && mode.judge(&challenges(&replayed.headers)) == Judged::Refusal
                 {
                     return Err(refused_again(log));
                 }
@@ -455,6 +454,11 @@ impl Gateway {
             }
         }
     }
+}
+
+/// An origin 401's `WWW-Authenticate` fields: all that judging it reads.
+fn challenges<F: Fields>(headers: &F) -> HeaderMap {
+    headers.read(&[http::header::WWW_AUTHENTICATE])
 }
 
 fn origin_error(e: HttpError) -> GatewayError {

@@ -12,8 +12,8 @@ use wasm_bindgen_futures::JsFuture;
 use web_sys::ReadableStream;
 
 use crate::io::{
-    Body, Bounded, Clock, HttpClient, HttpError, InboundResponse, KeyValue, OutboundRequest,
-    StoreError,
+    Body, Bounded, Clock, Edit, Fields, HttpClient, HttpError, InboundResponse, KeyValue,
+    OutboundRequest, StoreError,
 };
 use crate::proxy::{GatewayRequest, GatewayResponse};
 
@@ -139,50 +139,44 @@ pub struct FetchClient;
 
 impl HttpClient for FetchClient {
     type Stream = ReadableStream;
+    type Fields = JsFields;
 
     async fn send(
         &self,
         request: OutboundRequest<ReadableStream>,
     ) -> Result<InboundResponse<ReadableStream>, HttpError> {
-        let init = web_sys::RequestInit::new();
-        init.set_method(request.method.as_str());
-        init.set_headers(&to_js_headers(&request.headers).map_err(unreachable)?.into());
-        init.set_redirect(web_sys::RequestRedirect::Manual);
-        match request.body {
-            Body::Empty => {}
-            Body::Bytes(bytes) => init.set_body(&Uint8Array::from(&bytes[..])),
-            Body::Stream(stream) => init.set_body(&stream),
-        }
-        // workers-rs has no fetch timeout: abort the fetch ourselves when the deadline passes.
-        // The deadline covers the response head only; the body may stream for longer. The
-        // timer calls the controller's own `abort` (bound): no Rust closure to create and
-        // free, and no second future to race on every request.
-        let controller = web_sys::AbortController::new().map_err(unreachable)?;
-        let signal = controller.signal();
-        init.set_signal(Some(&signal));
-        let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
-        let abort = js_sys::Reflect::get(&controller, &JsValue::from_str("abort"))
-            .and_then(|f| f.dyn_into::<js_sys::Function>())
-            .map_err(unreachable)?
-            .bind0(&controller);
-        let delay = i32::try_from(request.timeout_ms).unwrap_or(i32::MAX);
-        let timer = global
-            .set_timeout_with_callback_and_timeout_and_arguments_0(&abort, delay)
-            .map_err(unreachable)?;
-        // Cleared when the head arrives, on failure, and if this request is dropped midway.
-        let deadline = Deadline(timer);
-        let fetched = JsFuture::from(global.fetch_with_str_and_init(&request.url, &init)).await;
-        drop(deadline);
-        let response = match fetched {
-            Ok(value) => value,
-            Err(_) if signal.aborted() => return Err(HttpError::Timeout),
-            Err(e) => return Err(unreachable(e)),
-        };
-        let response: web_sys::Response = response.dyn_into().map_err(unreachable)?;
+        let headers = to_js_headers(&request.headers).map_err(unreachable)?;
+        let (status, headers, body) = fetch(
+            &request.method,
+            &request.url,
+            &headers,
+            request.body,
+            request.timeout_ms,
+        )
+        .await?;
         Ok(InboundResponse {
-            status: response.status(),
-            headers: from_js_headers(&response.headers()),
-            body: response.body().map_or(Body::Empty, Body::Stream),
+            status,
+            headers: from_js_headers(&headers),
+            body,
+        })
+    }
+
+    async fn forward(
+        &self,
+        request: OutboundRequest<ReadableStream, JsFields>,
+    ) -> Result<InboundResponse<ReadableStream, JsFields>, HttpError> {
+        let (status, headers, body) = fetch(
+            &request.method,
+            &request.url,
+            &request.headers.0,
+            request.body,
+            request.timeout_ms,
+        )
+        .await?;
+        Ok(InboundResponse {
+            status,
+            headers: JsFields(headers),
+            body,
         })
     }
 
@@ -269,6 +263,58 @@ impl HttpClient for FetchClient {
     }
 }
 
+/// One `fetch`, with a deadline on the response head and redirects passed back rather than
+/// followed (a redirect must not carry our credentials to another host). `headers` go as they
+/// are: workerd copies the object, bytes and all.
+async fn fetch(
+    method: &Method,
+    url: &str,
+    headers: &web_sys::Headers,
+    body: Body<ReadableStream>,
+    timeout_ms: u64,
+) -> Result<(u16, web_sys::Headers, Body<ReadableStream>), HttpError> {
+    let init = web_sys::RequestInit::new();
+    init.set_method(method.as_str());
+    init.set_headers(headers);
+    init.set_redirect(web_sys::RequestRedirect::Manual);
+    match body {
+        Body::Empty => {}
+        Body::Bytes(bytes) => init.set_body(&Uint8Array::from(&bytes[..])),
+        Body::Stream(stream) => init.set_body(&stream),
+    }
+    // workers-rs has no fetch timeout: abort the fetch ourselves when the deadline passes.
+    // The deadline covers the response head only; the body may stream for longer. The
+    // timer calls the controller's own `abort` (bound): no Rust closure to create and
+    // free, and no second future to race on every request.
+    let controller = web_sys::AbortController::new().map_err(unreachable)?;
+    let signal = controller.signal();
+    init.set_signal(Some(&signal));
+    let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
+    let abort = js_sys::Reflect::get(&controller, &JsValue::from_str("abort"))
+        .and_then(|f| f.dyn_into::<js_sys::Function>())
+        .map_err(unreachable)?
+        .bind0(&controller);
+    let delay = i32::try_from(timeout_ms).unwrap_or(i32::MAX);
+    let timer = global
+        .set_timeout_with_callback_and_timeout_and_arguments_0(&abort, delay)
+        .map_err(unreachable)?;
+    // Cleared when the head arrives, on failure, and if this request is dropped midway.
+    let deadline = Deadline(timer);
+    let fetched = JsFuture::from(global.fetch_with_str_and_init(url, &init)).await;
+    drop(deadline);
+    let response = match fetched {
+        Ok(value) => value,
+        Err(_) if signal.aborted() => return Err(HttpError::Timeout),
+        Err(e) => return Err(unreachable(e)),
+    };
+    let response: web_sys::Response = response.dyn_into().map_err(unreachable)?;
+    Ok((
+        response.status(),
+        response.headers(),
+        response.body().map_or(Body::Empty, Body::Stream),
+    ))
+}
+
 /// A pending `setTimeout`, cleared when dropped.
 struct Deadline(i32);
 
@@ -313,15 +359,117 @@ fn body_error(e: JsValue) -> HttpError {
     HttpError::Body(js_message(&e))
 }
 
-/// Header values cross into and out of workerd as UTF-8, not as the WebIDL `ByteString`s of the
-/// Fetch standard: workerd encodes a header string as UTF-8 on the wire ("as a quirk to support
-/// Unicode", `workerd/api/headers.c++`) and decodes received values as UTF-8, replacing bytes
-/// that are not UTF-8 with U+FFFD before the Worker sees them (cloudflare/workerd#6927;
-/// checked in Miniflare: a received 0xE9 reads as U+FFFD, and U+00E9 is sent as C3 A9).
-/// So a value passes as its UTF-8 bytes in both directions, which keeps every value workerd
-/// delivers intact (a UTF-8 `Content-Disposition` filename arrives as sent) instead of dropping
-/// what is not visible ASCII. A raw Latin-1 byte is lost inside workerd, before this code;
-/// `tests/e2e/header-rules.test.mjs` pins that, so a runtime that starts passing bytes is seen.
+/// workerd's own `Headers`, the fields of the forwarded request and response: the caller's
+/// request's fields go to the origin in a copy of the object, and the origin's response's back
+/// to the caller, with only the contract's names removed or set (`crate::headers`). So every
+/// other field crosses as workerd holds it, never read into Rust and written back: a raw
+/// Latin-1 byte in a caller's or the origin's header arrives as that byte (checked in
+/// Miniflare, `tests/e2e/header-rules.test.mjs`), where a value read out as a JS string reads
+/// as U+FFFD (cloudflare/workerd#6927) and would be sent on as EF BF BD.
+pub struct JsFields(web_sys::Headers);
+
+impl Clone for JsFields {
+    /// `new Headers(headers)`: a copy that can be changed, even of the immutable fields of an
+    /// incoming request or a fetched response.
+    fn clone(&self) -> Self {
+        let copy = web_sys::Headers::new_with_headers(&self.0).or_else(|_| web_sys::Headers::new());
+        Self(copy.expect("new Headers()"))
+    }
+}
+
+impl std::fmt::Debug for JsFields {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JsFields")
+    }
+}
+
+impl Fields for JsFields {
+    /// One call into JavaScript for all the names: workerd gives a repeated field as one value
+    /// joined with ", ", decoded as UTF-8.
+    fn read(&self, names: &[HeaderName]) -> HeaderMap {
+        let mut out = HeaderMap::new();
+        if names.is_empty() {
+            return out;
+        }
+        let joined = names
+            .iter()
+            .map(HeaderName::as_str)
+            .collect::<Vec<_>>()
+            .join(",");
+        let Ok(values) = read_headers(&self.0, &joined) else {
+            return out;
+        };
+        for (name, value) in names.iter().zip(values.split('\n')) {
+            if value == ABSENT {
+                continue;
+            }
+            if let Ok(value) = HeaderValue::from_bytes(value.as_bytes()) {
+                out.append(name.clone(), value);
+            }
+        }
+        out
+    }
+
+    /// One call into JavaScript for the whole edit. The values the gateway sets are visible
+    /// ASCII (credentials are checked to be, request ids are built so): one byte per character
+    /// either way.
+    fn apply(&mut self, edit: &Edit<'_>) {
+        let remove = edit
+            .remove
+            .iter()
+            .map(|name| name.as_str())
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut set = String::new();
+        for (name, value) in &edit.set {
+            set.push_str(name.as_str());
+            set.push('\n');
+            set.push_str(&String::from_utf8_lossy(value.as_bytes()));
+            set.push('\n');
+        }
+        // Only an immutable `Headers` refuses, and edits are made to copies (`clone`).
+        let _ = edit_headers(&self.0, &remove, &set);
+    }
+
+    fn from_map(map: HeaderMap) -> Self {
+        Self(
+            to_js_headers(&map).unwrap_or_else(|_| web_sys::Headers::new().expect("new Headers()")),
+        )
+    }
+}
+
+/// What `read_headers` gives for an absent field: a NUL, which no header value holds.
+const ABSENT: &str = "\0";
+
+// Each call from wasm into JavaScript costs a crossing and a string conversion: a few hundred
+// nanoseconds, for each of the ~35 names an origin request removes. These do a whole read or
+// edit in one call. Names hold neither `,` nor a line break, values no line break or NUL
+// (RFC 9110 §5.5; `HeaderName` and `HeaderValue` refuse them), so the lists are unambiguous.
+#[wasm_bindgen::prelude::wasm_bindgen(inline_js = r#"
+export function read_headers(headers, names) {
+  return names.split(',').map((name) => headers.get(name) ?? '\0').join('\n');
+}
+export function edit_headers(headers, remove, set) {
+  if (remove !== '') for (const name of remove.split(',')) headers.delete(name);
+  if (set !== '') {
+    const pairs = set.split('\n');
+    for (let i = 0; i + 1 < pairs.length; i += 2) headers.set(pairs[i], pairs[i + 1]);
+  }
+}
+"#)]
+extern "C" {
+    #[wasm_bindgen(catch)]
+    fn read_headers(headers: &web_sys::Headers, names: &str) -> Result<String, JsValue>;
+    #[wasm_bindgen(catch)]
+    fn edit_headers(headers: &web_sys::Headers, remove: &str, set: &str) -> Result<(), JsValue>;
+}
+
+/// The gateway's own maps (token endpoint and JWKS requests, problem+json answers) as
+/// `Headers`, and those endpoints' responses as maps. Values cross workerd as UTF-8, not as the
+/// WebIDL `ByteString`s of the Fetch standard: workerd encodes a header string as UTF-8 on the
+/// wire ("as a quirk to support Unicode", `workerd/api/headers.c++`) and decodes received
+/// values as UTF-8, replacing bytes that are not UTF-8 with U+FFFD before the Worker sees them
+/// (cloudflare/workerd#6927). So a value passes as its UTF-8 bytes in both directions.
 fn to_js_headers(headers: &HeaderMap) -> Result<web_sys::Headers, JsValue> {
     let out = web_sys::Headers::new()?;
     for (name, value) in headers {
@@ -357,14 +505,16 @@ fn from_js_headers(headers: &web_sys::Headers) -> HeaderMap {
 }
 
 /// The incoming Workers request as the core's request. `None` for a method `http` cannot name.
-pub fn to_gateway_request(raw: &web_sys::Request) -> Option<GatewayRequest<ReadableStream>> {
+pub fn to_gateway_request(
+    raw: &web_sys::Request,
+) -> Option<GatewayRequest<ReadableStream, JsFields>> {
     let method = Method::from_bytes(raw.method().as_bytes()).ok()?;
     let (path, query) = path_and_query(&raw.url())?;
     Some(GatewayRequest {
         method,
         path,
         query,
-        headers: from_js_headers(&raw.headers()),
+        headers: JsFields(raw.headers()),
         body: raw.body().map_or(Body::Empty, Body::Stream),
     })
 }
@@ -402,11 +552,11 @@ fn path_and_query(url: &str) -> Option<(String, Option<String>)> {
 
 /// The core's response as a Workers response; a streamed origin body passes through untouched.
 pub fn to_worker_response(
-    resp: GatewayResponse<ReadableStream>,
+    resp: GatewayResponse<ReadableStream, JsFields>,
 ) -> worker::Result<web_sys::Response> {
     let init = web_sys::ResponseInit::new();
     init.set_status(resp.status);
-    init.set_headers(&to_js_headers(&resp.headers)?.into());
+    init.set_headers(&resp.headers.0);
     let raw = match resp.body {
         Body::Empty => web_sys::Response::new_with_opt_str_and_init(None, &init)?,
         Body::Bytes(mut bytes) => {

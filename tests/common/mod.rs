@@ -126,6 +126,7 @@ impl Future for YieldOnce {
 
 impl HttpClient for FakeHttp {
     type Stream = Vec<u8>;
+    type Fields = HeaderMap;
 
     async fn send(
         &self,
@@ -162,6 +163,14 @@ impl HttpClient for FakeHttp {
             headers: map,
             body: Body::Stream(body),
         })
+    }
+
+    /// The origin is one more scripted server: its request is recorded like any other.
+    async fn forward(
+        &self,
+        request: OutboundRequest<Vec<u8>>,
+    ) -> Result<InboundResponse<Vec<u8>>, HttpError> {
+        self.send(request).await
     }
 
     async fn read_body(&self, body: Body<Vec<u8>>, limit: usize) -> Result<Vec<u8>, HttpError> {
