@@ -95,6 +95,9 @@ pub struct Credentials<'a> {
     /// `CUSTOMER_ID_HEADER`, when set: every caller spelling of it is removed, and the
     /// verified request's id (`Some`) is set.
     pub customer_id: Option<(&'a HeaderName, Option<&'a str>)>,
+    /// The route's `claims_to_headers`: every caller spelling of each name is removed, and the
+    /// claim's value (`Some`) is set. Data, so that any header design can apply it.
+    pub claim_headers: &'a [(&'a HeaderName, Option<HeaderValue>)],
 }
 
 /// Why credentials could not be put into headers: a value with bytes HTTP forbids (CR, LF, NUL).
@@ -109,15 +112,11 @@ pub fn upstream_headers(
     caller: &HeaderMap,
     creds: &Credentials<'_>,
 ) -> Result<HeaderMap, InvalidHeaderValue> {
-    let listed = connection_listed(caller);
-    let mut headers = HeaderMap::with_capacity(caller.len() + 4);
-    for (name, value) in caller {
-        let dropped = name == http::header::HOST
-            || HOP_BY_HOP.contains(name)
-            || is_refused(name)
-            || listed.contains(name);
-        if !dropped {
-            headers.append(name.clone(), value.clone());
+    let mut headers = end_to_end(caller);
+    for (name, value) in creds.claim_headers {
+        crate::customer_id::remove_spellings(&mut headers, name);
+        if let Some(value) = value {
+            headers.insert((*name).clone(), value.clone());
         }
     }
     set(
@@ -140,6 +139,39 @@ pub fn upstream_headers(
     set(&mut headers, "api-key", creds.api_key)?;
     set(&mut headers, REQUEST_ID, creds.request_id)?;
     Ok(headers)
+}
+
+/// The headers of a forwarded CORS preflight (`cors_preflight: "forward"`): the caller's
+/// end-to-end headers minus everything `upstream_headers` removes (`also_removed`: the customer
+/// id and claim header names), and none of the three credentials: a preflight carries no
+/// identity, so the origin must not see the gateway's.
+pub fn preflight_headers(
+    caller: &HeaderMap,
+    request_id: &str,
+    also_removed: &[&HeaderName],
+) -> Result<HeaderMap, InvalidHeaderValue> {
+    let mut headers = end_to_end(caller);
+    for name in also_removed {
+        crate::customer_id::remove_spellings(&mut headers, name);
+    }
+    set(&mut headers, REQUEST_ID, request_id)?;
+    Ok(headers)
+}
+
+/// The caller's headers minus `Host`, hop-by-hop fields and the refused ones.
+fn end_to_end(caller: &HeaderMap) -> HeaderMap {
+    let listed = connection_listed(caller);
+    let mut headers = HeaderMap::with_capacity(caller.len() + 4);
+    for (name, value) in caller {
+        let dropped = name == http::header::HOST
+            || HOP_BY_HOP.contains(name)
+            || is_refused(name)
+            || listed.contains(name);
+        if !dropped {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    headers
 }
 
 /// The origin's headers as the caller gets them: hop-by-hop fields removed, request id added.
@@ -182,6 +214,7 @@ mod tests {
             api_key: "key",
             request_id: "rid",
             customer_id: None,
+            claim_headers: &[],
         }
     }
 
