@@ -782,3 +782,18 @@ fn without_providers_a_route_replaces_the_flat_issuer_and_audience() {
         (401, Some("issuers"), Some("cache"))
     );
 }
+
+#[test]
+fn the_scheduled_run_refreshes_each_providers_key_set() {
+    let w = world(json!([{"prefix": "/"}]));
+    let task = block_on(w.gw.on_schedule(&w.svc));
+    assert_eq!(task.jwks, Some("endpoint"));
+    assert_eq!(w.svc.http.calls_to(B_JWKS).len(), 1);
+    let (r, log) = w.get("/x", Some(&w.token_b(json!({}))));
+    assert_eq!(
+        (r.status, log.jwks),
+        (200, None),
+        "the request found B's keys in memory"
+    );
+    assert_eq!(w.svc.http.calls_to(B_JWKS).len(), 1);
+}
