@@ -233,10 +233,12 @@ fn check_routes_against(
             }
         }
         if let Some(ids) = customer_id {
-            if route.policy.claims_to_headers.iter().any(|h| {
-                crate::customer_id::is_reserved(h.header.as_str())
-                    || same_header(h.header.as_str(), ids.header().as_str())
-            }) {
+            if route
+                .policy
+                .claims_to_headers
+                .iter()
+                .any(|h| same_header(h.header.as_str(), ids.header().as_str()))
+            {
                 return Err(at("claims_to_headers names CUSTOMER_ID_HEADER"));
             }
         }
