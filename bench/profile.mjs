@@ -4,7 +4,10 @@
 //   PROFILE_CPUPROFILE=/tmp/p.cpuprofile node bench/profile.mjs build   # + a V8 CPU profile
 //
 // Each argument is a directory holding a worker-build output (`index.js`, `index_bg.wasm`);
-// default `build`. `bare` means bench/workers/bare. Every target runs in its own workerd
+// default `build`. `bare` means bench/workers/bare. A `+policy` suffix (`build+policy`) runs that
+// build with one realistic route policy (issuers, audiences, scopes, one claim, one
+// claims_to_headers) on the measured route; every other target's route carries none, so
+// `node bench/profile.mjs build build+policy` measures what the policy check costs. Every target runs in its own workerd
 // (Miniflare), in front of the same loopback servers as bench/run.mjs, and is measured in
 // rounds, one target after another, so that the machine's noise hits them alike. The number to
 // read is workerd CPU µs per request (from /proc), median over rounds.
@@ -169,7 +172,9 @@ async function main() {
   const rs = makeKey('RS256', 'bench-rs256');
   const es = makeKey('ES256', 'bench-es256');
   const jwks = { keys: [rs.publicJwk, es.publicJwk] };
-  const hot = signJwt(rs);
+  // Claims the policy below accepts; carried by every target's token so that only the check
+  // differs.
+  const hot = signJwt(rs, { claims: { scope: 'openid profile:read', tier: 'gold', org: { id: 'org-42' } } });
   const early = invalidTokens({ rs, es, perKind: 10 }).tokens.filter((x) => ['malformed', 'missing', 'alg-none', 'unknown-kid'].includes(x.kind));
   let i = 0;
   const next = WORKLOAD === 'reject-early' ? () => early[i++ % early.length].jwt : WORKLOAD === 'public' ? () => undefined : () => hot;
@@ -187,12 +192,23 @@ async function main() {
     JWT_AUDIENCE: AUDIENCE,
     ...(WORKLOAD === 'public' ? { ROUTES: JSON.stringify([{ prefix: '/account', auth: 'public', methods: ['GET'] }]) } : {}),
   };
+  const route = { prefix: '/account', methods: ['GET', 'POST'] };
+  const policy = {
+    issuers: [ISSUER],
+    audiences: [AUDIENCE],
+    scopes: ['profile:read'],
+    claims: { tier: ['gold', 'platinum'] },
+    claims_to_headers: { 'x-org-id': 'org.id' },
+  };
   const targets = [];
   try {
     for (const [k, d] of dirs.entries()) {
       const bare = d === 'bare';
-      const dir = bare ? path.join(BENCH, 'workers', 'bare') : path.resolve(ROOT, d);
-      const w = await startWorker(dir, bare ? { ORIGIN_URL: servers.origin } : bindings, CPUPROFILE && k === 0);
+      const withPolicy = d.endsWith('+policy');
+      const name = withPolicy ? d.slice(0, -'+policy'.length) : d;
+      const dir = bare ? path.join(BENCH, 'workers', 'bare') : path.resolve(ROOT, name);
+      const routes = JSON.stringify([withPolicy ? { ...route, ...policy } : route]);
+      const w = await startWorker(dir, bare ? { ORIGIN_URL: servers.origin } : { ...bindings, ROUTES: routes }, CPUPROFILE && k === 0);
       targets.push({ name: d, ...w, samples: [] });
       const r = await fetch(w.url + PATH, { headers: { 'customer-auth': `JWT ${hot}` } });
       await r.arrayBuffer();

@@ -37,8 +37,10 @@ export const SESSION_LIFETIME_SECS = 3600;
 export const LIFETIME_SECS = 28799;
 
 const USERS = {
-  alice: { password: 'alice-password', name: 'Alice Example', tier: 'gold', email: 'alice@example.com' },
-  bob: { password: 'bob-password', name: 'Bob Example', tier: 'silver', email: 'bob@example.com' },
+  // `scope` goes into the customer JWT: the gateway's /account/rewards route requires
+  // rewards:read, which alice has and bob lacks.
+  alice: { password: 'alice-password', name: 'Alice Example', tier: 'gold', email: 'alice@example.com', scope: 'profile:read rewards:read' },
+  bob: { password: 'bob-password', name: 'Bob Example', tier: 'silver', email: 'bob@example.com', scope: 'profile:read' },
 };
 
 const PRIVATE_JWK_PATH = fileURLToPath(new URL('./demo-key.private.jwk.json', import.meta.url));
@@ -163,7 +165,7 @@ export async function startDemoOrigin({ port = 8788, host = '127.0.0.1', issuer,
       return sendJson(res, 401, { error: 'invalid_credentials', message: 'Unknown user or wrong password.' });
     }
     const issuedAt = Date.now();
-    const jwt = await new SignJWT({})
+    const jwt = await new SignJWT({ scope: user.scope })
       .setProtectedHeader({ alg: 'RS256', kid: DEMO_KID, typ: 'JWT' })
       .setIssuer(iss)
       .setAudience(DEMO_AUDIENCE)
@@ -256,7 +258,10 @@ export async function startDemoOrigin({ port = 8788, host = '127.0.0.1', issuer,
     return sendJson(res, 200, profileOf(session.username, { gateway_customer_id: req.headers['x-customer-id'] ?? null }));
   }
 
-  async function getProfile(req, res) {
+  /** `/account/rewards`: what a customer with the rewards:read scope may see. */
+  const rewardsOf = (username) => ({ customer_id: customerId(username), tier: USERS[username].tier, points: USERS[username].tier === 'gold' ? 1200 : 300 });
+
+  async function getProfile(req, res, view = (username) => profileOf(username, { gateway_customer_id: req.headers['x-customer-id'] ?? null })) {
     await readBody(req);
     const bearer = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization || '');
     const expiry = bearer ? accessTokens.get(bearer[1]) : undefined;
@@ -309,7 +314,7 @@ export async function startDemoOrigin({ port = 8788, host = '127.0.0.1', issuer,
     if (!username) {
       return sendJson(res, 404, { error: 'unknown_customer', message: 'No profile for this customer.' });
     }
-    return sendJson(res, 200, profileOf(username, { gateway_customer_id: req.headers['x-customer-id'] ?? null }));
+    return sendJson(res, 200, view(username));
   }
 
   const server = http.createServer(async (req, res) => {
@@ -324,6 +329,9 @@ export async function startDemoOrigin({ port = 8788, host = '127.0.0.1', issuer,
       if (url.pathname === '/account/getprofile' && (req.method === 'POST' || req.method === 'GET')) {
         return await getProfile(req, res);
       }
+      if (url.pathname === '/account/rewards' && (req.method === 'POST' || req.method === 'GET')) {
+        return await getProfile(req, res, rewardsOf);
+      }
       if (url.pathname === '/auth/session_login' && req.method === 'POST') return await sessionLogin(req, res);
       if (url.pathname === '/oauth/introspect' && req.method === 'POST') return await introspect(req, res);
       if (url.pathname === '/session/getprofile' && (req.method === 'POST' || req.method === 'GET')) {
@@ -334,6 +342,7 @@ export async function startDemoOrigin({ port = 8788, host = '127.0.0.1', issuer,
         '/auth/customer_authenticate',
         '/.well-known/jwks.json',
         '/account/getprofile',
+        '/account/rewards',
         '/auth/session_login',
         '/oauth/introspect',
         '/session/getprofile',

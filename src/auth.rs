@@ -1,6 +1,8 @@
 //! The authenticate phase: a token already verified in this isolate is taken from memory;
 //! otherwise the key set (configured, or `JWKS_URL`'s via `jwks`) checks it, with one
-//! rate-limited refetch when it names a `kid` the set lacks.
+//! rate-limited refetch when it names a `kid` the set lacks. With `JWT_PROVIDERS` each
+//! provider has its own key set cache, and its own share of the memory (the provider's id is
+//! part of the memory's key), so a token is never remembered as valid for another provider.
 
 use std::rc::Rc;
 
@@ -13,9 +15,10 @@ use crate::jwt::{
     MAX_TOKEN_BYTES,
 };
 
-/// One per isolate: the key set and the verified tokens every request shares.
+/// One per isolate: the key sets and the verified tokens every request shares.
 pub struct Authenticator {
-    jwks: JwksCache,
+    /// One per provider (index = provider id); one for the flat settings.
+    jwks: Vec<JwksCache>,
     verified: VerifiedCache,
     /// Off only to measure what the memory saves (the `baseline-verify` build).
     remember_verified: bool,
@@ -24,7 +27,7 @@ pub struct Authenticator {
 impl Default for Authenticator {
     fn default() -> Self {
         Self {
-            jwks: JwksCache::new(),
+            jwks: vec![JwksCache::new()],
             verified: VerifiedCache::new(),
             remember_verified: true,
         }
@@ -71,6 +74,20 @@ impl Authenticator {
         Self::default()
     }
 
+    /// For `providers` identity providers (`JWT_PROVIDERS`); at least one key set cache.
+    pub fn for_providers(providers: usize) -> Self {
+        Self {
+            jwks: (0..providers.max(1)).map(|_| JwksCache::new()).collect(),
+            ..Self::default()
+        }
+    }
+
+    /// This authenticator with the memory off (see `without_verified_memory`).
+    pub fn forgetting(mut self) -> Self {
+        self.remember_verified = false;
+        self
+    }
+
     /// Every token verified in full, every time: the baseline the memory is measured against.
     pub fn without_verified_memory() -> Self {
         Self {
@@ -79,8 +96,31 @@ impl Authenticator {
         }
     }
 
+    /// Checks `token` with the flat settings (provider 0).
     pub async fn check<H, S, C, V>(
         &self,
+        token: &str,
+        settings: &JwtSettings,
+        http: &H,
+        store: &S,
+        clock: &C,
+        verifier: &V,
+    ) -> AuthResult
+    where
+        H: HttpClient,
+        S: KeyValue,
+        C: Clock,
+        V: SignatureVerifier,
+    {
+        self.check_with(0, token, settings, http, store, clock, verifier)
+            .await
+    }
+
+    /// Checks `token` with provider `provider`'s `settings` and key set cache.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn check_with<H, S, C, V>(
+        &self,
+        provider: usize,
         token: &str,
         settings: &JwtSettings,
         http: &H,
@@ -98,16 +138,20 @@ impl Authenticator {
         if token.len() > MAX_TOKEN_BYTES {
             return (Err(AuthError::Jwt(JwtError::TooLarge)), None);
         }
-        let (keys, mut event, remote_missing) =
-            match self.jwks.keys(settings, http, store, clock).await {
-                Ok(view) => (view.keys, view.event, None),
-                Err(unavailable) => (
-                    self.jwks.configured(settings),
-                    Some(JwksEvent::Failed(unavailable.cause)),
-                    Some(unavailable),
-                ),
-            };
-        let digest = TokenDigest::of(token);
+        // `Gateway` makes one cache per provider; an id beyond them cannot name any keys.
+        let Some(jwks) = self.jwks.get(provider) else {
+            return (Err(AuthError::Jwt(JwtError::WrongIssuer)), None);
+        };
+        let (keys, mut event, remote_missing) = match jwks.keys(settings, http, store, clock).await
+        {
+            Ok(view) => (view.keys, view.event, None),
+            Err(unavailable) => (
+                jwks.configured(settings),
+                Some(JwksEvent::Failed(unavailable.cause)),
+                Some(unavailable),
+            ),
+        };
+        let digest = TokenDigest::for_provider(provider, token);
         let now_secs = clock.now_ms() / 1000;
         if let Some(claims) = self
             .verified
@@ -122,8 +166,7 @@ impl Authenticator {
             .await;
         if result == Err(JwtError::UnknownKid) && remote_missing.is_none() {
             if let Some(kid) = header_kid(token) {
-                let (newer, refetch) = self
-                    .jwks
+                let (newer, refetch) = jwks
                     .refetch_for_kid(&kid, settings, http, store, clock)
                     .await;
                 event = refetch.or(event);
@@ -166,7 +209,27 @@ impl Authenticator {
         S: KeyValue,
         C: Clock,
     {
+        self.refresh_provider_keys(0, settings, ahead_ms, http, store, clock)
+            .await
+    }
+
+    /// As `refresh_keys`, for provider `provider`'s `jwks_url`.
+    pub async fn refresh_provider_keys<H, S, C>(
+        &self,
+        provider: usize,
+        settings: &JwtSettings,
+        ahead_ms: u64,
+        http: &H,
+        store: &S,
+        clock: &C,
+    ) -> Option<JwksEvent>
+    where
+        H: HttpClient,
+        S: KeyValue,
+        C: Clock,
+    {
         self.jwks
+            .get(provider)?
             .refresh(settings, ahead_ms, http, store, clock)
             .await
     }

@@ -170,6 +170,12 @@ impl CustomerIdSettings {
     }
 }
 
+/// True for a header name the gateway or HTTP controls (credentials, `x-request-id`, `host`,
+/// hop-by-hop fields, ...), in any case and with `_` read as `-`: a setting may not name one.
+pub fn is_reserved(name: &str) -> bool {
+    RESERVED.contains(&normalised(name).as_str())
+}
+
 /// Lower case, `_` as `-`: how reserved names are compared with the configured one.
 fn normalised(name: &str) -> String {
     name.to_ascii_lowercase().replace('_', "-")

@@ -56,6 +56,8 @@ pub enum GatewayError {
     IntrospectionUnavailable(IntrospectionUnavailable),
     /// The verified identity lacks one of the route's `scopes` (the route's list).
     InsufficientScope(Vec<String>),
+    /// The verified identity fails the route's `claims`.
+    ClaimsRefused,
     /// `CUSTOMER_ID_HEADER` is set and the verified identity has no `sub` (or `iss`).
     NoCustomerId(MissingIdentity),
 }
@@ -94,7 +96,7 @@ impl GatewayError {
             Self::Opaque(e) if e.is_request_error() => 400,
             Self::Opaque(_) | Self::NoCustomerId(_) => 401,
             Self::IntrospectionUnavailable(_) => 503,
-            Self::InsufficientScope(_) => 403,
+            Self::InsufficientScope(_) | Self::ClaimsRefused => 403,
         }
     }
 
@@ -117,6 +119,7 @@ impl GatewayError {
             Self::Opaque(e) => e.code(),
             Self::IntrospectionUnavailable(u) => u.cause.code(),
             Self::InsufficientScope(_) => "insufficient_scope",
+            Self::ClaimsRefused => "claims_refused",
             Self::NoCustomerId(m) => m.code(),
         }
     }
@@ -144,6 +147,7 @@ impl GatewayError {
                 ("introspection-unavailable", "Service unavailable")
             }
             Self::InsufficientScope(_) => ("insufficient-scope", "Forbidden"),
+            Self::ClaimsRefused => ("claims-refused", "Forbidden"),
         }
     }
 
@@ -180,6 +184,9 @@ impl GatewayError {
             Self::Opaque(e) => format!("{}.", e.description()),
             Self::IntrospectionUnavailable(_) => {
                 "The gateway could not check the customer identifier; retry later.".into()
+            }
+            Self::ClaimsRefused => {
+                "The customer's credentials do not meet this route's claim requirements.".into()
             }
             Self::InsufficientScope(_) => {
                 "The customer's credentials do not grant the scopes this route requires.".into()

@@ -28,13 +28,16 @@ const REQUEST_ID_NAME: HeaderName = HeaderName::from_static(REQUEST_ID);
 static HOST: HeaderName = http::header::HOST;
 
 /// The caller's fields the core reads: the JWT's sources, the body's declared length (for the
-/// replay) and the caller's request id. Nothing else of the caller's is looked at.
-pub const CALLER_READS: [HeaderName; 5] = [
+/// replay), the caller's request id, and the two fields that make an `OPTIONS` a CORS
+/// preflight. Nothing else of the caller's is looked at.
+pub const CALLER_READS: [HeaderName; 7] = [
     HeaderName::from_static("customer-auth"),
     http::header::AUTHORIZATION,
     http::header::COOKIE,
     http::header::CONTENT_LENGTH,
     REQUEST_ID_NAME,
+    http::header::ORIGIN,
+    http::header::ACCESS_CONTROL_REQUEST_METHOD,
 ];
 
 /// Caller-sent fields the origin never sees, in every spelling with `_` for any `-`
@@ -124,6 +127,9 @@ pub struct Credentials<'a> {
     /// `CUSTOMER_ID_HEADER`, when set: every caller spelling of it is removed, and the
     /// verified request's id (`Some`) is set.
     pub customer_id: Option<(&'a crate::customer_id::CustomerIdSettings, Option<&'a str>)>,
+    /// The route's `claims_to_headers`: every caller spelling of each name is removed, and the
+    /// claim's value (`Some`) is set. Data, so that any header design can apply it.
+    pub claim_headers: &'a [(&'a crate::policy::ClaimHeader, Option<HeaderValue>)],
 }
 
 /// Why credentials could not be put into headers: a value with bytes HTTP forbids (CR, LF, NUL).
@@ -165,6 +171,34 @@ pub fn upstream_headers<F: Fields>(
         // Every caller spelling of the configured name goes, on every route.
         remove.extend(ids.spellings());
     }
+    for (header, value) in creds.claim_headers {
+        remove.extend(header.spellings.iter());
+        if let Some(value) = value {
+            set.push((header.header.clone(), value.clone()));
+        }
+    }
+    let mut headers = caller.clone();
+    headers.apply(&Edit { remove, set });
+    Ok(headers)
+}
+
+/// The headers of a forwarded CORS preflight (`cors_preflight: "forward"`): the caller's
+/// fields minus everything `upstream_headers` removes (`also_removed`: the spellings of the
+/// customer id and claim header names), and none of the three credentials: a preflight carries
+/// no identity, so the origin must not see the gateway's.
+pub fn preflight_headers<F: Fields>(
+    caller: &F,
+    request_id: &str,
+    also_removed: &[&[HeaderName]],
+) -> Result<F, InvalidHeaderValue> {
+    let listed = connection_listed(&caller.read(&[http::header::CONNECTION]));
+    let mut remove: Vec<&HeaderName> = hop_by_hop(&listed).collect();
+    remove.push(&HOST);
+    remove.extend(refused_spellings());
+    for names in also_removed {
+        remove.extend(names.iter());
+    }
+    let set = vec![value(REQUEST_ID, request_id)?];
     let mut headers = caller.clone();
     headers.apply(&Edit { remove, set });
     Ok(headers)
@@ -214,6 +248,7 @@ mod tests {
             api_key: "key",
             request_id: "rid",
             customer_id: None,
+            claim_headers: &[],
         }
     }
 

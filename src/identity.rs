@@ -1,6 +1,6 @@
 //! The verified caller, whatever vouched for them (a customer JWT, or an opaque identifier the
 //! introspection endpoint vouched for), and what is decided from their claims alone: the route's
-//! `scopes`, and the customer id for the origin.
+//! policy (`policy`), and the customer id for the origin.
 
 use http::HeaderMap;
 
@@ -11,6 +11,7 @@ use crate::headers::CustomerAuth;
 use crate::io::{Clock, HttpClient};
 use crate::log::{clip, RequestLog};
 use crate::opaque::{self, OpaqueError, SessionCache, Unvouched};
+use crate::policy::{Defaults, Refusal};
 use crate::routes::Route;
 
 /// A caller who passed the authenticate phase.
@@ -91,16 +92,24 @@ where
 }
 
 /// The checks made of every verified request, a verified-token memory hit included: the
-/// route's `scopes` must all be granted; then, with `CUSTOMER_ID_HEADER`, the customer id.
+/// route's policy (its own `issuers`, `audiences`, `max_lifetime_seconds`, or else `defaults`;
+/// then `scopes` and `claims`); then, with `CUSTOMER_ID_HEADER`, the customer id.
 pub fn admit(
     route: &Route,
     config: &Config,
     verified: &Verified<'_>,
+    defaults: Defaults<'_>,
     log: &mut RequestLog,
 ) -> Result<Option<String>, GatewayError> {
-    if !verified.claims.grants_all(&route.scopes) {
-        log.policy = Some("scopes");
-        return Err(GatewayError::InsufficientScope(route.scopes.clone()));
+    if let Err(refusal) = route.policy.check(&verified.claims, defaults) {
+        log.policy = Some(refusal.policy());
+        return Err(match refusal {
+            Refusal::Issuers(e) | Refusal::Audiences(e) | Refusal::MaxLifetime(e) => {
+                GatewayError::Jwt(e)
+            }
+            Refusal::Scopes => GatewayError::InsufficientScope(route.policy.scopes.clone()),
+            Refusal::Claims => GatewayError::ClaimsRefused,
+        });
     }
     config
         .customer_id

@@ -15,11 +15,15 @@
 //! - `jwt`: finding the customer JWT, keys (JWKS), signature and claim checks, and the
 //!   isolate's memory of verified tokens.
 //! - `jwks`: `JWKS_URL`'s key set: memory, KV, provider; refresh; unknown-`kid` refetch.
+//! - `providers`: `JWT_PROVIDERS`: several issuers, each with its own keys, audiences,
+//!   algorithms and lifetime limit; a token is matched to one by its `iss`.
 //! - `auth`: the authenticate phase: verified-token memory, key set, full check.
 //! - `claims`: a verified identity's claims (JWT payload or introspection answer): dotted
 //!   paths, granted scopes.
 //! - `opaque`: opaque customer identifiers (cookie sessions) vouched for by RFC 7662
 //!   introspection: where they are read, the request and its answer, the isolate's cache.
+//! - `policy`: a route's requirement (issuers, audiences, lifetime, scopes, claims) and its
+//!   claim headers, compiled once, checked on every verified request without I/O.
 //! - `identity`: the verified caller whatever vouched for them; the route's `scopes` and the
 //!   customer id, decided from their claims.
 //! - `customer_id`: the opaque, stable customer id sent to the origin (`CUSTOMER_ID_HEADER`).
@@ -55,6 +59,8 @@ pub mod jwt;
 pub mod log;
 pub mod opaque;
 pub mod path;
+pub mod policy;
+pub mod providers;
 pub mod proxy;
 pub mod refusal;
 pub mod replay;

@@ -41,9 +41,18 @@ pub struct RequestLog {
     /// `introspection_timeout`), or `backing_off` when an earlier failure answered.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub introspection_error: Option<&'static str>,
-    /// The route policy that refused the request: `scopes`.
+    /// The part of the route's policy that refused the verified identity: `issuers`,
+    /// `audiences`, `max_lifetime`, `scopes` or `claims` (on a `report` route: that would have).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<&'static str>,
+    /// On `report` routes: what a `jwt` route would have answered: `forwarded`, or the outcome
+    /// code of the refusal (`missing_token`, `token_expired`, `insufficient_scope`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report: Option<&'static str>,
+    /// `forwarded` when the request was a CORS preflight forwarded without credentials
+    /// (`cors_preflight: "forward"`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cors_preflight: Option<&'static str>,
     /// What fetching `JWKS_URL`'s key set did for this request, when it did more than read
     /// memory: `kv`, `endpoint`, or a failure code such as `jwks_unreachable`.
     #[serde(skip_serializing_if = "Option::is_none")]

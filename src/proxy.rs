@@ -15,9 +15,10 @@ use crate::io::{Body, Clock, Fields, HttpClient, HttpError, KeyValue, OutboundRe
 use crate::jwt::{self, JwtError, SignatureVerifier};
 use crate::log::{clip, RequestLog, TaskLog};
 use crate::opaque::SessionCache;
+use crate::policy::Defaults;
 use crate::refusal::Judged;
 use crate::replay::Outgoing;
-use crate::routes::{AuthMode, RouteError};
+use crate::routes::{AuthMode, Route, RouteError};
 use crate::token::{Obtained, RefreshAhead, RefreshOutcome, Rejection, TokenCache};
 
 /// The scheduled run refreshes `JWKS_URL`'s set when it would go stale within this: two runs
@@ -80,8 +81,8 @@ impl Gateway {
 
     pub fn from_config(config: Result<Config, ConfigError>) -> Self {
         Self {
+            auth: Authenticator::for_providers(provider_count(&config)),
             config,
-            auth: Authenticator::new(),
             tokens: TokenCache::new(),
             sessions: SessionCache::new(),
         }
@@ -90,7 +91,7 @@ impl Gateway {
     /// Verifies every token in full, every time: only to measure what the verified-token
     /// memory saves (`baseline-verify` builds).
     pub fn without_verified_memory(mut self) -> Self {
-        self.auth = Authenticator::without_verified_memory();
+        self.auth = Authenticator::for_providers(provider_count(&self.config)).forgetting();
         self
     }
 
@@ -218,16 +219,26 @@ impl Gateway {
             .tokens
             .prewarm(&config.token, &svc.http, &svc.store, &svc.clock)
             .await;
-        let jwks = self
-            .auth
-            .refresh_keys(
-                &config.jwt,
-                SCHEDULED_KEYS_AHEAD_MS,
-                &svc.http,
-                &svc.store,
-                &svc.clock,
-            )
-            .await;
+        // Each key source in turn (one per provider); the line names the last that did work.
+        let sources: Vec<&crate::jwt::JwtSettings> = match &config.providers {
+            None => vec![&config.jwt],
+            Some(providers) => providers.list().iter().map(|p| &p.settings).collect(),
+        };
+        let mut jwks = None;
+        for (id, settings) in sources.into_iter().enumerate() {
+            let event = self
+                .auth
+                .refresh_provider_keys(
+                    id,
+                    settings,
+                    SCHEDULED_KEYS_AHEAD_MS,
+                    &svc.http,
+                    &svc.store,
+                    &svc.clock,
+                )
+                .await;
+            jwks = event.or(jwks);
+        }
         TaskLog {
             jwks: jwks.map(|e| e.as_str()),
             ..task_log("scheduled", &outcome, svc.clock.now_ms() - started)
@@ -270,48 +281,60 @@ impl Gateway {
             })?;
         log.route = Some(route.prefix.clone());
 
-        // Authenticate: the customer JWT on `jwt` routes, the opaque identifier on `opaque` ones.
-        let verified = match route.auth {
-            AuthMode::Public => None,
-            AuthMode::Opaque => Some(
-                identity::vouch_opaque(&self.sessions, config, seen, &svc.http, &svc.clock, log)
-                    .await?,
-            ),
-            AuthMode::Jwt => {
-                log.identity = Some("jwt");
-                let token = jwt::extract(seen, config.jwt.cookie.as_deref())
-                    .map_err(GatewayError::Jwt)?
-                    .ok_or(GatewayError::Jwt(JwtError::Missing))?;
-                let (result, jwks) = self
-                    .auth
-                    .check(
-                        token,
-                        &config.jwt,
-                        &svc.http,
-                        &svc.store,
-                        &svc.clock,
-                        &svc.verifier,
-                    )
-                    .await;
-                log.jwks = jwks.map(|e| e.as_str());
-                let authenticated = result.map_err(|e| match e {
-                    AuthError::Jwt(e) => GatewayError::Jwt(e),
-                    AuthError::KeysUnavailable(u) => GatewayError::KeysUnavailable(u),
-                })?;
-                log.jwt_check = Some(authenticated.check.as_str());
-                log.kid = authenticated.claims.kid.as_deref().map(clip);
-                log.iss = authenticated.claims.iss.as_deref().map(clip);
-                Some(Verified {
-                    presented: Presented::Jwt(token),
-                    claims: authenticated.claims.claims,
-                })
+        // A CORS preflight, on a route that forwards them: it carries no identity, so it goes
+        // on with none of the three credentials, and no token is fetched for it.
+        if route.policy.forward_preflight && is_preflight(&req.method, seen) {
+            return self
+                .forward_preflight(config, svc, req, route, &path, request_id, log)
+                .await;
+        }
+
+        // Authenticate, then the route's policy and the customer id: on every verified
+        // request, verified-token memory hits too.
+        let (verified, customer_id) = match route.auth {
+            AuthMode::Public => (None, None),
+            AuthMode::Opaque => {
+                let verified = identity::vouch_opaque(
+                    &self.sessions,
+                    config,
+                    seen,
+                    &svc.http,
+                    &svc.clock,
+                    log,
+                )
+                .await?;
+                let id = identity::admit(route, config, &verified, Defaults::default(), log)?;
+                (Some(verified), id)
+            }
+            AuthMode::Jwt | AuthMode::Optional | AuthMode::Report => {
+                let checked = match jwt::extract(seen, config.jwt.cookie.as_deref()) {
+                    Ok(None) if route.auth == AuthMode::Optional => Ok(None),
+                    Ok(None) => Err(GatewayError::Jwt(JwtError::Missing)),
+                    Ok(Some(token)) => {
+                        log.identity = Some("jwt");
+                        self.verify_jwt(route, config, svc, token, log)
+                            .await
+                            .map(Some)
+                    }
+                    Err(e) => Err(GatewayError::Jwt(e)),
+                };
+                match (route.auth, checked) {
+                    // Forwarded whatever the outcome; the identity only when it passed.
+                    (AuthMode::Report, Ok(passed)) => {
+                        log.report = Some("forwarded");
+                        passed.map_or((None, None), |(v, id)| (Some(v), id))
+                    }
+                    (AuthMode::Report, Err(refused)) => {
+                        log.report = Some(refused.outcome());
+                        (None, None)
+                    }
+                    (_, checked) => checked?.map_or((None, None), |(v, id)| (Some(v), id)),
+                }
             }
         };
-        // Policy (`scopes`) and the customer id: on every verified request, memory hits too.
-        let customer_id = match &verified {
-            Some(verified) => identity::admit(route, config, verified, log)?,
-            None => None,
-        };
+        let claim_headers = route
+            .policy
+            .claim_headers(verified.as_ref().map(|v| &v.claims));
 
         // Upstream token: memory, KV, or one shared call to the token endpoint.
         let token_started = svc.clock.now_ms();
@@ -319,12 +342,7 @@ impl Gateway {
         log.token_ms = Some(svc.clock.now_ms().saturating_sub(token_started));
 
         // Rewrite: the origin comes from configuration only, never from the request.
-        let base = route.origin.as_deref().unwrap_or(&config.origin);
-        // The query goes on untouched: it is not part of what routes match.
-        let url = match &req.query {
-            Some(q) => format!("{base}{path}?{q}"),
-            None => format!("{base}{path}"),
-        };
+        let url = origin_url(config, route, &path, req.query.as_deref());
         let upstream = |access_token: &str| {
             headers::upstream_headers(
                 &req.headers,
@@ -337,6 +355,7 @@ impl Gateway {
                         .customer_id
                         .as_ref()
                         .map(|ids| (ids, customer_id.as_deref())),
+                    claim_headers: &claim_headers,
                 },
             )
             .map_err(|e| GatewayError::Internal(e.0))
@@ -424,6 +443,131 @@ impl Gateway {
         })
     }
 
+    /// The customer JWT checked for `route`: matched to its provider (with `JWT_PROVIDERS`),
+    /// verified (or found in the verified-token memory), then the route's policy with the
+    /// provider's or flat settings as defaults, and the customer id.
+    async fn verify_jwt<'h, H, S, C, V>(
+        &self,
+        route: &Route,
+        config: &Config,
+        svc: &Services<H, S, C, V>,
+        token: &'h str,
+        log: &mut RequestLog,
+    ) -> Result<(Verified<'h>, Option<String>), GatewayError>
+    where
+        H: HttpClient,
+        S: KeyValue,
+        C: Clock,
+        V: SignatureVerifier,
+    {
+        let (provider, settings, defaults) = match &config.providers {
+            None => (
+                0,
+                &config.jwt,
+                Defaults {
+                    issuers: &config.jwt_issuers,
+                    audiences: &config.jwt_audiences,
+                    max_lifetime_secs: None,
+                },
+            ),
+            Some(providers) => {
+                // The unverified `iss` only chooses whose keys to try.
+                let (id, p) = providers.for_token(token).map_err(GatewayError::Jwt)?;
+                if route
+                    .policy
+                    .issuers
+                    .as_ref()
+                    .is_some_and(|accepted| !accepted.contains(&p.issuer))
+                {
+                    log.policy = Some("issuers");
+                    return Err(GatewayError::Jwt(JwtError::WrongIssuer));
+                }
+                (
+                    id,
+                    &p.settings,
+                    Defaults {
+                        issuers: std::slice::from_ref(&p.issuer),
+                        audiences: &p.audiences,
+                        max_lifetime_secs: p.max_lifetime_secs,
+                    },
+                )
+            }
+        };
+        let (result, jwks) = self
+            .auth
+            .check_with(
+                provider,
+                token,
+                settings,
+                &svc.http,
+                &svc.store,
+                &svc.clock,
+                &svc.verifier,
+            )
+            .await;
+        log.jwks = jwks.map(|e| e.as_str());
+        let authenticated = result.map_err(|e| match e {
+            AuthError::Jwt(e) => GatewayError::Jwt(e),
+            AuthError::KeysUnavailable(u) => GatewayError::KeysUnavailable(u),
+        })?;
+        log.jwt_check = Some(authenticated.check.as_str());
+        log.kid = authenticated.claims.kid.as_deref().map(clip);
+        log.iss = authenticated.claims.iss.as_deref().map(clip);
+        let verified = Verified {
+            presented: Presented::Jwt(token),
+            claims: authenticated.claims.claims,
+        };
+        let customer_id = identity::admit(route, config, &verified, defaults, log)?;
+        Ok((verified, customer_id))
+    }
+
+    /// Forwards a CORS preflight without a customer JWT and without any credentials.
+    #[allow(clippy::too_many_arguments)]
+    async fn forward_preflight<H, S, C, V>(
+        &self,
+        config: &Config,
+        svc: &Services<H, S, C, V>,
+        req: GatewayRequest<H::Stream, H::Fields>,
+        route: &Route,
+        path: &str,
+        request_id: &str,
+        log: &mut RequestLog,
+    ) -> Result<GatewayResponse<H::Stream, H::Fields>, GatewayError>
+    where
+        H: HttpClient,
+        S: KeyValue,
+        C: Clock,
+    {
+        log.cors_preflight = Some("forwarded");
+        let mut removed: Vec<&[http::HeaderName]> = route
+            .policy
+            .claims_to_headers
+            .iter()
+            .map(|h| h.spellings.as_slice())
+            .collect();
+        removed.extend(config.customer_id.as_ref().map(|ids| ids.spellings()));
+        let headers = headers::preflight_headers(&req.headers, request_id, &removed)
+            .map_err(|e| GatewayError::Internal(e.0))?;
+        let origin_started = svc.clock.now_ms();
+        let response = svc
+            .http
+            .forward(OutboundRequest {
+                method: req.method,
+                url: origin_url(config, route, path, req.query.as_deref()),
+                headers,
+                body: req.body,
+                timeout_ms: config.origin_timeout_ms,
+            })
+            .await;
+        log.origin_ms = Some(svc.clock.now_ms().saturating_sub(origin_started));
+        let response = response.map_err(origin_error)?;
+        Ok(GatewayResponse {
+            status: response.status,
+            headers: headers::downstream_headers(&response.headers, request_id),
+            body: response.body,
+        })
+    }
+
     /// The token phase: a token, and where it came from, in the log line; or 503.
     async fn token<H, S, C, V>(
         &self,
@@ -459,6 +603,34 @@ impl Gateway {
 /// An origin 401's `WWW-Authenticate` fields: all that judging it reads.
 fn challenges<F: Fields>(headers: &F) -> HeaderMap {
     headers.read(&[http::header::WWW_AUTHENTICATE])
+}
+
+/// One key set cache per provider, or one for the flat settings.
+fn provider_count(config: &Result<Config, ConfigError>) -> usize {
+    match config {
+        Ok(Config {
+            providers: Some(p), ..
+        }) => p.list().len(),
+        _ => 1,
+    }
+}
+
+/// The route's origin (or `ORIGIN_URL`) + the normalized path + the query, untouched: the
+/// origin comes from configuration only, never from the request.
+fn origin_url(config: &Config, route: &Route, path: &str, query: Option<&str>) -> String {
+    let base = route.origin.as_deref().unwrap_or(&config.origin);
+    match query {
+        Some(q) => format!("{base}{path}?{q}"),
+        None => format!("{base}{path}"),
+    }
+}
+
+/// A CORS preflight (Fetch standard): `OPTIONS` with `Origin` and
+/// `Access-Control-Request-Method`. A plain `OPTIONS` is not one.
+fn is_preflight(method: &Method, seen: &HeaderMap) -> bool {
+    method == Method::OPTIONS
+        && seen.contains_key(http::header::ORIGIN)
+        && seen.contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
 }
 
 fn origin_error(e: HttpError) -> GatewayError {

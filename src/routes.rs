@@ -7,6 +7,7 @@ use http::Method;
 use serde::Deserialize;
 
 use crate::config::ConfigError;
+use crate::policy::{Policy, RawPolicy};
 
 const SETTING: &str = "ROUTES";
 
@@ -21,12 +22,22 @@ pub enum AuthMode {
     /// An opaque customer identifier (a session id), vouched for by `INTROSPECTION_URL`; all
     /// three credentials go to the origin, `customer-auth` carrying the caller's identifier.
     Opaque,
+    /// No customer JWT: as `public`. A JWT that is present must pass as on a `jwt` route.
+    Optional,
+    /// The JWT is checked and the outcome logged (`report`); the request is forwarded
+    /// whatever the outcome, with `customer-auth` only when it passed.
+    Report,
 }
 
 impl AuthMode {
     /// The modes that verify an identity, and so may carry a policy such as `scopes`.
     pub fn verifies_identity(self) -> bool {
-        matches!(self, AuthMode::Jwt | AuthMode::Opaque)
+        !matches!(self, AuthMode::Public)
+    }
+
+    /// The modes that read a customer JWT.
+    pub fn reads_jwt(self) -> bool {
+        matches!(self, AuthMode::Jwt | AuthMode::Optional | AuthMode::Report)
     }
 }
 
@@ -39,9 +50,8 @@ pub struct Route {
     pub methods: Option<Vec<Method>>,
     /// Base URL overriding `ORIGIN_URL` for this route.
     pub origin: Option<String>,
-    /// `scopes`: every one must be granted to the verified identity (`jwt` and `opaque`
-    /// routes); empty when the route sets none.
-    pub scopes: Vec<String>,
+    /// What the route requires of a verified identity, and the claims it passes on.
+    pub policy: Policy,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,7 +73,13 @@ struct RawRoute {
     auth: AuthMode,
     methods: Option<Vec<String>>,
     origin: Option<String>,
+    issuers: Option<Vec<String>>,
+    audiences: Option<Vec<String>>,
     scopes: Option<Vec<String>>,
+    claims: Option<serde_json::Map<String, serde_json::Value>>,
+    max_lifetime_seconds: Option<u64>,
+    claims_to_headers: Option<std::collections::BTreeMap<String, String>>,
+    cors_preflight: Option<String>,
 }
 
 fn default_auth() -> AuthMode {
@@ -79,7 +95,7 @@ impl Default for RouteTable {
                 auth: AuthMode::Jwt,
                 methods: None,
                 origin: None,
-                scopes: Vec::new(),
+                policy: Policy::default(),
             }],
         }
     }
@@ -92,7 +108,7 @@ impl RouteTable {
             ConfigError::new(
                 SETTING,
                 format!(
-                    "is not a JSON array of routes ({{prefix, auth, methods, origin, scopes}}): line {} column {}",
+                    "is not a JSON array of routes ({{prefix, auth, methods, origin, issuers, audiences, scopes, claims, max_lifetime_seconds, claims_to_headers, cors_preflight}}) of the right types: line {} column {}",
                     e.line(),
                     e.column()
                 ),
@@ -167,35 +183,27 @@ impl Route {
                 Some(crate::config::base_url(&o).map_err(|why| at(&format!("origin {why}")))?)
             }
         };
-        let scopes = match raw.scopes {
-            None => Vec::new(),
-            Some(_) if !raw.auth.verifies_identity() => {
-                return Err(at("scopes apply to jwt and opaque routes only"))
-            }
-            Some(list) if list.is_empty() => return Err(at("scopes is empty")),
-            Some(list) if !list.iter().all(|s| is_scope_token(s)) => {
-                return Err(at(
-                    "scopes holds something that is not an RFC 6749 scope token",
-                ))
-            }
-            Some(list) => list,
-        };
+        let policy = Policy::compile(
+            RawPolicy {
+                issuers: raw.issuers,
+                audiences: raw.audiences,
+                scopes: raw.scopes,
+                claims: raw.claims,
+                max_lifetime_seconds: raw.max_lifetime_seconds,
+                claims_to_headers: raw.claims_to_headers,
+                cors_preflight: raw.cors_preflight,
+            },
+            raw.auth.verifies_identity(),
+            &at,
+        )?;
         Ok(Self {
             prefix,
             auth: raw.auth,
             methods,
             origin,
-            scopes,
+            policy,
         })
     }
-}
-
-/// RFC 6749 §3.3 `scope-token`: one or more of %x21 / %x23-5B / %x5D-7E. It goes into the
-/// quoted `scope="..."` of the 403 challenge, so no space, `"` or backslash.
-fn is_scope_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
 }
 
 /// `/account` matches `/account` and `/account/x`, never `/accounts`. `path` is normalized.
@@ -313,9 +321,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(t.routes()[0].auth, AuthMode::Opaque);
-        assert_eq!(t.routes()[0].scopes, ["profile:read", "openid"]);
+        assert_eq!(t.routes()[0].policy.scopes, ["profile:read", "openid"]);
         assert_eq!(t.routes()[1].auth, AuthMode::Jwt);
-        assert_eq!(t.routes()[1].scopes, ["a"]);
+        assert_eq!(t.routes()[1].policy.scopes, ["a"]);
     }
 
     #[test]

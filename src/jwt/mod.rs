@@ -86,6 +86,8 @@ pub enum JwtError {
     WrongIssuer,
     /// `aud` contains none of `JWT_AUDIENCE`.
     WrongAudience,
+    /// `exp − iat` is longer than the route's or provider's `max_lifetime_seconds`.
+    LifetimeTooLong,
 }
 
 impl JwtError {
@@ -126,6 +128,7 @@ impl JwtError {
             },
             JwtError::WrongIssuer => "The token issuer is not accepted",
             JwtError::WrongAudience => "The token audience is not accepted",
+            JwtError::LifetimeTooLong => "The token lifetime is longer than allowed",
         }
     }
 
@@ -151,6 +154,7 @@ impl JwtError {
             JwtError::InvalidClaim(_) => "invalid_claim",
             JwtError::WrongIssuer => "wrong_issuer",
             JwtError::WrongAudience => "wrong_audience",
+            JwtError::LifetimeTooLong => "token_lifetime_too_long",
         }
     }
 
@@ -174,7 +178,7 @@ impl std::error::Error for JwtError {}
 mod tests {
     use super::*;
 
-    const ALL: [JwtError; 21] = [
+    const ALL: [JwtError; 22] = [
         JwtError::Missing,
         JwtError::MalformedHeader,
         JwtError::DuplicateCookie,
@@ -196,6 +200,7 @@ mod tests {
         JwtError::InvalidClaim("other"),
         JwtError::WrongIssuer,
         JwtError::WrongAudience,
+        JwtError::LifetimeTooLong,
     ];
 
     #[test]

@@ -122,6 +122,78 @@ impl JwtSettings {
         &self.keys
     }
 
+    /// The settings every provider shares (`JWT_ALGORITHMS`, `JWT_LEEWAY_SECONDS`,
+    /// `JWT_MAX_AGE_SECONDS`, `JWT_COOKIE`), without keys, issuer or audience: the base of each
+    /// `JWT_PROVIDERS` entry, and what reads the token from the request.
+    pub fn shared(get: Lookup<'_>) -> Result<JwtSettings, ConfigError> {
+        let algorithms = parse_algorithms(&required(get, ALGORITHMS)?)?;
+        let max_age_secs = match optional(get, "JWT_MAX_AGE_SECONDS") {
+            None => None,
+            Some(_) => Some(number(
+                get,
+                "JWT_MAX_AGE_SECONDS",
+                0,
+                1..=u64::from(u32::MAX),
+            )?),
+        };
+        let cookie = optional(get, "JWT_COOKIE").map(|c| c.trim().to_string());
+        if cookie.as_deref().is_some_and(|c| !is_cookie_name(c)) {
+            return Err(ConfigError::new(
+                "JWT_COOKIE",
+                "must be a cookie name (an HTTP token)",
+            ));
+        }
+        Ok(JwtSettings {
+            algorithms,
+            jwks_url: None,
+            issuer: None,
+            audiences: Vec::new(),
+            leeway_secs: number(get, "JWT_LEEWAY_SECONDS", 60, 0..=MAX_LEEWAY_SECS)?,
+            max_age_secs,
+            cookie,
+            keys: KeySet::default(),
+        })
+    }
+
+    /// One provider's verification settings: `shared` with the provider's algorithms (or
+    /// `JWT_ALGORITHMS`) and key sources. Asymmetric algorithms only: a shared HMAC secret
+    /// cannot tell issuers apart (whoever holds it could sign for every provider). The error
+    /// is the problem, for the caller to name `JWT_PROVIDERS` and the entry.
+    pub fn for_provider(
+        shared: &JwtSettings,
+        algorithms: Option<&[String]>,
+        jwks_url: Option<String>,
+        inline: Option<KeySet>,
+    ) -> Result<JwtSettings, String> {
+        let algorithms = match algorithms {
+            None => shared.algorithms.clone(),
+            Some(list) => parse_algorithms(&list.join(","))
+                .map_err(|e| format!("algorithms {}", e.problem))?,
+        };
+        if inline.as_ref().is_some_and(KeySet::is_empty) {
+            return Err("jwks holds no usable signature key".into());
+        }
+        for &alg in &algorithms {
+            if alg.min_hmac_secret_len().is_some() {
+                return Err(format!(
+                    "allows {alg}: providers take public keys only (set algorithms without HS256, HS384, HS512)"
+                ));
+            }
+            if jwks_url.is_none() && !inline.as_ref().is_some_and(|k| k.has_family(alg.family())) {
+                return Err(format!(
+                    "has no {} for {alg} (add it to jwks, or set jwks_url)",
+                    alg.family()
+                ));
+            }
+        }
+        Ok(JwtSettings {
+            algorithms,
+            jwks_url,
+            keys: inline.unwrap_or_default(),
+            ..shared.clone()
+        })
+    }
+
     pub fn allows(&self, alg: Alg) -> bool {
         self.algorithms.contains(&alg)
     }

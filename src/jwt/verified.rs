@@ -38,6 +38,20 @@ impl TokenDigest {
     pub fn of(token: &str) -> Self {
         Self(Sha256::digest(token.as_bytes()).into())
     }
+
+    /// The key of `token` as checked by provider `provider` (`JWT_PROVIDERS` position; 0 is
+    /// also the flat settings): the id is hashed in, so one provider's verification never
+    /// answers for another. A token never holds a NUL byte, so no two pairs share an input.
+    pub fn for_provider(provider: usize, token: &str) -> Self {
+        if provider == 0 {
+            return Self::of(token);
+        }
+        let mut h = Sha256::new();
+        h.update(token.as_bytes());
+        h.update([0u8]);
+        h.update((provider as u64).to_be_bytes());
+        Self(h.finalize().into())
+    }
 }
 
 struct Entry {

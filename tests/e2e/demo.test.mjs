@@ -186,6 +186,23 @@ describe('demo: the gateway with [env.demo] in front of the demo origin', () => 
     assert.equal(none.headers.get('www-authenticate'), 'Bearer realm="edge-auth-proxy"');
   });
 
+  test('the scoped route of the README: alice (rewards:read) gets her rewards, bob gets 403 insufficient_scope', async () => {
+    const login = async (username) =>
+      (await read(await gw.fetch('/auth/customer_authenticate', form({ username, password: `${username}-password` })))).json.JWT;
+    const alice = await read(await gw.fetch('/account/rewards', { headers: { 'customer-auth': `JWT ${await login('alice')}` } }));
+    assert.equal(alice.status, 200, alice.text);
+    assert.deepEqual(alice.json, { customer_id: customerId('alice'), tier: 'gold', points: 1200 });
+
+    const bobJwt = await login('bob');
+    const bob = await read(await gw.fetch('/account/rewards', { headers: { 'customer-auth': `JWT ${bobJwt}` } }));
+    assert.equal(bob.status, 403, bob.text);
+    assert.equal(bob.headers.get('www-authenticate'), 'Bearer realm="edge-auth-proxy", error="insufficient_scope", scope="rewards:read"');
+    assert.match(bob.headers.get('content-type') ?? '', /problem\+json/);
+    // The same token still opens the unscoped profile route.
+    const profile = await read(await gw.fetch('/account/getprofile', { headers: { 'customer-auth': `JWT ${bobJwt}` } }));
+    assert.equal(profile.status, 200, profile.text);
+  });
+
   test('the cookie session of demo/README.md: log in through the gateway, the cookie vouched for by introspection', async () => {
     const login = await gw.fetch('/auth/session_login', form({ username: 'alice', password: 'alice-password' }));
     assert.equal(login.status, 200);
