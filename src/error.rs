@@ -252,6 +252,7 @@ mod tests {
             retry_after_secs: 7,
             cause: GrantError::Unreachable,
             called_endpoint: true,
+            coordinator: None,
         };
         let cases = [
             (GatewayError::NoRoute, 404),
@@ -279,6 +280,7 @@ mod tests {
             retry_after_secs: 7,
             cause: GrantError::Timeout,
             called_endpoint: false,
+            coordinator: None,
         })
         .to_problem("r");
         assert_eq!(p.headers["retry-after"], "7");

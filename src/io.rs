@@ -106,3 +106,39 @@ pub trait HttpClient {
         })
     }
 }
+
+// --- The token coordinator (issue 12) -------------------------------------------------------
+
+/// How an exchange with the token coordinator failed: the isolate then works alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CoordinatorError {
+    /// No answer within the exchange's `timeout_ms`.
+    Timeout,
+    /// The binding failed, the object threw, or the answer was not the protocol's: the message
+    /// is for debugging only (never logged with a value in it).
+    Unreachable(String),
+}
+
+/// The deployment's one token coordinator (a Durable Object in production), reached by one
+/// request and its answer, both small JSON documents (`crate::token::protocol`).
+#[allow(async_fn_in_trait)]
+pub trait Coordinator {
+    /// Whether a coordinator is configured; when not, every isolate fills its own cache.
+    fn is_bound(&self) -> bool;
+
+    async fn exchange(&self, request: &str, timeout_ms: u64) -> Result<String, CoordinatorError>;
+}
+
+/// No coordinator: today's behaviour, each isolate fills its own cache.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoCoordinator;
+
+impl Coordinator for NoCoordinator {
+    fn is_bound(&self) -> bool {
+        false
+    }
+
+    async fn exchange(&self, _request: &str, _timeout_ms: u64) -> Result<String, CoordinatorError> {
+        Err(CoordinatorError::Unreachable("no coordinator bound".into()))
+    }
+}

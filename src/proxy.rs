@@ -10,7 +10,9 @@ use crate::auth::{AuthError, Authenticator};
 use crate::config::{Config, ConfigError, Lookup};
 use crate::error::GatewayError;
 use crate::headers::{self, Credentials};
-use crate::io::{Body, Clock, HttpClient, HttpError, KeyValue, OutboundRequest};
+use crate::io::{
+    Body, Clock, Coordinator, HttpClient, HttpError, KeyValue, NoCoordinator, OutboundRequest,
+};
 use crate::jwt::{self, JwtError, SignatureVerifier};
 use crate::log::{clip, RequestLog, TaskLog};
 use crate::refusal::Judged;
@@ -52,12 +54,14 @@ pub struct Served<S> {
     pub refresh: Option<RefreshAhead>,
 }
 
-/// What a request needs from the platform.
-pub struct Services<H, S, C, V> {
+/// What a request needs from the platform. `coordinator`: the deployment's token coordinator
+/// (`TOKEN_COORDINATOR`), or `NoCoordinator`.
+pub struct Services<H, S, C, V, K = NoCoordinator> {
     pub http: H,
     pub store: S,
     pub clock: C,
     pub verifier: V,
+    pub coordinator: K,
 }
 
 /// The isolate's gateway: configuration checked once, and the caches every request shares.
@@ -95,15 +99,16 @@ impl Gateway {
     /// Serves one request: the origin's response or the gateway's own problem+json, and the
     /// request's log line. For callers that cannot run work after the response: the refresh
     /// ahead is not run, so the token is refreshed in the foreground once it stops being usable.
-    pub async fn handle<H, S, C, V>(
+    pub async fn handle<H, S, C, V, K>(
         &self,
-        svc: &Services<H, S, C, V>,
+        svc: &Services<H, S, C, V, K>,
         req: GatewayRequest<H::Stream>,
     ) -> (GatewayResponse<H::Stream>, RequestLog)
     where
         H: HttpClient,
         S: KeyValue,
         C: Clock,
+        K: Coordinator,
         V: SignatureVerifier,
     {
         let served = self.serve(svc, req).await;
@@ -112,15 +117,16 @@ impl Gateway {
 
     /// Serves one request, and claims the isolate's token refresh ahead of expiry when it is
     /// due: the caller runs `served.refresh` after answering.
-    pub async fn serve<H, S, C, V>(
+    pub async fn serve<H, S, C, V, K>(
         &self,
-        svc: &Services<H, S, C, V>,
+        svc: &Services<H, S, C, V, K>,
         req: GatewayRequest<H::Stream>,
     ) -> Served<H::Stream>
     where
         H: HttpClient,
         S: KeyValue,
         C: Clock,
+        K: Coordinator,
         V: SignatureVerifier,
     {
         let started = svc.clock.now_ms();
@@ -163,21 +169,29 @@ impl Gateway {
 
     /// Runs the refresh ahead that a request claimed; requests meanwhile keep using the current
     /// token. Returns the task's log line.
-    pub async fn refresh_ahead<H, S, C, V>(
+    pub async fn refresh_ahead<H, S, C, V, K>(
         &self,
         job: RefreshAhead,
-        svc: &Services<H, S, C, V>,
+        svc: &Services<H, S, C, V, K>,
     ) -> TaskLog
     where
         H: HttpClient,
         S: KeyValue,
         C: Clock,
+        K: Coordinator,
     {
         let started = svc.clock.now_ms();
         let outcome = match &self.config {
             Ok(config) => {
                 self.tokens
-                    .refresh(job, &config.token, &svc.http, &svc.store, &svc.clock)
+                    .refresh_via(
+                        job,
+                        &config.token,
+                        &svc.http,
+                        &svc.store,
+                        &svc.coordinator,
+                        &svc.clock,
+                    )
                     .await
             }
             // Unreachable in practice: a refresh is only claimed under a valid configuration.
@@ -188,11 +202,12 @@ impl Gateway {
 
     /// The scheduled (cron) run: pre-warms the access token, so that the first request after a
     /// quiet spell finds one in KV instead of waiting for the endpoint. One log line.
-    pub async fn on_schedule<H, S, C, V>(&self, svc: &Services<H, S, C, V>) -> TaskLog
+    pub async fn on_schedule<H, S, C, V, K>(&self, svc: &Services<H, S, C, V, K>) -> TaskLog
     where
         H: HttpClient,
         S: KeyValue,
         C: Clock,
+        K: Coordinator,
     {
         let started = svc.clock.now_ms();
         let config = match &self.config {
@@ -207,7 +222,13 @@ impl Gateway {
         };
         let outcome = self
             .tokens
-            .prewarm(&config.token, &svc.http, &svc.store, &svc.clock)
+            .prewarm_via(
+                &config.token,
+                &svc.http,
+                &svc.store,
+                &svc.coordinator,
+                &svc.clock,
+            )
             .await;
         let jwks = self
             .auth
@@ -225,9 +246,9 @@ impl Gateway {
         }
     }
 
-    async fn proxy<H, S, C, V>(
+    async fn proxy<H, S, C, V, K>(
         &self,
-        svc: &Services<H, S, C, V>,
+        svc: &Services<H, S, C, V, K>,
         req: GatewayRequest<H::Stream>,
         request_id: &str,
         log: &mut RequestLog,
@@ -236,6 +257,7 @@ impl Gateway {
         H: HttpClient,
         S: KeyValue,
         C: Clock,
+        K: Coordinator,
         V: SignatureVerifier,
     {
         let config = self
@@ -345,7 +367,13 @@ impl Gateway {
             async {
                 let rejection = self
                     .tokens
-                    .reject(&obtained.token, &config.token, &svc.store, &svc.clock)
+                    .reject_via(
+                        &obtained.token,
+                        &config.token,
+                        &svc.store,
+                        &svc.coordinator,
+                        &svc.clock,
+                    )
                     .await;
                 if rejection == Rejection::Dropped {
                     log.token_refresh = Some("after_401");
@@ -398,27 +426,36 @@ impl Gateway {
     }
 
     /// The token phase: a token, and where it came from, in the log line; or 503.
-    async fn token<H, S, C, V>(
+    async fn token<H, S, C, V, K>(
         &self,
         config: &Config,
-        svc: &Services<H, S, C, V>,
+        svc: &Services<H, S, C, V, K>,
         log: &mut RequestLog,
     ) -> Result<Obtained, GatewayError>
     where
         H: HttpClient,
         S: KeyValue,
         C: Clock,
+        K: Coordinator,
     {
         match self
             .tokens
-            .get(&config.token, &svc.http, &svc.store, &svc.clock)
+            .get_via(
+                &config.token,
+                &svc.http,
+                &svc.store,
+                &svc.coordinator,
+                &svc.clock,
+            )
             .await
         {
             Ok(obtained) => {
                 log.token_source = Some(obtained.source.as_str());
+                log.coordinator = log.coordinator.or(obtained.coordinator);
                 Ok(obtained)
             }
             Err(unavailable) => {
+                log.coordinator = log.coordinator.or(unavailable.coordinator);
                 if unavailable.called_endpoint {
                     log.token_error = Some(unavailable.cause.code());
                     log.config_error = unavailable.cause.config_problem();
