@@ -17,6 +17,10 @@ use crate::io::{
 };
 use crate::proxy::{GatewayRequest, GatewayResponse};
 
+// The token coordinator's Durable Object and the isolate's handle on it (issue 12).
+mod coordinator;
+pub use coordinator::DoCoordinator;
+
 #[cfg(not(feature = "baseline-verify"))]
 mod webcrypto;
 #[cfg(not(feature = "baseline-verify"))]
