@@ -411,11 +411,28 @@ fn a_dead_endpoint_sees_one_attempt_per_back_off_step_for_the_whole_deployment()
     let second = f.burst(5);
     assert!(second.iter().all(|r| *r == Err(4)), "{second:?}");
     assert_eq!(f.ep.calls.get(), 2);
+    // The coordinator's steps stop at 4 s: the deployment's one call per step is cheap, and
+    // every isolate is served soon after the endpoint is back.
+    f.clock.advance(4_000);
+    let third = f.burst(5);
+    assert!(third.iter().all(|r| *r == Err(4)), "{third:?}");
+    assert_eq!(f.ep.calls.get(), 3);
     // The endpoint recovers: the first ask after the step gets the token for all.
     f.ep.down.set(false);
     f.clock.advance(4_000);
     assert!(f.burst(5).iter().all(|r| r.as_deref() == Ok("tok-1")));
-    assert_eq!(f.ep.calls.get(), 3);
+    assert_eq!(f.ep.calls.get(), 4);
+}
+
+#[test]
+fn refused_credentials_keep_the_long_back_off_at_the_coordinator() {
+    let f = fleet(2, 3_600, &[]);
+    f.http.on(IDP, |_| {
+        Ok((401, vec![], br#"{"error":"invalid_client"}"#.to_vec()))
+    });
+    let err = f.get(1).unwrap_err();
+    assert_eq!(err.retry_after_secs, 60);
+    assert!(err.cause.config_problem().is_some());
 }
 
 #[test]

@@ -168,6 +168,8 @@ pub struct TokenCache {
     flight: Flight,
     /// Draws the jitter of each stored token's refresh moment; fixed in tests.
     jitter: Box<dyn Fn() -> Jitter>,
+    /// Longest back-off after endpoint failures that are not refused credentials.
+    max_backoff_ms: u64,
 }
 
 impl Default for TokenCache {
@@ -232,7 +234,16 @@ impl TokenCache {
             state: Rc::default(),
             flight: Flight::default(),
             jitter: Box::new(jitter),
+            max_backoff_ms: flight::MAX_BACKOFF_MS,
         }
+    }
+
+    /// Caps the back-off after endpoint failures (refused credentials keep the long one). For
+    /// the coordinator: its back-off is the whole deployment's, so a short cap costs a dead
+    /// endpoint one call per step in all, and gets every isolate served soon after recovery.
+    pub fn with_max_backoff(mut self, ms: u64) -> Self {
+        self.max_backoff_ms = ms;
+        self
     }
 
     /// A token that may be sent now. Concurrent callers that miss memory cause one fill.
@@ -553,7 +564,10 @@ impl TokenCache {
                 st.failures_in_a_row = st.failures_in_a_row.saturating_add(1);
                 let (cause, wait_ms, called_endpoint) = match failure {
                     Failure::Endpoint(cause) => {
-                        let wait = backoff_ms(st.failures_in_a_row, &cause);
+                        let wait = match backoff_ms(st.failures_in_a_row, &cause) {
+                            long if cause.is_client_misconfigured() => long,
+                            wait => wait.min(self.max_backoff_ms),
+                        };
                         (cause, wait, true)
                     }
                     // The coordinator's back-off is the deployment's: keep to it.

@@ -12,6 +12,11 @@
 //!
 //! It refreshes earlier than any isolate would (the most jitter there is), so an isolate
 //! refreshing ahead finds the coordinator's token already renewed, or causes its renewal.
+//!
+//! Its back-off doubles from 2 s to `MAX_BACKOFF_MS` (4 s), not to the isolate's minute: one
+//! coordinator makes one call per step for the whole deployment, so a dead endpoint sees at most
+//! 15 calls a minute in all, and every isolate is served within 4 s of the endpoint's return.
+//! Refused credentials keep the long back-off: only an operator can fix those.
 
 use super::cache::{RefreshAhead, RefreshOutcome, Rejection, TokenCache};
 use super::entry::CachedToken;
@@ -54,6 +59,9 @@ pub struct Answered {
     pub refresh: Option<RefreshAhead>,
 }
 
+/// Longest back-off after token-endpoint failures (other than refused credentials).
+pub const MAX_BACKOFF_MS: u64 = 4_000;
+
 /// One per coordinator object.
 pub struct TokenCoordinator {
     cache: TokenCache,
@@ -68,7 +76,7 @@ impl Default for TokenCoordinator {
 impl TokenCoordinator {
     pub fn new() -> Self {
         Self {
-            cache: TokenCache::with_jitter(|| Jitter::MAX),
+            cache: TokenCache::with_jitter(|| Jitter::MAX).with_max_backoff(MAX_BACKOFF_MS),
         }
     }
 
