@@ -48,7 +48,13 @@ pub enum GatewayError {
     Internal(&'static str),
     /// The caller's body could not be read (it broke off, or ran past its `content-length`).
     RequestBody,
+    /// Over the route's `rate_limit`: answered here, never forwarded.
+    RateLimited,
 }
+
+/// `Retry-After` of a 429. A rate-limiting binding does not say when its window ends; its
+/// period is 10 or 60 s, and a caller retrying early is simply answered 429 again.
+pub const RATE_LIMIT_RETRY_AFTER_SECS: u64 = 10;
 
 /// A problem+json answer, ready for any HTTP response type.
 #[derive(Debug)]
@@ -81,6 +87,7 @@ impl GatewayError {
             Self::OriginUnreachable | Self::OriginRefusedToken => 502,
             Self::OriginTimeout => 504,
             Self::RequestBody | Self::InvalidPath(_) => 400,
+            Self::RateLimited => 429,
         }
     }
 
@@ -100,6 +107,7 @@ impl GatewayError {
             Self::Internal(_) => "internal_error",
             Self::RequestBody => "request_body_unreadable",
             Self::InvalidPath(_) => "invalid_path",
+            Self::RateLimited => "rate_limited",
         }
     }
 
@@ -119,6 +127,7 @@ impl GatewayError {
             Self::OriginRefusedUnreplayed => ("origin-refused-credentials", "Service unavailable"),
             Self::Internal(_) => ("internal", "Internal error"),
             Self::RequestBody | Self::InvalidPath(_) => ("invalid-request", "Invalid request"),
+            Self::RateLimited => ("rate-limited", "Too many requests"),
         }
     }
 
@@ -149,6 +158,7 @@ impl GatewayError {
             Self::Internal(what) => format!("The gateway could not build the origin request ({what})."),
             Self::RequestBody => "The request body could not be read.".into(),
             Self::InvalidPath(e) => format!("The request path contains {}.", e.description()),
+            Self::RateLimited => "Too many requests for this route; retry later.".into(),
         }
     }
 
@@ -199,6 +209,7 @@ impl GatewayError {
             Self::KeysUnavailable(k) => put("retry-after", k.retry_after_secs.to_string()),
             // The refused token is gone from the cache: the next attempt gets another one.
             Self::OriginRefusedUnreplayed => put("retry-after", "1".into()),
+            Self::RateLimited => put("retry-after", RATE_LIMIT_RETRY_AFTER_SECS.to_string()),
             _ => {}
         }
         Problem {
@@ -264,6 +275,7 @@ mod tests {
             (GatewayError::OriginTimeout, 504),
             (GatewayError::OriginRefusedToken, 502),
             (GatewayError::OriginRefusedUnreplayed, 503),
+            (GatewayError::RateLimited, 429),
         ];
         for (err, status) in cases {
             let p = err.to_problem("r");

@@ -142,3 +142,32 @@ impl Coordinator for NoCoordinator {
         Err(CoordinatorError::Unreachable("no coordinator bound".into()))
     }
 }
+
+// --- Rate limiting (issue 12) ----------------------------------------------------------------
+
+/// Why a rate-limit check could not be made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RateLimitError {
+    /// No binding of that name: a configuration error naming `ROUTES`.
+    NotBound,
+    /// The binding failed; the message is the platform's, for debugging only.
+    Failed(String),
+}
+
+/// Named rate limiters: Workers rate-limiting bindings (`[[ratelimits]]`) in production.
+#[allow(async_fn_in_trait)]
+pub trait RateLimiters {
+    /// Counts one request under `key` against the limiter bound as `binding`: `true` while
+    /// within the limit.
+    async fn allow(&self, binding: &str, key: &str) -> Result<bool, RateLimitError>;
+}
+
+/// No rate-limiting bindings at all.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoRateLimiters;
+
+impl RateLimiters for NoRateLimiters {
+    async fn allow(&self, _binding: &str, _key: &str) -> Result<bool, RateLimitError> {
+        Err(RateLimitError::NotBound)
+    }
+}

@@ -68,6 +68,7 @@ mod glue {
     use crate::log::TaskLog;
     use crate::platform::{
         to_gateway_request, to_worker_response, DoCoordinator, FetchClient, Kv, WorkerClock,
+        WorkerRateLimiters,
     };
     use crate::proxy::{Gateway, Services};
 
@@ -117,7 +118,10 @@ mod glue {
         crate::platform::use_promise_microtasks();
     }
 
-    fn services(env: &Env) -> Services<FetchClient, Kv, WorkerClock, Verifier, DoCoordinator> {
+    type WorkerServices =
+        Services<FetchClient, Kv, WorkerClock, Verifier, DoCoordinator, WorkerRateLimiters>;
+
+    fn services(env: &Env) -> WorkerServices {
         Services {
             http: FetchClient,
             // Looked up on first use: most requests find their token in memory and never
@@ -128,6 +132,7 @@ mod glue {
             // `TOKEN_COORDINATOR`, looked up only when a fill needs it; unbound, each isolate
             // fills its own cache.
             coordinator: DoCoordinator::new(env.clone()),
+            rate_limiters: WorkerRateLimiters::new(env.clone()),
         }
     }
 

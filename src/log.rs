@@ -36,6 +36,10 @@ pub struct RequestLog {
     /// Where the access token came from: `memory`, `kv`, `endpoint` or `coordinator`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_source: Option<&'static str>,
+    /// The route's rate limit, when it did not simply pass: `limited` (answered 429) or
+    /// `error` (the binding failed; the request was served).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<&'static str>,
     /// Present when this request asked the token coordinator and got no usable answer:
     /// `unreachable` or `timeout` (the isolate then filled its own cache).
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -11,13 +11,14 @@ use crate::config::{Config, ConfigError, Lookup};
 use crate::error::GatewayError;
 use crate::headers::{self, Credentials};
 use crate::io::{
-    Body, Clock, Coordinator, HttpClient, HttpError, KeyValue, NoCoordinator, OutboundRequest,
+    Body, Clock, Coordinator, HttpClient, HttpError, KeyValue, NoCoordinator, NoRateLimiters,
+    OutboundRequest, RateLimitError, RateLimiters,
 };
 use crate::jwt::{self, JwtError, SignatureVerifier};
 use crate::log::{clip, RequestLog, TaskLog};
 use crate::refusal::Judged;
 use crate::replay::Outgoing;
-use crate::routes::{AuthMode, RouteError};
+use crate::routes::{AuthMode, RateKey, RouteError};
 use crate::token::{Obtained, RefreshAhead, RefreshOutcome, Rejection, TokenCache};
 
 /// The scheduled run refreshes `JWKS_URL`'s set when it would go stale within this: two runs
@@ -55,13 +56,15 @@ pub struct Served<S> {
 }
 
 /// What a request needs from the platform. `coordinator`: the deployment's token coordinator
-/// (`TOKEN_COORDINATOR`), or `NoCoordinator`.
-pub struct Services<H, S, C, V, K = NoCoordinator> {
+/// (`TOKEN_COORDINATOR`), or `NoCoordinator`; `rate_limiters`: the Workers rate-limiting
+/// bindings that routes' `rate_limit` name.
+pub struct Services<H, S, C, V, K = NoCoordinator, R = NoRateLimiters> {
     pub http: H,
     pub store: S,
     pub clock: C,
     pub verifier: V,
     pub coordinator: K,
+    pub rate_limiters: R,
 }
 
 /// The isolate's gateway: configuration checked once, and the caches every request shares.
@@ -99,9 +102,9 @@ impl Gateway {
     /// Serves one request: the origin's response or the gateway's own problem+json, and the
     /// request's log line. For callers that cannot run work after the response: the refresh
     /// ahead is not run, so the token is refreshed in the foreground once it stops being usable.
-    pub async fn handle<H, S, C, V, K>(
+    pub async fn handle<H, S, C, V, K, R>(
         &self,
-        svc: &Services<H, S, C, V, K>,
+        svc: &Services<H, S, C, V, K, R>,
         req: GatewayRequest<H::Stream>,
     ) -> (GatewayResponse<H::Stream>, RequestLog)
     where
@@ -109,6 +112,7 @@ impl Gateway {
         S: KeyValue,
         C: Clock,
         K: Coordinator,
+        R: RateLimiters,
         V: SignatureVerifier,
     {
         let served = self.serve(svc, req).await;
@@ -117,9 +121,9 @@ impl Gateway {
 
     /// Serves one request, and claims the isolate's token refresh ahead of expiry when it is
     /// due: the caller runs `served.refresh` after answering.
-    pub async fn serve<H, S, C, V, K>(
+    pub async fn serve<H, S, C, V, K, R>(
         &self,
-        svc: &Services<H, S, C, V, K>,
+        svc: &Services<H, S, C, V, K, R>,
         req: GatewayRequest<H::Stream>,
     ) -> Served<H::Stream>
     where
@@ -127,6 +131,7 @@ impl Gateway {
         S: KeyValue,
         C: Clock,
         K: Coordinator,
+        R: RateLimiters,
         V: SignatureVerifier,
     {
         let started = svc.clock.now_ms();
@@ -169,16 +174,17 @@ impl Gateway {
 
     /// Runs the refresh ahead that a request claimed; requests meanwhile keep using the current
     /// token. Returns the task's log line.
-    pub async fn refresh_ahead<H, S, C, V, K>(
+    pub async fn refresh_ahead<H, S, C, V, K, R>(
         &self,
         job: RefreshAhead,
-        svc: &Services<H, S, C, V, K>,
+        svc: &Services<H, S, C, V, K, R>,
     ) -> TaskLog
     where
         H: HttpClient,
         S: KeyValue,
         C: Clock,
         K: Coordinator,
+        R: RateLimiters,
     {
         let started = svc.clock.now_ms();
         let outcome = match &self.config {
@@ -202,12 +208,13 @@ impl Gateway {
 
     /// The scheduled (cron) run: pre-warms the access token, so that the first request after a
     /// quiet spell finds one in KV instead of waiting for the endpoint. One log line.
-    pub async fn on_schedule<H, S, C, V, K>(&self, svc: &Services<H, S, C, V, K>) -> TaskLog
+    pub async fn on_schedule<H, S, C, V, K, R>(&self, svc: &Services<H, S, C, V, K, R>) -> TaskLog
     where
         H: HttpClient,
         S: KeyValue,
         C: Clock,
         K: Coordinator,
+        R: RateLimiters,
     {
         let started = svc.clock.now_ms();
         let config = match &self.config {
@@ -246,9 +253,9 @@ impl Gateway {
         }
     }
 
-    async fn proxy<H, S, C, V, K>(
+    async fn proxy<H, S, C, V, K, R>(
         &self,
-        svc: &Services<H, S, C, V, K>,
+        svc: &Services<H, S, C, V, K, R>,
         req: GatewayRequest<H::Stream>,
         request_id: &str,
         log: &mut RequestLog,
@@ -258,6 +265,7 @@ impl Gateway {
         S: KeyValue,
         C: Clock,
         K: Coordinator,
+        R: RateLimiters,
         V: SignatureVerifier,
     {
         let config = self
@@ -283,6 +291,7 @@ impl Gateway {
         log.route = Some(route.prefix.clone());
 
         // Authenticate: the customer JWT, on `jwt` routes only.
+        let mut verified = None;
         let customer_jwt = match route.auth {
             AuthMode::Public => None,
             AuthMode::Jwt => {
@@ -308,9 +317,42 @@ impl Gateway {
                 log.jwt_check = Some(authenticated.check.as_str());
                 log.kid = authenticated.claims.kid.as_deref().map(clip);
                 log.iss = authenticated.claims.iss.as_deref().map(clip);
+                verified = Some(authenticated.claims);
                 Some(token)
             }
         };
+
+        // Rate limit: after authentication (the key may be the caller's `sub`), before anything
+        // costs a token or reaches the origin.
+        if let Some(limit) = &route.rate_limit {
+            let value = match limit.key {
+                RateKey::Sub => verified.as_ref().and_then(|c| c.sub.as_deref()),
+                RateKey::ClientId => verified.as_ref().and_then(|c| c.client_id.as_deref()),
+                RateKey::Ip => req.headers.get(CONNECTING_IP).and_then(|v| v.to_str().ok()),
+            };
+            match svc
+                .rate_limiters
+                .allow(&limit.binding, &rate_key(limit.key, value))
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => {
+                    log.rate_limit = Some("limited");
+                    return Err(GatewayError::RateLimited);
+                }
+                Err(RateLimitError::NotBound) => {
+                    return Err(GatewayError::Config(ConfigError::new(
+                        "ROUTES",
+                        format!(
+                            "route {}: rate_limit.binding {} is not a bound rate-limiting binding",
+                            route.prefix, limit.binding
+                        ),
+                    )))
+                }
+                // A failing limiter costs protection, not availability: served, and logged.
+                Err(RateLimitError::Failed(_)) => log.rate_limit = Some("error"),
+            }
+        }
 
         // Upstream token: memory, KV, or one shared call to the token endpoint.
         let token_started = svc.clock.now_ms();
@@ -426,10 +468,10 @@ impl Gateway {
     }
 
     /// The token phase: a token, and where it came from, in the log line; or 503.
-    async fn token<H, S, C, V, K>(
+    async fn token<H, S, C, V, K, R>(
         &self,
         config: &Config,
-        svc: &Services<H, S, C, V, K>,
+        svc: &Services<H, S, C, V, K, R>,
         log: &mut RequestLog,
     ) -> Result<Obtained, GatewayError>
     where
@@ -437,6 +479,7 @@ impl Gateway {
         S: KeyValue,
         C: Clock,
         K: Coordinator,
+        R: RateLimiters,
     {
         match self
             .tokens
@@ -462,6 +505,26 @@ impl Gateway {
                 }
                 Err(GatewayError::TokenUnavailable(unavailable))
             }
+        }
+    }
+}
+
+/// The caller's address as Cloudflare's edge saw it.
+const CONNECTING_IP: &str = "cf-connecting-ip";
+
+/// The key a request is counted under: the kind, then the value (callers without one share one
+/// bucket); a long value by its digest, so keys stay short and a `sub` is not copied at length.
+fn rate_key(kind: RateKey, value: Option<&str>) -> String {
+    match value {
+        None => format!("{}:", kind.as_str()),
+        Some(v) if v.len() <= 128 => format!("{}:{v}", kind.as_str()),
+        Some(v) => {
+            use sha2::{Digest, Sha256};
+            let hex: String = Sha256::digest(v.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            format!("{}#{hex}", kind.as_str())
         }
     }
 }

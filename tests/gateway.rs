@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashMap;
 
 use common::{FakeClock, FakeHttp, MemoryKv};
-use edge_auth_proxy::io::{Body, HttpError, NoCoordinator};
+use edge_auth_proxy::io::{Body, HttpError, NoCoordinator, NoRateLimiters};
 use edge_auth_proxy::jwt::RustCryptoVerifier;
 use edge_auth_proxy::proxy::{Gateway, GatewayRequest, GatewayResponse, Services};
 use futures::executor::block_on;
@@ -70,6 +70,7 @@ fn services() -> Svc {
         clock: FakeClock::at(NOW_MS),
         verifier: RustCryptoVerifier,
         coordinator: NoCoordinator,
+        rate_limiters: NoRateLimiters,
     }
 }
 

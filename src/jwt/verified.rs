@@ -93,10 +93,11 @@ impl VerifiedCache {
             kid: verified.kid.as_deref().map(clip),
             iss: verified.iss.as_deref().map(clip),
             sub: verified.sub.as_deref().map(clip),
+            client_id: verified.client_id.as_deref().map(clip),
             ..verified.clone()
         };
         let bytes = ENTRY_OVERHEAD
-            + [&kept.kid, &kept.iss, &kept.sub]
+            + [&kept.kid, &kept.iss, &kept.sub, &kept.client_id]
                 .iter()
                 .map(|s| s.as_ref().map_or(0, String::len))
                 .sum::<usize>();

@@ -13,9 +13,10 @@ import { SCRIPT, waitFor } from './harness.mjs';
 /**
  * Starts `n` isolates. `coordinator`: `true` (the first worker's TokenCoordinator), `false` (no
  * binding: today's behaviour), or `{ script }`, an inline module exporting a `TokenCoordinator`
- * class to bind instead (a broken coordinator, say).
+ * class to bind instead (a broken coordinator, say). `workerOptions`: more Miniflare options for
+ * every isolate (`ratelimits`, say).
  */
-export async function startFleet({ bindings, n = 4, coordinator = true, verbose = process.env.E2E_VERBOSE === '1' } = {}) {
+export async function startFleet({ bindings, n = 4, coordinator = true, workerOptions = {}, verbose = process.env.E2E_VERBOSE === '1' } = {}) {
   const captured = { stdout: [], stderr: [] };
   const tap = (stream, name) => {
     stream.setEncoding?.('utf8');
@@ -39,6 +40,7 @@ export async function startFleet({ bindings, n = 4, coordinator = true, verbose 
     kvNamespaces: { TOKEN_CACHE: `token-cache-${name}` },
     bindings,
     ...(durableObjects ? { durableObjects } : {}),
+    ...workerOptions,
   }));
   if (external) {
     workers.push({
