@@ -1,8 +1,8 @@
 //! The request path, as named phases in one function with one error exit:
-//! route → authenticate → upstream token → rewrite → forward (replayed once after the origin
-//! refuses the token, as `ORIGIN_TOKEN_REFUSAL` judges its 401s) → respond; and the isolate's
-//! background work: the token refresh ahead of expiry that a request claims, and the scheduled
-//! run.
+//! route → authenticate → rate limit → upstream token → rewrite → forward (replayed once after
+//! the origin refuses the token, as `ORIGIN_TOKEN_REFUSAL` judges its 401s) → respond; and the
+//! isolate's background work: the token refresh ahead of expiry that a request claims, and the
+//! scheduled run.
 
 use http::{HeaderMap, Method};
 
