@@ -60,7 +60,13 @@ pub enum GatewayError {
     ClaimsRefused,
     /// `CUSTOMER_ID_HEADER` is set and the verified identity has no `sub` (or `iss`).
     NoCustomerId(MissingIdentity),
+    /// Over the route's `rate_limit`: answered here, never forwarded.
+    RateLimited,
 }
+
+/// `Retry-After` of a 429. A rate-limiting binding does not say when its window ends; its
+/// period is 10 or 60 s, and a caller retrying early is simply answered 429 again.
+pub const RATE_LIMIT_RETRY_AFTER_SECS: u64 = 10;
 
 /// A problem+json answer, ready for any HTTP response type.
 #[derive(Debug)]
@@ -97,6 +103,7 @@ impl GatewayError {
             Self::Opaque(_) | Self::NoCustomerId(_) => 401,
             Self::IntrospectionUnavailable(_) => 503,
             Self::InsufficientScope(_) | Self::ClaimsRefused => 403,
+            Self::RateLimited => 429,
         }
     }
 
@@ -121,6 +128,7 @@ impl GatewayError {
             Self::InsufficientScope(_) => "insufficient_scope",
             Self::ClaimsRefused => "claims_refused",
             Self::NoCustomerId(m) => m.code(),
+            Self::RateLimited => "rate_limited",
         }
     }
 
@@ -148,6 +156,7 @@ impl GatewayError {
             }
             Self::InsufficientScope(_) => ("insufficient-scope", "Forbidden"),
             Self::ClaimsRefused => ("claims-refused", "Forbidden"),
+            Self::RateLimited => ("rate-limited", "Too many requests"),
         }
     }
 
@@ -192,6 +201,7 @@ impl GatewayError {
                 "The customer's credentials do not grant the scopes this route requires.".into()
             }
             Self::NoCustomerId(m) => format!("{}.", m.description()),
+            Self::RateLimited => "Too many requests for this route; retry later.".into(),
         }
     }
 
@@ -273,6 +283,7 @@ impl GatewayError {
             Self::KeysUnavailable(k) => put("retry-after", k.retry_after_secs.to_string()),
             // The refused token is gone from the cache: the next attempt gets another one.
             Self::OriginRefusedUnreplayed => put("retry-after", "1".into()),
+            Self::RateLimited => put("retry-after", RATE_LIMIT_RETRY_AFTER_SECS.to_string()),
             _ => {}
         }
         Problem {
@@ -326,6 +337,7 @@ mod tests {
             retry_after_secs: 7,
             cause: GrantError::Unreachable,
             called_endpoint: true,
+            coordinator: None,
         };
         let cases = [
             (GatewayError::NoRoute, 404),
@@ -337,6 +349,7 @@ mod tests {
             (GatewayError::OriginTimeout, 504),
             (GatewayError::OriginRefusedToken, 502),
             (GatewayError::OriginRefusedUnreplayed, 503),
+            (GatewayError::RateLimited, 429),
         ];
         for (err, status) in cases {
             let p = err.to_problem("r");
@@ -353,6 +366,7 @@ mod tests {
             retry_after_secs: 7,
             cause: GrantError::Timeout,
             called_endpoint: false,
+            coordinator: None,
         })
         .to_problem("r");
         assert_eq!(p.headers["retry-after"], "7");

@@ -29,8 +29,9 @@ static HOST: HeaderName = http::header::HOST;
 
 /// The caller's fields the core reads: the JWT's sources, the body's declared length (for the
 /// replay), the caller's request id, and the two fields that make an `OPTIONS` a CORS
-/// preflight. Nothing else of the caller's is looked at.
-pub const CALLER_READS: [HeaderName; 7] = [
+/// preflight, and the caller's address (`cf-connecting-ip`, for a route limited by `ip`).
+/// Nothing else of the caller's is looked at.
+pub const CALLER_READS: [HeaderName; 8] = [
     HeaderName::from_static("customer-auth"),
     http::header::AUTHORIZATION,
     http::header::COOKIE,
@@ -38,6 +39,7 @@ pub const CALLER_READS: [HeaderName; 7] = [
     REQUEST_ID_NAME,
     http::header::ORIGIN,
     http::header::ACCESS_CONTROL_REQUEST_METHOD,
+    HeaderName::from_static("cf-connecting-ip"),
 ];
 
 /// Caller-sent fields the origin never sees, in every spelling with `_` for any `-`

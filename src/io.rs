@@ -170,3 +170,68 @@ pub trait HttpClient {
         })
     }
 }
+
+// --- The token coordinator (issue 12) -------------------------------------------------------
+
+/// How an exchange with the token coordinator failed: the isolate then works alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CoordinatorError {
+    /// No answer within the exchange's `timeout_ms`.
+    Timeout,
+    /// The binding failed, the object threw, or the answer was not the protocol's: the message
+    /// is for debugging only (never logged with a value in it).
+    Unreachable(String),
+}
+
+/// The deployment's one token coordinator (a Durable Object in production), reached by one
+/// request and its answer, both small JSON documents (`crate::token::protocol`).
+#[allow(async_fn_in_trait)]
+pub trait Coordinator {
+    /// Whether a coordinator is configured; when not, every isolate fills its own cache.
+    fn is_bound(&self) -> bool;
+
+    async fn exchange(&self, request: &str, timeout_ms: u64) -> Result<String, CoordinatorError>;
+}
+
+/// No coordinator: today's behaviour, each isolate fills its own cache.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoCoordinator;
+
+impl Coordinator for NoCoordinator {
+    fn is_bound(&self) -> bool {
+        false
+    }
+
+    async fn exchange(&self, _request: &str, _timeout_ms: u64) -> Result<String, CoordinatorError> {
+        Err(CoordinatorError::Unreachable("no coordinator bound".into()))
+    }
+}
+
+// --- Rate limiting (issue 12) ----------------------------------------------------------------
+
+/// Why a rate-limit check could not be made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RateLimitError {
+    /// No binding of that name: a configuration error naming `ROUTES`.
+    NotBound,
+    /// The binding failed; the message is the platform's, for debugging only.
+    Failed(String),
+}
+
+/// Named rate limiters: Workers rate-limiting bindings (`[[ratelimits]]`) in production.
+#[allow(async_fn_in_trait)]
+pub trait RateLimiters {
+    /// Counts one request under `key` against the limiter bound as `binding`: `true` while
+    /// within the limit.
+    async fn allow(&self, binding: &str, key: &str) -> Result<bool, RateLimitError>;
+}
+
+/// No rate-limiting bindings at all.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoRateLimiters;
+
+impl RateLimiters for NoRateLimiters {
+    async fn allow(&self, _binding: &str, _key: &str) -> Result<bool, RateLimitError> {
+        Err(RateLimitError::NotBound)
+    }
+}

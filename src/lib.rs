@@ -30,7 +30,8 @@
 //! - `flight`: one fill at a time per isolate, without sharing futures between requests.
 //! - `token`: the client-credentials grant and the isolate's token cache (memory, KV,
 //!   endpoint; one fill at a time; refresh ahead of expiry; drop after an origin 401;
-//!   back-off after failures).
+//!   back-off after failures), and the token coordinator that runs the same cache once for
+//!   the deployment (`TOKEN_COORDINATOR`).
 //! - `replay`: which request bodies are kept so a request can be replayed after a 401.
 //! - `refusal`: which origin 401s refuse the gateway's access token (`ORIGIN_TOKEN_REFUSAL`).
 //! - `challenge`: `WWW-Authenticate` parsing, for the origin's `Bearer error="invalid_token"`.
@@ -40,8 +41,9 @@
 //! - `error`: the gateway's errors and their one mapping to problem+json.
 //! - `log`: the one JSON log line per request, and per background task.
 //! - `io`: the traits the core needs from a platform.
-//! - `platform` (wasm only): those traits over `fetch`, KV and `Date`; with the `#[event]`
-//!   glue below, the only code that names `worker`.
+//! - `platform` (wasm only): those traits over `fetch`, KV and `Date`, and the token
+//!   coordinator's Durable Object (`TokenCoordinator`); with the `#[event]` glue below, the
+//!   only code that names `worker`.
 
 pub mod auth;
 pub mod challenge;
@@ -70,6 +72,10 @@ pub mod token;
 #[cfg(target_arch = "wasm32")]
 mod platform;
 
+/// The KV namespace binding of cached tokens and key sets.
+#[cfg(target_arch = "wasm32")]
+const KV_BINDING: &str = "TOKEN_CACHE";
+
 #[cfg(target_arch = "wasm32")]
 mod glue {
     use std::cell::OnceCell;
@@ -79,7 +85,10 @@ mod glue {
 
     use crate::config::ConfigError;
     use crate::log::TaskLog;
-    use crate::platform::{to_gateway_request, to_worker_response, FetchClient, Kv, WorkerClock};
+    use crate::platform::{
+        to_gateway_request, to_worker_response, DoCoordinator, FetchClient, Kv, WorkerClock,
+        WorkerRateLimiters,
+    };
     use crate::proxy::{Gateway, Services};
 
     // `baseline-verify` builds check every token in full with jwt-compact's pure-Rust code:
@@ -90,7 +99,7 @@ mod glue {
     #[cfg(feature = "baseline-verify")]
     type Verifier = crate::jwt::RustCryptoVerifier;
 
-    const KV_BINDING: &str = "TOKEN_CACHE";
+    use crate::KV_BINDING;
 
     thread_local! {
         // One gateway per isolate: configuration is checked once and the caches live as long
@@ -128,7 +137,10 @@ mod glue {
         crate::platform::use_promise_microtasks();
     }
 
-    fn services(env: &Env) -> Services<FetchClient, Kv, WorkerClock, Verifier> {
+    type WorkerServices =
+        Services<FetchClient, Kv, WorkerClock, Verifier, DoCoordinator, WorkerRateLimiters>;
+
+    fn services(env: &Env) -> WorkerServices {
         Services {
             http: FetchClient,
             // Looked up on first use: most requests find their token in memory and never
@@ -136,6 +148,10 @@ mod glue {
             store: Kv::new(env.clone(), KV_BINDING),
             clock: WorkerClock,
             verifier: Verifier::default(),
+            // `TOKEN_COORDINATOR`, looked up only when a fill needs it; unbound, each isolate
+            // fills its own cache.
+            coordinator: DoCoordinator::new(env.clone()),
+            rate_limiters: WorkerRateLimiters::new(env.clone()),
         }
     }
 

@@ -57,9 +57,17 @@ pub struct RequestLog {
     /// memory: `kv`, `endpoint`, or a failure code such as `jwks_unreachable`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jwks: Option<&'static str>,
-    /// Where the access token came from: `memory`, `kv` or `endpoint`.
+    /// Where the access token came from: `memory`, `kv`, `endpoint` or `coordinator`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_source: Option<&'static str>,
+    /// The route's rate limit, when it did not simply pass: `limited` (answered 429) or
+    /// `error` (the binding failed; the request was served).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<&'static str>,
+    /// Present when this request asked the token coordinator and got no usable answer:
+    /// `unreachable` or `timeout` (the isolate then filled its own cache).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub coordinator: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -95,7 +103,8 @@ pub struct TaskLog {
     pub event: &'static str,
     /// What the token refresh did: `fresh`, `in_flight`, `backing_off`, `refreshed`, `failed`.
     pub token: &'static str,
-    /// Where a refreshed token came from: `kv` (another isolate refreshed it) or `endpoint`.
+    /// Where a refreshed token came from: `kv` (another isolate refreshed it), `coordinator`
+    /// or `endpoint`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_source: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]

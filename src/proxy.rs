@@ -1,8 +1,8 @@
 //! The request path, as named phases in one function with one error exit:
-//! route → authenticate → upstream token → rewrite → forward (replayed once after the origin
-//! refuses the token, as `ORIGIN_TOKEN_REFUSAL` judges its 401s) → respond; and the isolate's
-//! background work: the token refresh ahead of expiry that a request claims, and the scheduled
-//! run.
+//! route → authenticate → rate limit → upstream token → rewrite → forward (replayed once after
+//! the origin refuses the token, as `ORIGIN_TOKEN_REFUSAL` judges its 401s) → respond; and the
+//! isolate's background work: the token refresh ahead of expiry that a request claims, and the
+//! scheduled run.
 
 use http::{HeaderMap, Method};
 
@@ -11,14 +11,17 @@ use crate::config::{Config, ConfigError, Lookup};
 use crate::error::GatewayError;
 use crate::headers::{self, Credentials};
 use crate::identity::{self, Presented, Verified};
-use crate::io::{Body, Clock, Fields, HttpClient, HttpError, KeyValue, OutboundRequest};
+use crate::io::{
+    Body, Clock, Coordinator, Fields, HttpClient, HttpError, KeyValue, NoCoordinator,
+    NoRateLimiters, OutboundRequest, RateLimitError, RateLimiters,
+};
 use crate::jwt::{self, JwtError, SignatureVerifier};
 use crate::log::{clip, RequestLog, TaskLog};
 use crate::opaque::SessionCache;
 use crate::policy::Defaults;
 use crate::refusal::Judged;
 use crate::replay::Outgoing;
-use crate::routes::{AuthMode, Route, RouteError};
+use crate::routes::{AuthMode, RateKey, Route, RouteError};
 use crate::token::{Obtained, RefreshAhead, RefreshOutcome, Rejection, TokenCache};
 
 /// The scheduled run refreshes `JWKS_URL`'s set when it would go stale within this: two runs
@@ -58,12 +61,16 @@ pub struct Served<S, F = HeaderMap> {
     pub refresh: Option<RefreshAhead>,
 }
 
-/// What a request needs from the platform.
-pub struct Services<H, S, C, V> {
+/// What a request needs from the platform. `coordinator`: the deployment's token coordinator
+/// (`TOKEN_COORDINATOR`), or `NoCoordinator`; `rate_limiters`: the Workers rate-limiting
+/// bindings that routes' `rate_limit` name.
+pub struct Services<H, S, C, V, K = NoCoordinator, R = NoRateLimiters> {
     pub http: H,
     pub store: S,
     pub clock: C,
     pub verifier: V,
+    pub coordinator: K,
+    pub rate_limiters: R,
 }
 
 /// The isolate's gateway: configuration checked once, and the caches every request shares.
@@ -103,15 +110,17 @@ impl Gateway {
     /// Serves one request: the origin's response or the gateway's own problem+json, and the
     /// request's log line. For callers that cannot run work after the response: the refresh
     /// ahead is not run, so the token is refreshed in the foreground once it stops being usable.
-    pub async fn handle<H, S, C, V>(
+    pub async fn handle<H, S, C, V, K, R>(
         &self,
-        svc: &Services<H, S, C, V>,
+        svc: &Services<H, S, C, V, K, R>,
         req: GatewayRequest<H::Stream, H::Fields>,
     ) -> (GatewayResponse<H::Stream, H::Fields>, RequestLog)
     where
         H: HttpClient,
         S: KeyValue,
         C: Clock,
+        K: Coordinator,
+        R: RateLimiters,
         V: SignatureVerifier,
     {
         let served = self.serve(svc, req).await;
@@ -120,15 +129,17 @@ impl Gateway {
 
     /// Serves one request, and claims the isolate's token refresh ahead of expiry when it is
     /// due: the caller runs `served.refresh` after answering.
-    pub async fn serve<H, S, C, V>(
+    pub async fn serve<H, S, C, V, K, R>(
         &self,
-        svc: &Services<H, S, C, V>,
+        svc: &Services<H, S, C, V, K, R>,
         req: GatewayRequest<H::Stream, H::Fields>,
     ) -> Served<H::Stream, H::Fields>
     where
         H: HttpClient,
         S: KeyValue,
         C: Clock,
+        K: Coordinator,
+        R: RateLimiters,
         V: SignatureVerifier,
     {
         let started = svc.clock.now_ms();
@@ -173,21 +184,30 @@ impl Gateway {
 
     /// Runs the refresh ahead that a request claimed; requests meanwhile keep using the current
     /// token. Returns the task's log line.
-    pub async fn refresh_ahead<H, S, C, V>(
+    pub async fn refresh_ahead<H, S, C, V, K, R>(
         &self,
         job: RefreshAhead,
-        svc: &Services<H, S, C, V>,
+        svc: &Services<H, S, C, V, K, R>,
     ) -> TaskLog
     where
         H: HttpClient,
         S: KeyValue,
         C: Clock,
+        K: Coordinator,
+        R: RateLimiters,
     {
         let started = svc.clock.now_ms();
         let outcome = match &self.config {
             Ok(config) => {
                 self.tokens
-                    .refresh(job, &config.token, &svc.http, &svc.store, &svc.clock)
+                    .refresh_via(
+                        job,
+                        &config.token,
+                        &svc.http,
+                        &svc.store,
+                        &svc.coordinator,
+                        &svc.clock,
+                    )
                     .await
             }
             // Unreachable in practice: a refresh is only claimed under a valid configuration.
@@ -198,11 +218,13 @@ impl Gateway {
 
     /// The scheduled (cron) run: pre-warms the access token, so that the first request after a
     /// quiet spell finds one in KV instead of waiting for the endpoint. One log line.
-    pub async fn on_schedule<H, S, C, V>(&self, svc: &Services<H, S, C, V>) -> TaskLog
+    pub async fn on_schedule<H, S, C, V, K, R>(&self, svc: &Services<H, S, C, V, K, R>) -> TaskLog
     where
         H: HttpClient,
         S: KeyValue,
         C: Clock,
+        K: Coordinator,
+        R: RateLimiters,
     {
         let started = svc.clock.now_ms();
         let config = match &self.config {
@@ -217,7 +239,13 @@ impl Gateway {
         };
         let outcome = self
             .tokens
-            .prewarm(&config.token, &svc.http, &svc.store, &svc.clock)
+            .prewarm_via(
+                &config.token,
+                &svc.http,
+                &svc.store,
+                &svc.coordinator,
+                &svc.clock,
+            )
             .await;
         // Each key source in turn (one per provider); the line names the last that did work.
         let sources: Vec<&crate::jwt::JwtSettings> = match &config.providers {
@@ -245,9 +273,9 @@ impl Gateway {
         }
     }
 
-    async fn proxy<H, S, C, V>(
+    async fn proxy<H, S, C, V, K, R>(
         &self,
-        svc: &Services<H, S, C, V>,
+        svc: &Services<H, S, C, V, K, R>,
         req: GatewayRequest<H::Stream, H::Fields>,
         seen: &HeaderMap,
         request_id: &str,
@@ -257,6 +285,8 @@ impl Gateway {
         H: HttpClient,
         S: KeyValue,
         C: Clock,
+        K: Coordinator,
+        R: RateLimiters,
         V: SignatureVerifier,
     {
         let config = self
@@ -336,6 +366,38 @@ impl Gateway {
             .policy
             .claim_headers(verified.as_ref().map(|v| &v.claims));
 
+        // Rate limit: after authentication (the key may be the caller's `sub`), before anything
+        // costs a token or reaches the origin.
+        if let Some(limit) = &route.rate_limit {
+            let value = match limit.key {
+                RateKey::Sub => verified.as_ref().and_then(|v| v.claims.str("sub")),
+                RateKey::ClientId => verified.as_ref().and_then(|v| v.claims.str("client_id")),
+                RateKey::Ip => seen.get(CONNECTING_IP).and_then(|v| v.to_str().ok()),
+            };
+            match svc
+                .rate_limiters
+                .allow(&limit.binding, &rate_key(limit.key, value))
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => {
+                    log.rate_limit = Some("limited");
+                    return Err(GatewayError::RateLimited);
+                }
+                Err(RateLimitError::NotBound) => {
+                    return Err(GatewayError::Config(ConfigError::new(
+                        "ROUTES",
+                        format!(
+                            "route {}: rate_limit.binding {} is not a bound rate-limiting binding",
+                            route.prefix, limit.binding
+                        ),
+                    )))
+                }
+                // A failing limiter costs protection, not availability: served, and logged.
+                Err(RateLimitError::Failed(_)) => log.rate_limit = Some("error"),
+            }
+        }
+
         // Upstream token: memory, KV, or one shared call to the token endpoint.
         let token_started = svc.clock.now_ms();
         let obtained = self.token(config, svc, log).await?;
@@ -391,7 +453,13 @@ impl Gateway {
             async {
                 let rejection = self
                     .tokens
-                    .reject(&obtained.token, &config.token, &svc.store, &svc.clock)
+                    .reject_via(
+                        &obtained.token,
+                        &config.token,
+                        &svc.store,
+                        &svc.coordinator,
+                        &svc.clock,
+                    )
                     .await;
                 if rejection == Rejection::Dropped {
                     log.token_refresh = Some("after_401");
@@ -446,11 +514,11 @@ impl Gateway {
     /// The customer JWT checked for `route`: matched to its provider (with `JWT_PROVIDERS`),
     /// verified (or found in the verified-token memory), then the route's policy with the
     /// provider's or flat settings as defaults, and the customer id.
-    async fn verify_jwt<'h, H, S, C, V>(
+    async fn verify_jwt<'h, H, S, C, V, K, R>(
         &self,
         route: &Route,
         config: &Config,
-        svc: &Services<H, S, C, V>,
+        svc: &Services<H, S, C, V, K, R>,
         token: &'h str,
         log: &mut RequestLog,
     ) -> Result<(Verified<'h>, Option<String>), GatewayError>
@@ -523,10 +591,10 @@ impl Gateway {
 
     /// Forwards a CORS preflight without a customer JWT and without any credentials.
     #[allow(clippy::too_many_arguments)]
-    async fn forward_preflight<H, S, C, V>(
+    async fn forward_preflight<H, S, C, V, K, R>(
         &self,
         config: &Config,
-        svc: &Services<H, S, C, V>,
+        svc: &Services<H, S, C, V, K, R>,
         req: GatewayRequest<H::Stream, H::Fields>,
         route: &Route,
         path: &str,
@@ -569,27 +637,37 @@ impl Gateway {
     }
 
     /// The token phase: a token, and where it came from, in the log line; or 503.
-    async fn token<H, S, C, V>(
+    async fn token<H, S, C, V, K, R>(
         &self,
         config: &Config,
-        svc: &Services<H, S, C, V>,
+        svc: &Services<H, S, C, V, K, R>,
         log: &mut RequestLog,
     ) -> Result<Obtained, GatewayError>
     where
         H: HttpClient,
         S: KeyValue,
         C: Clock,
+        K: Coordinator,
+        R: RateLimiters,
     {
         match self
             .tokens
-            .get(&config.token, &svc.http, &svc.store, &svc.clock)
+            .get_via(
+                &config.token,
+                &svc.http,
+                &svc.store,
+                &svc.coordinator,
+                &svc.clock,
+            )
             .await
         {
             Ok(obtained) => {
                 log.token_source = Some(obtained.source.as_str());
+                log.coordinator = log.coordinator.or(obtained.coordinator);
                 Ok(obtained)
             }
             Err(unavailable) => {
+                log.coordinator = log.coordinator.or(unavailable.coordinator);
                 if unavailable.called_endpoint {
                     log.token_error = Some(unavailable.cause.code());
                     log.config_error = unavailable.cause.config_problem();
@@ -631,6 +709,26 @@ fn is_preflight(method: &Method, seen: &HeaderMap) -> bool {
     method == Method::OPTIONS
         && seen.contains_key(http::header::ORIGIN)
         && seen.contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
+}
+
+/// The caller's address as Cloudflare's edge saw it.
+const CONNECTING_IP: &str = "cf-connecting-ip";
+
+/// The key a request is counted under: the kind, then the value (callers without one share one
+/// bucket); a long value by its digest, so keys stay short and a `sub` is not copied at length.
+fn rate_key(kind: RateKey, value: Option<&str>) -> String {
+    match value {
+        None => format!("{}:", kind.as_str()),
+        Some(v) if v.len() <= 128 => format!("{}:{v}", kind.as_str()),
+        Some(v) => {
+            use sha2::{Digest, Sha256};
+            let hex: String = Sha256::digest(v.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            format!("{}#{hex}", kind.as_str())
+        }
+    }
 }
 
 fn origin_error(e: HttpError) -> GatewayError {

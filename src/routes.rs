@@ -1,4 +1,5 @@
-//! The routing table (`ROUTES`): which paths are served, with which auth, methods and origin.
+//! The routing table (`ROUTES`): which paths are served, with which auth, methods, origin and
+//! rate limit.
 //!
 //! First match wins. Prefixes match on path-segment boundaries so that `/account` never opens
 //! `/accounts`. With `ROUTES` unset every path is a `jwt` route to `ORIGIN_URL`.
@@ -52,6 +53,44 @@ pub struct Route {
     pub origin: Option<String>,
     /// What the route requires of a verified identity, and the claims it passes on.
     pub policy: Policy,
+    /// `rate_limit`: the Workers rate-limiting binding and what requests are counted by.
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// A route's `rate_limit`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimit {
+    /// The name of a Workers rate-limiting binding (`[[ratelimits]]`).
+    pub binding: String,
+    pub key: RateKey,
+}
+
+/// What a rate limit counts requests by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateKey {
+    /// The customer JWT's `sub`.
+    Sub,
+    /// The customer JWT's `client_id`.
+    ClientId,
+    /// The caller's address, `cf-connecting-ip`.
+    Ip,
+}
+
+impl RateKey {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sub => "sub",
+            Self::ClientId => "client_id",
+            Self::Ip => "ip",
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRateLimit {
+    binding: String,
+    key: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +119,7 @@ struct RawRoute {
     max_lifetime_seconds: Option<u64>,
     claims_to_headers: Option<std::collections::BTreeMap<String, String>>,
     cors_preflight: Option<String>,
+    rate_limit: Option<RawRateLimit>,
 }
 
 fn default_auth() -> AuthMode {
@@ -96,6 +136,7 @@ impl Default for RouteTable {
                 methods: None,
                 origin: None,
                 policy: Policy::default(),
+                rate_limit: None,
             }],
         }
     }
@@ -196,12 +237,56 @@ impl Route {
             raw.auth.verifies_identity(),
             &at,
         )?;
+        let rate_limit = match raw.rate_limit {
+            None => None,
+            Some(r) => Some(RateLimit::from_raw(r, raw.auth).map_err(|why| at(&why))?),
+        };
         Ok(Self {
             prefix,
             auth: raw.auth,
             methods,
             origin,
             policy,
+            rate_limit,
+        })
+    }
+}
+
+impl RateLimit {
+    fn from_raw(raw: RawRateLimit, auth: AuthMode) -> Result<Self, String> {
+        // A binding name is a JavaScript identifier in wrangler.toml; anything else is a typo.
+        let name_ok = raw
+            .binding
+            .bytes()
+            .next()
+            .is_some_and(|b| !b.is_ascii_digit())
+            && raw
+                .binding
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'$');
+        if !name_ok {
+            return Err("rate_limit.binding must be the name of a rate-limiting binding".into());
+        }
+        let key = match raw.key.as_str() {
+            "sub" => RateKey::Sub,
+            "client_id" => RateKey::ClientId,
+            "ip" => RateKey::Ip,
+            _ => {
+                return Err(
+                    "rate_limit.key must be sub, client_id or ip (claim paths are not supported by this version)"
+                        .into(),
+                )
+            }
+        };
+        if auth == AuthMode::Public && key != RateKey::Ip {
+            return Err(format!(
+                "rate_limit.key {} needs a customer JWT: a public route can only be limited by ip",
+                key.as_str()
+            ));
+        }
+        Ok(Self {
+            binding: raw.binding,
+            key,
         })
     }
 }
@@ -324,6 +409,34 @@ mod tests {
         assert_eq!(t.routes()[0].policy.scopes, ["profile:read", "openid"]);
         assert_eq!(t.routes()[1].auth, AuthMode::Jwt);
         assert_eq!(t.routes()[1].policy.scopes, ["a"]);
+    }
+
+    #[test]
+    fn rate_limits_name_a_binding_and_a_key_the_route_can_give() {
+        let t = RouteTable::parse(
+            r#"[{"prefix": "/a", "rate_limit": {"binding": "PER_CUSTOMER", "key": "sub"}},
+                {"prefix": "/login", "auth": "public", "rate_limit": {"binding": "BY_IP", "key": "ip"}}]"#,
+        )
+        .unwrap();
+        assert_eq!(
+            t.routes()[0].rate_limit,
+            Some(RateLimit {
+                binding: "PER_CUSTOMER".into(),
+                key: RateKey::Sub
+            })
+        );
+        assert_eq!(t.routes()[1].rate_limit.as_ref().unwrap().key, RateKey::Ip);
+        for bad in [
+            r#"[{"prefix": "/a", "rate_limit": {"binding": "", "key": "sub"}}]"#,
+            r#"[{"prefix": "/a", "rate_limit": {"binding": "A B", "key": "sub"}}]"#,
+            r#"[{"prefix": "/a", "rate_limit": {"binding": "A", "key": "email"}}]"#,
+            r#"[{"prefix": "/a", "rate_limit": {"binding": "A"}}]"#,
+            r#"[{"prefix": "/a", "rate_limit": {"binding": "A", "key": "sub", "limit": 5}}]"#,
+            r#"[{"prefix": "/a", "auth": "public", "rate_limit": {"binding": "A", "key": "sub"}}]"#,
+        ] {
+            let err = RouteTable::parse(bad).unwrap_err();
+            assert_eq!(err.setting, "ROUTES", "{bad}");
+        }
     }
 
     #[test]

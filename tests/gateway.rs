@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashMap;
 
 use common::{FakeClock, FakeHttp, MemoryKv};
-use edge_auth_proxy::io::{Body, HttpError};
+use edge_auth_proxy::io::{Body, HttpError, NoCoordinator, NoRateLimiters};
 use edge_auth_proxy::jwt::RustCryptoVerifier;
 use edge_auth_proxy::proxy::{Gateway, GatewayRequest, GatewayResponse, Services};
 use futures::executor::block_on;
@@ -69,6 +69,8 @@ fn services() -> Svc {
         store: MemoryKv::default(),
         clock: FakeClock::at(NOW_MS),
         verifier: RustCryptoVerifier,
+        coordinator: NoCoordinator,
+        rate_limiters: NoRateLimiters,
     }
 }
 

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 
 use common::{FakeClock, FakeHttp, MemoryKv};
 use edge_auth_proxy::io::{Body, HttpError};
+use edge_auth_proxy::io::{NoCoordinator, NoRateLimiters};
 use edge_auth_proxy::jwt::RustCryptoVerifier;
 use edge_auth_proxy::proxy::{Gateway, GatewayRequest, GatewayResponse, Services};
 use futures::executor::block_on;
@@ -88,6 +89,8 @@ fn services(sessions: &[(&'static str, Value)]) -> Svc {
         store: MemoryKv::default(),
         clock: FakeClock::at(NOW_MS),
         verifier: RustCryptoVerifier,
+        coordinator: NoCoordinator,
+        rate_limiters: NoRateLimiters,
     }
 }
 

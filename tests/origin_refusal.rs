@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use common::{FakeClock, FakeHttp, MemoryKv, Reply};
-use edge_auth_proxy::io::{Body, HttpError};
+use edge_auth_proxy::io::{Body, HttpError, NoCoordinator, NoRateLimiters};
 use edge_auth_proxy::jwt::RustCryptoVerifier;
 use edge_auth_proxy::proxy::{Gateway, GatewayRequest, Served, Services};
 use edge_auth_proxy::replay::REPLAY_BODY_LIMIT;
@@ -98,6 +98,8 @@ fn stack() -> Stack {
         store: MemoryKv::default(),
         clock: FakeClock::at(T0),
         verifier: RustCryptoVerifier,
+        coordinator: NoCoordinator,
+        rate_limiters: NoRateLimiters,
     };
     Stack { svc, ep, origin }
 }

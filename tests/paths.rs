@@ -9,7 +9,7 @@ mod common;
 use std::collections::HashMap;
 
 use common::{FakeClock, FakeHttp, MemoryKv};
-use edge_auth_proxy::io::Body;
+use edge_auth_proxy::io::{Body, NoCoordinator, NoRateLimiters};
 use edge_auth_proxy::jwt::RustCryptoVerifier;
 use edge_auth_proxy::path::{normalize, PathError, MAX_PATH_BYTES};
 use edge_auth_proxy::proxy::{Gateway, GatewayRequest, GatewayResponse, Services};
@@ -420,6 +420,8 @@ fn services() -> Services<FakeHttp, MemoryKv, FakeClock, RustCryptoVerifier> {
         store: MemoryKv::default(),
         clock: FakeClock::at(NOW_MS),
         verifier: RustCryptoVerifier,
+        coordinator: NoCoordinator,
+        rate_limiters: NoRateLimiters,
     }
 }
 

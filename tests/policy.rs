@@ -13,6 +13,7 @@ use common::{FakeClock, FakeHttp, MemoryKv};
 use edge_auth_proxy::claims::Claims;
 use edge_auth_proxy::config::{Config, ConfigError};
 use edge_auth_proxy::io::Body;
+use edge_auth_proxy::io::{NoCoordinator, NoRateLimiters};
 use edge_auth_proxy::jwt::{JwtError, RustCryptoVerifier, TokenDigest};
 use edge_auth_proxy::log::RequestLog;
 use edge_auth_proxy::policy::{Defaults, Refusal};
@@ -462,6 +463,8 @@ fn world(routes: Value) -> World {
             store: MemoryKv::default(),
             clock: FakeClock::at(NOW_MS),
             verifier: RustCryptoVerifier,
+            coordinator: NoCoordinator,
+            rate_limiters: NoRateLimiters,
         },
         a,
         b,

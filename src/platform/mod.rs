@@ -17,6 +17,13 @@ use crate::io::{
 };
 use crate::proxy::{GatewayRequest, GatewayResponse};
 
+// The token coordinator's Durable Object and the isolate's handle on it (issue 12).
+mod coordinator;
+pub use coordinator::DoCoordinator;
+// Routes' `rate_limit` over Workers rate-limiting bindings (issue 12).
+mod rate_limit;
+pub use rate_limit::WorkerRateLimiters;
+
 #[cfg(not(feature = "baseline-verify"))]
 mod webcrypto;
 #[cfg(not(feature = "baseline-verify"))]

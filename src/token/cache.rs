@@ -14,6 +14,12 @@
 //! The refresh ahead is the same fill, claimed by the request that first sees the token inside
 //! its refresh window (`refresh`) and run by the platform after that request's response
 //! (`ctx.wait_until`); meanwhile every request keeps using the still-usable token.
+//!
+//! With a token coordinator bound (`TOKEN_COORDINATOR`, the `*_via` methods), a fill that finds
+//! nothing usable in KV asks the coordinator instead of the endpoint, and a drop after an origin
+//! refusal goes through it too, so the whole deployment shares one token and one back-off. A
+//! coordinator that fails or answers garbage is noted (`Obtained::coordinator`) and the fill
+//! goes on to the endpoint, exactly as without one.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -22,10 +28,14 @@ use http::Method;
 
 use super::entry::CachedToken;
 use super::grant::{self, GrantError, MAX_RESPONSE_BYTES};
+use super::protocol::{self, Answer, Ask};
 use super::refresh::{self, Jitter};
 use super::TokenConfig;
 use crate::flight::{self, retry_after_secs, Flight, FlightGuard, POLL_MS};
-use crate::io::{Body, Clock, HttpClient, HttpError, KeyValue, OutboundRequest};
+use crate::io::{
+    Body, Clock, Coordinator, CoordinatorError, HttpClient, HttpError, KeyValue, NoCoordinator,
+    OutboundRequest,
+};
 
 /// Where a request's access token came from, for the log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +43,8 @@ pub enum TokenSource {
     Memory,
     Kv,
     Endpoint,
+    /// The deployment's token coordinator (`TOKEN_COORDINATOR`).
+    Coordinator,
 }
 
 impl TokenSource {
@@ -41,6 +53,7 @@ impl TokenSource {
             Self::Memory => "memory",
             Self::Kv => "kv",
             Self::Endpoint => "endpoint",
+            Self::Coordinator => "coordinator",
         }
     }
 }
@@ -49,6 +62,9 @@ impl TokenSource {
 pub struct Obtained {
     pub token: Rc<CachedToken>,
     pub source: TokenSource,
+    /// Set when this request asked the coordinator and it failed (`unreachable`, `timeout`):
+    /// the token then came from this isolate's own fill.
+    pub coordinator: Option<&'static str>,
 }
 
 /// No usable token: the caller gets 503 with `Retry-After: retry_after_secs`.
@@ -59,6 +75,8 @@ pub struct TokenUnavailable {
     /// This request called the token endpoint (and it failed); `false` when the answer is the
     /// back-off repeating an earlier failure.
     pub called_endpoint: bool,
+    /// As `Obtained::coordinator`.
+    pub coordinator: Option<&'static str>,
 }
 
 /// What a refresh (ahead of expiry, or the scheduled pre-warm) did.
@@ -104,7 +122,8 @@ impl RefreshOutcome {
 }
 
 /// What `reject` did with a token the origin refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Rejection {
     /// It was the cached token: dropped from memory, and from KV if KV still held it.
     Dropped,
@@ -120,6 +139,10 @@ pub enum Rejection {
 const FILL_GRACE_MS: u64 = 30_000;
 /// At most one token dropped after an origin 401 per this long, per isolate.
 pub const REJECT_COOLDOWN_MS: u64 = 10_000;
+/// How long an isolate waits for the coordinator beyond the token timeout: the coordinator may
+/// itself be waiting on the token endpoint for up to `TOKEN_TIMEOUT_MS`, and an isolate that
+/// gave up sooner would call the endpoint too, which is what the coordinator is there to stop.
+pub const COORDINATOR_GRACE_MS: u64 = 2_000;
 
 #[derive(Default)]
 struct State {
@@ -145,6 +168,8 @@ pub struct TokenCache {
     flight: Flight,
     /// Draws the jitter of each stored token's refresh moment; fixed in tests.
     jitter: Box<dyn Fn() -> Jitter>,
+    /// Longest back-off after endpoint failures that are not refused credentials.
+    max_backoff_ms: u64,
 }
 
 impl Default for TokenCache {
@@ -161,6 +186,25 @@ impl std::fmt::Debug for RefreshAhead {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_tuple("RefreshAhead").field(&self.0.id()).finish()
     }
+}
+
+/// Why a fill got no token.
+enum Failure {
+    /// This isolate called the endpoint and it failed.
+    Endpoint(GrantError),
+    /// The coordinator answered that no token can be had: its back-off, shared by every
+    /// isolate, so this one does not call the endpoint either.
+    Coordinator {
+        cause: GrantError,
+        retry_after_secs: u64,
+        called: bool,
+    },
+}
+
+/// What one fill came back with, and what went wrong with the coordinator on the way.
+struct Filled {
+    result: Result<(CachedToken, TokenSource), Failure>,
+    coordinator: Option<&'static str>,
 }
 
 enum Next {
@@ -190,7 +234,16 @@ impl TokenCache {
             state: Rc::default(),
             flight: Flight::default(),
             jitter: Box::new(jitter),
+            max_backoff_ms: flight::MAX_BACKOFF_MS,
         }
+    }
+
+    /// Caps the back-off after endpoint failures (refused credentials keep the long one). For
+    /// the coordinator: its back-off is the whole deployment's, so a short cap costs a dead
+    /// endpoint one call per step in all, and gets every isolate served soon after recovery.
+    pub fn with_max_backoff(mut self, ms: u64) -> Self {
+        self.max_backoff_ms = ms;
+        self
     }
 
     /// A token that may be sent now. Concurrent callers that miss memory cause one fill.
@@ -206,6 +259,24 @@ impl TokenCache {
         S: KeyValue,
         C: Clock,
     {
+        self.get_via(cfg, http, store, &NoCoordinator, clock).await
+    }
+
+    /// `get`, asking `coord` (when bound) before the endpoint.
+    pub async fn get_via<H, S, K, C>(
+        &self,
+        cfg: &TokenConfig,
+        http: &H,
+        store: &S,
+        coord: &K,
+        clock: &C,
+    ) -> Result<Obtained, TokenUnavailable>
+    where
+        H: HttpClient,
+        S: KeyValue,
+        K: Coordinator,
+        C: Clock,
+    {
         loop {
             match self.next(clock.now_ms(), abandon_after_ms(cfg)) {
                 Next::Ready(obtained) => return Ok(obtained),
@@ -215,8 +286,8 @@ impl TokenCache {
                     let rejected = self.state.borrow().rejected.clone();
                     let accept =
                         |t: &CachedToken, now| t.is_usable(now) && !same(rejected.as_ref(), t);
-                    let result = load_or_fetch(cfg, http, store, clock, accept).await;
-                    let obtained = self.record(guard, result, clock.now_ms())?;
+                    let filled = load_or_fetch(cfg, http, store, coord, clock, accept, false).await;
+                    let obtained = self.record(guard, filled, clock.now_ms())?;
                     write_back(cfg, store, clock, &obtained).await;
                     return Ok(obtained);
                 }
@@ -254,6 +325,27 @@ impl TokenCache {
         S: KeyValue,
         C: Clock,
     {
+        self.refresh_via(job, cfg, http, store, &NoCoordinator, clock)
+            .await
+    }
+
+    /// `refresh`, asking `coord` (when bound) for a token not due for refresh before the
+    /// endpoint: the coordinator refreshes its own once for every isolate.
+    pub async fn refresh_via<H, S, K, C>(
+        &self,
+        job: RefreshAhead,
+        cfg: &TokenConfig,
+        http: &H,
+        store: &S,
+        coord: &K,
+        clock: &C,
+    ) -> RefreshOutcome
+    where
+        H: HttpClient,
+        S: KeyValue,
+        K: Coordinator,
+        C: Clock,
+    {
         let (current, rejected) = {
             let st = self.state.borrow();
             (st.current.clone(), st.rejected.clone())
@@ -265,8 +357,8 @@ impl TokenCache {
                 && !same(current.as_ref(), t)
                 && !same(rejected.as_ref(), t)
         };
-        let result = load_or_fetch(cfg, http, store, clock, accept).await;
-        match self.record(job.0, result, clock.now_ms()) {
+        let filled = load_or_fetch(cfg, http, store, coord, clock, accept, true).await;
+        match self.record(job.0, filled, clock.now_ms()) {
             Ok(obtained) => {
                 write_back(cfg, store, clock, &obtained).await;
                 RefreshOutcome::Refreshed(obtained.source)
@@ -289,6 +381,25 @@ impl TokenCache {
         S: KeyValue,
         C: Clock,
     {
+        self.prewarm_via(cfg, http, store, &NoCoordinator, clock)
+            .await
+    }
+
+    /// `prewarm`, through `coord` when bound.
+    pub async fn prewarm_via<H, S, K, C>(
+        &self,
+        cfg: &TokenConfig,
+        http: &H,
+        store: &S,
+        coord: &K,
+        clock: &C,
+    ) -> RefreshOutcome
+    where
+        H: HttpClient,
+        S: KeyValue,
+        K: Coordinator,
+        C: Clock,
+    {
         let now = clock.now_ms();
         let job = {
             let st = self.state.borrow();
@@ -307,7 +418,7 @@ impl TokenCache {
             }
             RefreshAhead(self.flight.start(now))
         };
-        self.refresh(job, cfg, http, store, clock).await
+        self.refresh_via(job, cfg, http, store, coord, clock).await
     }
 
     /// The origin answered 401 to `used`. Drops it from memory and from KV only if it is still
@@ -353,6 +464,56 @@ impl TokenCache {
         Rejection::Dropped
     }
 
+    /// `reject`, then, when this isolate dropped the token and a coordinator is bound, the same
+    /// compare-before-drop at the coordinator, so that one refusal costs the whole deployment
+    /// one new token. The coordinator's verdict wins: when it kept the token (its cooldown),
+    /// the next `get_via` hands the same token back. An unreachable coordinator leaves this
+    /// isolate's own verdict.
+    pub async fn reject_via<S, K, C>(
+        &self,
+        used: &Rc<CachedToken>,
+        cfg: &TokenConfig,
+        store: &S,
+        coord: &K,
+        clock: &C,
+    ) -> Rejection
+    where
+        S: KeyValue,
+        K: Coordinator,
+        C: Clock,
+    {
+        let local = self.reject(used, cfg, store, clock).await;
+        if local != Rejection::Dropped || !coord.is_bound() {
+            return local;
+        }
+        let ask = Ask::Drop {
+            digest: protocol::digest(used.access_token()),
+        };
+        match coord.exchange(&ask.to_json(), COORDINATOR_GRACE_MS).await {
+            Ok(text) => match Answer::from_json(&text) {
+                Some(Answer::Dropped {
+                    rejection: Rejection::Kept,
+                }) => Rejection::Kept,
+                // Dropped there, or already replaced there by another isolate's refusal:
+                // either way a new token is waiting.
+                _ => local,
+            },
+            Err(_) => local,
+        }
+    }
+
+    /// The token held in memory, usable or not (the coordinator compares drops against it).
+    pub fn current(&self) -> Option<Rc<CachedToken>> {
+        self.state.borrow().current.clone()
+    }
+
+    /// Seconds until the back-off after a failed fill ends, while it lasts.
+    pub fn backing_off_secs(&self, now: u64) -> Option<u64> {
+        let st = self.state.borrow();
+        (st.failure.is_some() && now < st.backoff_until_ms)
+            .then(|| retry_after_secs(st.backoff_until_ms, now))
+    }
+
     /// Decides, from the state at `now`, what this request does next.
     fn next(&self, now: u64, abandon_ms: u64) -> Next {
         let st = self.state.borrow();
@@ -360,6 +521,7 @@ impl TokenCache {
             return Next::Ready(Obtained {
                 token: token.clone(),
                 source: TokenSource::Memory,
+                coordinator: None,
             });
         }
         if self.flight.in_flight(now, abandon_ms) {
@@ -370,6 +532,7 @@ impl TokenCache {
                 retry_after_secs: retry_after_secs(st.backoff_until_ms, now),
                 cause,
                 called_endpoint: false,
+                coordinator: None,
             });
         }
         Next::Fill(self.flight.start(now))
@@ -378,23 +541,43 @@ impl TokenCache {
     fn record(
         &self,
         guard: FlightGuard,
-        result: Result<(CachedToken, TokenSource), GrantError>,
+        filled: Filled,
         now: u64,
     ) -> Result<Obtained, TokenUnavailable> {
         drop(guard);
         let mut st = self.state.borrow_mut();
-        match result {
+        let coordinator = filled.coordinator;
+        match filled.result {
             Ok((token, source)) => {
                 st.refresh_at_ms = refresh::refresh_at_ms(&token, (self.jitter)());
                 let token = Rc::new(token);
                 st.current = Some(token.clone());
                 st.failure = None;
                 st.failures_in_a_row = 0;
-                Ok(Obtained { token, source })
+                Ok(Obtained {
+                    token,
+                    source,
+                    coordinator,
+                })
             }
-            Err(cause) => {
+            Err(failure) => {
                 st.failures_in_a_row = st.failures_in_a_row.saturating_add(1);
-                let mut until = now + backoff_ms(st.failures_in_a_row, &cause);
+                let (cause, wait_ms, called_endpoint) = match failure {
+                    Failure::Endpoint(cause) => {
+                        let wait = match backoff_ms(st.failures_in_a_row, &cause) {
+                            long if cause.is_client_misconfigured() => long,
+                            wait => wait.min(self.max_backoff_ms),
+                        };
+                        (cause, wait, true)
+                    }
+                    // The coordinator's back-off is the deployment's: keep to it.
+                    Failure::Coordinator {
+                        cause,
+                        retry_after_secs,
+                        called,
+                    } => (cause, retry_after_secs * 1000, called),
+                };
+                let mut until = now + wait_ms;
                 // A failed refresh ahead never keeps the endpoint untried past the moment the
                 // cached token stops being usable: an endpoint back up by then serves the first
                 // request after it, instead of requests getting 503 until the back-off ends.
@@ -406,7 +589,8 @@ impl TokenCache {
                 Err(TokenUnavailable {
                     retry_after_secs: retry_after_secs(st.backoff_until_ms, now),
                     cause,
-                    called_endpoint: true,
+                    called_endpoint,
+                    coordinator,
                 })
             }
         }
@@ -422,18 +606,23 @@ pub(super) fn backoff_ms(failures: u32, cause: &GrantError) -> u64 {
     flight::backoff_ms(failures)
 }
 
-/// A token from KV when `accept` takes it, else from the endpoint. Writes nothing: the caller
-/// records the token in memory first, so that waiting requests go on before the KV write.
-async fn load_or_fetch<H, S, C>(
+/// A token from KV when `accept` takes it, else from the coordinator when one is bound and
+/// answers, else from the endpoint. `fresh`: the coordinator is asked for a token not due for
+/// refresh. Writes nothing: the caller records the token in memory first, so that waiting
+/// requests go on before the KV write.
+async fn load_or_fetch<H, S, K, C>(
     cfg: &TokenConfig,
     http: &H,
     store: &S,
+    coord: &K,
     clock: &C,
     accept: impl Fn(&CachedToken, u64) -> bool,
-) -> Result<(CachedToken, TokenSource), GrantError>
+    fresh: bool,
+) -> Filled
 where
     H: HttpClient,
     S: KeyValue,
+    K: Coordinator,
     C: Clock,
 {
     let key = cfg.cache_key();
@@ -441,10 +630,72 @@ where
     if let Ok(Some(value)) = store.get(&key).await {
         if let Some(token) = CachedToken::from_kv(&value, cfg.sealer.as_ref(), &key) {
             if accept(&token, clock.now_ms()) {
-                return Ok((token, TokenSource::Kv));
+                return Filled {
+                    result: Ok((token, TokenSource::Kv)),
+                    coordinator: None,
+                };
             }
         }
     }
+    let mut fault = None;
+    if coord.is_bound() {
+        match ask_coordinator(cfg, coord, clock, fresh).await {
+            Ok(result) => {
+                return Filled {
+                    result,
+                    coordinator: None,
+                }
+            }
+            Err(why) => fault = Some(why),
+        }
+    }
+    Filled {
+        result: fetch(cfg, http, clock).await.map_err(Failure::Endpoint),
+        coordinator: fault,
+    }
+}
+
+/// The coordinator's answer to a `get`; `Err` with the log value when there is none to use.
+/// The coordinator's token is taken even if this isolate refused it: it is the deployment's,
+/// and it hands back a refused one only when its own drop cooldown kept it.
+async fn ask_coordinator<K: Coordinator, C: Clock>(
+    cfg: &TokenConfig,
+    coord: &K,
+    clock: &C,
+    fresh: bool,
+) -> Result<Result<(CachedToken, TokenSource), Failure>, &'static str> {
+    let ask = Ask::Get { fresh };
+    let text = coord
+        .exchange(&ask.to_json(), cfg.timeout_ms + COORDINATOR_GRACE_MS)
+        .await
+        .map_err(|e| match e {
+            CoordinatorError::Timeout => "timeout",
+            CoordinatorError::Unreachable(_) => "unreachable",
+        })?;
+    match Answer::from_json(&text) {
+        Some(Answer::Token { token }) if token.is_usable(clock.now_ms()) => {
+            Ok(Ok((token, TokenSource::Coordinator)))
+        }
+        Some(Answer::Unavailable {
+            retry_after_secs,
+            error,
+            called,
+        }) => Ok(Err(Failure::Coordinator {
+            cause: error,
+            retry_after_secs,
+            called,
+        })),
+        // Garbage, a token already spent, or an answer to another question.
+        _ => Err("unreachable"),
+    }
+}
+
+/// One call to the token endpoint.
+async fn fetch<H: HttpClient, C: Clock>(
+    cfg: &TokenConfig,
+    http: &H,
+    clock: &C,
+) -> Result<(CachedToken, TokenSource), GrantError> {
     let (headers, form) = grant::request(cfg);
     let response = http
         .send(OutboundRequest {

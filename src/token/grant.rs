@@ -29,7 +29,9 @@ pub const DEFAULT_LIFETIME_SECS: u64 = 300;
 pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
 /// Why the token endpoint gave us no usable token. Carries no token or secret.
-#[derive(Debug, Clone, PartialEq, Eq)]
+// Serialisable: the token coordinator passes its endpoint failure on to the isolates it answers.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum GrantError {
     Timeout,
     Unreachable,
@@ -208,7 +210,7 @@ pub fn parse_response(status: u16, body: &[u8], now_ms: u64) -> Result<CachedTok
 /// the token after `Bearer ` as one `b64token`, so a space would split it into two, and an
 /// origin would read only the first part. Everything else in VSCHAR is allowed: providers'
 /// tokens are not always strict `b64token`s, and the origin is the one that judges them.
-fn bearer_safe(token: &str) -> bool {
+pub(super) fn bearer_safe(token: &str) -> bool {
     token.bytes().all(|b| (0x21..=0x7e).contains(&b))
 }
 

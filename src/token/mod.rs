@@ -2,17 +2,22 @@
 //! entry, when it is refreshed ahead of expiry, and the isolate's cache that decides when the
 //! token endpoint is called.
 //!
+//! The token coordinator (`coordinator`, `protocol`) is the same cache run once for the whole
+//! deployment, in a Durable Object, with the isolates asking it instead of the endpoint.
+//!
 //! No I/O of its own: the cache is handed the HTTP client, the store and the clock.
 
 mod cache;
+pub mod coordinator;
 mod entry;
 mod grant;
+pub mod protocol;
 pub mod refresh;
 mod seal;
 
 pub use cache::{
     Obtained, RefreshAhead, RefreshOutcome, Rejection, TokenCache, TokenSource, TokenUnavailable,
-    REJECT_COOLDOWN_MS,
+    COORDINATOR_GRACE_MS, REJECT_COOLDOWN_MS,
 };
 pub use entry::CachedToken;
 pub use grant::{authenticate_client, ClientAuth, GrantError};

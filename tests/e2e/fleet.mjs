@@ -1,0 +1,109 @@
+// A fleet of Worker isolates in one Miniflare: N workers running the same BUILT script, each with
+// its own TOKEN_CACHE namespace (the worst case of KV propagation: no isolate ever sees another's
+// writes), and, unless `coordinator: false`, TOKEN_COORDINATOR bound across all of them to the
+// TokenCoordinator class exported by the first. Used by tests/e2e/coordinator.test.mjs and
+// bench/fleet.mjs.
+
+import path from 'node:path';
+
+import { Miniflare } from 'miniflare';
+
+import { SCRIPT, waitFor } from './harness.mjs';
+
+/**
+ * Starts `n` isolates. `coordinator`: `true` (the first worker's TokenCoordinator), `false` (no
+ * binding: today's behaviour), or `{ script }`, an inline module exporting a `TokenCoordinator`
+ * class to bind instead (a broken coordinator, say). `workerOptions`: more Miniflare options for
+ * every isolate (`ratelimits`, say).
+ */
+export async function startFleet({ bindings, n = 4, coordinator = true, workerOptions = {}, verbose = process.env.E2E_VERBOSE === '1' } = {}) {
+  const captured = { stdout: [], stderr: [] };
+  const tap = (stream, name) => {
+    stream.setEncoding?.('utf8');
+    stream.on('data', (d) => {
+      captured[name].push(String(d));
+      if (verbose) process.stderr.write(`[fleet ${name}] ${d}`);
+    });
+  };
+  const names = Array.from({ length: n }, (_, i) => `isolate-${i}`);
+  const external = typeof coordinator === 'object' && coordinator !== null;
+  const durableObjects = coordinator
+    ? { TOKEN_COORDINATOR: { className: 'TokenCoordinator', scriptName: external ? 'coordinator-stand-in' : names[0] } }
+    : undefined;
+  const workers = names.map((name) => ({
+    name,
+    modules: true,
+    scriptPath: SCRIPT,
+    modulesRoot: path.dirname(SCRIPT),
+    modulesRules: [{ type: 'CompiledWasm', include: ['**/*.wasm'] }],
+    compatibilityDate: '2026-04-01',
+    kvNamespaces: { TOKEN_CACHE: `token-cache-${name}` },
+    bindings,
+    ...(durableObjects ? { durableObjects } : {}),
+    ...workerOptions,
+  }));
+  if (external) {
+    workers.push({
+      name: 'coordinator-stand-in',
+      modules: true,
+      script: coordinator.script,
+      compatibilityDate: '2026-04-01',
+    });
+  }
+  const mf = new Miniflare({
+    workers,
+    cf: false,
+    host: '127.0.0.1',
+    port: 0,
+    handleRuntimeStdio(stdout, stderr) {
+      tap(stdout, 'stdout');
+      tap(stderr, 'stderr');
+    },
+  });
+  const output = () => `${captured.stdout.join('')}\n${captured.stderr.join('')}`;
+  try {
+    await mf.ready;
+  } catch (err) {
+    await mf.dispose().catch(() => {});
+    err.message += `\n--- workerd output ---\n${output()}`;
+    throw err;
+  }
+  const handles = await Promise.all(names.map((name) => mf.getWorker(name)));
+  const jsonLogs = () =>
+    output()
+      .split('\n')
+      .flatMap((l) => {
+        try {
+          const v = JSON.parse(l);
+          return v && typeof v === 'object' && !Array.isArray(v) ? [v] : [];
+        } catch {
+          return [];
+        }
+      });
+  const requestLogs = () => jsonLogs().filter((l) => typeof l.request_id === 'string');
+  let disposed = false;
+  return {
+    mf,
+    names,
+    /** Requests isolate `i` (0-based). */
+    fetch(i, p, init = {}) {
+      return handles[i].fetch(new URL(p, 'http://gateway.test').href, { redirect: 'manual', ...init });
+    },
+    /** Isolate `i`'s TOKEN_CACHE namespace. */
+    kv(i) {
+      return mf.getKVNamespace('TOKEN_CACHE', names[i]);
+    },
+    output,
+    jsonLogs,
+    requestLogs,
+    async waitForRequestLogs(count, timeoutMs = 3000) {
+      await waitFor(() => requestLogs().length >= count, timeoutMs);
+      return requestLogs();
+    },
+    async dispose() {
+      if (disposed) return;
+      disposed = true;
+      await mf.dispose();
+    },
+  };
+}

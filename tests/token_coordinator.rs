@@ -1,0 +1,556 @@
+//! The token coordinator (`TOKEN_COORDINATOR`) with a clock the test moves: its state machine
+//! (one endpoint call for concurrent askers from many isolates, refresh ahead, compare-before-
+//! drop, the deployment's back-off, encryption at rest, corrupt storage), and the isolate side
+//! (it asks on a miss, falls back to its own fill when the coordinator fails, and drops a
+//! refused token through it).
+//!
+//! The coordinator runs in process behind a fake `Coordinator` link that can be switched to
+//! fail; isolates are separate `TokenCache`s, each with its own KV namespace (the worst case of
+//! KV propagation), all calling one scripted token endpoint.
+
+mod common;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use common::{FakeClock, FakeHttp, MemoryKv};
+use edge_auth_proxy::io::{Coordinator, CoordinatorError, HttpError};
+use edge_auth_proxy::token::coordinator::TokenCoordinator;
+use edge_auth_proxy::token::protocol::{digest, Answer, Ask};
+use edge_auth_proxy::token::refresh::refresh_from_ms;
+use edge_auth_proxy::token::{
+    CachedToken, GrantError, Jitter, Obtained, RefreshAhead, RefreshOutcome, Rejection, TokenCache,
+    TokenConfig, TokenSource, TokenUnavailable,
+};
+use futures::executor::block_on;
+use futures::future::join_all;
+
+const IDP: &str = "https://idp.example/";
+const TOKEN_URL: &str = "https://idp.example/oauth/access_token?grant_type=client_credentials";
+const T0: u64 = 1_700_000_000_000;
+const SEAL_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+fn config(extra: &[(&str, &str)]) -> Rc<TokenConfig> {
+    let mut vars: HashMap<&str, &str> = [
+        ("TOKEN_URL", TOKEN_URL),
+        ("CLIENT_ID", "client-1"),
+        ("CLIENT_SECRET", "s3cret-value"),
+    ]
+    .into_iter()
+    .collect();
+    vars.extend(extra.iter().copied());
+    let get = |n: &str| vars.get(n).map(|v| v.to_string());
+    Rc::new(TokenConfig::from_settings(&get).unwrap())
+}
+
+/// A token endpoint issuing `tok-1`, `tok-2`, … with `expires_in` seconds of life; `down`
+/// makes it refuse connections. Counts every call.
+struct Endpoint {
+    calls: Rc<Cell<u32>>,
+    down: Rc<Cell<bool>>,
+}
+
+fn endpoint(http: &FakeHttp, expires_in: u64) -> Endpoint {
+    let ep = Endpoint {
+        calls: Rc::default(),
+        down: Rc::default(),
+    };
+    let (calls, down, issued) = (ep.calls.clone(), ep.down.clone(), Rc::new(Cell::new(0)));
+    http.on(IDP, move |_| {
+        calls.set(calls.get() + 1);
+        if down.get() {
+            return Err(HttpError::Unreachable("refused".into()));
+        }
+        issued.set(issued.get() + 1);
+        let body = format!(
+            r#"{{"token_type":"Bearer","access_token":"tok-{}","expires_in":{expires_in}}}"#,
+            issued.get()
+        );
+        Ok((200, vec![], body.into_bytes()))
+    });
+    ep
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Link {
+    Up,
+    Unreachable,
+    Slow,
+    Garbage,
+}
+
+/// The coordinator object: its state machine, its storage, the KV namespace it writes to.
+struct Object {
+    core: RefCell<Rc<TokenCoordinator>>,
+    cfg: Rc<TokenConfig>,
+    http: FakeHttp,
+    own: MemoryKv,
+    kv: MemoryKv,
+    clock: FakeClock,
+    link: Cell<Link>,
+    asks: RefCell<Vec<String>>,
+    refreshes: RefCell<Vec<RefreshAhead>>,
+}
+
+/// What an isolate holds: a handle on the one object.
+#[derive(Clone)]
+struct Stub(Rc<Object>);
+
+impl Coordinator for Stub {
+    fn is_bound(&self) -> bool {
+        true
+    }
+
+    async fn exchange(&self, request: &str, _timeout_ms: u64) -> Result<String, CoordinatorError> {
+        let o = &self.0;
+        o.asks.borrow_mut().push(request.to_string());
+        match o.link.get() {
+            Link::Unreachable => return Err(CoordinatorError::Unreachable("gone".into())),
+            Link::Slow => return Err(CoordinatorError::Timeout),
+            Link::Garbage => return Ok("<html>502 Bad Gateway</html>".into()),
+            Link::Up => {}
+        }
+        let core = o.core.borrow().clone();
+        let answered = core
+            .answer(&o.cfg, &o.http, &o.own, &o.kv, &o.clock, request)
+            .await
+            .expect("a well-formed ask");
+        o.refreshes.borrow_mut().extend(answered.refresh);
+        Ok(answered.body)
+    }
+}
+
+impl Stub {
+    /// Runs the refreshes ahead that answers claimed (the object's `wait_until`).
+    fn run_refreshes(&self) -> Vec<RefreshOutcome> {
+        let o = &self.0;
+        let jobs: Vec<_> = o.refreshes.borrow_mut().drain(..).collect();
+        let core = o.core.borrow().clone();
+        jobs.into_iter()
+            .map(|job| block_on(core.refresh(job, &o.cfg, &o.http, &o.own, &o.kv, &o.clock)))
+            .collect()
+    }
+
+    /// The object evicted and started again: memory gone, storage kept.
+    fn restart(&self) {
+        *self.0.core.borrow_mut() = Rc::new(TokenCoordinator::new());
+    }
+
+    fn ask(&self, ask: &Ask) -> Answer {
+        Answer::from_json(&block_on(self.exchange(&ask.to_json(), 1_000)).unwrap()).unwrap()
+    }
+
+    fn asks(&self) -> usize {
+        self.0.asks.borrow().len()
+    }
+}
+
+/// One deployment: a coordinator and `n` isolates, each with its own KV namespace (the
+/// coordinator writes to the first one's), all calling one endpoint.
+struct Fleet {
+    cfg: Rc<TokenConfig>,
+    http: FakeHttp,
+    clock: FakeClock,
+    ep: Endpoint,
+    stub: Stub,
+    isolates: Vec<(TokenCache, MemoryKv)>,
+}
+
+fn fleet(n: usize, expires_in: u64, extra: &[(&str, &str)]) -> Fleet {
+    let (http, clock) = (FakeHttp::default(), FakeClock::at(T0));
+    let ep = endpoint(&http, expires_in);
+    let cfg = config(extra);
+    let isolates: Vec<_> = (0..n)
+        .map(|_| {
+            (
+                TokenCache::with_jitter(|| Jitter::NONE),
+                MemoryKv::default(),
+            )
+        })
+        .collect();
+    let stub = Stub(Rc::new(Object {
+        core: RefCell::new(Rc::new(TokenCoordinator::new())),
+        cfg: cfg.clone(),
+        http: http.clone(),
+        own: MemoryKv::default(),
+        kv: isolates[0].1.clone(),
+        clock: clock.clone(),
+        link: Cell::new(Link::Up),
+        asks: RefCell::default(),
+        refreshes: RefCell::default(),
+    }));
+    Fleet {
+        cfg,
+        http,
+        clock,
+        ep,
+        stub,
+        isolates,
+    }
+}
+
+impl Fleet {
+    fn get(&self, i: usize) -> Result<Obtained, TokenUnavailable> {
+        let (cache, kv) = &self.isolates[i];
+        block_on(cache.get_via(&self.cfg, &self.http, kv, &self.stub, &self.clock))
+    }
+
+    /// `per_isolate` concurrent requests in every isolate at once.
+    fn burst(&self, per_isolate: usize) -> Vec<Result<String, u64>> {
+        let futures = self.isolates.iter().flat_map(|(cache, kv)| {
+            (0..per_isolate)
+                .map(move |_| cache.get_via(&self.cfg, &self.http, kv, &self.stub, &self.clock))
+        });
+        block_on(join_all(futures))
+            .into_iter()
+            .map(|r| {
+                r.map(|o| o.token.access_token().to_string())
+                    .map_err(|u| u.retry_after_secs)
+            })
+            .collect()
+    }
+}
+
+fn stored(kv: &MemoryKv) -> Vec<String> {
+    kv.entries
+        .borrow()
+        .values()
+        .map(|(v, _)| v.clone())
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// the coordinator's state machine
+
+#[test]
+fn a_cold_burst_across_isolates_costs_one_endpoint_call_and_gives_everyone_one_token() {
+    let f = fleet(4, 3_600, &[]);
+    let got = f.burst(10);
+    assert_eq!(got.len(), 40);
+    assert!(got.iter().all(|r| r.as_deref() == Ok("tok-1")), "{got:?}");
+    assert_eq!(f.ep.calls.get(), 1, "one call for the whole deployment");
+    // Each isolate asked once (its own single flight), then served from memory.
+    assert_eq!(f.stub.asks(), 4);
+    let again = f.get(3).unwrap();
+    assert_eq!(again.source, TokenSource::Memory);
+    // The coordinator keeps it in its storage and writes it to KV for the isolates there.
+    assert_eq!(stored(&f.stub.0.own).len(), 1);
+    assert_eq!(stored(&f.isolates[0].1).len(), 1);
+    // The isolates do not write what the coordinator gave them to their own KV.
+    assert!(stored(&f.isolates[1].1).is_empty());
+}
+
+#[test]
+fn an_isolate_that_asked_logs_the_coordinator_as_the_source() {
+    let f = fleet(2, 3_600, &[]);
+    let first = f.get(1).unwrap();
+    assert_eq!(
+        (first.source, first.coordinator, first.token.access_token()),
+        (TokenSource::Coordinator, None, "tok-1")
+    );
+    assert_eq!(TokenSource::Coordinator.as_str(), "coordinator");
+    // The isolate whose KV the coordinator writes finds it there without asking.
+    let asks = f.stub.asks();
+    let from_kv = f.get(0).unwrap();
+    assert_eq!(from_kv.source, TokenSource::Kv);
+    assert_eq!(
+        f.stub.asks(),
+        asks,
+        "KV is read before the coordinator is asked"
+    );
+}
+
+#[test]
+fn the_coordinator_refreshes_ahead_once_for_every_isolate() {
+    let f = fleet(4, 3_600, &[]);
+    f.burst(1);
+    let held = CachedToken::new("x".into(), T0, T0 + 3_600_000);
+    // Into every isolate's refresh window (they draw no jitter; the coordinator the most).
+    f.clock.advance(refresh_from_ms(&held) - T0 + 1_000);
+    let mut outcomes = Vec::new();
+    for (cache, kv) in &f.isolates {
+        // Requests keep being served from memory meanwhile.
+        let now = block_on(cache.get_via(&f.cfg, &f.http, kv, &f.stub, &f.clock)).unwrap();
+        assert_eq!(now.token.access_token(), "tok-1");
+        let job = cache.refresh_due(&f.cfg, f.clock.0.get()).expect("due");
+        outcomes.push(block_on(
+            cache.refresh_via(job, &f.cfg, &f.http, kv, &f.stub, &f.clock),
+        ));
+    }
+    assert!(
+        outcomes.iter().all(
+            |o| *o == RefreshOutcome::Refreshed(TokenSource::Coordinator)
+                || *o == RefreshOutcome::Refreshed(TokenSource::Kv)
+        ),
+        "{outcomes:?}"
+    );
+    assert_eq!(f.ep.calls.get(), 2, "one refresh for the deployment");
+    for i in 0..4 {
+        assert_eq!(f.get(i).unwrap().token.access_token(), "tok-2");
+    }
+}
+
+#[test]
+fn a_plain_ask_in_the_window_is_answered_at_once_and_the_coordinator_refreshes_after() {
+    let f = fleet(3, 3_600, &[]);
+    f.get(1).unwrap();
+    let held = CachedToken::new("x".into(), T0, T0 + 3_600_000);
+    f.clock.advance(refresh_from_ms(&held) - T0);
+    // A new isolate (empty memory and KV) asks: tok-1 is still usable, so it gets it now.
+    let got = f.get(2).unwrap();
+    assert_eq!(got.token.access_token(), "tok-1");
+    assert_eq!(
+        f.ep.calls.get(),
+        1,
+        "the answer did not wait for the endpoint"
+    );
+    let outcomes = f.stub.run_refreshes();
+    assert_eq!(
+        outcomes,
+        vec![RefreshOutcome::Refreshed(TokenSource::Endpoint)]
+    );
+    assert_eq!(f.ep.calls.get(), 2);
+    // The next isolate to ask gets the new token.
+    let answer = f.stub.ask(&Ask::Get { fresh: false });
+    assert!(matches!(answer, Answer::Token { ref token } if token.access_token() == "tok-2"));
+}
+
+#[test]
+fn one_refusal_costs_the_deployment_one_new_token() {
+    let f = fleet(3, 3_600, &[]);
+    f.burst(2);
+    let used: Vec<_> = (0..3).map(|i| f.get(i).unwrap().token).collect();
+    assert!(used.iter().all(|t| t.access_token() == "tok-1"));
+    // The origin refuses tok-1 in every isolate, one after the other.
+    for (i, (cache, kv)) in f.isolates.iter().enumerate() {
+        let r = block_on(cache.reject_via(&used[i], &f.cfg, kv, &f.stub, &f.clock));
+        assert_eq!(r, Rejection::Dropped, "isolate {i}");
+        let fresh = f.get(i).unwrap();
+        assert_eq!(fresh.token.access_token(), "tok-2", "isolate {i}");
+    }
+    assert_eq!(f.ep.calls.get(), 2, "one new token for all three refusals");
+    // The drop names the token by digest, never the token itself.
+    let asks = f.stub.0.asks.borrow();
+    let drops: Vec<_> = asks.iter().filter(|a| a.contains("\"drop\"")).collect();
+    assert_eq!(drops.len(), 3);
+    assert!(drops
+        .iter()
+        .all(|a| !a.contains("tok-1") && a.contains(&digest("tok-1"))));
+}
+
+#[test]
+fn compare_before_drop_leaves_a_newer_token_and_survives_a_restart() {
+    let f = fleet(1, 3_600, &[]);
+    f.get(0).unwrap();
+    // A drop naming some other token changes nothing.
+    let other = f.stub.ask(&Ask::Drop {
+        digest: digest("tok-0"),
+    });
+    assert_eq!(
+        other,
+        Answer::Dropped {
+            rejection: Rejection::AlreadyReplaced
+        }
+    );
+    assert_eq!(stored(&f.stub.0.own).len(), 1);
+    // Evicted: memory is gone; the drop compares with storage.
+    f.stub.restart();
+    let dropped = f.stub.ask(&Ask::Drop {
+        digest: digest("tok-1"),
+    });
+    assert_eq!(
+        dropped,
+        Answer::Dropped {
+            rejection: Rejection::Dropped
+        }
+    );
+    assert!(stored(&f.stub.0.own).is_empty());
+    assert!(stored(&f.isolates[0].1).is_empty(), "and from KV");
+    let next = f.stub.ask(&Ask::Get { fresh: false });
+    assert!(matches!(next, Answer::Token { ref token } if token.access_token() == "tok-2"));
+    // A refusal of the new token drops it too; a third within the cooldown keeps the token
+    // that replaced it: an origin refusing every token must not turn the deployment's
+    // requests into endpoint calls.
+    let second = f.stub.ask(&Ask::Drop {
+        digest: digest("tok-2"),
+    });
+    assert_eq!(
+        second,
+        Answer::Dropped {
+            rejection: Rejection::Dropped
+        }
+    );
+    f.stub.ask(&Ask::Get { fresh: false });
+    let third = f.stub.ask(&Ask::Drop {
+        digest: digest("tok-3"),
+    });
+    assert_eq!(
+        third,
+        Answer::Dropped {
+            rejection: Rejection::Kept
+        }
+    );
+    assert_eq!(f.ep.calls.get(), 3);
+}
+
+#[test]
+fn a_dead_endpoint_sees_one_attempt_per_back_off_step_for_the_whole_deployment() {
+    let f = fleet(4, 3_600, &[]);
+    f.ep.down.set(true);
+    let first = f.burst(5);
+    assert!(first.iter().all(|r| *r == Err(2)), "{first:?}");
+    assert_eq!(f.ep.calls.get(), 1);
+    // Within the back-off no isolate asks again, and nobody calls the endpoint.
+    let asks = f.stub.asks();
+    f.clock.advance(1_000);
+    assert!(f.burst(5).iter().all(|r| r.is_err()));
+    assert_eq!((f.ep.calls.get(), f.stub.asks()), (1, asks));
+    // After it, one attempt for everyone; the next step is twice as long.
+    f.clock.advance(1_000);
+    let second = f.burst(5);
+    assert!(second.iter().all(|r| *r == Err(4)), "{second:?}");
+    assert_eq!(f.ep.calls.get(), 2);
+    // The coordinator's steps stop at 4 s: the deployment's one call per step is cheap, and
+    // every isolate is served soon after the endpoint is back.
+    f.clock.advance(4_000);
+    let third = f.burst(5);
+    assert!(third.iter().all(|r| *r == Err(4)), "{third:?}");
+    assert_eq!(f.ep.calls.get(), 3);
+    // The endpoint recovers: the first ask after the step gets the token for all.
+    f.ep.down.set(false);
+    f.clock.advance(4_000);
+    assert!(f.burst(5).iter().all(|r| r.as_deref() == Ok("tok-1")));
+    assert_eq!(f.ep.calls.get(), 4);
+}
+
+#[test]
+fn refused_credentials_keep_the_long_back_off_at_the_coordinator() {
+    let f = fleet(2, 3_600, &[]);
+    f.http.on(IDP, |_| {
+        Ok((401, vec![], br#"{"error":"invalid_client"}"#.to_vec()))
+    });
+    let err = f.get(1).unwrap_err();
+    assert_eq!(err.retry_after_secs, 60);
+    assert!(err.cause.config_problem().is_some());
+}
+
+#[test]
+fn the_coordinators_storage_and_kv_copy_are_sealed_and_read_back_after_a_restart() {
+    let f = fleet(2, 3_600, &[("TOKEN_ENCRYPTION_KEY", SEAL_KEY)]);
+    f.get(1).unwrap();
+    for value in stored(&f.stub.0.own)
+        .iter()
+        .chain(&stored(&f.isolates[0].1))
+    {
+        assert!(
+            value.starts_with("gcm1.") && !value.contains("tok-1"),
+            "{value}"
+        );
+    }
+    // Another isolate reads the KV copy through the seal.
+    assert_eq!(f.get(0).unwrap().source, TokenSource::Kv);
+    // Restarted, the coordinator reads its storage: no endpoint call.
+    f.stub.restart();
+    let answer = f.stub.ask(&Ask::Get { fresh: false });
+    assert!(matches!(answer, Answer::Token { ref token } if token.access_token() == "tok-1"));
+    assert_eq!(f.ep.calls.get(), 1);
+}
+
+#[test]
+fn corrupt_or_unopenable_storage_is_a_miss() {
+    for extra in [vec![], vec![("TOKEN_ENCRYPTION_KEY", SEAL_KEY)]] {
+        let f = fleet(1, 3_600, &extra);
+        f.get(0).unwrap();
+        for (v, _) in f.stub.0.own.entries.borrow_mut().values_mut() {
+            *v = if extra.is_empty() {
+                "{\"t\":".into()
+            } else {
+                // Tampered with: does not open.
+                let mut b = v.clone().into_bytes();
+                let i = b.len() - 3;
+                b[i] = if b[i] == b'A' { b'B' } else { b'A' };
+                String::from_utf8(b).unwrap()
+            };
+        }
+        f.stub.restart();
+        let answer = f.stub.ask(&Ask::Get { fresh: false });
+        assert!(matches!(answer, Answer::Token { ref token } if token.access_token() == "tok-2"));
+        assert_eq!(f.ep.calls.get(), 2);
+    }
+    // Storage that fails outright is a miss too.
+    let f = fleet(1, 3_600, &[]);
+    f.stub.0.own.failing.set(true);
+    assert_eq!(f.get(0).unwrap().token.access_token(), "tok-1");
+}
+
+// ---------------------------------------------------------------------------------------------
+// the isolate side
+
+#[test]
+fn an_isolate_falls_back_to_its_own_single_fill_when_the_coordinator_fails() {
+    for (link, logged) in [
+        (Link::Unreachable, "unreachable"),
+        (Link::Slow, "timeout"),
+        (Link::Garbage, "unreachable"),
+    ] {
+        let f = fleet(2, 3_600, &[]);
+        f.stub.0.link.set(link);
+        let (cache, kv) = &f.isolates[1];
+        let all = block_on(join_all(
+            (0..10).map(|_| cache.get_via(&f.cfg, &f.http, kv, &f.stub, &f.clock)),
+        ));
+        let filled: Vec<_> = all
+            .iter()
+            .filter(|r| r.as_ref().unwrap().source == TokenSource::Endpoint)
+            .collect();
+        assert_eq!(filled.len(), 1);
+        assert_eq!(filled[0].as_ref().unwrap().coordinator, Some(logged));
+        assert!(all
+            .iter()
+            .all(|r| r.as_ref().unwrap().token.access_token() == "tok-1"));
+        assert_eq!(f.ep.calls.get(), 1, "the isolate's own single flight");
+        // Written to its own KV, as without a coordinator.
+        assert_eq!(stored(kv).len(), 1);
+    }
+}
+
+#[test]
+fn a_cached_token_is_served_without_asking_a_failing_coordinator() {
+    let f = fleet(2, 3_600, &[]);
+    f.get(0).unwrap();
+    f.stub.0.link.set(Link::Unreachable);
+    let asks = f.stub.asks();
+    assert_eq!(f.get(0).unwrap().source, TokenSource::Memory);
+    let (fresh_isolate, kv0) = (TokenCache::new(), &f.isolates[0].1);
+    let got = block_on(fresh_isolate.get_via(&f.cfg, &f.http, kv0, &f.stub, &f.clock)).unwrap();
+    assert_eq!(got.source, TokenSource::Kv);
+    assert_eq!(f.stub.asks(), asks);
+    assert_eq!(f.ep.calls.get(), 1);
+}
+
+#[test]
+fn a_refused_token_is_dropped_locally_even_when_the_coordinator_cannot_be_told() {
+    let f = fleet(2, 3_600, &[]);
+    let used = f.get(1).unwrap().token;
+    f.stub.0.link.set(Link::Unreachable);
+    let (cache, kv) = &f.isolates[1];
+    let r = block_on(cache.reject_via(&used, &f.cfg, kv, &f.stub, &f.clock));
+    assert_eq!(r, Rejection::Dropped);
+    let fresh = f.get(1).unwrap();
+    assert_eq!(
+        (fresh.source, fresh.token.access_token(), fresh.coordinator),
+        (TokenSource::Endpoint, "tok-2", Some("unreachable"))
+    );
+}
+
+#[test]
+fn the_coordinators_back_off_answer_is_a_503_that_names_the_endpoint_failure() {
+    let f = fleet(1, 3_600, &[]);
+    f.ep.down.set(true);
+    let err = f.get(0).unwrap_err();
+    assert_eq!(err.cause, GrantError::Unreachable);
+    assert_eq!(err.retry_after_secs, 2);
+    assert!(err.called_endpoint, "this ask made the coordinator call it");
+    assert_eq!(err.coordinator, None);
+}
