@@ -28,12 +28,9 @@ const MIN_RSA_BITS: usize = 2048;
 const MAX_RSA_BITS: usize = 4096;
 /// The largest public exponent the `rsa` crate takes (`RsaPublicKey::MAX_PUB_EXPONENT`).
 const MAX_RSA_EXPONENT: u64 = (1 << 33) - 1;
-/// P-256 coordinates and Ed25519 public keys are exactly this long (RFC 7518 §6.2.1.2,
-/// RFC 8037 §2).
+/// Ed25519 public keys are exactly this long (RFC 8037 §2); EC coordinates, see
+/// `Curve::coordinate_len`.
 const KEY_BYTES_32: usize = 32;
-/// P-384 and P-521 coordinates: the full field size, leading zeros kept (RFC 7518 §6.2.1.2).
-const KEY_BYTES_48: usize = 48;
-const KEY_BYTES_66: usize = 66;
 
 /// JWK members are base64url without padding (RFC 7517 §2), but some publishers pad them;
 /// padding carries no meaning, so both are read.
@@ -79,23 +76,13 @@ pub(crate) enum Material {
         #[cfg(any(not(target_arch = "wasm32"), feature = "baseline-verify"))]
         native: RsaPublicKey,
     },
-    EcP256 {
+    /// One variant for the three curves, so the Worker's wasm has one path for them all.
+    Ec {
+        curve: Curve,
         x: Vec<u8>,
         y: Vec<u8>,
         #[cfg(any(not(target_arch = "wasm32"), feature = "baseline-verify"))]
-        native: P256PublicKey,
-    },
-    EcP384 {
-        x: Vec<u8>,
-        y: Vec<u8>,
-        #[cfg(any(not(target_arch = "wasm32"), feature = "baseline-verify"))]
-        native: p384::ecdsa::VerifyingKey,
-    },
-    EcP521 {
-        x: Vec<u8>,
-        y: Vec<u8>,
-        #[cfg(any(not(target_arch = "wasm32"), feature = "baseline-verify"))]
-        native: p521::ecdsa::VerifyingKey,
+        native: NativeEcKey,
     },
     Ed25519 {
         x: Vec<u8>,
@@ -106,15 +93,79 @@ pub(crate) enum Material {
     Hmac { secret: SecretBytes<'static> },
 }
 
+/// The NIST curves of `ES256`, `ES384` and `ES512`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Curve {
+    P256,
+    P384,
+    P521,
+}
+
+impl Curve {
+    fn from_name(crv: &str) -> Option<Curve> {
+        match crv {
+            "P-256" => Some(Curve::P256),
+            "P-384" => Some(Curve::P384),
+            "P-521" => Some(Curve::P521),
+            _ => None,
+        }
+    }
+
+    /// The JWK `crv` (RFC 7518 §6.2.1.1), which is also WebCrypto's `namedCurve`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Curve::P256 => "P-256",
+            Curve::P384 => "P-384",
+            Curve::P521 => "P-521",
+        }
+    }
+
+    /// The length of x, y, r and s: the field size, leading zeros kept (RFC 7518 §6.2.1.2,
+    /// §3.4).
+    pub fn coordinate_len(self) -> usize {
+        match self {
+            Curve::P256 => 32,
+            Curve::P384 => 48,
+            Curve::P521 => 66,
+        }
+    }
+
+    fn family(self) -> KeyFamily {
+        match self {
+            Curve::P256 => KeyFamily::EcP256,
+            Curve::P384 => KeyFamily::EcP384,
+            Curve::P521 => KeyFamily::EcP521,
+        }
+    }
+}
+
+/// An EC key in the form its pure-Rust verifier takes.
+#[cfg(any(not(target_arch = "wasm32"), feature = "baseline-verify"))]
+#[derive(Clone)]
+pub(crate) enum NativeEcKey {
+    P256(P256PublicKey),
+    P384(p384::ecdsa::VerifyingKey),
+    P521(p521::ecdsa::VerifyingKey),
+}
+
 /// A key's raw public parameters (big-endian, unpadded as in a JWK), or the HMAC secret.
 #[derive(Clone, Copy)]
 pub enum KeyComponents<'a> {
-    Rsa { n: &'a [u8], e: &'a [u8] },
-    EcP256 { x: &'a [u8], y: &'a [u8] },
-    EcP384 { x: &'a [u8], y: &'a [u8] },
-    EcP521 { x: &'a [u8], y: &'a [u8] },
-    Ed25519 { x: &'a [u8] },
-    Hmac { secret: &'a [u8] },
+    Rsa {
+        n: &'a [u8],
+        e: &'a [u8],
+    },
+    Ec {
+        curve: Curve,
+        x: &'a [u8],
+        y: &'a [u8],
+    },
+    Ed25519 {
+        x: &'a [u8],
+    },
+    Hmac {
+        secret: &'a [u8],
+    },
 }
 
 impl Key {
@@ -143,9 +194,7 @@ impl Key {
     pub fn family(&self) -> KeyFamily {
         match self.material {
             Material::Rsa { .. } => KeyFamily::Rsa,
-            Material::EcP256 { .. } => KeyFamily::EcP256,
-            Material::EcP384 { .. } => KeyFamily::EcP384,
-            Material::EcP521 { .. } => KeyFamily::EcP521,
+            Material::Ec { curve, .. } => curve.family(),
             Material::Ed25519 { .. } => KeyFamily::OkpEd25519,
             Material::Hmac { .. } => KeyFamily::Hmac,
         }
@@ -154,9 +203,11 @@ impl Key {
     pub fn components(&self) -> KeyComponents<'_> {
         match &self.material {
             Material::Rsa { n, e, .. } => KeyComponents::Rsa { n, e },
-            Material::EcP256 { x, y, .. } => KeyComponents::EcP256 { x, y },
-            Material::EcP384 { x, y, .. } => KeyComponents::EcP384 { x, y },
-            Material::EcP521 { x, y, .. } => KeyComponents::EcP521 { x, y },
+            Material::Ec { curve, x, y, .. } => KeyComponents::Ec {
+                curve: *curve,
+                x,
+                y,
+            },
             Material::Ed25519 { x, .. } => KeyComponents::Ed25519 { x },
             Material::Hmac { secret } => KeyComponents::Hmac { secret },
         }
@@ -339,9 +390,7 @@ fn usable_key(raw: RawJwk) -> Option<Key> {
     };
     let material = match (raw.kty.as_str(), raw.crv.as_deref()) {
         ("RSA", _) => rsa(raw.n.as_deref()?, raw.e.as_deref()?)?,
-        ("EC", Some("P-256")) => ec_p256(raw.x.as_deref()?, raw.y.as_deref()?)?,
-        ("EC", Some("P-384")) => ec_p384(raw.x.as_deref()?, raw.y.as_deref()?)?,
-        ("EC", Some("P-521")) => ec_p521(raw.x.as_deref()?, raw.y.as_deref()?)?,
+        ("EC", Some(crv)) => ec(Curve::from_name(crv)?, raw.x.as_deref()?, raw.y.as_deref()?)?,
         ("OKP", Some("Ed25519")) => ed25519(raw.x.as_deref()?)?,
         _ => return None,
     };
@@ -396,56 +445,38 @@ fn rsa_is_sane(n: &[u8], e: &[u8]) -> bool {
     e >= 3 && e & 1 == 1 && e <= MAX_RSA_EXPONENT
 }
 
-/// An EC key's x and y, decoded, if each is exactly `len` bytes.
-fn ec_coordinates(x: &str, y: &str, len: usize) -> Option<(Vec<u8>, Vec<u8>)> {
+fn ec(curve: Curve, x: &str, y: &str) -> Option<Material> {
     let (x, y) = (decode(x)?, decode(y)?);
-    (x.len() == len && y.len() == len).then_some((x, y))
-}
-
-/// The SEC1 uncompressed encoding of (x, y), which the `p384` and `p521` parsers take.
-#[cfg(any(not(target_arch = "wasm32"), feature = "baseline-verify"))]
-fn sec1_uncompressed(x: &[u8], y: &[u8]) -> Vec<u8> {
-    [&[0x04][..], x, y].concat()
-}
-
-fn ec_p256(x: &str, y: &str) -> Option<Material> {
-    let (x, y) = ec_coordinates(x, y, KEY_BYTES_32)?;
+    let len = curve.coordinate_len();
+    if x.len() != len || y.len() != len {
+        return None;
+    }
     // Natively, also that the point is on the curve; the Worker leaves that to WebCrypto's
     // import (see `Key`).
     #[cfg(any(not(target_arch = "wasm32"), feature = "baseline-verify"))]
-    let native = P256PublicKey::try_from(&JsonWebKey::EllipticCurve {
-        curve: "P-256".into(),
-        x: x.as_slice().into(),
-        y: y.as_slice().into(),
-        secret: None,
-    })
-    .ok()?;
-    Some(Material::EcP256 {
-        x,
-        y,
-        #[cfg(any(not(target_arch = "wasm32"), feature = "baseline-verify"))]
-        native,
-    })
-}
-
-fn ec_p384(x: &str, y: &str) -> Option<Material> {
-    let (x, y) = ec_coordinates(x, y, KEY_BYTES_48)?;
-    // As for P-256: natively the point is checked here, in the Worker by WebCrypto's import.
-    #[cfg(any(not(target_arch = "wasm32"), feature = "baseline-verify"))]
-    let native = p384::ecdsa::VerifyingKey::from_sec1_bytes(&sec1_uncompressed(&x, &y)).ok()?;
-    Some(Material::EcP384 {
-        x,
-        y,
-        #[cfg(any(not(target_arch = "wasm32"), feature = "baseline-verify"))]
-        native,
-    })
-}
-
-fn ec_p521(x: &str, y: &str) -> Option<Material> {
-    let (x, y) = ec_coordinates(x, y, KEY_BYTES_66)?;
-    #[cfg(any(not(target_arch = "wasm32"), feature = "baseline-verify"))]
-    let native = p521::ecdsa::VerifyingKey::from_sec1_bytes(&sec1_uncompressed(&x, &y)).ok()?;
-    Some(Material::EcP521 {
+    let native = {
+        // SEC1 uncompressed, which the `p384` and `p521` parsers take.
+        let sec1 = [&[0x04][..], &x, &y].concat();
+        match curve {
+            Curve::P256 => NativeEcKey::P256(
+                P256PublicKey::try_from(&JsonWebKey::EllipticCurve {
+                    curve: "P-256".into(),
+                    x: x.as_slice().into(),
+                    y: y.as_slice().into(),
+                    secret: None,
+                })
+                .ok()?,
+            ),
+            Curve::P384 => {
+                NativeEcKey::P384(p384::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).ok()?)
+            }
+            Curve::P521 => {
+                NativeEcKey::P521(p521::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).ok()?)
+            }
+        }
+    };
+    Some(Material::Ec {
+        curve,
         x,
         y,
         #[cfg(any(not(target_arch = "wasm32"), feature = "baseline-verify"))]

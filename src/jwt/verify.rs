@@ -6,6 +6,8 @@ use jwt_compact::alg::{Hs256, Hs256Key, Hs384, Hs384Key, Hs512, Hs512Key};
 use jwt_compact::{Algorithm, AlgorithmSignature};
 
 use super::keys::Material;
+#[cfg(any(not(target_arch = "wasm32"), feature = "baseline-verify"))]
+use super::keys::NativeEcKey;
 use super::{Alg, Key};
 
 /// Checks a JWS signature. `signing_input` is the token text before its last `.`, byte for
@@ -52,11 +54,29 @@ impl RustCryptoVerifier {
             #[cfg(any(not(target_arch = "wasm32"), feature = "baseline-verify"))]
             (Alg::Ps512, Material::Rsa { native, .. }) => check(&Rsa::ps512(), native, msg, sig),
             #[cfg(any(not(target_arch = "wasm32"), feature = "baseline-verify"))]
-            (Alg::Es256, Material::EcP256 { native, .. }) => check(&Es256, native, msg, sig),
+            (
+                Alg::Es256,
+                Material::Ec {
+                    native: NativeEcKey::P256(native),
+                    ..
+                },
+            ) => check(&Es256, native, msg, sig),
             #[cfg(any(not(target_arch = "wasm32"), feature = "baseline-verify"))]
-            (Alg::Es384, Material::EcP384 { native, .. }) => es384(native, msg, sig),
+            (
+                Alg::Es384,
+                Material::Ec {
+                    native: NativeEcKey::P384(native),
+                    ..
+                },
+            ) => es384(native, msg, sig),
             #[cfg(any(not(target_arch = "wasm32"), feature = "baseline-verify"))]
-            (Alg::Es512, Material::EcP521 { native, .. }) => es512(native, msg, sig),
+            (
+                Alg::Es512,
+                Material::Ec {
+                    native: NativeEcKey::P521(native),
+                    ..
+                },
+            ) => es512(native, msg, sig),
             #[cfg(any(not(target_arch = "wasm32"), feature = "baseline-verify"))]
             (Alg::EdDsa, Material::Ed25519 { native, .. }) => check(&Ed25519, native, msg, sig),
             // RFC 8725 §3.1: a key is never used outside its family.

@@ -21,7 +21,7 @@ use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{CryptoKey, SubtleCrypto};
 
-use crate::jwt::{Alg, Key, KeyComponents, RustCryptoVerifier, SignatureVerifier};
+use crate::jwt::{Alg, Curve, Key, KeyComponents, RustCryptoVerifier, SignatureVerifier};
 
 /// Imported keys kept per isolate; past this the map starts over (a key set this large is
 /// already unusual, and re-importing costs one call per key).
@@ -144,12 +144,12 @@ impl Params {
             curve: None,
             signature_len: None,
         };
-        let ecdsa = |curve, hash, coordinate_len: usize| Params {
+        let ecdsa = |curve: Curve, hash| Params {
             name: "ECDSA",
             hash: Some(hash),
             salt: None,
-            curve: Some(curve),
-            signature_len: Some(2 * coordinate_len),
+            curve: Some(curve.name()),
+            signature_len: Some(2 * curve.coordinate_len()),
         };
         Some(match alg {
             Alg::Rs256 => rsa("SHA-256"),
@@ -158,9 +158,9 @@ impl Params {
             Alg::Ps256 => pss("SHA-256", 32),
             Alg::Ps384 => pss("SHA-384", 48),
             Alg::Ps512 => pss("SHA-512", 64),
-            Alg::Es256 => ecdsa("P-256", "SHA-256", 32),
-            Alg::Es384 => ecdsa("P-384", "SHA-384", 48),
-            Alg::Es512 => ecdsa("P-521", "SHA-512", 66),
+            Alg::Es256 => ecdsa(Curve::P256, "SHA-256"),
+            Alg::Es384 => ecdsa(Curve::P384, "SHA-384"),
+            Alg::Es512 => ecdsa(Curve::P521, "SHA-512"),
             Alg::EdDsa => Params {
                 name: "Ed25519",
                 hash: None,
@@ -206,9 +206,12 @@ fn jwk_of(key: &Key) -> Result<Object, JsValue> {
         KeyComponents::Rsa { n, e } => {
             object(&[("kty", "RSA".into()), ("n", b64(n)), ("e", b64(e))])
         }
-        KeyComponents::EcP256 { x, y } => ec_jwk("P-256", b64(x), b64(y)),
-        KeyComponents::EcP384 { x, y } => ec_jwk("P-384", b64(x), b64(y)),
-        KeyComponents::EcP521 { x, y } => ec_jwk("P-521", b64(x), b64(y)),
+        KeyComponents::Ec { curve, x, y } => object(&[
+            ("kty", "EC".into()),
+            ("crv", curve.name().into()),
+            ("x", b64(x)),
+            ("y", b64(y)),
+        ]),
         KeyComponents::Ed25519 { x } => object(&[
             ("kty", "OKP".into()),
             ("crv", "Ed25519".into()),
@@ -218,23 +221,12 @@ fn jwk_of(key: &Key) -> Result<Object, JsValue> {
     }
 }
 
-fn ec_jwk(curve: &str, x: JsValue, y: JsValue) -> Result<Object, JsValue> {
-    object(&[
-        ("kty", "EC".into()),
-        ("crv", curve.into()),
-        ("x", x),
-        ("y", y),
-    ])
-}
-
 fn fingerprint(alg: Alg, key: &Key) -> Fingerprint {
     let mut h = Sha256::new();
     h.update(alg.name().as_bytes());
     let parts: &[&[u8]] = match key.components() {
         KeyComponents::Rsa { n, e } => &[b"RSA", n, e],
-        KeyComponents::EcP256 { x, y } => &[b"EC", b"P-256", x, y],
-        KeyComponents::EcP384 { x, y } => &[b"EC", b"P-384", x, y],
-        KeyComponents::EcP521 { x, y } => &[b"EC", b"P-521", x, y],
+        KeyComponents::Ec { curve, x, y } => &[b"EC", curve.name().as_bytes(), x, y],
         KeyComponents::Ed25519 { x } => &[b"OKP", x],
         KeyComponents::Hmac { .. } => &[b"oct"],
     };
