@@ -446,3 +446,78 @@ fn jwe_and_other_shapes_are_malformed() {
         refused_unsigned(&t, JwtError::Malformed);
     }
 }
+
+#[test]
+fn ec_tokens_never_verify_with_a_key_of_another_curve() {
+    // RFC 8725 §3.1 within ECDSA: the curve is part of the key's family. Each token is signed
+    // correctly with its own curve's key; only the kid (or its absence) points elsewhere.
+    let settings = settings(&[]);
+    let body = valid_claims();
+    for (alg, other_kid) in [
+        ("ES384", "ec-1"),
+        ("ES384", "ec521-1"),
+        ("ES512", "ec-1"),
+        ("ES512", "ec384-1"),
+        ("ES256", "ec384-1"),
+        ("ES256", "ec521-1"),
+    ] {
+        let t = signed(alg, &header_with(alg, json!({"kid": other_kid})), &body);
+        refused_unsigned_with(&t, JwtError::KeyMismatch, &settings);
+    }
+    // Without a kid the curve alone picks the key, and the token verifies.
+    for alg in ["ES256", "ES384", "ES512"] {
+        let t = signed(alg, &header_with(alg, json!({})), &body);
+        assert!(check(&t, &settings).is_ok(), "{alg}");
+    }
+    // A set with only a P-256 key cannot verify ES384 at all.
+    let p256_only = json!({"keys": [ec_jwk(ec(), json!({"kid": "ec-1"}))]}).to_string();
+    let p256_settings =
+        settings_from(&[("JWT_ALGORITHMS", "ES256,ES384"), ("JWT_JWKS", &p256_only)]);
+    assert_eq!(
+        p256_settings.unwrap_err().setting,
+        "JWT_JWKS",
+        "ES384 allowed with only a P-256 key"
+    );
+}
+
+#[test]
+fn ec_signatures_of_the_wrong_length_or_form_are_bad_signatures() {
+    let settings = settings(&[]);
+    let body = valid_claims();
+    for (alg, len) in [("ES384", 96), ("ES512", 132)] {
+        let header = header_with(alg, json!({"kid": kid_for(alg)}));
+        let good = signature(
+            alg,
+            format!("{}.{}", b64(header.as_bytes()), b64(body.as_bytes())).as_bytes(),
+        );
+        assert_eq!(good.len(), len, "{alg}");
+        assert!(check(&raw_token(&header, &body, |_| good.clone()), &settings).is_ok());
+        // One byte short (an ES512 signature of 131 bytes) or long, a coordinate cut off, the
+        // right length with r or s zero, and both coordinates doubled.
+        let mut zero_r = good.clone();
+        zero_r[..len / 2].fill(0);
+        let mut zero_s = good.clone();
+        zero_s[len / 2..].fill(0);
+        let mut doubled = good.clone();
+        doubled.extend_from_slice(&good);
+        for bad in [
+            good[..len - 1].to_vec(),
+            [&good[..], &[0]].concat(),
+            good[1..].to_vec(),
+            good[..len / 2].to_vec(),
+            zero_r,
+            zero_s,
+            doubled,
+            vec![0xff; len],
+            Vec::new(),
+        ] {
+            let t = raw_token(&header, &body, |_| bad.clone());
+            assert_eq!(
+                check(&t, &settings),
+                Err(JwtError::BadSignature),
+                "{alg}, {} bytes",
+                bad.len()
+            );
+        }
+    }
+}

@@ -44,7 +44,9 @@ fn every_algorithm_verifies_with_and_without_a_kid() {
 #[test]
 fn a_tampered_payload_breaks_the_signature_for_every_family() {
     let settings = settings(&[]);
-    for alg in ["HS256", "RS256", "PS256", "ES256", "EdDSA"] {
+    for alg in [
+        "HS256", "RS256", "PS256", "ES256", "ES384", "ES512", "EdDSA",
+    ] {
         let good = token(alg, json!({}), claims(json!({})));
         let forged_claims = b64(claims(json!({"sub": "admin"})).to_string().as_bytes());
         let parts: Vec<&str> = good.split('.').collect();
@@ -271,7 +273,9 @@ fn algorithms_outside_the_allow_list_are_refused() {
         &settings
     )
     .is_ok());
-    for alg in ["PS256", "ES256", "EdDSA", "HS256", "RS512"] {
+    for alg in [
+        "PS256", "ES256", "ES384", "ES512", "EdDSA", "HS256", "RS512",
+    ] {
         let t = token(alg, json!({"kid": kid_for(alg)}), claims(json!({})));
         assert_eq!(
             check(&t, &settings),
@@ -280,7 +284,7 @@ fn algorithms_outside_the_allow_list_are_refused() {
         );
     }
     // `alg` is case-sensitive, and names we do not implement are not allowed.
-    for alg in ["rs256", "Rs256", "ES384", "HS1", ""] {
+    for alg in ["rs256", "Rs256", "es384", "ES256K", "HS1", ""] {
         let t = raw_token(
             &json!({"alg": alg}).to_string(),
             &claims(json!({})).to_string(),

@@ -16,6 +16,8 @@ pub enum Alg {
     Ps384,
     Ps512,
     Es256,
+    Es384,
+    Es512,
     EdDsa,
 }
 
@@ -29,13 +31,17 @@ pub enum KeyFamily {
     Rsa,
     /// An EC public key on P-256 (`ES256`).
     EcP256,
+    /// An EC public key on P-384 (`ES384`).
+    EcP384,
+    /// An EC public key on P-521 (`ES512`; the curve is 521 bits, the hash SHA-512).
+    EcP521,
     /// An OKP public key on Ed25519 (`EdDSA`).
     OkpEd25519,
 }
 
 impl Alg {
     /// Every supported algorithm, in the contract's order.
-    pub const ALL: [Alg; 11] = [
+    pub const ALL: [Alg; 13] = [
         Alg::Hs256,
         Alg::Hs384,
         Alg::Hs512,
@@ -46,6 +52,8 @@ impl Alg {
         Alg::Ps384,
         Alg::Ps512,
         Alg::Es256,
+        Alg::Es384,
+        Alg::Es512,
         Alg::EdDsa,
     ];
 
@@ -62,6 +70,8 @@ impl Alg {
             Alg::Ps384 => "PS384",
             Alg::Ps512 => "PS512",
             Alg::Es256 => "ES256",
+            Alg::Es384 => "ES384",
+            Alg::Es512 => "ES512",
             Alg::EdDsa => "EdDSA",
         }
     }
@@ -79,6 +89,8 @@ impl Alg {
                 KeyFamily::Rsa
             }
             Alg::Es256 => KeyFamily::EcP256,
+            Alg::Es384 => KeyFamily::EcP384,
+            Alg::Es512 => KeyFamily::EcP521,
             Alg::EdDsa => KeyFamily::OkpEd25519,
         }
     }
@@ -106,6 +118,8 @@ impl fmt::Display for KeyFamily {
             KeyFamily::Hmac => "HMAC secret",
             KeyFamily::Rsa => "RSA key",
             KeyFamily::EcP256 => "EC P-256 key",
+            KeyFamily::EcP384 => "EC P-384 key",
+            KeyFamily::EcP521 => "EC P-521 key",
             KeyFamily::OkpEd25519 => "Ed25519 key",
         })
     }
@@ -122,6 +136,7 @@ mod tests {
         }
         assert_eq!(Alg::from_name("hs256"), None);
         assert_eq!(Alg::from_name("EDDSA"), None);
+        assert_eq!(Alg::from_name("es512"), None);
         assert_eq!(Alg::from_name("none"), None);
     }
 
@@ -130,6 +145,8 @@ mod tests {
         assert_eq!(Alg::Hs384.family(), KeyFamily::Hmac);
         assert_eq!(Alg::Ps512.family(), KeyFamily::Rsa);
         assert_eq!(Alg::Es256.family(), KeyFamily::EcP256);
+        assert_eq!(Alg::Es384.family(), KeyFamily::EcP384);
+        assert_eq!(Alg::Es512.family(), KeyFamily::EcP521);
         assert_eq!(Alg::EdDsa.family(), KeyFamily::OkpEd25519);
     }
 }

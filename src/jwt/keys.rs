@@ -28,8 +28,8 @@ const MIN_RSA_BITS: usize = 2048;
 const MAX_RSA_BITS: usize = 4096;
 /// The largest public exponent the `rsa` crate takes (`RsaPublicKey::MAX_PUB_EXPONENT`).
 const MAX_RSA_EXPONENT: u64 = (1 << 33) - 1;
-/// P-256 coordinates and Ed25519 public keys are exactly this long (RFC 7518 §6.2.1.2,
-/// RFC 8037 §2).
+/// Ed25519 public keys are exactly this long (RFC 8037 §2); EC coordinates, see
+/// `Curve::coordinate_len`.
 const KEY_BYTES_32: usize = 32;
 
 /// JWK members are base64url without padding (RFC 7517 §2), but some publishers pad them;
@@ -51,12 +51,13 @@ type Ed25519PublicKey = <Ed25519 as Algorithm>::VerifyingKey;
 /// What a key must pass to be kept differs by build, since the Worker's wasm carries no
 /// pure-Rust RSA, P-256 or Ed25519 (they were most of its bundle):
 /// - every build: the structural checks below (RSA: 2048 to 4096 bits, odd modulus, odd
-///   exponent from 3 to 2^33-1, the `rsa` crate's own limits; P-256 x and y exactly 32 bytes;
-///   Ed25519 x exactly 32 bytes);
-/// - natively and in `baseline-verify`: also jwt-compact's parse, which refuses a P-256 point
-///   that is not on the curve (or a coordinate not below the field prime).
+///   exponent from 3 to 2^33-1, the `rsa` crate's own limits; EC x and y exactly 32 (P-256),
+///   48 (P-384) or 66 (P-521) bytes; Ed25519 x exactly 32 bytes);
+/// - natively and in `baseline-verify`: also the curve crate's parse (jwt-compact's for P-256,
+///   `p384`, `p521`), which refuses a point that is not on the curve (or a coordinate not
+///   below the field prime).
 ///
-/// So the Worker keeps such an off-curve P-256 key in its set, and WebCrypto refuses it when
+/// So the Worker keeps such an off-curve EC key in its set, and WebCrypto refuses it when
 /// it is imported for the first token naming it: that token fails as a bad signature
 /// (`invalid_token`) instead of finding no usable key. Either way the token is refused. An
 /// Ed25519 key that is not a valid point is refused by every build only at verification time.
@@ -75,11 +76,13 @@ pub(crate) enum Material {
         #[cfg(any(not(target_arch = "wasm32"), feature = "baseline-verify"))]
         native: RsaPublicKey,
     },
-    EcP256 {
+    /// One variant for the three curves, so the Worker's wasm has one path for them all.
+    Ec {
+        curve: Curve,
         x: Vec<u8>,
         y: Vec<u8>,
         #[cfg(any(not(target_arch = "wasm32"), feature = "baseline-verify"))]
-        native: P256PublicKey,
+        native: NativeEcKey,
     },
     Ed25519 {
         x: Vec<u8>,
@@ -90,13 +93,79 @@ pub(crate) enum Material {
     Hmac { secret: SecretBytes<'static> },
 }
 
+/// The NIST curves of `ES256`, `ES384` and `ES512`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Curve {
+    P256,
+    P384,
+    P521,
+}
+
+impl Curve {
+    fn from_name(crv: &str) -> Option<Curve> {
+        match crv {
+            "P-256" => Some(Curve::P256),
+            "P-384" => Some(Curve::P384),
+            "P-521" => Some(Curve::P521),
+            _ => None,
+        }
+    }
+
+    /// The JWK `crv` (RFC 7518 §6.2.1.1), which is also WebCrypto's `namedCurve`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Curve::P256 => "P-256",
+            Curve::P384 => "P-384",
+            Curve::P521 => "P-521",
+        }
+    }
+
+    /// The length of x, y, r and s: the field size, leading zeros kept (RFC 7518 §6.2.1.2,
+    /// §3.4).
+    pub fn coordinate_len(self) -> usize {
+        match self {
+            Curve::P256 => 32,
+            Curve::P384 => 48,
+            Curve::P521 => 66,
+        }
+    }
+
+    fn family(self) -> KeyFamily {
+        match self {
+            Curve::P256 => KeyFamily::EcP256,
+            Curve::P384 => KeyFamily::EcP384,
+            Curve::P521 => KeyFamily::EcP521,
+        }
+    }
+}
+
+/// An EC key in the form its pure-Rust verifier takes.
+#[cfg(any(not(target_arch = "wasm32"), feature = "baseline-verify"))]
+#[derive(Clone)]
+pub(crate) enum NativeEcKey {
+    P256(P256PublicKey),
+    P384(p384::ecdsa::VerifyingKey),
+    P521(p521::ecdsa::VerifyingKey),
+}
+
 /// A key's raw public parameters (big-endian, unpadded as in a JWK), or the HMAC secret.
 #[derive(Clone, Copy)]
 pub enum KeyComponents<'a> {
-    Rsa { n: &'a [u8], e: &'a [u8] },
-    EcP256 { x: &'a [u8], y: &'a [u8] },
-    Ed25519 { x: &'a [u8] },
-    Hmac { secret: &'a [u8] },
+    Rsa {
+        n: &'a [u8],
+        e: &'a [u8],
+    },
+    Ec {
+        curve: Curve,
+        x: &'a [u8],
+        y: &'a [u8],
+    },
+    Ed25519 {
+        x: &'a [u8],
+    },
+    Hmac {
+        secret: &'a [u8],
+    },
 }
 
 impl Key {
@@ -125,7 +194,7 @@ impl Key {
     pub fn family(&self) -> KeyFamily {
         match self.material {
             Material::Rsa { .. } => KeyFamily::Rsa,
-            Material::EcP256 { .. } => KeyFamily::EcP256,
+            Material::Ec { curve, .. } => curve.family(),
             Material::Ed25519 { .. } => KeyFamily::OkpEd25519,
             Material::Hmac { .. } => KeyFamily::Hmac,
         }
@@ -134,7 +203,11 @@ impl Key {
     pub fn components(&self) -> KeyComponents<'_> {
         match &self.material {
             Material::Rsa { n, e, .. } => KeyComponents::Rsa { n, e },
-            Material::EcP256 { x, y, .. } => KeyComponents::EcP256 { x, y },
+            Material::Ec { curve, x, y, .. } => KeyComponents::Ec {
+                curve: *curve,
+                x,
+                y,
+            },
             Material::Ed25519 { x, .. } => KeyComponents::Ed25519 { x },
             Material::Hmac { secret } => KeyComponents::Hmac { secret },
         }
@@ -222,7 +295,7 @@ impl KeySet {
     }
 
     /// Reads a JWKS. Keys this gateway cannot use are skipped rather than failing the whole
-    /// set, so that an issuer publishing, say, an encryption key or a P-384 key next to its
+    /// set, so that an issuer publishing, say, an encryption key or a secp256k1 key next to its
     /// signing keys does not lock every caller out: unknown `kty` or curve, `use` other than
     /// `sig`, `key_ops` without `verify`, an `alg` that is not one of ours or not the key's
     /// family, members of the wrong type, invalid parameters, RSA under 2048 bits, and
@@ -317,7 +390,7 @@ fn usable_key(raw: RawJwk) -> Option<Key> {
     };
     let material = match (raw.kty.as_str(), raw.crv.as_deref()) {
         ("RSA", _) => rsa(raw.n.as_deref()?, raw.e.as_deref()?)?,
-        ("EC", Some("P-256")) => ec_p256(raw.x.as_deref()?, raw.y.as_deref()?)?,
+        ("EC", Some(crv)) => ec(Curve::from_name(crv)?, raw.x.as_deref()?, raw.y.as_deref()?)?,
         ("OKP", Some("Ed25519")) => ed25519(raw.x.as_deref()?)?,
         _ => return None,
     };
@@ -372,22 +445,38 @@ fn rsa_is_sane(n: &[u8], e: &[u8]) -> bool {
     e >= 3 && e & 1 == 1 && e <= MAX_RSA_EXPONENT
 }
 
-fn ec_p256(x: &str, y: &str) -> Option<Material> {
+fn ec(curve: Curve, x: &str, y: &str) -> Option<Material> {
     let (x, y) = (decode(x)?, decode(y)?);
-    if x.len() != KEY_BYTES_32 || y.len() != KEY_BYTES_32 {
+    let len = curve.coordinate_len();
+    if x.len() != len || y.len() != len {
         return None;
     }
     // Natively, also that the point is on the curve; the Worker leaves that to WebCrypto's
     // import (see `Key`).
     #[cfg(any(not(target_arch = "wasm32"), feature = "baseline-verify"))]
-    let native = P256PublicKey::try_from(&JsonWebKey::EllipticCurve {
-        curve: "P-256".into(),
-        x: x.as_slice().into(),
-        y: y.as_slice().into(),
-        secret: None,
-    })
-    .ok()?;
-    Some(Material::EcP256 {
+    let native = {
+        // SEC1 uncompressed, which the `p384` and `p521` parsers take.
+        let sec1 = [&[0x04][..], &x, &y].concat();
+        match curve {
+            Curve::P256 => NativeEcKey::P256(
+                P256PublicKey::try_from(&JsonWebKey::EllipticCurve {
+                    curve: "P-256".into(),
+                    x: x.as_slice().into(),
+                    y: y.as_slice().into(),
+                    secret: None,
+                })
+                .ok()?,
+            ),
+            Curve::P384 => {
+                NativeEcKey::P384(p384::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).ok()?)
+            }
+            Curve::P521 => {
+                NativeEcKey::P521(p521::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).ok()?)
+            }
+        }
+    };
+    Some(Material::Ec {
+        curve,
         x,
         y,
         #[cfg(any(not(target_arch = "wasm32"), feature = "baseline-verify"))]
@@ -511,6 +600,77 @@ mod tests {
             ]}}"#
         );
         assert!(KeySet::from_jwks_json(&jwks).unwrap().is_empty());
+    }
+
+    /// A P-384 or P-521 JWK (x, y base64url) for the scalar of all-ones bytes.
+    fn ec_jwk_members(curve: &str) -> (String, String) {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let sec1 = match curve {
+            "P-384" => {
+                let key = p384::ecdsa::SigningKey::from_slice(&[1; 48]).unwrap();
+                key.verifying_key()
+                    .to_encoded_point(false)
+                    .as_bytes()
+                    .to_vec()
+            }
+            _ => {
+                let key = p521::ecdsa::SigningKey::from_slice(&[1; 66]).unwrap();
+                p521::ecdsa::VerifyingKey::from(&key)
+                    .to_encoded_point(false)
+                    .as_bytes()
+                    .to_vec()
+            }
+        };
+        let half = (sec1.len() - 1) / 2;
+        (
+            URL_SAFE_NO_PAD.encode(&sec1[1..=half]),
+            URL_SAFE_NO_PAD.encode(&sec1[1 + half..]),
+        )
+    }
+
+    #[test]
+    fn p384_and_p521_keys_are_read_by_exact_size_on_the_curve_and_bound_to_their_curve() {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        for (curve, len, alg, family) in [
+            ("P-384", 48, Alg::Es384, KeyFamily::EcP384),
+            ("P-521", 66, Alg::Es512, KeyFamily::EcP521),
+        ] {
+            let (x, y) = ec_jwk_members(curve);
+            let good = format!(r#"{{"kty":"EC","crv":"{curve}","x":"{x}","y":"{y}","kid":"k"}}"#);
+            let set = KeySet::from_jwks_json(&format!(r#"{{"keys":[{good}]}}"#)).unwrap();
+            assert_eq!(set.len(), 1, "{curve}");
+            let key = &set.keys()[0];
+            assert_eq!(key.family(), family);
+            assert!(key.can_verify(alg));
+            for other in [Alg::Es256, Alg::Es384, Alg::Es512, Alg::Hs256, Alg::EdDsa] {
+                assert_eq!(key.can_verify(other), other == alg, "{curve} key, {other}");
+            }
+
+            let short = URL_SAFE_NO_PAD.encode(vec![7u8; len - 1]);
+            let long = URL_SAFE_NO_PAD.encode(vec![7u8; len + 1]);
+            // y with its last bit flipped: the same length, no longer on the curve.
+            let mut off = URL_SAFE_NO_PAD.decode(&y).unwrap();
+            off[len - 1] ^= 1;
+            let off = URL_SAFE_NO_PAD.encode(off);
+            let other_curve = if curve == "P-384" { "P-521" } else { "P-384" };
+            let skipped = [
+                format!(r#"{{"kty":"EC","crv":"{curve}","x":"{short}","y":"{y}"}}"#),
+                format!(r#"{{"kty":"EC","crv":"{curve}","x":"{x}","y":"{long}"}}"#),
+                format!(r#"{{"kty":"EC","crv":"{other_curve}","x":"{x}","y":"{y}"}}"#),
+                format!(r#"{{"kty":"EC","crv":"P-256","x":"{x}","y":"{y}"}}"#),
+                format!(r#"{{"kty":"EC","crv":"{curve}","x":"{x}","y":"{y}","alg":"ES256"}}"#),
+                format!(r#"{{"kty":"EC","crv":"{curve}","x":"{x}"}}"#),
+            ];
+            for jwk in &skipped {
+                let set = KeySet::from_jwks_json(&format!(r#"{{"keys":[{jwk}]}}"#)).unwrap();
+                assert!(set.is_empty(), "kept {jwk}");
+            }
+            // Natively (as here) an off-curve point is refused when the set is read; the
+            // Worker's wasm keeps it and WebCrypto's import refuses it (see `Key`).
+            let jwk = format!(r#"{{"kty":"EC","crv":"{curve}","x":"{x}","y":"{off}"}}"#);
+            let set = KeySet::from_jwks_json(&format!(r#"{{"keys":[{jwk}]}}"#)).unwrap();
+            assert!(set.is_empty(), "{curve}: kept a point off the curve");
+        }
     }
 
     #[test]

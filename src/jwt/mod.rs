@@ -25,7 +25,7 @@ use std::fmt;
 
 pub use alg::{Alg, KeyFamily};
 pub use extract::extract;
-pub use keys::{JwksError, Key, KeyComponents, KeySet, MAX_KEY_TRIES};
+pub use keys::{Curve, JwksError, Key, KeyComponents, KeySet, MAX_KEY_TRIES};
 pub use settings::JwtSettings;
 pub use validate::{validate, VerifiedToken, MAX_TOKEN_BYTES};
 pub use verified::{

@@ -223,7 +223,7 @@ fn parse_algorithms(raw: &str) -> Result<Vec<Alg>, ConfigError> {
             .ok_or_else(|| {
                 ConfigError::new(
                     ALGORITHMS,
-                    "lists an unsupported algorithm; allowed are HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, ES256, EdDSA",
+                    "lists an unsupported algorithm; allowed are HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA",
                 )
             })?;
         if !algorithms.contains(&alg) {
@@ -296,6 +296,10 @@ mod tests {
             vec![Alg::Hs256, Alg::Rs256]
         );
         assert_eq!(parse_algorithms("eddsa").unwrap(), vec![Alg::EdDsa]);
+        assert_eq!(
+            parse_algorithms("es384,ES512").unwrap(),
+            vec![Alg::Es384, Alg::Es512]
+        );
     }
 
     #[test]
@@ -304,7 +308,7 @@ mod tests {
             "none",
             "HS256,None",
             "NONE",
-            "ES384",
+            "ES256K",
             "HS256,RSA-OAEP",
             " , ",
         ] {

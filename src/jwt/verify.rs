@@ -6,6 +6,8 @@ use jwt_compact::alg::{Hs256, Hs256Key, Hs384, Hs384Key, Hs512, Hs512Key};
 use jwt_compact::{Algorithm, AlgorithmSignature};
 
 use super::keys::Material;
+#[cfg(any(not(target_arch = "wasm32"), feature = "baseline-verify"))]
+use super::keys::NativeEcKey;
 use super::{Alg, Key};
 
 /// Checks a JWS signature. `signing_input` is the token text before its last `.`, byte for
@@ -17,7 +19,8 @@ pub trait SignatureVerifier {
 }
 
 /// Verification with the RustCrypto implementations in jwt-compact: HMAC (compared in constant
-/// time), RSA PKCS#1 v1.5 and PSS, ECDSA P-256 and Ed25519.
+/// time), RSA PKCS#1 v1.5 and PSS, ECDSA P-256 and Ed25519; ECDSA P-384 and P-521 with the
+/// RustCrypto `p384` and `p521` crates, which jwt-compact does not cover.
 ///
 /// The Worker's wasm (without `baseline-verify`) carries HMAC only, to keep the bundle small:
 /// there WebCrypto checks the asymmetric algorithms, and this answers `false` for them.
@@ -51,7 +54,29 @@ impl RustCryptoVerifier {
             #[cfg(any(not(target_arch = "wasm32"), feature = "baseline-verify"))]
             (Alg::Ps512, Material::Rsa { native, .. }) => check(&Rsa::ps512(), native, msg, sig),
             #[cfg(any(not(target_arch = "wasm32"), feature = "baseline-verify"))]
-            (Alg::Es256, Material::EcP256 { native, .. }) => check(&Es256, native, msg, sig),
+            (
+                Alg::Es256,
+                Material::Ec {
+                    native: NativeEcKey::P256(native),
+                    ..
+                },
+            ) => check(&Es256, native, msg, sig),
+            #[cfg(any(not(target_arch = "wasm32"), feature = "baseline-verify"))]
+            (
+                Alg::Es384,
+                Material::Ec {
+                    native: NativeEcKey::P384(native),
+                    ..
+                },
+            ) => es384(native, msg, sig),
+            #[cfg(any(not(target_arch = "wasm32"), feature = "baseline-verify"))]
+            (
+                Alg::Es512,
+                Material::Ec {
+                    native: NativeEcKey::P521(native),
+                    ..
+                },
+            ) => es512(native, msg, sig),
             #[cfg(any(not(target_arch = "wasm32"), feature = "baseline-verify"))]
             (Alg::EdDsa, Material::Ed25519 { native, .. }) => check(&Ed25519, native, msg, sig),
             // RFC 8725 §3.1: a key is never used outside its family.
@@ -75,6 +100,22 @@ fn check<A: Algorithm>(alg: &A, key: &A::VerifyingKey, msg: &[u8], sig: &[u8]) -
         Ok(sig) => alg.verify_signature(&sig, key, msg),
         Err(_) => false,
     }
+}
+
+/// ES384: the JWS signature is r || s, 48 bytes each (RFC 7518 §3.4), not DER.
+#[cfg(any(not(target_arch = "wasm32"), feature = "baseline-verify"))]
+fn es384(key: &p384::ecdsa::VerifyingKey, msg: &[u8], sig: &[u8]) -> bool {
+    use p384::ecdsa::signature::Verifier as _;
+    sig.len() == 2 * 48
+        && p384::ecdsa::Signature::from_slice(sig).is_ok_and(|sig| key.verify(msg, &sig).is_ok())
+}
+
+/// ES512: P-521 with SHA-512; r || s, 66 bytes each (RFC 7518 §3.4).
+#[cfg(any(not(target_arch = "wasm32"), feature = "baseline-verify"))]
+fn es512(key: &p521::ecdsa::VerifyingKey, msg: &[u8], sig: &[u8]) -> bool {
+    use p521::ecdsa::signature::Verifier as _;
+    sig.len() == 2 * 66
+        && p521::ecdsa::Signature::from_slice(sig).is_ok_and(|sig| key.verify(msg, &sig).is_ok())
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Asymmetric JWS signatures checked by the runtime's WebCrypto (`crypto.subtle.verify`),
 //! which in workerd is native code: 5-15x cheaper per RS256/ES256 token than the same check
-//! compiled to wasm. Keys are imported once per isolate and kept. HMAC stays in Rust
+//! compiled to wasm, and ES384/ES512 need no P-384/P-521 code in the bundle at all. Keys are
+//! imported once per isolate and kept. HMAC stays in Rust
 //! (jwt-compact, constant-time compare): it is cheap there and needs no key import.
 //!
 //! There is no pure-Rust fallback for the asymmetric algorithms in this build (they were most
@@ -20,7 +21,7 @@ use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{CryptoKey, SubtleCrypto};
 
-use crate::jwt::{Alg, Key, KeyComponents, RustCryptoVerifier, SignatureVerifier};
+use crate::jwt::{Alg, Curve, Key, KeyComponents, RustCryptoVerifier, SignatureVerifier};
 
 /// Imported keys kept per isolate; past this the map starts over (a key set this large is
 /// already unusual, and re-importing costs one call per key).
@@ -48,6 +49,15 @@ impl SignatureVerifier for WebCryptoVerifier {
             // HMAC: in Rust, see above.
             return RustCryptoVerifier.verify_now(alg, key, signing_input, signature);
         };
+        // ECDSA's JWS signature is r || s at the curve's size (RFC 7518 §3.4). WebCrypto takes
+        // the same form and answers false for another length; checked here too, so a short or
+        // DER-encoded signature costs no import or call whatever the runtime does.
+        if params
+            .signature_len
+            .is_some_and(|len| len != signature.len())
+        {
+            return false;
+        }
         self.subtle_verify(&params, alg, key, signing_input, signature)
             .await
             .unwrap_or(false)
@@ -114,6 +124,8 @@ struct Params {
     /// RSA-PSS salt length: the hash size (RFC 7518 §3.5).
     salt: Option<u32>,
     curve: Option<&'static str>,
+    /// ECDSA: the only signature length (r || s).
+    signature_len: Option<usize>,
 }
 
 impl Params {
@@ -123,12 +135,21 @@ impl Params {
             hash: Some(hash),
             salt: None,
             curve: None,
+            signature_len: None,
         };
         let pss = |hash, salt| Params {
             name: "RSA-PSS",
             hash: Some(hash),
             salt: Some(salt),
             curve: None,
+            signature_len: None,
+        };
+        let ecdsa = |curve: Curve, hash| Params {
+            name: "ECDSA",
+            hash: Some(hash),
+            salt: None,
+            curve: Some(curve.name()),
+            signature_len: Some(2 * curve.coordinate_len()),
         };
         Some(match alg {
             Alg::Rs256 => rsa("SHA-256"),
@@ -137,17 +158,15 @@ impl Params {
             Alg::Ps256 => pss("SHA-256", 32),
             Alg::Ps384 => pss("SHA-384", 48),
             Alg::Ps512 => pss("SHA-512", 64),
-            Alg::Es256 => Params {
-                name: "ECDSA",
-                hash: Some("SHA-256"),
-                salt: None,
-                curve: Some("P-256"),
-            },
+            Alg::Es256 => ecdsa(Curve::P256, "SHA-256"),
+            Alg::Es384 => ecdsa(Curve::P384, "SHA-384"),
+            Alg::Es512 => ecdsa(Curve::P521, "SHA-512"),
             Alg::EdDsa => Params {
                 name: "Ed25519",
                 hash: None,
                 salt: None,
                 curve: None,
+                signature_len: None,
             },
             Alg::Hs256 | Alg::Hs384 | Alg::Hs512 => return None,
         })
@@ -187,9 +206,9 @@ fn jwk_of(key: &Key) -> Result<Object, JsValue> {
         KeyComponents::Rsa { n, e } => {
             object(&[("kty", "RSA".into()), ("n", b64(n)), ("e", b64(e))])
         }
-        KeyComponents::EcP256 { x, y } => object(&[
+        KeyComponents::Ec { curve, x, y } => object(&[
             ("kty", "EC".into()),
-            ("crv", "P-256".into()),
+            ("crv", curve.name().into()),
             ("x", b64(x)),
             ("y", b64(y)),
         ]),
@@ -207,7 +226,7 @@ fn fingerprint(alg: Alg, key: &Key) -> Fingerprint {
     h.update(alg.name().as_bytes());
     let parts: &[&[u8]] = match key.components() {
         KeyComponents::Rsa { n, e } => &[b"RSA", n, e],
-        KeyComponents::EcP256 { x, y } => &[b"EC", x, y],
+        KeyComponents::Ec { curve, x, y } => &[b"EC", curve.name().as_bytes(), x, y],
         KeyComponents::Ed25519 { x } => &[b"OKP", x],
         KeyComponents::Hmac { .. } => &[b"oct"],
     };

@@ -5,7 +5,7 @@
 // hostile `kid`, appear neither in the response nor in the Worker's console output.
 
 import assert from 'node:assert/strict';
-import { createHmac, KeyObject } from 'node:crypto';
+import { createHmac, createSign, KeyObject } from 'node:crypto';
 import { after, before, beforeEach, describe, test } from 'node:test';
 
 import { read, requestLog, startStack, withJwt } from './harness.mjs';
@@ -249,5 +249,111 @@ describe('hostile tokens', () => {
     // The baseline and the trusted-jku tests fetched one access token; refusals add none.
     assert.ok(token.count <= 1, `token endpoint called ${token.count} times`);
     assert.equal(attackerServer.count, 0);
+  });
+});
+
+// ES384 and ES512 are checked by WebCrypto in the Worker (no pure-Rust P-384/P-521 in the wasm):
+// each curve is its own key family, and a signature is exactly r || s at the curve's size.
+describe('hostile ES384 and ES512 tokens', () => {
+  let stack, origin, gw, p256, p384, p521;
+
+  const claims = () => {
+    const now = nowSecs();
+    return { iss: 'https://issuer.test/', aud: 'profile-api', sub: 'cust-7f3a9c', iat: now, exp: now + 3600 };
+  };
+  /** ECDSA over `input` with `key`'s private key and `hash`: WebCrypto's raw r || s. */
+  const ecdsa = (key, hash) => async (input) =>
+    Buffer.from(await crypto.subtle.sign({ name: 'ECDSA', hash }, key.privateKey, input));
+  /** Signs with `sign`, then replaces the signature with `mangle(signature)`. */
+  const mangled = async (header, sign, mangle) => {
+    const jwt = await rawJwt(header, claims(), sign);
+    const [h, p, s] = jwt.split('.');
+    return `${h}.${p}.${b64(mangle(Buffer.from(s, 'base64url')))}`;
+  };
+
+  before(async () => {
+    [p256, p384, p521] = await Promise.all([makeKey('ES256', 'p256-key'), makeKey('ES384', 'p384-key'), makeKey('ES512', 'p521-key')]);
+    // The same P-384 point with y's last bit flipped: off the curve. This build keeps it (its
+    // key parsing is structural) and WebCrypto's import refuses it.
+    const y = Buffer.from(p384.publicJwk.y, 'base64url');
+    y[y.length - 1] ^= 1;
+    const offCurve = { ...p384.publicJwk, kid: 'p384-off-curve', y: b64(y) };
+    stack = await startStack({
+      bindings: {
+        JWT_ALGORITHMS: 'ES256,ES384,ES512',
+        JWT_JWKS: JSON.stringify({ keys: [p256.publicJwk, p384.publicJwk, p521.publicJwk, offCurve] }),
+      },
+    });
+    ({ origin, gw } = stack);
+  });
+  after(async () => {
+    await stack?.close();
+  });
+  beforeEach(() => origin.reset());
+
+  let seq = 0;
+  async function send(jwt) {
+    const id = `hostile-ec-${++seq}`;
+    const res = await read(
+      await gw.fetch('/account/getprofile', { method: 'POST', headers: { ...withJwt(jwt), 'x-request-id': id }, body: '{}' }),
+    );
+    return { res, line: await requestLog(gw, id) };
+  }
+  async function refused(jwt, code, what) {
+    const { res, line } = await send(jwt);
+    assert.equal(res.status, 401, `${what}: ${res.text}`);
+    assert.match(res.headers.get('www-authenticate') ?? '', /error="invalid_token"/, what);
+    assert.equal(line?.outcome, code, what);
+    assert.equal(origin.count, 0, `${what}: the origin was reached`);
+  }
+
+  test('correctly signed ES256, ES384 and ES512 tokens pass (the baseline)', async () => {
+    for (const [key, alg, hash] of [[p256, 'ES256', 'SHA-256'], [p384, 'ES384', 'SHA-384'], [p521, 'ES512', 'SHA-512']]) {
+      for (const kid of [key.kid, undefined]) {
+        const { res } = await send(await rawJwt({ alg, typ: 'JWT', kid }, claims(), ecdsa(key, hash)));
+        assert.equal(res.status, 200, `${alg} kid ${kid}: ${res.text}`);
+      }
+    }
+    assert.equal(origin.count, 6);
+  });
+
+  test('an ES384 token never verifies with a P-256 key, nor ES512 with a P-384 key', async () => {
+    // Signed by the P-256 key (with SHA-384, which WebCrypto allows on any curve) and naming it:
+    // refused before any signature check, the key is of the wrong family.
+    await refused(await rawJwt({ alg: 'ES384', kid: p256.kid }, claims(), ecdsa(p256, 'SHA-384')), 'key_mismatch', 'ES384 by P-256, P-256 kid');
+    // Without a kid, only the P-384 keys are tried, and the P-256 signature fails against them.
+    await refused(await rawJwt({ alg: 'ES384' }, claims(), ecdsa(p256, 'SHA-384')), 'bad_signature', 'ES384 by P-256, no kid');
+    await refused(await rawJwt({ alg: 'ES512', kid: p384.kid }, claims(), ecdsa(p384, 'SHA-512')), 'key_mismatch', 'ES512 by P-384, P-384 kid');
+    await refused(await rawJwt({ alg: 'ES256', kid: p521.kid }, claims(), ecdsa(p521, 'SHA-256')), 'key_mismatch', 'ES256 by P-521, P-521 kid');
+    // A genuine ES384 signature relabelled ES512 (or ES256) fails too.
+    await refused(await rawJwt({ alg: 'ES512' }, claims(), ecdsa(p384, 'SHA-384')), 'bad_signature', 'ES384 signature labelled ES512');
+  });
+
+  test('an ES512 signature of 131 or 133 bytes, or DER-encoded, is a bad signature', async () => {
+    const h512 = { alg: 'ES512', kid: p521.kid };
+    const sign512 = ecdsa(p521, 'SHA-512');
+    await refused(await mangled(h512, sign512, (s) => s.subarray(0, 131)), 'bad_signature', 'ES512, 131 bytes');
+    await refused(await mangled(h512, sign512, (s) => s.subarray(1)), 'bad_signature', 'ES512, leading byte dropped');
+    await refused(await mangled(h512, sign512, (s) => Buffer.concat([s, Buffer.alloc(1)])), 'bad_signature', 'ES512, 133 bytes');
+    await refused(await mangled(h512, sign512, () => Buffer.alloc(132)), 'bad_signature', 'ES512, all zeros');
+    const h384 = { alg: 'ES384', kid: p384.kid };
+    await refused(await mangled(h384, ecdsa(p384, 'SHA-384'), (s) => s.subarray(0, 95)), 'bad_signature', 'ES384, 95 bytes');
+    // The same signatures in DER (what OpenSSL tools emit by default) are not JWS signatures.
+    const der = (key, hash) => async (input) =>
+      createSign(hash).update(input).sign({ key: KeyObject.from(key.privateKey), dsaEncoding: 'der' });
+    await refused(await rawJwt(h384, claims(), der(p384, 'sha384')), 'bad_signature', 'ES384, DER');
+    await refused(await rawJwt(h512, claims(), der(p521, 'sha512')), 'bad_signature', 'ES512, DER');
+  });
+
+  test('a P-384 key off the curve verifies nothing: WebCrypto refuses its import', async () => {
+    // Signed by the real P-384 key, whose x the off-curve key shares.
+    await refused(
+      await rawJwt({ alg: 'ES384', kid: 'p384-off-curve' }, claims(), ecdsa(p384, 'SHA-384')),
+      'bad_signature',
+      'off-curve key',
+    );
+    // The good key still works after the failed import.
+    const { res } = await send(await rawJwt({ alg: 'ES384', kid: p384.kid }, claims(), ecdsa(p384, 'SHA-384')));
+    assert.equal(res.status, 200, res.text);
   });
 });
