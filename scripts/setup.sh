@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs what building and testing need, skipping whatever is already there at the right
 # version: the wasm target, worker-build, wasm-bindgen-cli (at exactly Cargo.lock's wasm-bindgen)
-# and the npm packages. The first run compiles two cargo tools (several minutes on 2 cores).
+# and the npm packages. The first run compiles two cargo tools, as debug builds: they only drive
+# the build (worker-build calls cargo and esbuild; wasm-bindgen rewrites one wasm file, 0.5 s
+# instead of 0.1 s), and a debug build compiles in half the CPU time of a release one (about
+# 4 minutes of CPU instead of 8.5 on 2 cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -16,11 +19,11 @@ if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
   rustup target add wasm32-unknown-unknown
 fi
 if ! has_version worker-build "$WORKER_BUILD_VERSION"; then
-  cargo install worker-build --version "$WORKER_BUILD_VERSION"
+  cargo install --debug worker-build --version "$WORKER_BUILD_VERSION"
 fi
 if ! has_version wasm-bindgen "$WASM_BINDGEN_VERSION"; then
   # Not --locked: a dependency of the CLI has been yanked and --locked refuses it.
-  cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
+  cargo install --debug wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
 fi
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund
