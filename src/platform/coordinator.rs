@@ -134,7 +134,7 @@ impl KeyValue for DoStorage {
 
 /// The coordinator object. Its memory (the current token, the back-off) lasts as long as the
 /// object stays in memory; its storage, sealed like KV, outlives that.
-#[durable_object]
+#[durable_object(fetch)]
 pub struct TokenCoordinator {
     state: State,
     env: Env,
