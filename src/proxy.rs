@@ -4,6 +4,8 @@
 //! isolate's background work: the token refresh ahead of expiry that a request claims, and the
 //! scheduled run.
 
+use std::borrow::Cow;
+
 use http::{HeaderMap, Method};
 
 use crate::auth::{AuthError, Authenticator};
@@ -369,14 +371,23 @@ impl Gateway {
         // Rate limit: after authentication (the key may be the caller's `sub`), before anything
         // costs a token or reaches the origin.
         if let Some(limit) = &route.rate_limit {
-            let value = match limit.key {
-                RateKey::Sub => verified.as_ref().and_then(|v| v.claims.str("sub")),
-                RateKey::ClientId => verified.as_ref().and_then(|v| v.claims.str("client_id")),
-                RateKey::Ip => seen.get(CONNECTING_IP).and_then(|v| v.to_str().ok()),
+            let claim = |path: &str| {
+                verified
+                    .as_ref()
+                    .and_then(|v| claim_text(v.claims.get(path)))
+            };
+            let value = match &limit.key {
+                RateKey::Sub => claim("sub"),
+                RateKey::ClientId => claim("client_id"),
+                RateKey::Claim(path) => claim(path),
+                RateKey::Ip => seen
+                    .get(CONNECTING_IP)
+                    .and_then(|v| v.to_str().ok())
+                    .map(Cow::Borrowed),
             };
             match svc
                 .rate_limiters
-                .allow(&limit.binding, &rate_key(limit.key, value))
+                .allow(&limit.binding, &rate_key(&limit.key, value.as_deref()))
                 .await
             {
                 Ok(true) => {}
@@ -714,9 +725,21 @@ fn is_preflight(method: &Method, seen: &HeaderMap) -> bool {
 /// The caller's address as Cloudflare's edge saw it.
 const CONNECTING_IP: &str = "cf-connecting-ip";
 
+/// A claim as a rate-limit key's value: a string as is, a number or boolean as its JSON text;
+/// anything else (absent, an object, an array, `null`) is no value.
+fn claim_text(value: Option<&serde_json::Value>) -> Option<Cow<'_, str>> {
+    match value? {
+        serde_json::Value::String(s) => Some(Cow::Borrowed(s)),
+        v @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_)) => {
+            Some(Cow::Owned(v.to_string()))
+        }
+        _ => None,
+    }
+}
+
 /// The key a request is counted under: the kind, then the value (callers without one share one
 /// bucket); a long value by its digest, so keys stay short and a `sub` is not copied at length.
-fn rate_key(kind: RateKey, value: Option<&str>) -> String {
+fn rate_key(kind: &RateKey, value: Option<&str>) -> String {
     match value {
         None => format!("{}:", kind.as_str()),
         Some(v) if v.len() <= 128 => format!("{}:{v}", kind.as_str()),

@@ -66,22 +66,30 @@ pub struct RateLimit {
 }
 
 /// What a rate limit counts requests by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RateKey {
-    /// The customer JWT's `sub`.
+    /// The verified identity's `sub`.
     Sub,
-    /// The customer JWT's `client_id`.
+    /// The verified identity's `client_id`.
     ClientId,
     /// The caller's address, `cf-connecting-ip`.
     Ip,
+    /// Another claim of the verified identity, by name or dotted path (`org.id`): a string as
+    /// is, a number or boolean as its JSON text.
+    Claim(String),
 }
 
+/// Longest claim path a rate limit may name.
+const MAX_RATE_CLAIM_PATH: usize = 128;
+
 impl RateKey {
-    pub fn as_str(self) -> &'static str {
+    /// What the key's bucket names are prefixed with: the kind, or the claim path.
+    pub fn as_str(&self) -> &str {
         match self {
             Self::Sub => "sub",
             Self::ClientId => "client_id",
             Self::Ip => "ip",
+            Self::Claim(path) => path,
         }
     }
 }
@@ -271,9 +279,18 @@ impl RateLimit {
             "sub" => RateKey::Sub,
             "client_id" => RateKey::ClientId,
             "ip" => RateKey::Ip,
+            path if !path.is_empty()
+                && path.len() <= MAX_RATE_CLAIM_PATH
+                && !path.starts_with('.')
+                && !path.ends_with('.')
+                && !path.contains("..")
+                && path.bytes().all(|b| b.is_ascii_graphic() && b != b':') =>
+            {
+                RateKey::Claim(path.to_string())
+            }
             _ => {
                 return Err(
-                    "rate_limit.key must be sub, client_id or ip (claim paths are not supported by this version)"
+                    "rate_limit.key must be sub, client_id, ip or a claim name or dotted path (visible ASCII, no ':', at most 128 bytes)"
                         .into(),
                 )
             }
@@ -429,7 +446,11 @@ mod tests {
         for bad in [
             r#"[{"prefix": "/a", "rate_limit": {"binding": "", "key": "sub"}}]"#,
             r#"[{"prefix": "/a", "rate_limit": {"binding": "A B", "key": "sub"}}]"#,
-            r#"[{"prefix": "/a", "rate_limit": {"binding": "A", "key": "email"}}]"#,
+            r#"[{"prefix": "/a", "rate_limit": {"binding": "A", "key": ""}}]"#,
+            r#"[{"prefix": "/a", "rate_limit": {"binding": "A", "key": "org id"}}]"#,
+            r#"[{"prefix": "/a", "rate_limit": {"binding": "A", "key": "org..id"}}]"#,
+            r#"[{"prefix": "/a", "rate_limit": {"binding": "A", "key": "a:b"}}]"#,
+            r#"[{"prefix": "/a", "auth": "public", "rate_limit": {"binding": "A", "key": "org.id"}}]"#,
             r#"[{"prefix": "/a", "rate_limit": {"binding": "A"}}]"#,
             r#"[{"prefix": "/a", "rate_limit": {"binding": "A", "key": "sub", "limit": 5}}]"#,
             r#"[{"prefix": "/a", "auth": "public", "rate_limit": {"binding": "A", "key": "sub"}}]"#,

@@ -228,6 +228,38 @@ fn client_id_and_ip_keys() {
 }
 
 #[test]
+fn a_claim_path_key_counts_every_caller_of_one_organisation_together() {
+    let routes = r#"[{"prefix": "/org", "rate_limit": {"binding": "PER_ORG", "key": "org.id"}}]"#;
+    let (gw, svc) = (gateway(routes), services(FakeLimits::with("PER_ORG", 2)));
+    let of = |sub: &str, org: Value| {
+        vec![(
+            "customer-auth",
+            format!("JWT {}", jwt(json!({ "sub": sub, "org": { "id": org } }))),
+        )]
+    };
+    let status = |headers: &[(&str, String)]| {
+        block_on(gw.handle(&svc, request("/org/x", headers)))
+            .0
+            .status
+    };
+    // Two customers of one organisation share its bucket; another organisation has its own.
+    assert_eq!(status(&of("alice", json!("acme"))), 200);
+    assert_eq!(status(&of("bob", json!("acme"))), 200);
+    assert_eq!(status(&of("carol", json!("acme"))), 429);
+    assert_eq!(status(&of("dave", json!("globex"))), 200);
+    // A number counts as its JSON text.
+    assert_eq!(status(&of("erin", json!(42))), 200);
+    let keys = svc.rate_limiters.keys.borrow();
+    assert!(keys.contains(&("PER_ORG".into(), "org.id:acme".into())));
+    assert!(keys.contains(&("PER_ORG".into(), "org.id:42".into())));
+    assert_eq!(
+        origin_calls(&svc),
+        4,
+        "the limited request reached the origin"
+    );
+}
+
+#[test]
 fn a_binding_named_in_routes_but_not_bound_is_a_500_naming_routes() {
     let (gw, svc) = (gateway(BY_SUB), services(FakeLimits::default()));
     let (resp, log) = block_on(gw.handle(&svc, request("/account/x", &as_caller("alice"))));

@@ -14,6 +14,7 @@ const ROUTES = JSON.stringify([
   { prefix: '/account/', auth: 'jwt', rate_limit: { binding: 'PER_CUSTOMER', key: 'sub' } },
   { prefix: '/login', auth: 'public', rate_limit: { binding: 'PER_IP', key: 'ip' } },
   { prefix: '/unbound/', auth: 'jwt', rate_limit: { binding: 'NOT_BOUND', key: 'sub' } },
+  { prefix: '/org/', auth: 'jwt', rate_limit: { binding: 'PER_ORG', key: 'org.id' } },
 ]);
 
 async function stack(t) {
@@ -30,6 +31,7 @@ async function stack(t) {
       ratelimits: {
         PER_CUSTOMER: { simple: { limit: 3, period: 60 } },
         PER_IP: { simple: { limit: 2, period: 60 } },
+        PER_ORG: { simple: { limit: 2, period: 60 } },
       },
     },
   });
@@ -65,6 +67,19 @@ describe('rate limits', () => {
     assert.equal(await login('203.0.113.7'), 200);
     assert.equal(await login('203.0.113.7'), 429);
     assert.equal(await login('198.51.100.1'), 200);
+  });
+
+  test('a claim-path key (org.id) counts every customer of one organisation together', async (t) => {
+    const s = await stack(t);
+    const member = (sub, org) => signJwt(s.key, { claims: { sub, org: { id: org } } });
+    const [a, b, c, d] = await Promise.all([member('alice', 'acme'), member('bob', 'acme'), member('carol', 'acme'), member('dave', 'globex')]);
+    const get = async (jwt) => (await s.fleet.fetch(0, '/org/report', { headers: withJwt(jwt) })).status;
+    assert.equal(await get(a), 200);
+    assert.equal(await get(b), 200);
+    const seen = s.origin.count;
+    assert.equal(await get(c), 429, 'a third acme customer within the period');
+    assert.equal(s.origin.count, seen, 'the limited request never reached the origin');
+    assert.equal(await get(d), 200, 'another organisation has its own bucket');
   });
 
   test('a binding named in ROUTES but not bound is a 500 naming ROUTES', async (t) => {
