@@ -27,6 +27,8 @@
 //! - `identity`: the verified caller whatever vouched for them; the route's `scopes` and the
 //!   customer id, decided from their claims.
 //! - `customer_id`: the opaque, stable customer id sent to the origin (`CUSTOMER_ID_HEADER`).
+//! - `bounded`: a map bounded in entries and bytes, oldest out first: every per-isolate memory
+//!   of what callers sent.
 //! - `flight`: one fill at a time per isolate, without sharing futures between requests.
 //! - `token`: the client-credentials grant and the isolate's token cache (memory, KV,
 //!   endpoint; one fill at a time; refresh ahead of expiry; drop after an origin 401;
@@ -46,6 +48,7 @@
 //!   only code that names `worker`.
 
 pub mod auth;
+pub mod bounded;
 pub mod challenge;
 pub mod claims;
 pub mod config;

@@ -8,12 +8,12 @@
 //! were verified with, so a key removed from the JWKS stops vouching for its tokens.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
 
 use sha2::{Digest, Sha256};
 
 use super::validate::check_times;
 use super::{JwtSettings, VerifiedToken};
+use crate::bounded::BoundedMap;
 use crate::log::clip;
 
 /// Most tokens remembered per isolate.
@@ -58,23 +58,18 @@ impl TokenDigest {
 struct Entry {
     token: VerifiedToken,
     generation: u64,
-    seq: u64,
-    bytes: usize,
 }
 
-#[derive(Default)]
-struct Inner {
-    map: HashMap<Digest32, Entry>,
-    /// Insertion order, for eviction; an element whose `seq` no longer matches the map's entry
-    /// is a leftover of a removed entry.
-    order: VecDeque<(Digest32, u64)>,
-    seq: u64,
-    bytes: usize,
-}
-
-#[derive(Default)]
 pub struct VerifiedCache {
-    inner: RefCell<Inner>,
+    inner: RefCell<BoundedMap<Digest32, Entry>>,
+}
+
+impl Default for VerifiedCache {
+    fn default() -> Self {
+        Self {
+            inner: RefCell::new(BoundedMap::new(MAX_ENTRIES, MAX_BYTES)),
+        }
+    }
 }
 
 impl VerifiedCache {
@@ -94,16 +89,14 @@ impl VerifiedCache {
     ) -> Option<VerifiedToken> {
         let digest = token.0;
         let mut inner = self.inner.borrow_mut();
-        let entry = inner.map.get(&digest)?;
+        let entry = inner.get(&digest)?;
         let t = &entry.token;
         if entry.generation == generation
             && check_times(t.exp, t.nbf, t.iat, settings, now_secs).is_ok()
         {
             return Some(entry.token.clone());
         }
-        if let Some(gone) = inner.map.remove(&digest) {
-            inner.bytes -= gone.bytes;
-        }
+        inner.remove(&digest);
         None
     }
 
@@ -124,43 +117,18 @@ impl VerifiedCache {
                 .iter()
                 .map(|s| s.as_ref().map_or(0, String::len))
                 .sum::<usize>();
-        let digest = token.0;
-        let mut inner = self.inner.borrow_mut();
-        if let Some(old) = inner.map.remove(&digest) {
-            inner.bytes -= old.bytes;
-        }
-        while inner.map.len() >= MAX_ENTRIES || inner.bytes + bytes > MAX_BYTES {
-            let Some((oldest, seq)) = inner.order.pop_front() else {
-                break;
-            };
-            if inner.map.get(&oldest).is_some_and(|e| e.seq == seq) {
-                if let Some(gone) = inner.map.remove(&oldest) {
-                    inner.bytes -= gone.bytes;
-                }
-            }
-        }
-        inner.seq += 1;
-        let seq = inner.seq;
-        inner.order.push_back((digest, seq));
-        // Leftovers of replaced or expired entries must not make the queue grow without bound.
-        if inner.order.len() > 2 * MAX_ENTRIES {
-            let Inner { map, order, .. } = &mut *inner;
-            order.retain(|(d, s)| map.get(d).is_some_and(|e| e.seq == *s));
-        }
-        inner.bytes += bytes;
-        inner.map.insert(
-            digest,
+        self.inner.borrow_mut().insert(
+            token.0,
             Entry {
                 token: kept,
                 generation,
-                seq,
-                bytes,
             },
+            bytes,
         );
     }
 
     pub fn len(&self) -> usize {
-        self.inner.borrow().map.len()
+        self.inner.borrow().len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -169,6 +137,6 @@ impl VerifiedCache {
 
     /// Bytes counted for the entries, at most `MAX_BYTES`.
     pub fn bytes(&self) -> usize {
-        self.inner.borrow().bytes
+        self.inner.borrow().bytes()
     }
 }

@@ -18,7 +18,7 @@
 //! those requests get 503 with `Retry-After`. Answers already remembered keep being served.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::rc::Rc;
 
 use http::Method;
@@ -26,6 +26,7 @@ use sha2::{Digest, Sha256};
 
 use super::introspect::{self, Answer, IntrospectionError, MAX_ANSWER_BYTES};
 use super::IntrospectionSettings;
+use crate::bounded::BoundedMap;
 use crate::claims::Claims;
 use crate::flight::{self, retry_after_secs, POLL_MS};
 use crate::io::{Body, Clock, HttpClient, HttpError, OutboundRequest};
@@ -100,8 +101,6 @@ struct Entry {
     verdict: Verdict,
     /// Remembered while `now < until_ms`.
     until_ms: u64,
-    seq: u64,
-    bytes: usize,
 }
 
 struct Pending {
@@ -109,14 +108,8 @@ struct Pending {
     started_ms: u64,
 }
 
-#[derive(Default)]
 struct Inner {
-    map: HashMap<Digest32, Entry>,
-    /// Insertion order, for eviction; an element whose `seq` no longer matches the map's entry
-    /// is a leftover of a removed entry.
-    order: VecDeque<(Digest32, u64)>,
-    seq: u64,
-    bytes: usize,
+    answers: BoundedMap<Digest32, Entry>,
     /// Identifiers being introspected now, by digest.
     pending: HashMap<Digest32, Pending>,
     calls_started: u64,
@@ -124,6 +117,19 @@ struct Inner {
     backoff_until_ms: u64,
     failure: Option<IntrospectionError>,
     failures_in_a_row: u32,
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        Self {
+            answers: BoundedMap::new(MAX_ENTRIES, MAX_BYTES),
+            pending: Default::default(),
+            calls_started: Default::default(),
+            backoff_until_ms: Default::default(),
+            failure: Default::default(),
+            failures_in_a_row: Default::default(),
+        }
+    }
 }
 
 /// One per isolate; requests share it.
@@ -194,7 +200,7 @@ impl SessionCache {
 
     /// Answers remembered now (live or not yet noticed as expired).
     pub fn len(&self) -> usize {
-        self.inner.borrow().map.len()
+        self.inner.borrow().answers.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -203,13 +209,13 @@ impl SessionCache {
 
     /// Bytes counted for the answers, at most `MAX_BYTES`.
     pub fn bytes(&self) -> usize {
-        self.inner.borrow().bytes
+        self.inner.borrow().answers.bytes()
     }
 
     /// Decides, from the state at `now`, what this request does next.
     fn next(&self, digest: &Digest32, now: u64, abandon_ms: u64) -> Next {
         let mut inner = self.inner.borrow_mut();
-        match inner.map.get(digest) {
+        match inner.answers.get(digest) {
             Some(entry) if now < entry.until_ms => {
                 let memory = IntrospectionSource::Memory;
                 return Next::Ready(match &entry.verdict {
@@ -221,9 +227,7 @@ impl SessionCache {
                 });
             }
             Some(_) => {
-                if let Some(gone) = inner.map.remove(digest) {
-                    inner.bytes -= gone.bytes;
-                }
+                inner.answers.remove(digest);
             }
             None => {}
         }
@@ -314,39 +318,10 @@ impl SessionCache {
 }
 
 impl Inner {
-    /// Remembers a verdict, evicting the oldest entries to stay within the bounds.
+    /// Remembers a verdict, evicting the oldest answers to stay within the bounds.
     fn insert(&mut self, digest: Digest32, verdict: Verdict, until_ms: u64, bytes: usize) {
-        if let Some(old) = self.map.remove(&digest) {
-            self.bytes -= old.bytes;
-        }
-        while self.map.len() >= MAX_ENTRIES || self.bytes + bytes > MAX_BYTES {
-            let Some((oldest, seq)) = self.order.pop_front() else {
-                break;
-            };
-            if self.map.get(&oldest).is_some_and(|e| e.seq == seq) {
-                if let Some(gone) = self.map.remove(&oldest) {
-                    self.bytes -= gone.bytes;
-                }
-            }
-        }
-        self.seq += 1;
-        let seq = self.seq;
-        self.order.push_back((digest, seq));
-        // Leftovers of replaced or expired entries must not make the queue grow without bound.
-        if self.order.len() > 2 * MAX_ENTRIES {
-            let Inner { map, order, .. } = self;
-            order.retain(|(d, s)| map.get(d).is_some_and(|e| e.seq == *s));
-        }
-        self.bytes += bytes;
-        self.map.insert(
-            digest,
-            Entry {
-                verdict,
-                until_ms,
-                seq,
-                bytes,
-            },
-        );
+        self.answers
+            .insert(digest, Entry { verdict, until_ms }, bytes);
     }
 }
 
