@@ -11,6 +11,7 @@
 //! - `http_url`: the absolute http(s) URLs settings hold, checked and normalised.
 //! - `path`: the request path's canonical form (decoded unreserved characters, dot segments
 //!   resolved, `//` merged), and the refusal of paths an origin could read another way.
+//! - `cookies`: one named cookie read from a request, a second copy refused.
 //! - `routes`: the `ROUTES` table: segment-boundary prefixes, auth mode, methods, origin.
 //! - `jwt`: finding the customer JWT, keys (JWKS), signature and claim checks, and the
 //!   isolate's memory of verified tokens.
@@ -52,6 +53,7 @@ pub mod bounded;
 pub mod challenge;
 pub mod claims;
 pub mod config;
+pub mod cookies;
 pub mod customer_id;
 pub mod error;
 pub mod flight;

@@ -1,6 +1,6 @@
 //! Finding the customer JWT in a request: `customer-auth`, then `Authorization`, then a cookie.
 
-use http::header::{AUTHORIZATION, COOKIE};
+use http::header::AUTHORIZATION;
 use http::HeaderMap;
 
 use super::JwtError;
@@ -50,7 +50,7 @@ pub fn extract<'h>(
     }
     match cookie.map(std::str::from_utf8) {
         None => Ok(None),
-        Some(Ok(value)) => Ok(Some(unquote(value)).filter(|v| !v.is_empty())),
+        Some(Ok(value)) => Ok(Some(crate::cookies::unquote(value)).filter(|v| !v.is_empty())),
         // A JWT is visible ASCII; a cookie holding any other byte cannot be one.
         Some(Err(_)) => Err(JwtError::Malformed),
     }
@@ -86,37 +86,9 @@ fn credentials(value: &str) -> (&'static str, Option<&str>) {
     (scheme, token)
 }
 
-/// The named cookie's raw value from every `Cookie` header; `None` when it is absent,
-/// `DuplicateCookie` when it appears twice. Read as bytes, so that a header with a byte outside
-/// visible ASCII (someone else's cookie) can neither hide ours nor a second copy of it.
+/// The named cookie's raw value; a second copy is `DuplicateCookie` (`crate::cookies`).
 fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h [u8]>, JwtError> {
-    let mut found: Option<&[u8]> = None;
-    let pairs = headers
-        .get_all(COOKIE)
-        .iter()
-        // `,` separates too: workerd joins two `Cookie` lines into one value with ", ", and
-        // RFC 6265 §4.1.1 keeps `,` out of cookie values, so no real value is cut by it.
-        .flat_map(|v| v.as_bytes().split(|&b| b == b';' || b == b','));
-    for pair in pairs {
-        let Some(eq) = pair.iter().position(|&b| b == b'=') else {
-            continue;
-        };
-        if pair[..eq].trim_ascii() != name.as_bytes() {
-            continue;
-        }
-        if found.is_some() {
-            return Err(JwtError::DuplicateCookie);
-        }
-        found = Some(pair[eq + 1..].trim_ascii());
-    }
-    Ok(found)
-}
-
-fn unquote(value: &str) -> &str {
-    value
-        .strip_prefix('"')
-        .and_then(|v| v.strip_suffix('"'))
-        .unwrap_or(value)
+    crate::cookies::named(headers, name).map_err(|_| JwtError::DuplicateCookie)
 }
 
 #[cfg(test)]
@@ -133,13 +105,5 @@ mod tests {
         assert_eq!(credentials("JWT"), ("JWT", None));
         assert_eq!(credentials("JWT "), ("JWT", None));
         assert_eq!(credentials("Bearer a b"), ("Bearer", None));
-    }
-
-    #[test]
-    fn quotes_are_removed_only_in_pairs() {
-        assert_eq!(unquote("\"abc\""), "abc");
-        assert_eq!(unquote("\"abc"), "\"abc");
-        assert_eq!(unquote("\""), "\"");
-        assert_eq!(unquote("abc"), "abc");
     }
 }

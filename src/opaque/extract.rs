@@ -1,7 +1,7 @@
 //! Finding the opaque customer identifier: `customer-auth`, then `Authorization`, then the
 //! session cookie; and what `customer-auth` carries to the origin for each.
 
-use http::header::{AUTHORIZATION, COOKIE};
+use http::header::AUTHORIZATION;
 use http::HeaderMap;
 
 use super::OpaqueError;
@@ -119,29 +119,16 @@ fn scheme_and_id(value: &str) -> Option<(&str, &str)> {
     (!scheme.is_empty() && !id.is_empty() && !id.contains([' ', '\t'])).then_some((scheme, id))
 }
 
-/// The named cookie's value from every `Cookie` header; `DuplicateCookie` when it is there
-/// more than once.
+/// The named cookie's value, surrounding quotes removed; a second copy anywhere is
+/// `DuplicateCookie`, a value that is not text `MalformedHeader` (`crate::cookies`).
 fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, OpaqueError> {
-    let mut found = headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .filter(|(n, _)| n.trim() == name)
-        .map(|(_, value)| unquote(value.trim()));
-    let first = found.next();
-    if found.next().is_some() {
-        return Err(OpaqueError::DuplicateCookie);
-    }
-    Ok(first.filter(|v| !v.is_empty()))
-}
-
-fn unquote(value: &str) -> &str {
-    value
-        .strip_prefix('"')
-        .and_then(|v| v.strip_suffix('"'))
-        .unwrap_or(value)
+    let Some(raw) =
+        crate::cookies::named(headers, name).map_err(|_| OpaqueError::DuplicateCookie)?
+    else {
+        return Ok(None);
+    };
+    let value = std::str::from_utf8(raw).map_err(|_| OpaqueError::MalformedHeader)?;
+    Ok(Some(crate::cookies::unquote(value)).filter(|v| !v.is_empty()))
 }
 
 #[cfg(test)]
