@@ -6,11 +6,11 @@
 //! identifier through: only a JSON `true` in `active` is active, and an `exp` that has passed
 //! makes an answer inactive whatever `active` says.
 
-use http::{HeaderMap, HeaderValue};
+use http::HeaderMap;
 use serde_json::{Map, Value};
 
 use crate::claims::Claims;
-use crate::token::{authenticate_client, TokenConfig};
+use crate::token::TokenConfig;
 
 /// Most of an answer we will read; real ones are well under 2 KiB.
 pub const MAX_ANSWER_BYTES: usize = 16 * 1024;
@@ -73,19 +73,7 @@ pub enum Answer {
 /// `accept: application/json`, the gateway authenticated as its OAuth client per
 /// `TOKEN_CLIENT_AUTH` (the same way as at the token endpoint).
 pub fn request(identifier: &str, client: &TokenConfig) -> (HeaderMap, Vec<u8>) {
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/x-www-form-urlencoded"),
-    );
-    headers.insert(
-        http::header::ACCEPT,
-        HeaderValue::from_static("application/json"),
-    );
-    let mut form = form_urlencoded::Serializer::new(String::new());
-    form.append_pair("token", identifier);
-    authenticate_client(client, &mut headers, &mut form);
-    (headers, form.finish().into_bytes())
+    crate::token::client_form(client, &[("token", identifier)])
 }
 
 /// Reads the endpoint's answer, `now_secs` being when it arrived.

@@ -102,6 +102,22 @@ impl GrantError {
 
 /// Headers and form body of the token request.
 pub fn request(cfg: &TokenConfig) -> (HeaderMap, Vec<u8>) {
+    let mut pairs = Vec::with_capacity(2);
+    // The documented endpoint takes grant_type in its query; RFC 6749 §3.2 forbids a parameter
+    // twice, so only add it to the body when the URL does not already carry it.
+    if !crate::http_url::has_query_param(&cfg.url, "grant_type") {
+        pairs.push(("grant_type", "client_credentials"));
+    }
+    if let Some(scope) = &cfg.scope {
+        pairs.push(("scope", scope.as_str()));
+    }
+    client_form(cfg, &pairs)
+}
+
+/// A form-encoded POST of `pairs` by the gateway as its OAuth client: the headers (form body,
+/// JSON answer) and the body, with the client's authentication added per `TOKEN_CLIENT_AUTH`.
+/// The token request and the introspection request are both this.
+pub fn client_form(cfg: &TokenConfig, pairs: &[(&str, &str)]) -> (HeaderMap, Vec<u8>) {
     let mut headers = HeaderMap::new();
     headers.insert(
         http::header::CONTENT_TYPE,
@@ -112,14 +128,7 @@ pub fn request(cfg: &TokenConfig) -> (HeaderMap, Vec<u8>) {
         HeaderValue::from_static("application/json"),
     );
     let mut form = form_urlencoded::Serializer::new(String::new());
-    // The documented endpoint takes grant_type in its query; RFC 6749 §3.2 forbids a parameter
-    // twice, so only add it to the body when the URL does not already carry it.
-    if !crate::http_url::has_query_param(&cfg.url, "grant_type") {
-        form.append_pair("grant_type", "client_credentials");
-    }
-    if let Some(scope) = &cfg.scope {
-        form.append_pair("scope", scope);
-    }
+    form.extend_pairs(pairs);
     authenticate_client(cfg, &mut headers, &mut form);
     (headers, form.finish().into_bytes())
 }
@@ -127,7 +136,7 @@ pub fn request(cfg: &TokenConfig) -> (HeaderMap, Vec<u8>) {
 /// Adds the client's authentication per `TOKEN_CLIENT_AUTH` to a form-encoded request: the
 /// token request, and the introspection request (RFC 7662 §2.1 asks for the same client
 /// authentication as the token endpoint's).
-pub fn authenticate_client(
+fn authenticate_client(
     cfg: &TokenConfig,
     headers: &mut HeaderMap,
     form: &mut form_urlencoded::Serializer<'_, String>,

@@ -20,7 +20,7 @@ pub use cache::{
     COORDINATOR_GRACE_MS, REJECT_COOLDOWN_MS,
 };
 pub use entry::CachedToken;
-pub use grant::{authenticate_client, ClientAuth, GrantError};
+pub use grant::{client_form, ClientAuth, GrantError};
 pub use refresh::Jitter;
 pub use seal::Sealer;
 
