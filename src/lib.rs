@@ -7,7 +7,9 @@
 //! The core knows nothing of Workers; it reaches time, storage and HTTP through `io`, so
 //! `cargo test` runs it natively with a fixed clock and in-memory fakes.
 //!
-//! - `config`: every setting parsed once per isolate into a typed `Config`.
+//! - `config`: the typed `Config`, assembled once per isolate from each part's settings.
+//! - `setting`: reading one setting (lookup, optional or required, numbers, header values,
+//!   URLs), with errors that name it: what every part's settings use, so none imports `config`.
 //! - `http_url`: the absolute http(s) URLs settings hold, checked and normalised.
 //! - `path`: the request path's canonical form (decoded unreserved characters, dot segments
 //!   resolved, `//` merged), and the refusal of paths an origin could read another way.
@@ -67,6 +69,7 @@ pub mod proxy;
 pub mod refusal;
 pub mod replay;
 pub mod routes;
+pub mod setting;
 pub mod token;
 
 #[cfg(target_arch = "wasm32")]
