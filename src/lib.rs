@@ -42,7 +42,8 @@
 //!   scheduled run.
 //! - `error`: the gateway's errors and their one mapping to problem+json.
 //! - `log`: the one JSON log line per request, and per background task.
-//! - `io`: the traits the core needs from a platform.
+//! - `io`: the traits the core needs from a platform, and `Platform`, the one handle that
+//!   bundles them, which the core is passed by reference.
 //! - `platform` (wasm only): those traits over `fetch`, KV and `Date`, and the token
 //!   coordinator's Durable Object (`TokenCoordinator`); with the `#[event]` glue below, the
 //!   only code that names `worker`.
