@@ -546,7 +546,7 @@ async fn load_or_fetch<P: Platform>(
     }
     let mut fault = None;
     if coord.is_bound() {
-        match ask_coordinator(cfg, coord, clock, fresh).await {
+        match ask_coordinator(cfg, p, fresh).await {
             Ok(result) => {
                 return Filled {
                     result,
@@ -565,14 +565,14 @@ async fn load_or_fetch<P: Platform>(
 /// The coordinator's answer to a `get`; `Err` with the log value when there is none to use.
 /// The coordinator's token is taken even if this isolate refused it: it is the deployment's,
 /// and it hands back a refused one only when its own drop cooldown kept it.
-async fn ask_coordinator<K: Coordinator, C: Clock>(
+async fn ask_coordinator<P: Platform>(
     cfg: &TokenConfig,
-    coord: &K,
-    clock: &C,
+    p: &P,
     fresh: bool,
 ) -> Result<Result<(CachedToken, TokenSource), Failure>, &'static str> {
     let ask = Ask::Get { fresh };
-    let text = coord
+    let text = p
+        .coordinator()
         .exchange(&ask.to_json(), cfg.timeout_ms + COORDINATOR_GRACE_MS)
         .await
         .map_err(|e| match e {
@@ -580,7 +580,7 @@ async fn ask_coordinator<K: Coordinator, C: Clock>(
             CoordinatorError::Unreachable(_) => "unreachable",
         })?;
     match Answer::from_json(&text) {
-        Some(Answer::Token { token }) if token.is_usable(clock.now_ms()) => {
+        Some(Answer::Token { token }) if token.is_usable(p.clock().now_ms()) => {
             Ok(Ok((token, TokenSource::Coordinator)))
         }
         Some(Answer::Unavailable {
