@@ -8,7 +8,7 @@ use std::rc::Rc;
 
 use jwt_compact::UntrustedToken;
 
-use crate::io::{Clock, HttpClient, KeyValue};
+use crate::io::{Clock, Platform};
 use crate::jwks::{JwksCache, JwksEvent, Keys, KeysUnavailable};
 use crate::jwt::{
     self, JwtError, JwtSettings, SignatureVerifier, TokenDigest, VerifiedCache, VerifiedToken,
@@ -97,43 +97,24 @@ impl Authenticator {
     }
 
     /// Checks `token` with the flat settings (provider 0).
-    pub async fn check<H, S, C, V>(
+    pub async fn check<P: Platform>(
         &self,
         token: &str,
         settings: &JwtSettings,
-        http: &H,
-        store: &S,
-        clock: &C,
-        verifier: &V,
-    ) -> AuthResult
-    where
-        H: HttpClient,
-        S: KeyValue,
-        C: Clock,
-        V: SignatureVerifier,
-    {
-        self.check_with(0, token, settings, http, store, clock, verifier)
-            .await
+        p: &P,
+    ) -> AuthResult {
+        self.check_with(0, token, settings, p).await
     }
 
     /// Checks `token` with provider `provider`'s `settings` and key set cache.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn check_with<H, S, C, V>(
+    pub async fn check_with<P: Platform>(
         &self,
         provider: usize,
         token: &str,
         settings: &JwtSettings,
-        http: &H,
-        store: &S,
-        clock: &C,
-        verifier: &V,
-    ) -> AuthResult
-    where
-        H: HttpClient,
-        S: KeyValue,
-        C: Clock,
-        V: SignatureVerifier,
-    {
+        p: &P,
+    ) -> AuthResult {
+        let (clock, verifier) = (p.clock(), p.verifier());
         // Before hashing or fetching anything for it.
         if token.len() > MAX_TOKEN_BYTES {
             return (Err(AuthError::Jwt(JwtError::TooLarge)), None);
@@ -142,8 +123,7 @@ impl Authenticator {
         let Some(jwks) = self.jwks.get(provider) else {
             return (Err(AuthError::Jwt(JwtError::WrongIssuer)), None);
         };
-        let (keys, mut event, remote_missing) = match jwks.keys(settings, http, store, clock).await
-        {
+        let (keys, mut event, remote_missing) = match jwks.keys(settings, p).await {
             Ok(view) => (view.keys, view.event, None),
             Err(unavailable) => (
                 jwks.configured(settings),
@@ -166,9 +146,7 @@ impl Authenticator {
             .await;
         if result == Err(JwtError::UnknownKid) && remote_missing.is_none() {
             if let Some(kid) = header_kid(token) {
-                let (newer, refetch) = jwks
-                    .refetch_for_kid(&kid, settings, http, store, clock)
-                    .await;
+                let (newer, refetch) = jwks.refetch_for_kid(&kid, settings, p).await;
                 event = refetch.or(event);
                 if let Some(newer) = newer {
                     let now_secs = clock.now_ms() / 1000;
@@ -196,41 +174,26 @@ impl Authenticator {
 
     /// For the scheduled handler: refreshes `JWKS_URL`'s set when it would go stale within
     /// `ahead_ms`.
-    pub async fn refresh_keys<H, S, C>(
+    pub async fn refresh_keys<P: Platform>(
         &self,
         settings: &JwtSettings,
         ahead_ms: u64,
-        http: &H,
-        store: &S,
-        clock: &C,
-    ) -> Option<JwksEvent>
-    where
-        H: HttpClient,
-        S: KeyValue,
-        C: Clock,
-    {
-        self.refresh_provider_keys(0, settings, ahead_ms, http, store, clock)
-            .await
+        p: &P,
+    ) -> Option<JwksEvent> {
+        self.refresh_provider_keys(0, settings, ahead_ms, p).await
     }
 
     /// As `refresh_keys`, for provider `provider`'s `jwks_url`.
-    pub async fn refresh_provider_keys<H, S, C>(
+    pub async fn refresh_provider_keys<P: Platform>(
         &self,
         provider: usize,
         settings: &JwtSettings,
         ahead_ms: u64,
-        http: &H,
-        store: &S,
-        clock: &C,
-    ) -> Option<JwksEvent>
-    where
-        H: HttpClient,
-        S: KeyValue,
-        C: Clock,
-    {
+        p: &P,
+    ) -> Option<JwksEvent> {
         self.jwks
             .get(provider)?
-            .refresh(settings, ahead_ms, http, store, clock)
+            .refresh(settings, ahead_ms, p)
             .await
     }
 

@@ -14,7 +14,7 @@ use http::header::HeaderName;
 use sha2::Sha256;
 
 use crate::claims::Claims;
-use crate::config::{optional, ConfigError, Lookup};
+use crate::setting::{optional, ConfigError, Lookup};
 
 const HEADER: &str = "CUSTOMER_ID_HEADER";
 const KEY: &str = "CUSTOMER_ID_KEY";

@@ -5,12 +5,12 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::Method;
 use serde::Serialize;
 
-use crate::config::ConfigError;
 use crate::customer_id::MissingIdentity;
 use crate::jwks::KeysUnavailable;
 use crate::jwt::JwtError;
 use crate::opaque::{IntrospectionUnavailable, OpaqueError};
 use crate::path::PathError;
+use crate::setting::ConfigError;
 use crate::token::TokenUnavailable;
 
 pub const REALM: &str = "edge-auth-proxy";

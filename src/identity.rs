@@ -8,7 +8,7 @@ use crate::claims::Claims;
 use crate::config::Config;
 use crate::error::GatewayError;
 use crate::headers::CustomerAuth;
-use crate::io::{Clock, HttpClient};
+use crate::io::Platform;
 use crate::log::{clip, RequestLog};
 use crate::opaque::{self, OpaqueError, SessionCache, Unvouched};
 use crate::policy::{Defaults, Refusal};
@@ -42,18 +42,13 @@ impl Verified<'_> {
 /// The authenticate phase of an `opaque` route: the identifier from the request, vouched for
 /// by memory or by the introspection endpoint. Logs where the answer came from, never the
 /// identifier.
-pub async fn vouch_opaque<'h, H, C>(
+pub async fn vouch_opaque<'h, P: Platform>(
     sessions: &SessionCache,
     config: &Config,
     headers: &'h HeaderMap,
-    http: &H,
-    clock: &C,
+    p: &P,
     log: &mut RequestLog,
-) -> Result<Verified<'h>, GatewayError>
-where
-    H: HttpClient,
-    C: Clock,
-{
+) -> Result<Verified<'h>, GatewayError> {
     log.identity = Some("opaque");
     // `Config` guarantees the settings whenever a route is opaque.
     let settings = config.introspection.as_ref().ok_or(GatewayError::Internal(
@@ -62,10 +57,7 @@ where
     let found = opaque::extract(headers, settings.cookie.as_deref())
         .map_err(GatewayError::Opaque)?
         .ok_or(GatewayError::Opaque(OpaqueError::Missing))?;
-    match sessions
-        .check(found.id, settings, &config.token, http, clock)
-        .await
-    {
+    match sessions.check(found.id, settings, &config.token, p).await {
         Ok(vouched) => {
             log.introspection = Some(vouched.source.as_str());
             log.iss = vouched.claims.str("iss").map(clip);

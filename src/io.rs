@@ -235,3 +235,31 @@ impl RateLimiters for NoRateLimiters {
         Err(RateLimitError::NotBound)
     }
 }
+
+// --- The platform handle ----------------------------------------------------------------------
+
+/// Everything the platform supplies, as one handle the core is passed by reference (the way
+/// rustls hands its core one `CryptoProvider`): HTTP, the KV store, the clock, signature
+/// checks, the token coordinator and the rate limiters. `proxy::Services` implements it (the
+/// Worker's, the token coordinator's, the gateway tests'); a part that needs only the clock
+/// and store still takes the whole handle, so every signature reads the same.
+pub trait Platform {
+    type Http: HttpClient;
+    type Store: KeyValue;
+    type Clock: Clock;
+    type Verifier: crate::jwt::SignatureVerifier;
+    type Coordinator: Coordinator;
+    type RateLimiters: RateLimiters;
+
+    fn http(&self) -> &Self::Http;
+    fn store(&self) -> &Self::Store;
+    fn clock(&self) -> &Self::Clock;
+    fn verifier(&self) -> &Self::Verifier;
+    fn coordinator(&self) -> &Self::Coordinator;
+    fn rate_limiters(&self) -> &Self::RateLimiters;
+}
+
+/// The platform's streaming body type.
+pub type StreamOf<P> = <<P as Platform>::Http as HttpClient>::Stream;
+/// The platform's own header fields.
+pub type FieldsOf<P> = <<P as Platform>::Http as HttpClient>::Fields;

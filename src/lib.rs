@@ -7,7 +7,9 @@
 //! The core knows nothing of Workers; it reaches time, storage and HTTP through `io`, so
 //! `cargo test` runs it natively with a fixed clock and in-memory fakes.
 //!
-//! - `config`: every setting parsed once per isolate into a typed `Config`.
+//! - `config`: the typed `Config`, assembled once per isolate from each part's settings.
+//! - `setting`: reading one setting (lookup, optional or required, numbers, header values,
+//!   URLs), with errors that name it: what every part's settings use, so none imports `config`.
 //! - `http_url`: the absolute http(s) URLs settings hold, checked and normalised.
 //! - `path`: the request path's canonical form (decoded unreserved characters, dot segments
 //!   resolved, `//` merged), and the refusal of paths an origin could read another way.
@@ -43,7 +45,8 @@
 //!   scheduled run.
 //! - `error`: the gateway's errors and their one mapping to problem+json.
 //! - `log`: the one JSON log line per request, and per background task.
-//! - `io`: the traits the core needs from a platform.
+//! - `io`: the traits the core needs from a platform, and `Platform`, the one handle that
+//!   bundles them, which the core is passed by reference.
 //! - `platform` (wasm only): those traits over `fetch`, KV and `Date`, and the token
 //!   coordinator's Durable Object (`TokenCoordinator`); with the `#[event]` glue below, the
 //!   only code that names `worker`.
@@ -72,6 +75,7 @@ pub mod proxy;
 pub mod refusal;
 pub mod replay;
 pub mod routes;
+pub mod setting;
 pub mod token;
 
 #[cfg(target_arch = "wasm32")]

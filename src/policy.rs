@@ -13,8 +13,8 @@ use http::header::{HeaderName, HeaderValue};
 use serde_json::{Map, Value};
 
 use crate::claims::Claims;
-use crate::config::ConfigError;
 use crate::jwt::JwtError;
+use crate::setting::ConfigError;
 
 /// A route's requirement and claim headers. `Default`: nothing beyond a verified identity.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -9,8 +9,8 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::config::{endpoint_url, optional, ConfigError, Lookup};
 use crate::jwt::{JwtError, JwtSettings, KeySet, MAX_TOKEN_BYTES};
+use crate::setting::{endpoint_url, optional, ConfigError, Lookup};
 
 const SETTING: &str = "JWT_PROVIDERS";
 

@@ -14,8 +14,8 @@ use crate::error::GatewayError;
 use crate::headers::{self, Credentials};
 use crate::identity::{self, Presented, Verified};
 use crate::io::{
-    Body, Clock, Coordinator, Fields, HttpClient, HttpError, KeyValue, NoCoordinator,
-    NoRateLimiters, OutboundRequest, RateLimitError, RateLimiters,
+    Body, Clock, Coordinator, Fields, FieldsOf, HttpClient, HttpError, KeyValue, NoCoordinator,
+    NoRateLimiters, OutboundRequest, Platform, RateLimitError, RateLimiters, StreamOf,
 };
 use crate::jwt::{self, JwtError, SignatureVerifier};
 use crate::log::{clip, RequestLog, TaskLog};
@@ -63,9 +63,10 @@ pub struct Served<S, F = HeaderMap> {
     pub refresh: Option<RefreshAhead>,
 }
 
-/// What a request needs from the platform. `coordinator`: the deployment's token coordinator
-/// (`TOKEN_COORDINATOR`), or `NoCoordinator`; `rate_limiters`: the Workers rate-limiting
-/// bindings that routes' `rate_limit` name.
+/// What a request needs from the platform: the `io::Platform` handle the core is passed.
+/// `coordinator`: the deployment's token coordinator (`TOKEN_COORDINATOR`), or
+/// `NoCoordinator`; `rate_limiters`: the Workers rate-limiting bindings that routes'
+/// `rate_limit` name.
 pub struct Services<H, S, C, V, K = NoCoordinator, R = NoRateLimiters> {
     pub http: H,
     pub store: S,
@@ -73,6 +74,42 @@ pub struct Services<H, S, C, V, K = NoCoordinator, R = NoRateLimiters> {
     pub verifier: V,
     pub coordinator: K,
     pub rate_limiters: R,
+}
+
+impl<H, S, C, V, K, R> Platform for Services<H, S, C, V, K, R>
+where
+    H: HttpClient,
+    S: KeyValue,
+    C: Clock,
+    V: SignatureVerifier,
+    K: Coordinator,
+    R: RateLimiters,
+{
+    type Http = H;
+    type Store = S;
+    type Clock = C;
+    type Verifier = V;
+    type Coordinator = K;
+    type RateLimiters = R;
+
+    fn http(&self) -> &H {
+        &self.http
+    }
+    fn store(&self) -> &S {
+        &self.store
+    }
+    fn clock(&self) -> &C {
+        &self.clock
+    }
+    fn verifier(&self) -> &V {
+        &self.verifier
+    }
+    fn coordinator(&self) -> &K {
+        &self.coordinator
+    }
+    fn rate_limiters(&self) -> &R {
+        &self.rate_limiters
+    }
 }
 
 /// The isolate's gateway: configuration checked once, and the caches every request shares.
@@ -112,39 +149,23 @@ impl Gateway {
     /// Serves one request: the origin's response or the gateway's own problem+json, and the
     /// request's log line. For callers that cannot run work after the response: the refresh
     /// ahead is not run, so the token is refreshed in the foreground once it stops being usable.
-    pub async fn handle<H, S, C, V, K, R>(
+    pub async fn handle<P: Platform>(
         &self,
-        svc: &Services<H, S, C, V, K, R>,
-        req: GatewayRequest<H::Stream, H::Fields>,
-    ) -> (GatewayResponse<H::Stream, H::Fields>, RequestLog)
-    where
-        H: HttpClient,
-        S: KeyValue,
-        C: Clock,
-        K: Coordinator,
-        R: RateLimiters,
-        V: SignatureVerifier,
-    {
+        svc: &P,
+        req: GatewayRequest<StreamOf<P>, FieldsOf<P>>,
+    ) -> (GatewayResponse<StreamOf<P>, FieldsOf<P>>, RequestLog) {
         let served = self.serve(svc, req).await;
         (served.response, served.log)
     }
 
     /// Serves one request, and claims the isolate's token refresh ahead of expiry when it is
     /// due: the caller runs `served.refresh` after answering.
-    pub async fn serve<H, S, C, V, K, R>(
+    pub async fn serve<P: Platform>(
         &self,
-        svc: &Services<H, S, C, V, K, R>,
-        req: GatewayRequest<H::Stream, H::Fields>,
-    ) -> Served<H::Stream, H::Fields>
-    where
-        H: HttpClient,
-        S: KeyValue,
-        C: Clock,
-        K: Coordinator,
-        R: RateLimiters,
-        V: SignatureVerifier,
-    {
-        let started = svc.clock.now_ms();
+        svc: &P,
+        req: GatewayRequest<StreamOf<P>, FieldsOf<P>>,
+    ) -> Served<StreamOf<P>, FieldsOf<P>> {
+        let started = svc.clock().now_ms();
         // The few caller fields the core reads; the rest is only passed on.
         let seen = req.headers.read(&headers::CALLER_READS);
         let request_id = request_id(&seen);
@@ -162,21 +183,21 @@ impl Gateway {
                 let problem = err.to_problem(&request_id);
                 GatewayResponse {
                     status: problem.status,
-                    headers: H::Fields::from_map(problem.headers),
+                    headers: FieldsOf::<P>::from_map(problem.headers),
                     body: Body::Bytes(problem.body),
                 }
             }
         };
         // Only a request that used a token looks at its refresh: unknown paths cost nothing.
         let refresh = match (&self.config, log.token_source) {
-            (Ok(config), Some(_)) => self.tokens.refresh_due(&config.token, svc.clock.now_ms()),
+            (Ok(config), Some(_)) => self.tokens.refresh_due(&config.token, svc.clock().now_ms()),
             _ => None,
         };
         if refresh.is_some() {
             log.token_refresh.get_or_insert("ahead");
         }
         log.status = response.status;
-        log.total_ms = svc.clock.now_ms().saturating_sub(started);
+        log.total_ms = svc.clock().now_ms().saturating_sub(started);
         Served {
             response,
             log,
@@ -186,49 +207,20 @@ impl Gateway {
 
     /// Runs the refresh ahead that a request claimed; requests meanwhile keep using the current
     /// token. Returns the task's log line.
-    pub async fn refresh_ahead<H, S, C, V, K, R>(
-        &self,
-        job: RefreshAhead,
-        svc: &Services<H, S, C, V, K, R>,
-    ) -> TaskLog
-    where
-        H: HttpClient,
-        S: KeyValue,
-        C: Clock,
-        K: Coordinator,
-        R: RateLimiters,
-    {
-        let started = svc.clock.now_ms();
+    pub async fn refresh_ahead<P: Platform>(&self, job: RefreshAhead, svc: &P) -> TaskLog {
+        let started = svc.clock().now_ms();
         let outcome = match &self.config {
-            Ok(config) => {
-                self.tokens
-                    .refresh_via(
-                        job,
-                        &config.token,
-                        &svc.http,
-                        &svc.store,
-                        &svc.coordinator,
-                        &svc.clock,
-                    )
-                    .await
-            }
+            Ok(config) => self.tokens.refresh(job, &config.token, svc).await,
             // Unreachable in practice: a refresh is only claimed under a valid configuration.
             Err(_) => RefreshOutcome::Fresh,
         };
-        task_log("token_refresh", &outcome, svc.clock.now_ms() - started)
+        task_log("token_refresh", &outcome, svc.clock().now_ms() - started)
     }
 
     /// The scheduled (cron) run: pre-warms the access token, so that the first request after a
     /// quiet spell finds one in KV instead of waiting for the endpoint. One log line.
-    pub async fn on_schedule<H, S, C, V, K, R>(&self, svc: &Services<H, S, C, V, K, R>) -> TaskLog
-    where
-        H: HttpClient,
-        S: KeyValue,
-        C: Clock,
-        K: Coordinator,
-        R: RateLimiters,
-    {
-        let started = svc.clock.now_ms();
+    pub async fn on_schedule<P: Platform>(&self, svc: &P) -> TaskLog {
+        let started = svc.clock().now_ms();
         let config = match &self.config {
             Ok(config) => config,
             Err(_) => {
@@ -239,16 +231,7 @@ impl Gateway {
                 }
             }
         };
-        let outcome = self
-            .tokens
-            .prewarm_via(
-                &config.token,
-                &svc.http,
-                &svc.store,
-                &svc.coordinator,
-                &svc.clock,
-            )
-            .await;
+        let outcome = self.tokens.prewarm(&config.token, svc).await;
         // Each key source in turn (one per provider); the line names the last that did work.
         let sources: Vec<&crate::jwt::JwtSettings> = match &config.providers {
             None => vec![&config.jwt],
@@ -258,39 +241,24 @@ impl Gateway {
         for (id, settings) in sources.into_iter().enumerate() {
             let event = self
                 .auth
-                .refresh_provider_keys(
-                    id,
-                    settings,
-                    SCHEDULED_KEYS_AHEAD_MS,
-                    &svc.http,
-                    &svc.store,
-                    &svc.clock,
-                )
+                .refresh_provider_keys(id, settings, SCHEDULED_KEYS_AHEAD_MS, svc)
                 .await;
             jwks = event.or(jwks);
         }
         TaskLog {
             jwks: jwks.map(|e| e.as_str()),
-            ..task_log("scheduled", &outcome, svc.clock.now_ms() - started)
+            ..task_log("scheduled", &outcome, svc.clock().now_ms() - started)
         }
     }
 
-    async fn proxy<H, S, C, V, K, R>(
+    async fn proxy<P: Platform>(
         &self,
-        svc: &Services<H, S, C, V, K, R>,
-        req: GatewayRequest<H::Stream, H::Fields>,
+        svc: &P,
+        req: GatewayRequest<StreamOf<P>, FieldsOf<P>>,
         seen: &HeaderMap,
         request_id: &str,
         log: &mut RequestLog,
-    ) -> Result<GatewayResponse<H::Stream, H::Fields>, GatewayError>
-    where
-        H: HttpClient,
-        S: KeyValue,
-        C: Clock,
-        K: Coordinator,
-        R: RateLimiters,
-        V: SignatureVerifier,
-    {
+    ) -> Result<GatewayResponse<StreamOf<P>, FieldsOf<P>>, GatewayError> {
         let config = self
             .config
             .as_ref()
@@ -326,15 +294,8 @@ impl Gateway {
         let (verified, customer_id) = match route.auth {
             AuthMode::Public => (None, None),
             AuthMode::Opaque => {
-                let verified = identity::vouch_opaque(
-                    &self.sessions,
-                    config,
-                    seen,
-                    &svc.http,
-                    &svc.clock,
-                    log,
-                )
-                .await?;
+                let verified =
+                    identity::vouch_opaque(&self.sessions, config, seen, svc, log).await?;
                 let id = identity::admit(route, config, &verified, Defaults::default(), log)?;
                 (Some(verified), id)
             }
@@ -386,7 +347,7 @@ impl Gateway {
                     .map(Cow::Borrowed),
             };
             match svc
-                .rate_limiters
+                .rate_limiters()
                 .allow(&limit.binding, &rate_key(&limit.key, value.as_deref()))
                 .await
             {
@@ -410,9 +371,9 @@ impl Gateway {
         }
 
         // Upstream token: memory, KV, or one shared call to the token endpoint.
-        let token_started = svc.clock.now_ms();
+        let token_started = svc.clock().now_ms();
         let obtained = self.token(config, svc, log).await?;
-        log.token_ms = Some(svc.clock.now_ms().saturating_sub(token_started));
+        log.token_ms = Some(svc.clock().now_ms().saturating_sub(token_started));
 
         // Rewrite: the origin comes from configuration only, never from the request.
         let url = origin_url(config, route, &path, req.query.as_deref());
@@ -434,14 +395,14 @@ impl Gateway {
             .map_err(|e| GatewayError::Internal(e.0))
         };
         // A small body is kept so that the request can be sent again after a 401.
-        let mut body = Outgoing::prepare(&svc.http, seen, req.body)
+        let mut body = Outgoing::prepare(svc, seen, req.body)
             .await
             .map_err(|_| GatewayError::RequestBody)?;
 
         // Forward: method and body as received; a body too big to keep streams through.
-        let origin_started = svc.clock.now_ms();
-        let send = |headers: H::Fields, body: Body<H::Stream>| {
-            svc.http.forward(OutboundRequest {
+        let origin_started = svc.clock().now_ms();
+        let send = |headers: FieldsOf<P>, body: Body<StreamOf<P>>| {
+            svc.http().forward(OutboundRequest {
                 method: req.method.clone(),
                 url: url.clone(),
                 headers,
@@ -464,13 +425,7 @@ impl Gateway {
             async {
                 let rejection = self
                     .tokens
-                    .reject_via(
-                        &obtained.token,
-                        &config.token,
-                        &svc.store,
-                        &svc.coordinator,
-                        &svc.clock,
-                    )
+                    .reject(&obtained.token, &config.token, svc)
                     .await;
                 if rejection == Rejection::Dropped {
                     log.token_refresh = Some("after_401");
@@ -511,7 +466,7 @@ impl Gateway {
             Ok(response)
         };
         // Also when the gateway answers instead: the time went to the origin.
-        log.origin_ms = Some(svc.clock.now_ms().saturating_sub(origin_started));
+        log.origin_ms = Some(svc.clock().now_ms().saturating_sub(origin_started));
         let response = response?;
 
         // Respond: the origin's status and body, minus hop-by-hop headers.
@@ -525,20 +480,14 @@ impl Gateway {
     /// The customer JWT checked for `route`: matched to its provider (with `JWT_PROVIDERS`),
     /// verified (or found in the verified-token memory), then the route's policy with the
     /// provider's or flat settings as defaults, and the customer id.
-    async fn verify_jwt<'h, H, S, C, V, K, R>(
+    async fn verify_jwt<'h, P: Platform>(
         &self,
         route: &Route,
         config: &Config,
-        svc: &Services<H, S, C, V, K, R>,
+        svc: &P,
         token: &'h str,
         log: &mut RequestLog,
-    ) -> Result<(Verified<'h>, Option<String>), GatewayError>
-    where
-        H: HttpClient,
-        S: KeyValue,
-        C: Clock,
-        V: SignatureVerifier,
-    {
+    ) -> Result<(Verified<'h>, Option<String>), GatewayError> {
         let (provider, settings, defaults) = match &config.providers {
             None => (
                 0,
@@ -572,18 +521,7 @@ impl Gateway {
                 )
             }
         };
-        let (result, jwks) = self
-            .auth
-            .check_with(
-                provider,
-                token,
-                settings,
-                &svc.http,
-                &svc.store,
-                &svc.clock,
-                &svc.verifier,
-            )
-            .await;
+        let (result, jwks) = self.auth.check_with(provider, token, settings, svc).await;
         log.jwks = jwks.map(|e| e.as_str());
         let authenticated = result.map_err(|e| match e {
             AuthError::Jwt(e) => GatewayError::Jwt(e),
@@ -602,21 +540,16 @@ impl Gateway {
 
     /// Forwards a CORS preflight without a customer JWT and without any credentials.
     #[allow(clippy::too_many_arguments)]
-    async fn forward_preflight<H, S, C, V, K, R>(
+    async fn forward_preflight<P: Platform>(
         &self,
         config: &Config,
-        svc: &Services<H, S, C, V, K, R>,
-        req: GatewayRequest<H::Stream, H::Fields>,
+        svc: &P,
+        req: GatewayRequest<StreamOf<P>, FieldsOf<P>>,
         route: &Route,
         path: &str,
         request_id: &str,
         log: &mut RequestLog,
-    ) -> Result<GatewayResponse<H::Stream, H::Fields>, GatewayError>
-    where
-        H: HttpClient,
-        S: KeyValue,
-        C: Clock,
-    {
+    ) -> Result<GatewayResponse<StreamOf<P>, FieldsOf<P>>, GatewayError> {
         log.cors_preflight = Some("forwarded");
         let mut removed: Vec<&[http::HeaderName]> = route
             .policy
@@ -627,9 +560,9 @@ impl Gateway {
         removed.extend(config.customer_id.as_ref().map(|ids| ids.spellings()));
         let headers = headers::preflight_headers(&req.headers, request_id, &removed)
             .map_err(|e| GatewayError::Internal(e.0))?;
-        let origin_started = svc.clock.now_ms();
+        let origin_started = svc.clock().now_ms();
         let response = svc
-            .http
+            .http()
             .forward(OutboundRequest {
                 method: req.method,
                 url: origin_url(config, route, path, req.query.as_deref()),
@@ -638,7 +571,7 @@ impl Gateway {
                 timeout_ms: config.origin_timeout_ms,
             })
             .await;
-        log.origin_ms = Some(svc.clock.now_ms().saturating_sub(origin_started));
+        log.origin_ms = Some(svc.clock().now_ms().saturating_sub(origin_started));
         let response = response.map_err(origin_error)?;
         Ok(GatewayResponse {
             status: response.status,
@@ -648,30 +581,13 @@ impl Gateway {
     }
 
     /// The token phase: a token, and where it came from, in the log line; or 503.
-    async fn token<H, S, C, V, K, R>(
+    async fn token<P: Platform>(
         &self,
         config: &Config,
-        svc: &Services<H, S, C, V, K, R>,
+        svc: &P,
         log: &mut RequestLog,
-    ) -> Result<Obtained, GatewayError>
-    where
-        H: HttpClient,
-        S: KeyValue,
-        C: Clock,
-        K: Coordinator,
-        R: RateLimiters,
-    {
-        match self
-            .tokens
-            .get_via(
-                &config.token,
-                &svc.http,
-                &svc.store,
-                &svc.coordinator,
-                &svc.clock,
-            )
-            .await
-        {
+    ) -> Result<Obtained, GatewayError> {
+        match self.tokens.get(&config.token, svc).await {
             Ok(obtained) => {
                 log.token_source = Some(obtained.source.as_str());
                 log.coordinator = log.coordinator.or(obtained.coordinator);

@@ -23,7 +23,7 @@
 
 use http::HeaderMap;
 
-use crate::config::{optional, ConfigError, Lookup};
+use crate::setting::{optional, ConfigError, Lookup};
 
 pub const SETTING: &str = "ORIGIN_TOKEN_REFUSAL";
 

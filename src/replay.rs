@@ -6,7 +6,7 @@
 
 use http::HeaderMap;
 
-use crate::io::{Body, Bounded, HttpClient, HttpError};
+use crate::io::{Body, Bounded, HttpClient, HttpError, Platform};
 
 /// Largest request body kept in memory for a replay: 64 KiB. Profile and account calls are far
 /// smaller; bigger bodies (uploads) keep streaming, at the price of no replay after a 401.
@@ -23,9 +23,10 @@ pub enum Outgoing<S> {
 impl<S> Outgoing<S> {
     /// Keeps `body` when it fits in `REPLAY_BODY_LIMIT`. Reading it fails only when the
     /// caller's body breaks off.
-    pub async fn prepare<H>(http: &H, headers: &HeaderMap, body: Body<S>) -> Result<Self, HttpError>
+    pub async fn prepare<P>(p: &P, headers: &HeaderMap, body: Body<S>) -> Result<Self, HttpError>
     where
-        H: HttpClient<Stream = S>,
+        P: Platform,
+        P::Http: HttpClient<Stream = S>,
     {
         let declared = headers
             .get(http::header::CONTENT_LENGTH)
@@ -37,7 +38,7 @@ impl<S> Outgoing<S> {
         if declared.is_some_and(|n| n > REPLAY_BODY_LIMIT) {
             return Ok(Self::Once(Some(body)));
         }
-        Ok(match http.read_up_to(body, REPLAY_BODY_LIMIT).await? {
+        Ok(match p.http().read_up_to(body, REPLAY_BODY_LIMIT).await? {
             Bounded::Fits(bytes) => Self::Kept(Body::Bytes(bytes)),
             Bounded::Longer(body) => Self::Once(Some(body)),
         })

@@ -7,8 +7,8 @@
 use http::Method;
 use serde::Deserialize;
 
-use crate::config::ConfigError;
 use crate::policy::{Policy, RawPolicy};
+use crate::setting::ConfigError;
 
 const SETTING: &str = "ROUTES";
 
@@ -229,7 +229,7 @@ impl Route {
         let origin = match raw.origin {
             None => None,
             Some(o) => {
-                Some(crate::config::base_url(&o).map_err(|why| at(&format!("origin {why}")))?)
+                Some(crate::setting::base_url(&o).map_err(|why| at(&format!("origin {why}")))?)
             }
         };
         let policy = Policy::compile(

@@ -8,7 +8,7 @@ mod support;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use common::{FakeClock, FakeHttp, MemoryKv};
+use common::{platform, FakeClock, FakeHttp, MemoryKv, Parts};
 use edge_auth_proxy::auth::{AuthError, Authenticator, Check};
 use edge_auth_proxy::claims::Claims;
 use edge_auth_proxy::io::HttpError;
@@ -122,19 +122,16 @@ impl World {
         auth: &Authenticator,
         token: &str,
     ) -> (Result<Check, AuthError>, Option<JwksEvent>) {
-        let (result, event) = block_on(auth.check(
-            token,
-            &self.settings,
-            &self.server.http,
-            &self.kv,
-            &self.clock,
-            &self.verifier,
-        ));
+        let (result, event) = block_on(auth.check(token, &self.settings, &self.platform()));
         (result.map(|a| a.check), event)
     }
 
     fn check(&self, token: &str) -> Result<Check, AuthError> {
         self.check_in(&self.auth, token).0
+    }
+
+    fn platform(&self) -> Parts<'_, FakeHttp, MemoryKv, FakeClock, Counting> {
+        platform(&self.server.http, &self.kv, &self.clock).with_verifier(&self.verifier)
     }
 
     fn verifications(&self) -> usize {
@@ -203,16 +200,10 @@ fn the_key_set_is_fetched_once_and_a_repeated_token_is_verified_once() {
 fn concurrent_cold_requests_share_one_fetch() {
     let w = World::new(vec![es_key("k1")]);
     let token = es_token("k1", json!({}));
-    let results = block_on(join_all((0..50).map(|_| {
-        w.auth.check(
-            &token,
-            &w.settings,
-            &w.server.http,
-            &w.kv,
-            &w.clock,
-            &w.verifier,
-        )
-    })));
+    let p = w.platform();
+    let results = block_on(join_all(
+        (0..50).map(|_| w.auth.check(&token, &w.settings, &p)),
+    ));
     assert!(results.iter().all(|(r, _)| r.is_ok()));
     assert_eq!(w.server.hits(), 1);
 }
@@ -304,10 +295,10 @@ fn concurrent_unknown_kids_wait_on_one_refetch() {
     let tokens: Vec<String> = (0..30)
         .map(|i| es_token(&format!("x-{i}"), json!({})))
         .collect();
-    let results = block_on(join_all(tokens.iter().map(|t| {
-        w.auth
-            .check(t, &w.settings, &w.server.http, &w.kv, &w.clock, &w.verifier)
-    })));
+    let p = w.platform();
+    let results = block_on(join_all(
+        tokens.iter().map(|t| w.auth.check(t, &w.settings, &p)),
+    ));
     assert!(results
         .iter()
         .all(|(r, _)| *r == Err(AuthError::Jwt(JwtError::UnknownKid))));
@@ -448,12 +439,7 @@ fn a_broken_key_set_is_a_failed_fetch_not_an_empty_set() {
 #[test]
 fn the_scheduled_refresh_fetches_only_when_the_set_would_go_stale() {
     let w = World::new(vec![es_key("k1")]);
-    let refresh = |ahead_ms| {
-        block_on(
-            w.auth
-                .refresh_keys(&w.settings, ahead_ms, &w.server.http, &w.kv, &w.clock),
-        )
-    };
+    let refresh = |ahead_ms| block_on(w.auth.refresh_keys(&w.settings, ahead_ms, &w.platform()));
     assert_eq!(
         refresh(60_000),
         Some(JwksEvent::Fetched),

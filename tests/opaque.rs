@@ -8,7 +8,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 
 use base64::Engine as _;
-use common::{FakeClock, FakeHttp, Seen};
+use common::{platform, FakeClock, FakeHttp, MemoryKv, Seen};
 use edge_auth_proxy::io::HttpError;
 use edge_auth_proxy::opaque::{
     parse_answer, request, Answer, IntrospectionError, IntrospectionSettings, IntrospectionSource,
@@ -262,7 +262,13 @@ impl World {
 
     async fn check_async(&self, id: &str) -> Result<(String, IntrospectionSource), Unvouched> {
         self.cache
-            .check(id, &self.settings, &self.client, &self.http, &self.clock)
+            .check(
+                id,
+                &self.settings,
+                &self.client,
+                // The session cache reads no KV: an empty one.
+                &platform(&self.http, &MemoryKv::default(), &self.clock),
+            )
             .await
             .map(|v| (v.claims.str("sub").unwrap_or("").to_string(), v.source))
     }

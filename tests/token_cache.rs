@@ -8,7 +8,7 @@ use std::cell::Cell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use common::{FakeClock, FakeHttp, MemoryKv};
+use common::{platform, FakeClock, FakeHttp, MemoryKv};
 use edge_auth_proxy::io::HttpError;
 use edge_auth_proxy::token::{GrantError, TokenCache, TokenConfig, TokenSource};
 use futures::executor::block_on;
@@ -56,7 +56,7 @@ fn sequential_requests_share_one_token_per_lifetime() {
     let cache = TokenCache::new();
     let cfg = config(&[]);
     for i in 0..100 {
-        let got = block_on(cache.get(&cfg, &http, &kv, &clock)).unwrap();
+        let got = block_on(cache.get(&cfg, &platform(&http, &kv, &clock))).unwrap();
         assert_eq!(got.token.access_token(), "tok-1");
         let expected = if i == 0 {
             TokenSource::Endpoint
@@ -75,9 +75,8 @@ fn a_cold_burst_causes_one_kv_read_and_one_endpoint_call() {
     let issued = issuing(&http, "3600");
     let cache = TokenCache::new();
     let cfg = config(&[]);
-    let all = block_on(join_all(
-        (0..50).map(|_| cache.get(&cfg, &http, &kv, &clock)),
-    ));
+    let p = platform(&http, &kv, &clock);
+    let all = block_on(join_all((0..50).map(|_| cache.get(&cfg, &p))));
     assert!(all
         .iter()
         .all(|r| r.as_ref().unwrap().token.access_token() == "tok-1"));
@@ -91,10 +90,10 @@ fn a_new_isolate_uses_the_token_in_kv() {
     let (http, kv, clock) = (FakeHttp::default(), MemoryKv::default(), FakeClock::at(T0));
     let issued = issuing(&http, "3600");
     let cfg = config(&[]);
-    block_on(TokenCache::new().get(&cfg, &http, &kv, &clock)).unwrap();
+    block_on(TokenCache::new().get(&cfg, &platform(&http, &kv, &clock))).unwrap();
     clock.advance(60_000);
     let second_isolate = TokenCache::new();
-    let got = block_on(second_isolate.get(&cfg, &http, &kv, &clock)).unwrap();
+    let got = block_on(second_isolate.get(&cfg, &platform(&http, &kv, &clock))).unwrap();
     assert_eq!(got.source, TokenSource::Kv);
     assert_eq!(got.token.access_token(), "tok-1");
     assert_eq!(issued.get(), 1);
@@ -105,7 +104,7 @@ fn kv_never_holds_a_secret_and_its_key_names_none() {
     let (http, kv, clock) = (FakeHttp::default(), MemoryKv::default(), FakeClock::at(T0));
     issuing(&http, "3600");
     let cfg = config(&[]);
-    block_on(TokenCache::new().get(&cfg, &http, &kv, &clock)).unwrap();
+    block_on(TokenCache::new().get(&cfg, &platform(&http, &kv, &clock))).unwrap();
     let entries = kv.entries.borrow();
     assert_eq!(entries.len(), 1);
     for (key, (value, ttl)) in entries.iter() {
@@ -124,14 +123,14 @@ fn with_an_encryption_key_kv_holds_no_token_in_clear_and_garbage_is_a_miss() {
         "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
     )];
     let cfg = config(&key);
-    block_on(TokenCache::new().get(&cfg, &http, &kv, &clock)).unwrap();
+    block_on(TokenCache::new().get(&cfg, &platform(&http, &kv, &clock))).unwrap();
     assert!(kv
         .entries
         .borrow()
         .values()
         .all(|(v, _)| !v.contains("tok-1")));
     // A second isolate reads it back through the seal.
-    let got = block_on(TokenCache::new().get(&cfg, &http, &kv, &clock)).unwrap();
+    let got = block_on(TokenCache::new().get(&cfg, &platform(&http, &kv, &clock))).unwrap();
     assert_eq!(
         (got.source, got.token.access_token()),
         (TokenSource::Kv, "tok-1")
@@ -140,7 +139,7 @@ fn with_an_encryption_key_kv_holds_no_token_in_clear_and_garbage_is_a_miss() {
     for (v, _) in kv.entries.borrow_mut().values_mut() {
         v.push('x');
     }
-    let got = block_on(TokenCache::new().get(&cfg, &http, &kv, &clock)).unwrap();
+    let got = block_on(TokenCache::new().get(&cfg, &platform(&http, &kv, &clock))).unwrap();
     assert_eq!(
         (got.source, got.token.access_token()),
         (TokenSource::Endpoint, "tok-2")
@@ -154,17 +153,17 @@ fn a_token_is_never_handed_out_inside_its_safety_margin() {
     let issued = issuing(&http, "100");
     let cache = TokenCache::new();
     let cfg = config(&[]);
-    block_on(cache.get(&cfg, &http, &kv, &clock)).unwrap();
+    block_on(cache.get(&cfg, &platform(&http, &kv, &clock))).unwrap();
     clock.advance(89_999); // margin is 10 s of a 100 s life
     assert_eq!(
-        block_on(cache.get(&cfg, &http, &kv, &clock))
+        block_on(cache.get(&cfg, &platform(&http, &kv, &clock)))
             .unwrap()
             .token
             .access_token(),
         "tok-1"
     );
     clock.advance(1);
-    let got = block_on(cache.get(&cfg, &http, &kv, &clock)).unwrap();
+    let got = block_on(cache.get(&cfg, &platform(&http, &kv, &clock))).unwrap();
     assert_eq!(
         got.token.access_token(),
         "tok-2",
@@ -184,19 +183,19 @@ fn an_outage_with_no_token_backs_off_instead_of_calling_per_request() {
     });
     let cache = TokenCache::new();
     let cfg = config(&[]);
-    let first = block_on(cache.get(&cfg, &http, &kv, &clock)).unwrap_err();
+    let first = block_on(cache.get(&cfg, &platform(&http, &kv, &clock))).unwrap_err();
     assert_eq!(first.cause, GrantError::Unreachable);
     assert_eq!(first.retry_after_secs, 2);
     for _ in 0..20 {
-        let again = block_on(cache.get(&cfg, &http, &kv, &clock)).unwrap_err();
+        let again = block_on(cache.get(&cfg, &platform(&http, &kv, &clock))).unwrap_err();
         assert!(again.retry_after_secs >= 1);
         clock.advance(50);
     }
     assert_eq!(calls.get(), 1, "no endpoint call during the back-off");
     clock.advance(2_000);
-    block_on(cache.get(&cfg, &http, &kv, &clock)).unwrap_err();
+    block_on(cache.get(&cfg, &platform(&http, &kv, &clock))).unwrap_err();
     assert_eq!(calls.get(), 2);
-    let third = block_on(cache.get(&cfg, &http, &kv, &clock)).unwrap_err();
+    let third = block_on(cache.get(&cfg, &platform(&http, &kv, &clock))).unwrap_err();
     assert_eq!(third.retry_after_secs, 4, "the back-off doubles");
 }
 
@@ -208,11 +207,11 @@ fn garbage_from_the_endpoint_is_a_failure_and_recovery_clears_the_back_off() {
     });
     let cache = TokenCache::new();
     let cfg = config(&[]);
-    let err = block_on(cache.get(&cfg, &http, &kv, &clock)).unwrap_err();
+    let err = block_on(cache.get(&cfg, &platform(&http, &kv, &clock))).unwrap_err();
     assert_eq!(err.cause, GrantError::NotJson);
     issuing(&http, "3600");
     clock.advance(2_000);
-    let got = block_on(cache.get(&cfg, &http, &kv, &clock)).unwrap();
+    let got = block_on(cache.get(&cfg, &platform(&http, &kv, &clock))).unwrap();
     assert_eq!(got.source, TokenSource::Endpoint);
 }
 
@@ -221,7 +220,7 @@ fn a_failing_kv_costs_an_endpoint_call_not_a_request() {
     let (http, kv, clock) = (FakeHttp::default(), MemoryKv::default(), FakeClock::at(T0));
     issuing(&http, "3600");
     kv.failing.set(true);
-    let got = block_on(TokenCache::new().get(&config(&[]), &http, &kv, &clock)).unwrap();
+    let got = block_on(TokenCache::new().get(&config(&[]), &platform(&http, &kv, &clock))).unwrap();
     assert_eq!(got.source, TokenSource::Endpoint);
 }
 
@@ -233,7 +232,7 @@ fn the_request_follows_the_configured_client_authentication() {
         ("TOKEN_CLIENT_AUTH", "client_secret_basic"),
         ("TOKEN_SCOPE", "profile:read"),
     ]);
-    block_on(TokenCache::new().get(&cfg, &http, &kv, &clock)).unwrap();
+    block_on(TokenCache::new().get(&cfg, &platform(&http, &kv, &clock))).unwrap();
     let seen = http.calls_to("https://idp.example/");
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].method, http::Method::POST);

@@ -14,9 +14,10 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use common::{FakeClock, FakeHttp, MemoryKv};
+use common::{platform, FakeClock, FakeHttp, MemoryKv, Parts};
 use edge_auth_proxy::io::{Coordinator, CoordinatorError, HttpError};
-use edge_auth_proxy::token::coordinator::TokenCoordinator;
+use edge_auth_proxy::jwt::RustCryptoVerifier;
+use edge_auth_proxy::token::coordinator::{Mirrored, TokenCoordinator};
 use edge_auth_proxy::token::protocol::{digest, Answer, Ask};
 use edge_auth_proxy::token::refresh::refresh_from_ms;
 use edge_auth_proxy::token::{
@@ -93,6 +94,16 @@ struct Object {
     refreshes: RefCell<Vec<RefreshAhead>>,
 }
 
+impl Object {
+    /// The object's store: its own storage, every write copied to KV.
+    fn mirrored(&self) -> Mirrored<MemoryKv, MemoryKv> {
+        Mirrored {
+            own: self.own.clone(),
+            kv: self.kv.clone(),
+        }
+    }
+}
+
 /// What an isolate holds: a handle on the one object.
 #[derive(Clone)]
 struct Stub(Rc<Object>);
@@ -113,7 +124,7 @@ impl Coordinator for Stub {
         }
         let core = o.core.borrow().clone();
         let answered = core
-            .answer(&o.cfg, &o.http, &o.own, &o.kv, &o.clock, request)
+            .answer(&o.cfg, &platform(&o.http, &o.mirrored(), &o.clock), request)
             .await
             .expect("a well-formed ask");
         o.refreshes.borrow_mut().extend(answered.refresh);
@@ -128,7 +139,9 @@ impl Stub {
         let jobs: Vec<_> = o.refreshes.borrow_mut().drain(..).collect();
         let core = o.core.borrow().clone();
         jobs.into_iter()
-            .map(|job| block_on(core.refresh(job, &o.cfg, &o.http, &o.own, &o.kv, &o.clock)))
+            .map(|job| {
+                block_on(core.refresh(job, &o.cfg, &platform(&o.http, &o.mirrored(), &o.clock)))
+            })
             .collect()
     }
 
@@ -191,17 +204,28 @@ fn fleet(n: usize, expires_in: u64, extra: &[(&str, &str)]) -> Fleet {
 }
 
 impl Fleet {
+    /// The platform an isolate with KV namespace `kv` sees: the one endpoint, the one
+    /// coordinator.
+    fn on<'a>(
+        &'a self,
+        kv: &'a MemoryKv,
+    ) -> Parts<'a, FakeHttp, MemoryKv, FakeClock, RustCryptoVerifier, Stub> {
+        platform(&self.http, kv, &self.clock).with_coordinator(&self.stub)
+    }
+
     fn get(&self, i: usize) -> Result<Obtained, TokenUnavailable> {
         let (cache, kv) = &self.isolates[i];
-        block_on(cache.get_via(&self.cfg, &self.http, kv, &self.stub, &self.clock))
+        block_on(cache.get(&self.cfg, &self.on(kv)))
     }
 
     /// `per_isolate` concurrent requests in every isolate at once.
     fn burst(&self, per_isolate: usize) -> Vec<Result<String, u64>> {
-        let futures = self.isolates.iter().flat_map(|(cache, kv)| {
-            (0..per_isolate)
-                .map(move |_| cache.get_via(&self.cfg, &self.http, kv, &self.stub, &self.clock))
-        });
+        let parts: Vec<_> = self.isolates.iter().map(|(_, kv)| self.on(kv)).collect();
+        let futures = self
+            .isolates
+            .iter()
+            .zip(&parts)
+            .flat_map(|((cache, _), p)| (0..per_isolate).map(move |_| cache.get(&self.cfg, p)));
         block_on(join_all(futures))
             .into_iter()
             .map(|r| {
@@ -271,12 +295,10 @@ fn the_coordinator_refreshes_ahead_once_for_every_isolate() {
     let mut outcomes = Vec::new();
     for (cache, kv) in &f.isolates {
         // Requests keep being served from memory meanwhile.
-        let now = block_on(cache.get_via(&f.cfg, &f.http, kv, &f.stub, &f.clock)).unwrap();
+        let now = block_on(cache.get(&f.cfg, &f.on(kv))).unwrap();
         assert_eq!(now.token.access_token(), "tok-1");
         let job = cache.refresh_due(&f.cfg, f.clock.0.get()).expect("due");
-        outcomes.push(block_on(
-            cache.refresh_via(job, &f.cfg, &f.http, kv, &f.stub, &f.clock),
-        ));
+        outcomes.push(block_on(cache.refresh(job, &f.cfg, &f.on(kv))));
     }
     assert!(
         outcomes.iter().all(
@@ -324,7 +346,7 @@ fn one_refusal_costs_the_deployment_one_new_token() {
     assert!(used.iter().all(|t| t.access_token() == "tok-1"));
     // The origin refuses tok-1 in every isolate, one after the other.
     for (i, (cache, kv)) in f.isolates.iter().enumerate() {
-        let r = block_on(cache.reject_via(&used[i], &f.cfg, kv, &f.stub, &f.clock));
+        let r = block_on(cache.reject(&used[i], &f.cfg, &f.on(kv)));
         assert_eq!(r, Rejection::Dropped, "isolate {i}");
         let fresh = f.get(i).unwrap();
         assert_eq!(fresh.token.access_token(), "tok-2", "isolate {i}");
@@ -497,9 +519,8 @@ fn an_isolate_falls_back_to_its_own_single_fill_when_the_coordinator_fails() {
         let f = fleet(2, 3_600, &[]);
         f.stub.0.link.set(link);
         let (cache, kv) = &f.isolates[1];
-        let all = block_on(join_all(
-            (0..10).map(|_| cache.get_via(&f.cfg, &f.http, kv, &f.stub, &f.clock)),
-        ));
+        let p = f.on(kv);
+        let all = block_on(join_all((0..10).map(|_| cache.get(&f.cfg, &p))));
         let filled: Vec<_> = all
             .iter()
             .filter(|r| r.as_ref().unwrap().source == TokenSource::Endpoint)
@@ -523,7 +544,7 @@ fn a_cached_token_is_served_without_asking_a_failing_coordinator() {
     let asks = f.stub.asks();
     assert_eq!(f.get(0).unwrap().source, TokenSource::Memory);
     let (fresh_isolate, kv0) = (TokenCache::new(), &f.isolates[0].1);
-    let got = block_on(fresh_isolate.get_via(&f.cfg, &f.http, kv0, &f.stub, &f.clock)).unwrap();
+    let got = block_on(fresh_isolate.get(&f.cfg, &f.on(kv0))).unwrap();
     assert_eq!(got.source, TokenSource::Kv);
     assert_eq!(f.stub.asks(), asks);
     assert_eq!(f.ep.calls.get(), 1);
@@ -535,7 +556,7 @@ fn a_refused_token_is_dropped_locally_even_when_the_coordinator_cannot_be_told()
     let used = f.get(1).unwrap().token;
     f.stub.0.link.set(Link::Unreachable);
     let (cache, kv) = &f.isolates[1];
-    let r = block_on(cache.reject_via(&used, &f.cfg, kv, &f.stub, &f.clock));
+    let r = block_on(cache.reject(&used, &f.cfg, &f.on(kv)));
     assert_eq!(r, Rejection::Dropped);
     let fresh = f.get(1).unwrap();
     assert_eq!(

@@ -9,7 +9,7 @@ use std::cell::Cell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use common::{FakeClock, FakeHttp, MemoryKv};
+use common::{platform, FakeClock, FakeHttp, MemoryKv};
 use edge_auth_proxy::io::{Body, HttpError, NoCoordinator, NoRateLimiters};
 use edge_auth_proxy::jwt::RustCryptoVerifier;
 use edge_auth_proxy::proxy::{Gateway, GatewayRequest, Services};
@@ -138,7 +138,7 @@ fn a_token_in_its_window_is_refreshed_once_in_the_background_while_requests_keep
     let ep = endpoint(&http, 3_600);
     let cache = TokenCache::with_jitter(|| Jitter::NONE);
     let cfg = config();
-    let first = block_on(cache.get(&cfg, &http, &kv, &clock)).unwrap();
+    let first = block_on(cache.get(&cfg, &platform(&http, &kv, &clock))).unwrap();
     let refresh_from = refresh_from_ms(&first.token);
     assert_eq!(refresh_from, T0 + 3_540_000 - 720_000);
 
@@ -151,16 +151,16 @@ fn a_token_in_its_window_is_refreshed_once_in_the_background_while_requests_keep
         "one refresh at a time"
     );
     // While the refresh is claimed (in flight), requests use the current token at once.
-    let during = block_on(cache.get(&cfg, &http, &kv, &clock)).unwrap();
+    let during = block_on(cache.get(&cfg, &platform(&http, &kv, &clock))).unwrap();
     assert_eq!(
         (during.source, during.token.access_token()),
         (TokenSource::Memory, "tok-1")
     );
     assert_eq!(ep.calls.get(), 1);
 
-    let outcome = block_on(cache.refresh(job, &cfg, &http, &kv, &clock));
+    let outcome = block_on(cache.refresh(job, &cfg, &platform(&http, &kv, &clock)));
     assert_eq!(outcome, RefreshOutcome::Refreshed(TokenSource::Endpoint));
-    let after = block_on(cache.get(&cfg, &http, &kv, &clock)).unwrap();
+    let after = block_on(cache.get(&cfg, &platform(&http, &kv, &clock))).unwrap();
     assert_eq!(after.token.access_token(), "tok-2");
     assert!(cache.refresh_due(&cfg, clock.0.get()).is_none());
     assert_eq!(ep.calls.get(), 2);
@@ -172,7 +172,9 @@ fn a_dropped_refresh_claim_is_released() {
     endpoint(&http, 3_600);
     let cache = TokenCache::with_jitter(|| Jitter::NONE);
     let cfg = config();
-    let t = block_on(cache.get(&cfg, &http, &kv, &clock)).unwrap().token;
+    let t = block_on(cache.get(&cfg, &platform(&http, &kv, &clock)))
+        .unwrap()
+        .token;
     clock.0.set(refresh_from_ms(&t));
     drop(cache.refresh_due(&cfg, clock.0.get()).unwrap());
     assert!(cache.refresh_due(&cfg, clock.0.get()).is_some());
@@ -186,21 +188,23 @@ fn a_refresh_takes_the_newer_token_another_isolate_put_in_kv() {
     // Isolate B refreshes with the most jitter (earliest), isolate A with none.
     let a = TokenCache::with_jitter(|| Jitter::NONE);
     let b = TokenCache::with_jitter(|| Jitter::MAX);
-    let t = block_on(a.get(&cfg, &http, &kv, &clock)).unwrap().token;
-    let got = block_on(b.get(&cfg, &http, &kv, &clock)).unwrap();
+    let t = block_on(a.get(&cfg, &platform(&http, &kv, &clock)))
+        .unwrap()
+        .token;
+    let got = block_on(b.get(&cfg, &platform(&http, &kv, &clock))).unwrap();
     assert_eq!(got.source, TokenSource::Kv);
 
     clock.0.set(refresh_at_ms(&t, Jitter::MAX));
     assert!(a.refresh_due(&cfg, clock.0.get()).is_none());
     let job = b.refresh_due(&cfg, clock.0.get()).unwrap();
     assert_eq!(
-        block_on(b.refresh(job, &cfg, &http, &kv, &clock)),
+        block_on(b.refresh(job, &cfg, &platform(&http, &kv, &clock))),
         RefreshOutcome::Refreshed(TokenSource::Endpoint)
     );
     clock.0.set(refresh_from_ms(&t));
     let job = a.refresh_due(&cfg, clock.0.get()).unwrap();
     assert_eq!(
-        block_on(a.refresh(job, &cfg, &http, &kv, &clock)),
+        block_on(a.refresh(job, &cfg, &platform(&http, &kv, &clock))),
         RefreshOutcome::Refreshed(TokenSource::Kv),
         "A found B's token in KV"
     );
@@ -209,7 +213,7 @@ fn a_refresh_takes_the_newer_token_another_isolate_put_in_kv() {
         2,
         "two isolates, two lifetimes' worth: two calls"
     );
-    let a_now = block_on(a.get(&cfg, &http, &kv, &clock)).unwrap();
+    let a_now = block_on(a.get(&cfg, &platform(&http, &kv, &clock))).unwrap();
     assert_eq!(a_now.token.access_token(), "tok-2");
 }
 
@@ -222,18 +226,20 @@ fn with_the_endpoint_down_the_cached_token_serves_until_its_margin_and_never_aft
     let ep = endpoint(&http, 3_600);
     let cache = TokenCache::with_jitter(|| Jitter::NONE);
     let cfg = config();
-    let t = block_on(cache.get(&cfg, &http, &kv, &clock)).unwrap().token;
+    let t = block_on(cache.get(&cfg, &platform(&http, &kv, &clock)))
+        .unwrap()
+        .token;
     ep.mode.set(Idp::Down);
 
     // Walk through the window: every request gets the token; refreshes fail and back off.
     clock.0.set(refresh_from_ms(&t));
     let mut refreshes = 0;
     while clock.0.get() < t.usable_until_ms() {
-        let got = block_on(cache.get(&cfg, &http, &kv, &clock)).unwrap();
+        let got = block_on(cache.get(&cfg, &platform(&http, &kv, &clock))).unwrap();
         assert_eq!(got.token.access_token(), "tok-1");
         if let Some(job) = cache.refresh_due(&cfg, clock.0.get()) {
             refreshes += 1;
-            let outcome = block_on(cache.refresh(job, &cfg, &http, &kv, &clock));
+            let outcome = block_on(cache.refresh(job, &cfg, &platform(&http, &kv, &clock)));
             assert_eq!(outcome, RefreshOutcome::Failed(GrantError::Unreachable));
         }
         clock.advance(1_000);
@@ -244,7 +250,7 @@ fn with_the_endpoint_down_the_cached_token_serves_until_its_margin_and_never_aft
 
     // At expiry minus the margin it is not sent any more: 503 territory.
     clock.0.set(t.usable_until_ms());
-    let err = block_on(cache.get(&cfg, &http, &kv, &clock)).unwrap_err();
+    let err = block_on(cache.get(&cfg, &platform(&http, &kv, &clock))).unwrap_err();
     assert!(err.retry_after_secs >= 1);
 }
 
@@ -254,14 +260,16 @@ fn a_back_off_never_outlasts_the_cached_token() {
     let ep = endpoint(&http, 20);
     let cache = TokenCache::with_jitter(|| Jitter::NONE);
     let cfg = config();
-    let t = block_on(cache.get(&cfg, &http, &kv, &clock)).unwrap().token;
+    let t = block_on(cache.get(&cfg, &platform(&http, &kv, &clock)))
+        .unwrap()
+        .token;
     assert_eq!(t.usable_until_ms(), T0 + 18_000);
     ep.mode.set(Idp::Down);
     // Refreshes from 9 s fail: back-off 2, 4, 8 s would reach past 18 s.
     clock.0.set(refresh_from_ms(&t));
     while clock.0.get() < t.usable_until_ms() {
         if let Some(job) = cache.refresh_due(&cfg, clock.0.get()) {
-            block_on(cache.refresh(job, &cfg, &http, &kv, &clock));
+            block_on(cache.refresh(job, &cfg, &platform(&http, &kv, &clock)));
         }
         clock.advance(100);
     }
@@ -269,7 +277,7 @@ fn a_back_off_never_outlasts_the_cached_token() {
     // The endpoint is back; the first request past the usable time fills at once.
     ep.mode.set(Idp::Up);
     clock.0.set(t.usable_until_ms());
-    let got = block_on(cache.get(&cfg, &http, &kv, &clock)).unwrap();
+    let got = block_on(cache.get(&cfg, &platform(&http, &kv, &clock))).unwrap();
     assert_eq!(
         (got.source, got.token.access_token()),
         (TokenSource::Endpoint, "tok-2")
@@ -286,7 +294,7 @@ fn with_nothing_cached_the_back_off_doubles_and_one_call_is_made_per_back_off() 
     let mut answers = Vec::new();
     // One request every 100 ms for 30 s.
     for _ in 0..300 {
-        let err = block_on(cache.get(&cfg, &http, &kv, &clock)).unwrap_err();
+        let err = block_on(cache.get(&cfg, &platform(&http, &kv, &clock))).unwrap_err();
         if err.called_endpoint {
             answers.push((clock.0.get() - T0, err.retry_after_secs));
         }
@@ -307,7 +315,7 @@ fn a_refused_client_is_a_configuration_error_retried_once_a_minute() {
     ep.mode.set(Idp::RefusesClient);
     let cache = TokenCache::new();
     let cfg = config();
-    let err = block_on(cache.get(&cfg, &http, &kv, &clock)).unwrap_err();
+    let err = block_on(cache.get(&cfg, &platform(&http, &kv, &clock))).unwrap_err();
     assert_eq!(err.retry_after_secs, 60);
     assert!(err
         .cause
@@ -316,11 +324,11 @@ fn a_refused_client_is_a_configuration_error_retried_once_a_minute() {
         .contains("CLIENT_SECRET"));
     for _ in 0..59 {
         clock.advance(1_000);
-        assert!(block_on(cache.get(&cfg, &http, &kv, &clock)).is_err());
+        assert!(block_on(cache.get(&cfg, &platform(&http, &kv, &clock))).is_err());
     }
     assert_eq!(ep.calls.get(), 1);
     clock.advance(1_000);
-    assert!(block_on(cache.get(&cfg, &http, &kv, &clock)).is_err());
+    assert!(block_on(cache.get(&cfg, &platform(&http, &kv, &clock))).is_err());
     assert_eq!(ep.calls.get(), 2);
 }
 
@@ -333,31 +341,33 @@ fn a_refused_token_is_dropped_only_while_it_is_the_cached_one() {
     let ep = endpoint(&http, 3_600);
     let cache = TokenCache::new();
     let cfg = config();
-    let t1 = block_on(cache.get(&cfg, &http, &kv, &clock)).unwrap().token;
+    let t1 = block_on(cache.get(&cfg, &platform(&http, &kv, &clock)))
+        .unwrap()
+        .token;
     assert_eq!(kv.entries.borrow().len(), 1);
 
     assert_eq!(
-        block_on(cache.reject(&t1, &cfg, &kv, &clock)),
+        block_on(cache.reject(&t1, &cfg, &platform(&http, &kv, &clock))),
         Rejection::Dropped
     );
     assert!(kv.entries.borrow().is_empty(), "KV held it: deleted");
     // A second request that used the same token finds it already gone.
     assert_eq!(
-        block_on(cache.reject(&t1, &cfg, &kv, &clock)),
+        block_on(cache.reject(&t1, &cfg, &platform(&http, &kv, &clock))),
         Rejection::AlreadyReplaced
     );
-    let t2 = block_on(cache.get(&cfg, &http, &kv, &clock)).unwrap();
+    let t2 = block_on(cache.get(&cfg, &platform(&http, &kv, &clock))).unwrap();
     assert_eq!(
         (t2.source, t2.token.access_token()),
         (TokenSource::Endpoint, "tok-2")
     );
     // And after the new token is in place, a late 401 on tok-1 leaves it alone.
     assert_eq!(
-        block_on(cache.reject(&t1, &cfg, &kv, &clock)),
+        block_on(cache.reject(&t1, &cfg, &platform(&http, &kv, &clock))),
         Rejection::AlreadyReplaced
     );
     assert_eq!(
-        block_on(cache.get(&cfg, &http, &kv, &clock))
+        block_on(cache.get(&cfg, &platform(&http, &kv, &clock)))
             .unwrap()
             .token
             .access_token(),
@@ -372,11 +382,13 @@ fn kv_keeps_another_isolates_token_and_never_gives_back_the_refused_one() {
     let ep = endpoint(&http, 3_600);
     let cfg = config();
     let a = TokenCache::new();
-    let t1 = block_on(a.get(&cfg, &http, &kv, &clock)).unwrap().token;
+    let t1 = block_on(a.get(&cfg, &platform(&http, &kv, &clock)))
+        .unwrap()
+        .token;
     // Another isolate has since put its own token in KV: it stays.
-    block_on(TokenCache::new().prewarm(&cfg, &http, &kv, &clock));
+    block_on(TokenCache::new().prewarm(&cfg, &platform(&http, &kv, &clock)));
     let b = TokenCache::new();
-    let other = block_on(b.get(&cfg, &http, &kv, &clock)).unwrap();
+    let other = block_on(b.get(&cfg, &platform(&http, &kv, &clock))).unwrap();
     assert_eq!(other.source, TokenSource::Kv);
     let before = kv.entries.borrow().clone();
     {
@@ -388,11 +400,11 @@ fn kv_keeps_another_isolates_token_and_never_gives_back_the_refused_one() {
             .insert(key.clone(), (t9.to_kv(None, &key).unwrap(), 3_540));
     }
     assert_eq!(
-        block_on(a.reject(&t1, &cfg, &kv, &clock)),
+        block_on(a.reject(&t1, &cfg, &platform(&http, &kv, &clock))),
         Rejection::Dropped
     );
     assert_eq!(kv.entries.borrow().len(), 1, "tok-9 is not ours to delete");
-    let got = block_on(a.get(&cfg, &http, &kv, &clock)).unwrap();
+    let got = block_on(a.get(&cfg, &platform(&http, &kv, &clock))).unwrap();
     assert_eq!(
         (got.source, got.token.access_token()),
         (TokenSource::Kv, "tok-9")
@@ -401,15 +413,17 @@ fn kv_keeps_another_isolates_token_and_never_gives_back_the_refused_one() {
     // If KV still shows the refused token (its delete not visible yet), it is not taken back.
     *kv.entries.borrow_mut() = before;
     let c = TokenCache::new();
-    let t = block_on(c.get(&cfg, &http, &kv, &clock)).unwrap().token;
+    let t = block_on(c.get(&cfg, &platform(&http, &kv, &clock)))
+        .unwrap()
+        .token;
     assert_eq!(t.access_token(), "tok-1");
     kv.failing.set(true); // the delete cannot happen
     assert_eq!(
-        block_on(c.reject(&t, &cfg, &kv, &clock)),
+        block_on(c.reject(&t, &cfg, &platform(&http, &kv, &clock))),
         Rejection::Dropped
     );
     kv.failing.set(false);
-    let got = block_on(c.get(&cfg, &http, &kv, &clock)).unwrap();
+    let got = block_on(c.get(&cfg, &platform(&http, &kv, &clock))).unwrap();
     assert_eq!(got.source, TokenSource::Endpoint);
     assert_ne!(got.token.access_token(), "tok-1");
     assert_eq!(ep.calls.get(), 2);
@@ -421,20 +435,24 @@ fn an_origin_refusing_every_token_costs_one_endpoint_call_per_cooldown() {
     let ep = endpoint(&http, 3_600);
     let cache = TokenCache::new();
     let cfg = config();
-    let t1 = block_on(cache.get(&cfg, &http, &kv, &clock)).unwrap().token;
+    let t1 = block_on(cache.get(&cfg, &platform(&http, &kv, &clock)))
+        .unwrap()
+        .token;
     assert_eq!(
-        block_on(cache.reject(&t1, &cfg, &kv, &clock)),
+        block_on(cache.reject(&t1, &cfg, &platform(&http, &kv, &clock))),
         Rejection::Dropped
     );
-    let t2 = block_on(cache.get(&cfg, &http, &kv, &clock)).unwrap().token;
+    let t2 = block_on(cache.get(&cfg, &platform(&http, &kv, &clock)))
+        .unwrap()
+        .token;
     clock.advance(REJECT_COOLDOWN_MS - 1);
     assert_eq!(
-        block_on(cache.reject(&t2, &cfg, &kv, &clock)),
+        block_on(cache.reject(&t2, &cfg, &platform(&http, &kv, &clock))),
         Rejection::Kept
     );
     clock.advance(1);
     assert_eq!(
-        block_on(cache.reject(&t2, &cfg, &kv, &clock)),
+        block_on(cache.reject(&t2, &cfg, &platform(&http, &kv, &clock))),
         Rejection::Dropped
     );
     assert_eq!(ep.calls.get(), 2);
@@ -450,26 +468,26 @@ fn the_scheduled_prewarm_fills_kv_then_leaves_a_fresh_token_alone() {
     let cfg = config();
     let cron = TokenCache::with_jitter(|| Jitter::NONE);
     assert_eq!(
-        block_on(cron.prewarm(&cfg, &http, &kv, &clock)),
+        block_on(cron.prewarm(&cfg, &platform(&http, &kv, &clock))),
         RefreshOutcome::Refreshed(TokenSource::Endpoint)
     );
     clock.advance(300_000);
     assert_eq!(
-        block_on(cron.prewarm(&cfg, &http, &kv, &clock)),
+        block_on(cron.prewarm(&cfg, &platform(&http, &kv, &clock))),
         RefreshOutcome::Fresh
     );
     // A new isolate after a quiet spell: the token is in KV, no endpoint call.
-    let got = block_on(TokenCache::new().get(&cfg, &http, &kv, &clock)).unwrap();
+    let got = block_on(TokenCache::new().get(&cfg, &platform(&http, &kv, &clock))).unwrap();
     assert_eq!(got.source, TokenSource::Kv);
     // Another cron isolate, cold, finds KV's token fresh and takes it.
     assert_eq!(
-        block_on(TokenCache::new().prewarm(&cfg, &http, &kv, &clock)),
+        block_on(TokenCache::new().prewarm(&cfg, &platform(&http, &kv, &clock))),
         RefreshOutcome::Refreshed(TokenSource::Kv)
     );
     // In the window, the cron refreshes.
     clock.0.set(T0 + 3_540_000 - 720_000);
     assert_eq!(
-        block_on(cron.prewarm(&cfg, &http, &kv, &clock)),
+        block_on(cron.prewarm(&cfg, &platform(&http, &kv, &clock))),
         RefreshOutcome::Refreshed(TokenSource::Endpoint)
     );
     assert_eq!(ep.calls.get(), 2);
@@ -477,10 +495,10 @@ fn the_scheduled_prewarm_fills_kv_then_leaves_a_fresh_token_alone() {
     ep.mode.set(Idp::RefusesClient);
     let cold = TokenCache::new();
     kv.entries.borrow_mut().clear();
-    let failed = block_on(cold.prewarm(&cfg, &http, &kv, &clock));
+    let failed = block_on(cold.prewarm(&cfg, &platform(&http, &kv, &clock)));
     assert!(matches!(failed, RefreshOutcome::Failed(ref e) if e.config_problem().is_some()));
     assert!(matches!(
-        block_on(cold.prewarm(&cfg, &http, &kv, &clock)),
+        block_on(cold.prewarm(&cfg, &platform(&http, &kv, &clock))),
         RefreshOutcome::BackingOff(_)
     ));
     assert_eq!(ep.calls.get(), 3);

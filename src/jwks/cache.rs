@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use super::freshness::{fresh_secs, MAX_FRESH_SECS};
 use super::stored::{kv_key, StoredJwks};
 use crate::flight::{backoff_ms, retry_after_secs, Flight, FlightGuard, POLL_MS};
-use crate::io::{Body, Clock, HttpClient, HttpError, KeyValue, OutboundRequest};
+use crate::io::{Body, Clock, HttpClient, HttpError, KeyValue, OutboundRequest, Platform};
 use crate::jwt::{JwtSettings, KeySet};
 
 /// A token naming an unknown `kid` makes at most one refetch per this interval per isolate
@@ -155,18 +155,12 @@ impl JwksCache {
     }
 
     /// The keys to check a token with now. Without `JWKS_URL`, the configured keys.
-    pub async fn keys<H, S, C>(
+    pub async fn keys<P: Platform>(
         &self,
         settings: &JwtSettings,
-        http: &H,
-        store: &S,
-        clock: &C,
-    ) -> Result<KeysView, KeysUnavailable>
-    where
-        H: HttpClient,
-        S: KeyValue,
-        C: Clock,
-    {
+        p: &P,
+    ) -> Result<KeysView, KeysUnavailable> {
+        let clock = p.clock();
         let Some(url) = settings.jwks_url.as_deref() else {
             return Ok(KeysView {
                 keys: self.configured(settings),
@@ -180,7 +174,7 @@ impl JwksCache {
                 Next::Unavailable(u) => return Err(u),
                 Next::Wait => clock.sleep(POLL_MS).await,
                 Next::Fill(guard) => {
-                    let got = load(url, Sources::KvFreshUntil(now), http, store, clock).await;
+                    let got = load(url, Sources::KvFreshUntil(now), p).await;
                     let event = got.event();
                     self.record(settings, got, clock.now_ms());
                     drop(guard);
@@ -202,19 +196,13 @@ impl JwksCache {
     /// fetched now if the rate limit allows, or `None`; and what the fetch did, if this request
     /// made one. Requests arriving while a fetch is in flight wait for it and take its answer
     /// rather than start another.
-    pub async fn refetch_for_kid<H, S, C>(
+    pub async fn refetch_for_kid<P: Platform>(
         &self,
         kid: &str,
         settings: &JwtSettings,
-        http: &H,
-        store: &S,
-        clock: &C,
-    ) -> (Option<Rc<Keys>>, Option<JwksEvent>)
-    where
-        H: HttpClient,
-        S: KeyValue,
-        C: Clock,
-    {
+        p: &P,
+    ) -> (Option<Rc<Keys>>, Option<JwksEvent>) {
+        let clock = p.clock();
         let Some(url) = settings.jwks_url.as_deref() else {
             return (None, None);
         };
@@ -251,7 +239,7 @@ impl JwksCache {
                 clock.sleep(POLL_MS).await;
                 continue;
             };
-            let got = load(url, Sources::Provider, http, store, clock).await;
+            let got = load(url, Sources::Provider, p).await;
             let event = got.event();
             let answered = got.failure.is_none();
             self.record(settings, got, clock.now_ms());
@@ -280,20 +268,14 @@ impl JwksCache {
 
     /// For the scheduled handler: fetches the set when it would stop being fresh within
     /// `ahead_ms`, so requests rarely find it stale. `None` when nothing needed doing.
-    pub async fn refresh<H, S, C>(
+    pub async fn refresh<P: Platform>(
         &self,
         settings: &JwtSettings,
         ahead_ms: u64,
-        http: &H,
-        store: &S,
-        clock: &C,
-    ) -> Option<JwksEvent>
-    where
-        H: HttpClient,
-        S: KeyValue,
-        C: Clock,
-    {
+        p: &P,
+    ) -> Option<JwksEvent> {
         let url = settings.jwks_url.as_deref()?;
+        let clock = p.clock();
         let now = clock.now_ms();
         let wanted_until = now.saturating_add(ahead_ms);
         let guard = {
@@ -307,7 +289,7 @@ impl JwksCache {
             }
             self.flight.try_start(now, ABANDON_AFTER_MS)?
         };
-        let got = load(url, Sources::KvFreshUntil(wanted_until), http, store, clock).await;
+        let got = load(url, Sources::KvFreshUntil(wanted_until), p).await;
         let event = got.event();
         self.record(settings, got, clock.now_ms());
         drop(guard);
@@ -441,12 +423,8 @@ impl Loaded {
     }
 }
 
-async fn load<H, S, C>(url: &str, sources: Sources, http: &H, store: &S, clock: &C) -> Loaded
-where
-    H: HttpClient,
-    S: KeyValue,
-    C: Clock,
-{
+async fn load<P: Platform>(url: &str, sources: Sources, p: &P) -> Loaded {
+    let (store, clock) = (p.store(), p.clock());
     let key = kv_key(url);
     let mut older = None;
     if let Sources::KvFreshUntil(until) = sources {
@@ -471,7 +449,7 @@ where
             }
         }
     }
-    match fetch(url, http, clock).await {
+    match fetch(url, p).await {
         Ok(fetched) => {
             let stored = StoredJwks {
                 fresh_until_ms: fetched.fresh_until_ms,
@@ -513,11 +491,8 @@ fn kv_fresh_until(claimed_ms: u64, now: u64) -> u64 {
     }
 }
 
-async fn fetch<H, C>(url: &str, http: &H, clock: &C) -> Result<Fetched, JwksFailure>
-where
-    H: HttpClient,
-    C: Clock,
-{
+async fn fetch<P: Platform>(url: &str, p: &P) -> Result<Fetched, JwksFailure> {
+    let (http, clock) = (p.http(), p.clock());
     let mut headers = HeaderMap::new();
     headers.insert(
         http::header::ACCEPT,

@@ -1,6 +1,6 @@
 //! The `JWT_*` and `JWKS_URL` settings, read and checked against each other once per isolate.
 
-use crate::config::{endpoint_url, number, optional, required, ConfigError, Lookup};
+use crate::setting::{endpoint_url, number, optional, required, ConfigError, Lookup};
 
 use super::{Alg, KeySet};
 

@@ -29,7 +29,7 @@ use super::IntrospectionSettings;
 use crate::bounded::BoundedMap;
 use crate::claims::Claims;
 use crate::flight::{self, retry_after_secs, POLL_MS};
-use crate::io::{Body, Clock, HttpClient, HttpError, OutboundRequest};
+use crate::io::{Body, Clock, HttpClient, HttpError, OutboundRequest, Platform};
 use crate::token::TokenConfig;
 
 /// An active answer is remembered at most this long, whatever its `exp`.
@@ -172,18 +172,14 @@ impl SessionCache {
 
     /// What the endpoint says of `identifier`, from memory when it answered recently.
     /// Concurrent requests with one identifier cause one call.
-    pub async fn check<H, C>(
+    pub async fn check<P: Platform>(
         &self,
         identifier: &str,
         settings: &IntrospectionSettings,
         client: &TokenConfig,
-        http: &H,
-        clock: &C,
-    ) -> Result<Vouched, Unvouched>
-    where
-        H: HttpClient,
-        C: Clock,
-    {
+        p: &P,
+    ) -> Result<Vouched, Unvouched> {
+        let clock = p.clock();
         let digest: Digest32 = Sha256::digest(identifier.as_bytes()).into();
         let abandon_ms = settings.timeout_ms.saturating_add(ABANDON_GRACE_MS);
         loop {
@@ -191,7 +187,7 @@ impl SessionCache {
                 Next::Ready(result) => return result,
                 Next::Wait => clock.sleep(POLL_MS).await,
                 Next::Call(guard) => {
-                    let answer = call(identifier, settings, client, http, clock).await;
+                    let answer = call(identifier, settings, client, p).await;
                     return self.record(guard, answer, clock.now_ms());
                 }
             }
@@ -326,13 +322,13 @@ impl Inner {
 }
 
 /// One call to the endpoint.
-async fn call<H: HttpClient, C: Clock>(
+async fn call<P: Platform>(
     identifier: &str,
     settings: &IntrospectionSettings,
     client: &TokenConfig,
-    http: &H,
-    clock: &C,
+    p: &P,
 ) -> Result<Answer, IntrospectionError> {
+    let http = p.http();
     let (headers, form) = introspect::request(identifier, client);
     let response = http
         .send(OutboundRequest {
@@ -351,5 +347,5 @@ async fn call<H: HttpClient, C: Clock>(
         .read_body(response.body, MAX_ANSWER_BYTES)
         .await
         .map_err(|_| IntrospectionError::NotJson)?;
-    introspect::parse_answer(response.status, &body, clock.now_ms() / 1000)
+    introspect::parse_answer(response.status, &body, p.clock().now_ms() / 1000)
 }

@@ -22,7 +22,7 @@ pub use introspect::{parse_answer, request, Answer, IntrospectionError, MAX_ANSW
 
 use std::fmt;
 
-use crate::config::{endpoint_url, number, optional, ConfigError, Lookup};
+use crate::setting::{endpoint_url, number, optional, ConfigError, Lookup};
 
 const URL: &str = "INTROSPECTION_URL";
 const TIMEOUT: &str = "INTROSPECTION_TIMEOUT_MS";

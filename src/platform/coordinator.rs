@@ -12,9 +12,13 @@ use wasm_bindgen::JsValue;
 use worker::{durable_object, DurableObject, Env, Method, Request, RequestInit, Response, State};
 
 use super::{FetchClient, Kv, WorkerClock};
-use crate::io::{Coordinator, CoordinatorError, KeyValue, StoreError};
+use crate::io::{
+    Coordinator, CoordinatorError, KeyValue, NoCoordinator, NoRateLimiters, StoreError,
+};
+use crate::jwt::RustCryptoVerifier;
 use crate::log::TaskLog;
-use crate::token::coordinator::TokenCoordinator as Core;
+use crate::proxy::Services;
+use crate::token::coordinator::{Mirrored, TokenCoordinator as Core};
 use crate::token::protocol::MAX_ANSWER_BYTES;
 use crate::token::TokenConfig;
 
@@ -179,12 +183,20 @@ impl DurableObject for TokenCoordinator {
             return Response::error("token settings are invalid", 500);
         };
         let ask = req.text().await?;
-        let own = DoStorage(Rc::new(self.state.storage()));
-        let kv = Kv::new(self.env.clone(), crate::KV_BINDING);
-        let answered = self
-            .core
-            .answer(&cfg, &FetchClient, &own, &kv, &WorkerClock, &ask)
-            .await;
+        // Its own storage, mirrored to KV; no coordinator (it is the one), and no JWT is
+        // checked here, so the verifier and rate limiters are never used.
+        let platform = Services {
+            http: FetchClient,
+            store: Mirrored {
+                own: DoStorage(Rc::new(self.state.storage())),
+                kv: Kv::new(self.env.clone(), crate::KV_BINDING),
+            },
+            clock: WorkerClock,
+            verifier: RustCryptoVerifier,
+            coordinator: NoCoordinator,
+            rate_limiters: NoRateLimiters,
+        };
+        let answered = self.core.answer(&cfg, &platform, &ask).await;
         let Some(answered) = answered else {
             return Response::error("not an ask", 400);
         };
@@ -193,9 +205,7 @@ impl DurableObject for TokenCoordinator {
             let core = self.core.clone();
             self.state.wait_until(async move {
                 let started = worker::Date::now().as_millis();
-                let outcome = core
-                    .refresh(job, &cfg, &FetchClient, &own, &kv, &WorkerClock)
-                    .await;
+                let outcome = core.refresh(job, &cfg, &platform).await;
                 let log = TaskLog {
                     event: "coordinator_refresh",
                     token: outcome.as_str(),

@@ -15,11 +15,11 @@
 //! its refresh window (`refresh`) and run by the platform after that request's response
 //! (`ctx.wait_until`); meanwhile every request keeps using the still-usable token.
 //!
-//! With a token coordinator bound (`TOKEN_COORDINATOR`, the `*_via` methods), a fill that finds
-//! nothing usable in KV asks the coordinator instead of the endpoint, and a drop after an origin
-//! refusal goes through it too, so the whole deployment shares one token and one back-off. A
-//! coordinator that fails or answers garbage is noted (`Obtained::coordinator`) and the fill
-//! goes on to the endpoint, exactly as without one.
+//! With a token coordinator bound (`TOKEN_COORDINATOR`, the platform's `coordinator`), a fill
+//! that finds nothing usable in KV asks the coordinator instead of the endpoint, and a drop
+//! after an origin refusal goes through it too, so the whole deployment shares one token and
+//! one back-off. A coordinator that fails or answers garbage is noted (`Obtained::coordinator`)
+//! and the fill goes on to the endpoint, exactly as without one.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -33,8 +33,8 @@ use super::refresh::{self, Jitter};
 use super::TokenConfig;
 use crate::flight::{self, retry_after_secs, Flight, FlightGuard, POLL_MS};
 use crate::io::{
-    Body, Clock, Coordinator, CoordinatorError, HttpClient, HttpError, KeyValue, NoCoordinator,
-    OutboundRequest,
+    Body, Clock, Coordinator, CoordinatorError, HttpClient, HttpError, KeyValue, OutboundRequest,
+    Platform,
 };
 
 /// Where a request's access token came from, for the log line.
@@ -246,37 +246,14 @@ impl TokenCache {
         self
     }
 
-    /// A token that may be sent now. Concurrent callers that miss memory cause one fill.
-    pub async fn get<H, S, C>(
+    /// A token that may be sent now, asking the platform's coordinator (when bound) before
+    /// the endpoint. Concurrent callers that miss memory cause one fill.
+    pub async fn get<P: Platform>(
         &self,
         cfg: &TokenConfig,
-        http: &H,
-        store: &S,
-        clock: &C,
-    ) -> Result<Obtained, TokenUnavailable>
-    where
-        H: HttpClient,
-        S: KeyValue,
-        C: Clock,
-    {
-        self.get_via(cfg, http, store, &NoCoordinator, clock).await
-    }
-
-    /// `get`, asking `coord` (when bound) before the endpoint.
-    pub async fn get_via<H, S, K, C>(
-        &self,
-        cfg: &TokenConfig,
-        http: &H,
-        store: &S,
-        coord: &K,
-        clock: &C,
-    ) -> Result<Obtained, TokenUnavailable>
-    where
-        H: HttpClient,
-        S: KeyValue,
-        K: Coordinator,
-        C: Clock,
-    {
+        p: &P,
+    ) -> Result<Obtained, TokenUnavailable> {
+        let clock = p.clock();
         loop {
             match self.next(clock.now_ms(), abandon_after_ms(cfg)) {
                 Next::Ready(obtained) => return Ok(obtained),
@@ -286,9 +263,9 @@ impl TokenCache {
                     let rejected = self.state.borrow().rejected.clone();
                     let accept =
                         |t: &CachedToken, now| t.is_usable(now) && !same(rejected.as_ref(), t);
-                    let filled = load_or_fetch(cfg, http, store, coord, clock, accept, false).await;
+                    let filled = load_or_fetch(cfg, p, accept, false).await;
                     let obtained = self.record(guard, filled, clock.now_ms())?;
-                    write_back(cfg, store, clock, &obtained).await;
+                    write_back(cfg, p, &obtained).await;
                     return Ok(obtained);
                 }
             }
@@ -311,41 +288,16 @@ impl TokenCache {
     }
 
     /// Runs a claimed refresh: a newer token from KV if another isolate already refreshed, else
-    /// one from the endpoint. On failure the current token stays in use while it is usable.
-    pub async fn refresh<H, S, C>(
+    /// one from the platform's coordinator (when bound; asked for a token not due for refresh,
+    /// it refreshes its own once for every isolate), else from the endpoint. On failure the
+    /// current token stays in use while it is usable.
+    pub async fn refresh<P: Platform>(
         &self,
         job: RefreshAhead,
         cfg: &TokenConfig,
-        http: &H,
-        store: &S,
-        clock: &C,
-    ) -> RefreshOutcome
-    where
-        H: HttpClient,
-        S: KeyValue,
-        C: Clock,
-    {
-        self.refresh_via(job, cfg, http, store, &NoCoordinator, clock)
-            .await
-    }
-
-    /// `refresh`, asking `coord` (when bound) for a token not due for refresh before the
-    /// endpoint: the coordinator refreshes its own once for every isolate.
-    pub async fn refresh_via<H, S, K, C>(
-        &self,
-        job: RefreshAhead,
-        cfg: &TokenConfig,
-        http: &H,
-        store: &S,
-        coord: &K,
-        clock: &C,
-    ) -> RefreshOutcome
-    where
-        H: HttpClient,
-        S: KeyValue,
-        K: Coordinator,
-        C: Clock,
-    {
+        p: &P,
+    ) -> RefreshOutcome {
+        let clock = p.clock();
         let (current, rejected) = {
             let st = self.state.borrow();
             (st.current.clone(), st.rejected.clone())
@@ -357,10 +309,10 @@ impl TokenCache {
                 && !same(current.as_ref(), t)
                 && !same(rejected.as_ref(), t)
         };
-        let filled = load_or_fetch(cfg, http, store, coord, clock, accept, true).await;
+        let filled = load_or_fetch(cfg, p, accept, true).await;
         match self.record(job.0, filled, clock.now_ms()) {
             Ok(obtained) => {
-                write_back(cfg, store, clock, &obtained).await;
+                write_back(cfg, p, &obtained).await;
                 RefreshOutcome::Refreshed(obtained.source)
             }
             Err(unavailable) => RefreshOutcome::Failed(unavailable.cause),
@@ -368,39 +320,10 @@ impl TokenCache {
     }
 
     /// For the scheduled handler: makes sure this isolate, and KV, hold a token that is not
-    /// due for refresh, so that the first request after a quiet spell finds one.
-    pub async fn prewarm<H, S, C>(
-        &self,
-        cfg: &TokenConfig,
-        http: &H,
-        store: &S,
-        clock: &C,
-    ) -> RefreshOutcome
-    where
-        H: HttpClient,
-        S: KeyValue,
-        C: Clock,
-    {
-        self.prewarm_via(cfg, http, store, &NoCoordinator, clock)
-            .await
-    }
-
-    /// `prewarm`, through `coord` when bound.
-    pub async fn prewarm_via<H, S, K, C>(
-        &self,
-        cfg: &TokenConfig,
-        http: &H,
-        store: &S,
-        coord: &K,
-        clock: &C,
-    ) -> RefreshOutcome
-    where
-        H: HttpClient,
-        S: KeyValue,
-        K: Coordinator,
-        C: Clock,
-    {
-        let now = clock.now_ms();
+    /// due for refresh, so that the first request after a quiet spell finds one (through the
+    /// platform's coordinator when bound).
+    pub async fn prewarm<P: Platform>(&self, cfg: &TokenConfig, p: &P) -> RefreshOutcome {
+        let now = p.clock().now_ms();
         let job = {
             let st = self.state.borrow();
             let fresh = st
@@ -418,24 +341,18 @@ impl TokenCache {
             }
             RefreshAhead(self.flight.start(now))
         };
-        self.refresh_via(job, cfg, http, store, coord, clock).await
+        self.refresh(job, cfg, p).await
     }
 
-    /// The origin answered 401 to `used`. Drops it from memory and from KV only if it is still
-    /// the cached token there (another request, or another isolate, may have replaced it), so
-    /// that the next `get` fetches one new token for every request that hit this.
-    pub async fn reject<S, C>(
+    /// This isolate's part of `reject`: memory and KV.
+    async fn reject_here<P: Platform>(
         &self,
         used: &Rc<CachedToken>,
         cfg: &TokenConfig,
-        store: &S,
-        clock: &C,
-    ) -> Rejection
-    where
-        S: KeyValue,
-        C: Clock,
-    {
-        let now = clock.now_ms();
+        p: &P,
+    ) -> Rejection {
+        let store = p.store();
+        let now = p.clock().now_ms();
         {
             let mut st = self.state.borrow_mut();
             if !same(st.current.as_ref(), used) {
@@ -464,25 +381,23 @@ impl TokenCache {
         Rejection::Dropped
     }
 
-    /// `reject`, then, when this isolate dropped the token and a coordinator is bound, the same
-    /// compare-before-drop at the coordinator, so that one refusal costs the whole deployment
-    /// one new token. The coordinator's verdict wins: when it kept the token (its cooldown),
-    /// the next `get_via` hands the same token back. An unreachable coordinator leaves this
-    /// isolate's own verdict.
-    pub async fn reject_via<S, K, C>(
+    /// The origin answered 401 to `used`. Drops it from memory and from KV only if it is still
+    /// the cached token there (another request, or another isolate, may have replaced it), so
+    /// that the next `get` fetches one new token for every request that hit this.
+    ///
+    /// Then, when this isolate dropped the token and the platform's coordinator is bound, the
+    /// same compare-before-drop at the coordinator, so that one refusal costs the whole
+    /// deployment one new token. The coordinator's verdict wins: when it kept the token (its
+    /// cooldown), the next `get` hands the same token back. An unreachable coordinator leaves
+    /// this isolate's own verdict.
+    pub async fn reject<P: Platform>(
         &self,
         used: &Rc<CachedToken>,
         cfg: &TokenConfig,
-        store: &S,
-        coord: &K,
-        clock: &C,
-    ) -> Rejection
-    where
-        S: KeyValue,
-        K: Coordinator,
-        C: Clock,
-    {
-        let local = self.reject(used, cfg, store, clock).await;
+        p: &P,
+    ) -> Rejection {
+        let coord = p.coordinator();
+        let local = self.reject_here(used, cfg, p).await;
         if local != Rejection::Dropped || !coord.is_bound() {
             return local;
         }
@@ -610,21 +525,13 @@ pub(super) fn backoff_ms(failures: u32, cause: &GrantError) -> u64 {
 /// answers, else from the endpoint. `fresh`: the coordinator is asked for a token not due for
 /// refresh. Writes nothing: the caller records the token in memory first, so that waiting
 /// requests go on before the KV write.
-async fn load_or_fetch<H, S, K, C>(
+async fn load_or_fetch<P: Platform>(
     cfg: &TokenConfig,
-    http: &H,
-    store: &S,
-    coord: &K,
-    clock: &C,
+    p: &P,
     accept: impl Fn(&CachedToken, u64) -> bool,
     fresh: bool,
-) -> Filled
-where
-    H: HttpClient,
-    S: KeyValue,
-    K: Coordinator,
-    C: Clock,
-{
+) -> Filled {
+    let (store, coord, clock) = (p.store(), p.coordinator(), p.clock());
     let key = cfg.cache_key();
     // A KV failure is a miss: the endpoint can still serve the request.
     if let Ok(Some(value)) = store.get(&key).await {
@@ -639,7 +546,7 @@ where
     }
     let mut fault = None;
     if coord.is_bound() {
-        match ask_coordinator(cfg, coord, clock, fresh).await {
+        match ask_coordinator(cfg, p, fresh).await {
             Ok(result) => {
                 return Filled {
                     result,
@@ -650,7 +557,7 @@ where
         }
     }
     Filled {
-        result: fetch(cfg, http, clock).await.map_err(Failure::Endpoint),
+        result: fetch(cfg, p).await.map_err(Failure::Endpoint),
         coordinator: fault,
     }
 }
@@ -658,14 +565,14 @@ where
 /// The coordinator's answer to a `get`; `Err` with the log value when there is none to use.
 /// The coordinator's token is taken even if this isolate refused it: it is the deployment's,
 /// and it hands back a refused one only when its own drop cooldown kept it.
-async fn ask_coordinator<K: Coordinator, C: Clock>(
+async fn ask_coordinator<P: Platform>(
     cfg: &TokenConfig,
-    coord: &K,
-    clock: &C,
+    p: &P,
     fresh: bool,
 ) -> Result<Result<(CachedToken, TokenSource), Failure>, &'static str> {
     let ask = Ask::Get { fresh };
-    let text = coord
+    let text = p
+        .coordinator()
         .exchange(&ask.to_json(), cfg.timeout_ms + COORDINATOR_GRACE_MS)
         .await
         .map_err(|e| match e {
@@ -673,7 +580,7 @@ async fn ask_coordinator<K: Coordinator, C: Clock>(
             CoordinatorError::Unreachable(_) => "unreachable",
         })?;
     match Answer::from_json(&text) {
-        Some(Answer::Token { token }) if token.is_usable(clock.now_ms()) => {
+        Some(Answer::Token { token }) if token.is_usable(p.clock().now_ms()) => {
             Ok(Ok((token, TokenSource::Coordinator)))
         }
         Some(Answer::Unavailable {
@@ -691,11 +598,11 @@ async fn ask_coordinator<K: Coordinator, C: Clock>(
 }
 
 /// One call to the token endpoint.
-async fn fetch<H: HttpClient, C: Clock>(
+async fn fetch<P: Platform>(
     cfg: &TokenConfig,
-    http: &H,
-    clock: &C,
+    p: &P,
 ) -> Result<(CachedToken, TokenSource), GrantError> {
+    let (http, clock) = (p.http(), p.clock());
     let (headers, form) = grant::request(cfg);
     let response = http
         .send(OutboundRequest {
@@ -720,12 +627,8 @@ async fn fetch<H: HttpClient, C: Clock>(
 
 /// Writes a token fresh from the endpoint to KV for the other isolates. Best effort: a failed
 /// write costs the next isolate one endpoint call, nothing more.
-async fn write_back<S: KeyValue, C: Clock>(
-    cfg: &TokenConfig,
-    store: &S,
-    clock: &C,
-    obtained: &Obtained,
-) {
+async fn write_back<P: Platform>(cfg: &TokenConfig, p: &P, obtained: &Obtained) {
+    let (store, clock) = (p.store(), p.clock());
     if obtained.source != TokenSource::Endpoint {
         return;
     }

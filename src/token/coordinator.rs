@@ -24,15 +24,16 @@ use super::protocol::{digest, Answer, Ask};
 use super::refresh::Jitter;
 use super::TokenConfig;
 use crate::flight::POLL_MS;
-use crate::io::{Clock, HttpClient, KeyValue, StoreError};
+use crate::io::{Clock, KeyValue, NoCoordinator, Platform, StoreError};
 
-/// The coordinator's own storage, trusted, with every write and delete copied to KV.
-pub struct Mirrored<'a, P, Q> {
-    pub own: &'a P,
-    pub kv: &'a Q,
+/// The coordinator's own storage, trusted, with every write and delete copied to KV: the
+/// `store` of the platform handle the coordinator runs with.
+pub struct Mirrored<O, K> {
+    pub own: O,
+    pub kv: K,
 }
 
-impl<P: KeyValue, Q: KeyValue> KeyValue for Mirrored<'_, P, Q> {
+impl<O: KeyValue, K: KeyValue> KeyValue for Mirrored<O, K> {
     async fn get(&self, key: &str) -> Result<Option<String>, StoreError> {
         // Never KV: another location's stale or dropped value must not become the deployment's.
         self.own.get(key).await
@@ -80,34 +81,25 @@ impl TokenCoordinator {
         }
     }
 
-    /// Answers one ask (`protocol::Ask` as JSON); `None` when it is not one.
-    pub async fn answer<H, P, Q, C>(
-        &self,
-        cfg: &TokenConfig,
-        http: &H,
-        own: &P,
-        kv: &Q,
-        clock: &C,
-        ask: &str,
-    ) -> Option<Answered>
+    /// Answers one ask (`protocol::Ask` as JSON); `None` when it is not one. `p`'s store is
+    /// the coordinator's own (`Mirrored`), and it has no coordinator: the coordinator's cache
+    /// is the one that asks nobody but the endpoint.
+    pub async fn answer<P>(&self, cfg: &TokenConfig, p: &P, ask: &str) -> Option<Answered>
     where
-        H: HttpClient,
-        P: KeyValue,
-        Q: KeyValue,
-        C: Clock,
+        P: Platform<Coordinator = NoCoordinator>,
     {
-        let store = Mirrored { own, kv };
+        let clock = p.clock();
         let answer = match Ask::from_json(ask)? {
             Ask::Get { fresh } => {
                 if fresh {
-                    if let Some(failed) = self.refresh_first(cfg, http, &store, clock).await {
+                    if let Some(failed) = self.refresh_first(cfg, p).await {
                         return Some(Answered {
                             body: failed.to_json(),
                             refresh: None,
                         });
                     }
                 }
-                match self.cache.get(cfg, http, &store, clock).await {
+                match self.cache.get(cfg, p).await {
                     Ok(obtained) => {
                         let refresh = self.cache.refresh_due(cfg, clock.now_ms());
                         return Some(Answered {
@@ -126,7 +118,7 @@ impl TokenCoordinator {
                 }
             }
             Ask::Drop { digest: d } => Answer::Dropped {
-                rejection: self.drop_if_still(cfg, &store, clock, &d).await,
+                rejection: self.drop_if_still(cfg, p, &d).await,
             },
         };
         Some(Answered {
@@ -136,41 +128,19 @@ impl TokenCoordinator {
     }
 
     /// Runs a refresh ahead that an answer claimed.
-    pub async fn refresh<H, P, Q, C>(
-        &self,
-        job: RefreshAhead,
-        cfg: &TokenConfig,
-        http: &H,
-        own: &P,
-        kv: &Q,
-        clock: &C,
-    ) -> RefreshOutcome
+    pub async fn refresh<P>(&self, job: RefreshAhead, cfg: &TokenConfig, p: &P) -> RefreshOutcome
     where
-        H: HttpClient,
-        P: KeyValue,
-        Q: KeyValue,
-        C: Clock,
+        P: Platform<Coordinator = NoCoordinator>,
     {
-        let store = Mirrored { own, kv };
-        self.cache.refresh(job, cfg, http, &store, clock).await
+        self.cache.refresh(job, cfg, p).await
     }
 
     /// For a `fresh` ask: renews the token when it is due (once, whoever asks), waiting for a
     /// renewal already under way. The failure answer when it cannot be renewed now.
-    async fn refresh_first<H, S, C>(
-        &self,
-        cfg: &TokenConfig,
-        http: &H,
-        store: &S,
-        clock: &C,
-    ) -> Option<Answer>
-    where
-        H: HttpClient,
-        S: KeyValue,
-        C: Clock,
-    {
+    async fn refresh_first<P: Platform>(&self, cfg: &TokenConfig, p: &P) -> Option<Answer> {
+        let clock = p.clock();
         loop {
-            let outcome = self.cache.prewarm(cfg, http, store, clock).await;
+            let outcome = self.cache.prewarm(cfg, p).await;
             let called = matches!(outcome, RefreshOutcome::Failed(_));
             match outcome {
                 RefreshOutcome::InFlight => clock.sleep(POLL_MS).await,
@@ -188,18 +158,13 @@ impl TokenCoordinator {
     }
 
     /// Compare-before-drop: only the token whose digest is `d`, only while it is the one held.
-    async fn drop_if_still<S: KeyValue, C: Clock>(
-        &self,
-        cfg: &TokenConfig,
-        store: &S,
-        clock: &C,
-        d: &str,
-    ) -> Rejection {
+    async fn drop_if_still<P: Platform>(&self, cfg: &TokenConfig, p: &P, d: &str) -> Rejection {
+        let store = p.store();
         if let Some(current) = self.cache.current() {
             if digest(current.access_token()) != d {
                 return Rejection::AlreadyReplaced;
             }
-            return self.cache.reject(&current, cfg, store, clock).await;
+            return self.cache.reject(&current, cfg, p).await;
         }
         // Nothing in memory (the object was restarted): compare with what storage holds.
         let key = cfg.cache_key();

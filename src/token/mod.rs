@@ -24,7 +24,7 @@ pub use grant::{client_form, ClientAuth, GrantError};
 pub use refresh::Jitter;
 pub use seal::Sealer;
 
-use crate::config::{endpoint_url, number, optional, required, ConfigError, Lookup};
+use crate::setting::{endpoint_url, number, optional, required, ConfigError, Lookup};
 
 /// Settings of the token exchange, read once per isolate.
 pub struct TokenConfig {

@@ -12,9 +12,10 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use edge_auth_proxy::io::{
-    Body, Bounded, Clock, HttpClient, HttpError, InboundResponse, KeyValue, OutboundRequest,
-    StoreError,
+    Body, Bounded, Clock, Coordinator, HttpClient, HttpError, InboundResponse, KeyValue,
+    NoCoordinator, NoRateLimiters, OutboundRequest, Platform, StoreError,
 };
+use edge_auth_proxy::jwt::{RustCryptoVerifier, SignatureVerifier};
 use http::HeaderMap;
 
 #[derive(Clone, Default)]
@@ -69,6 +70,98 @@ impl KeyValue for MemoryKv {
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.entries.borrow_mut().remove(key);
         Ok(())
+    }
+}
+
+/// A platform handle over fakes the test keeps, and looks into: `platform(&http, &kv, &clock)`,
+/// then `.with_verifier(&v)` or `.with_coordinator(&k)` where a test needs its own.
+#[derive(Clone, Copy)]
+pub struct Parts<'a, H, S, C, V = RustCryptoVerifier, K = NoCoordinator> {
+    pub http: &'a H,
+    pub store: &'a S,
+    pub clock: &'a C,
+    pub verifier: &'a V,
+    pub coordinator: &'a K,
+}
+
+pub fn platform<'a, H, S, C>(http: &'a H, store: &'a S, clock: &'a C) -> Parts<'a, H, S, C> {
+    Parts {
+        http,
+        store,
+        clock,
+        verifier: &RustCryptoVerifier,
+        coordinator: &NoCoordinator,
+    }
+}
+
+impl<'a, H, S, C, V, K> Parts<'a, H, S, C, V, K> {
+    pub fn with_verifier<W>(self, verifier: &'a W) -> Parts<'a, H, S, C, W, K> {
+        let Parts {
+            http,
+            store,
+            clock,
+            coordinator,
+            ..
+        } = self;
+        Parts {
+            http,
+            store,
+            clock,
+            verifier,
+            coordinator,
+        }
+    }
+
+    pub fn with_coordinator<L>(self, coordinator: &'a L) -> Parts<'a, H, S, C, V, L> {
+        let Parts {
+            http,
+            store,
+            clock,
+            verifier,
+            ..
+        } = self;
+        Parts {
+            http,
+            store,
+            clock,
+            verifier,
+            coordinator,
+        }
+    }
+}
+
+impl<H, S, C, V, K> Platform for Parts<'_, H, S, C, V, K>
+where
+    H: HttpClient,
+    S: KeyValue,
+    C: Clock,
+    V: SignatureVerifier,
+    K: Coordinator,
+{
+    type Http = H;
+    type Store = S;
+    type Clock = C;
+    type Verifier = V;
+    type Coordinator = K;
+    type RateLimiters = NoRateLimiters;
+
+    fn http(&self) -> &H {
+        self.http
+    }
+    fn store(&self) -> &S {
+        self.store
+    }
+    fn clock(&self) -> &C {
+        self.clock
+    }
+    fn verifier(&self) -> &V {
+        self.verifier
+    }
+    fn coordinator(&self) -> &K {
+        self.coordinator
+    }
+    fn rate_limiters(&self) -> &NoRateLimiters {
+        &NoRateLimiters
     }
 }
 
