@@ -351,7 +351,7 @@ async fn next_chunk(
         .map_err(|_| HttpError::Body("a body chunk that is not bytes".into()))
 }
 
-fn js_message(e: &JsValue) -> String {
+pub(crate) fn js_message(e: &JsValue) -> String {
     e.dyn_ref::<js_sys::Error>()
         .map(|e| String::from(e.message()))
         .or_else(|| e.as_string())
