@@ -211,14 +211,22 @@ impl TokenCoordinator {
     }
 }
 
-/// A response with `body` and `status`, as `text/plain` (an error) or JSON (an answer).
-fn respond(body: &str, status: u16, content_type: &str) -> Result<web_sys::Response, JsValue> {
+/// A response with `body` and `status`: JSON (an answer), or without a content type (an
+/// error, as `worker::Response::error` gave it).
+fn respond(
+    body: &str,
+    status: u16,
+    content_type: Option<&str>,
+) -> Result<web_sys::Response, JsValue> {
     let headers = web_sys::Headers::new()?;
-    headers.set("content-type", content_type)?;
+    if let Some(content_type) = content_type {
+        headers.set("content-type", content_type)?;
+    }
     let init = web_sys::ResponseInit::new();
     init.set_status(status);
     init.set_headers(&headers);
-    web_sys::Response::new_with_opt_str_and_init(Some(body), &init)
+    let mut bytes = body.as_bytes().to_vec();
+    web_sys::Response::new_with_opt_u8_array_and_init(Some(&mut bytes[..]), &init)
 }
 
 #[wasm_bindgen]
@@ -236,11 +244,7 @@ impl TokenCoordinator {
     pub async fn fetch(&self, req: web_sys::Request) -> Result<web_sys::Response, JsValue> {
         // An answer that is not the protocol's makes the isolate work alone, as if unbound.
         let Some(cfg) = self.config() else {
-            return respond(
-                "token settings are invalid",
-                500,
-                "text/plain;charset=UTF-8",
-            );
+            return respond("token settings are invalid", 500, None);
         };
         let ask = JsFuture::from(req.text()?)
             .await?
@@ -254,7 +258,7 @@ impl TokenCoordinator {
             .answer(&cfg, &FetchClient, &own, &kv, &WorkerClock, &ask)
             .await;
         let Some(answered) = answered else {
-            return respond("not an ask", 400, "text/plain;charset=UTF-8");
+            return respond("not an ask", 400, None);
         };
         if let Some(job) = answered.refresh {
             // After the answer: the asking isolate does not wait for the endpoint.
@@ -280,6 +284,6 @@ impl TokenCoordinator {
                 }
             });
         }
-        respond(&answered.body, 200, "application/json")
+        respond(&answered.body, 200, Some("application/json"))
     }
 }

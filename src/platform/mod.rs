@@ -560,7 +560,7 @@ fn path_and_query(url: &str) -> Option<(String, Option<String>)> {
 /// The core's response as a Workers response; a streamed origin body passes through untouched.
 pub fn to_worker_response(
     resp: GatewayResponse<ReadableStream, JsFields>,
-) -> worker::Result<web_sys::Response> {
+) -> Result<web_sys::Response, JsValue> {
     let init = web_sys::ResponseInit::new();
     init.set_status(resp.status);
     init.set_headers(&resp.headers.0);
