@@ -48,8 +48,8 @@
 //! - `io`: the traits the core needs from a platform, and `Platform`, the one handle that
 //!   bundles them, which the core is passed by reference.
 //! - `platform` (wasm only): those traits over `fetch`, KV and `Date`, and the token
-//!   coordinator's Durable Object (`TokenCoordinator`); with the `#[event]` glue below, the
-//!   only code that names `worker`.
+//!   coordinator's Durable Object (`TokenCoordinator`); with the exported `fetch` and
+//!   `scheduled` glue below, the only code that names `worker`.
 
 pub mod auth;
 pub mod bounded;
@@ -90,7 +90,9 @@ mod glue {
     use std::cell::OnceCell;
     use std::rc::Rc;
 
-    use worker::{event, Context, Env, Response, ScheduleContext, ScheduledEvent};
+    use wasm_bindgen::prelude::wasm_bindgen;
+    use wasm_bindgen::JsValue;
+    use worker::{event, Context, Env};
 
     use crate::config::ConfigError;
     use crate::log::TaskLog;
@@ -180,16 +182,19 @@ mod glue {
 
     // The raw `web_sys::Request` in and `web_sys::Response` out: `worker::Request` would read
     // `request.cf`, the URL and the method eagerly on every request, none of which the gateway
-    // needs in that form.
-    #[event(fetch)]
-    async fn fetch(
+    // needs in that form. Exported by hand rather than with `#[event(fetch)]`, whose wrapper
+    // reports errors through `worker::Error` and `worker::Response` (issue 13: bytes); the
+    // same export, and the same answer to an error it would have caught.
+    #[wasm_bindgen(js_name = fetch)]
+    pub async fn fetch(
         req: web_sys::Request,
         env: Env,
-        ctx: Context,
-    ) -> worker::Result<web_sys::Response> {
+        ctx: worker::worker_sys::Context,
+    ) -> Result<web_sys::Response, JsValue> {
+        let ctx = Context::new(ctx);
         let gateway = gateway(&env);
         let Some(request) = to_gateway_request(&req) else {
-            return Response::error("Bad Request", 400).map(Into::into);
+            return plain_response("Bad Request", 400);
         };
         let services = services(&env);
         let served = gateway.serve(&services, request).await;
@@ -201,12 +206,27 @@ mod glue {
                 log_task(&gateway.refresh_ahead(job, &services).await);
             });
         }
-        to_worker_response(served.response)
+        to_worker_response(served.response).or_else(|e| {
+            worker::console_error!("{}", crate::platform::js_message(&e));
+            plain_response("INTERNAL SERVER ERROR", 500)
+        })
     }
 
-    #[event(scheduled)]
-    async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    /// An answer of the glue's own, outside the contract's problem+json: the bytes of `body`
+    /// without a content type, as `worker::Response::error` gave it.
+    fn plain_response(body: &str, status: u16) -> Result<web_sys::Response, JsValue> {
+        let init = web_sys::ResponseInit::new();
+        init.set_status(status);
+        let mut bytes = body.as_bytes().to_vec();
+        web_sys::Response::new_with_opt_u8_array_and_init(Some(&mut bytes[..]), &init)
+    }
+
+    // By hand too: the run needs neither the event's cron nor its time, which
+    // `#[event(scheduled)]` reads into a `worker::ScheduledEvent` first.
+    #[wasm_bindgen(js_name = scheduled)]
+    pub async fn scheduled(_event: JsValue, env: Env, _ctx: JsValue) -> Result<JsValue, JsValue> {
         let gateway = gateway(&env);
         log_task(&gateway.on_schedule(&services(&env)).await);
+        Ok(JsValue::UNDEFINED)
     }
 }

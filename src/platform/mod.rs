@@ -351,7 +351,7 @@ async fn next_chunk(
         .map_err(|_| HttpError::Body("a body chunk that is not bytes".into()))
 }
 
-fn js_message(e: &JsValue) -> String {
+pub(crate) fn js_message(e: &JsValue) -> String {
     e.dyn_ref::<js_sys::Error>()
         .map(|e| String::from(e.message()))
         .or_else(|| e.as_string())
@@ -560,7 +560,7 @@ fn path_and_query(url: &str) -> Option<(String, Option<String>)> {
 /// The core's response as a Workers response; a streamed origin body passes through untouched.
 pub fn to_worker_response(
     resp: GatewayResponse<ReadableStream, JsFields>,
-) -> worker::Result<web_sys::Response> {
+) -> Result<web_sys::Response, JsValue> {
     let init = web_sys::ResponseInit::new();
     init.set_status(resp.status);
     init.set_headers(&resp.headers.0);
