@@ -59,7 +59,7 @@ impl JwtSettings {
         if inline.as_ref().is_some_and(KeySet::is_empty) {
             return Err(ConfigError::new(
                 JWKS,
-                "holds no usable signature key (RSA of 2048 bits or more, EC P-256 or Ed25519)",
+                "holds no usable signature key (RSA of 2048 to 4096 bits, EC P-256, P-384 or P-521, or Ed25519)",
             ));
         }
         check_key_sources(
@@ -87,32 +87,14 @@ impl JwtSettings {
                 list.into_iter().map(str::to_string).collect()
             }
         };
-        let max_age_secs = match optional(get, "JWT_MAX_AGE_SECONDS") {
-            None => None,
-            Some(_) => Some(number(
-                get,
-                "JWT_MAX_AGE_SECONDS",
-                0,
-                1..=u64::from(u32::MAX),
-            )?),
-        };
-        let cookie = optional(get, "JWT_COOKIE").map(|c| c.trim().to_string());
-        if cookie.as_deref().is_some_and(|c| !is_cookie_name(c)) {
-            return Err(ConfigError::new(
-                "JWT_COOKIE",
-                "must be a cookie name (an HTTP token)",
-            ));
-        }
-
+        // Algorithms (already checked above), leeway, maximum age and cookie: what every
+        // provider shares, read once in `shared`.
         Ok(JwtSettings {
-            algorithms,
             jwks_url,
             issuer: optional(get, "JWT_ISSUER").map(|i| i.trim().to_string()),
             audiences,
-            leeway_secs: number(get, "JWT_LEEWAY_SECONDS", 60, 0..=MAX_LEEWAY_SECS)?,
-            max_age_secs,
-            cookie,
             keys,
+            ..Self::shared(get)?
         })
     }
 
