@@ -7,10 +7,6 @@
 use crate::setting::{base_url, header_value, number, optional, required};
 pub use crate::setting::{ConfigError, Lookup};
 
-/// Settings the contract reserves for features this version does not have. Each is refused when
-/// set: ignoring one would check requests against rules the operator did not write.
-pub const NOT_SUPPORTED: [&str; 0] = [];
-
 /// Everything the gateway needs, checked once per isolate.
 #[derive(Debug)]
 pub struct Config {
@@ -44,15 +40,6 @@ pub struct Config {
 impl Config {
     /// Reads and checks every setting. The first problem found is reported.
     pub fn from_settings(get: Lookup<'_>) -> Result<Self, ConfigError> {
-        if let Some(name) = NOT_SUPPORTED
-            .into_iter()
-            .find(|n| optional(get, n).is_some())
-        {
-            return Err(ConfigError::new(
-                name,
-                "is not supported by this version of edge-auth-proxy: unset it (see docs/configuration.md)",
-            ));
-        }
         let origin = base_url(&required(get, "ORIGIN_URL")?)
             .map_err(|why| ConfigError::new("ORIGIN_URL", why))?;
         let api_key = header_value(get, "API_KEY")?;
@@ -134,19 +121,4 @@ fn check_routes_against(
 
 fn same_header(a: &str, b: &str) -> bool {
     a.replace('_', "-") == b.replace('_', "-")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn settings_of_features_not_built_are_refused_by_name() {
-        for name in NOT_SUPPORTED {
-            let get = |n: &str| (n == name).then(|| "x-customer-id".to_string());
-            let err = Config::from_settings(&get).unwrap_err();
-            assert_eq!(err.setting, name);
-            assert!(!err.problem.contains("x-customer-id"));
-        }
-    }
 }

@@ -110,13 +110,13 @@ describe('failures', () => {
     assert.ok(!res.text.includes('private_key_jwt_xyz'), 'the value is echoed');
   });
 
-  test('a setting of a feature this version lacks (CUSTOMER_ID_HEADER): 500 naming it, nothing forwarded', async (t) => {
-    // Ignoring it would let a caller send that header to an origin that trusts it.
+  test('CUSTOMER_ID_HEADER without CUSTOMER_ID_KEY: 500 naming the key, nothing forwarded', async (t) => {
+    // Forwarding without the id would leave the origin to trust whatever the caller sent.
     const s = await startStack({ bindings: { CUSTOMER_ID_HEADER: 'x-customer-id-zq' } });
     t.after(() => s.close());
     const res = await post(s.gw, s.jwt);
     assertProblem(res, 500);
-    assert.match(res.json.detail, /CUSTOMER_ID_HEADER/);
+    assert.match(res.json.detail, /setting CUSTOMER_ID_KEY/);
     assert.ok(!res.text.includes('x-customer-id-zq'), 'the value is echoed');
     assert.equal(s.origin.count, 0);
     assert.equal(s.token.count, 0);
