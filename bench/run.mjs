@@ -9,6 +9,8 @@
 // Knobs (environment): BENCH_QUICK=1, BENCH_DURATION (seconds per cell), BENCH_CONNECTIONS
 // ("1,8,64"), BENCH_WORKLOADS ("hot,first-rs256,first-es256,invalid,mixed,reject-early"), BENCH_TARGETS
 // (ids, see TARGETS), BENCH_JWKS_URL=1 (also run both Workers with keys from JWKS_URL),
+// BENCH_POLICY=1 (also run the gateway with one realistic route policy: issuers, audiences,
+// scopes, one claim, one claims_to_headers; the benchmark's tokens all satisfy it),
 // BENCH_OUT (results file stem, default bench/results/latest or bench/results/quick),
 // BENCH_ONLY=startup (only the bundles and BENCH_STARTUPS interleaved spawns per Worker, default
 // 7; results in bench/results/startup.json unless BENCH_OUT says otherwise).
@@ -54,6 +56,7 @@ const SETTINGS = {
   // requests, whichever comes first, so that every token it sends is new to that Worker.
   perCellTokens: Number(process.env.BENCH_CELL_TOKENS ?? (QUICK ? 3000 : 12000)),
   jwksUrl: process.env.BENCH_JWKS_URL === '1',
+  policy: process.env.BENCH_POLICY === '1',
 };
 const STEM = process.env.BENCH_OUT ?? path.join(BENCH, 'results', ONLY_STARTUP ? 'startup' : QUICK ? 'quick' : 'latest');
 
@@ -180,6 +183,19 @@ async function startWorker({ outdir, bindings, kv }) {
 const call = (url, jwt, extra = {}) => fetch(url + PATH, { headers: { accept: 'application/json', ...(jwt ? { 'customer-auth': `JWT ${jwt}` } : {}), ...extra } });
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+/** BENCH_POLICY=1: the benchmark's route with a realistic policy, which every bench token meets. */
+const POLICY_ROUTES = JSON.stringify([
+  {
+    prefix: '/account',
+    methods: ['GET', 'POST'],
+    issuers: [ISSUER],
+    audiences: [AUDIENCE],
+    scopes: ['profile:read'],
+    claims: { tier: ['gold', 'platinum'] },
+    claims_to_headers: { 'x-org-id': 'org.id' },
+  },
+]);
 
 /** The settings every gateway-like target (edge-auth-proxy, jose) runs with. */
 const gatewayBindingsFor = (servers, jwks) => ({
@@ -415,6 +431,9 @@ async function main() {
       { id: 'edge-auth-proxy', label: 'edge-auth-proxy (Rust/wasm)', bundle: 'edge-auth-proxy', bindings: gatewayBindings, kv: true },
       { id: 'jose', label: 'jose Worker (TypeScript)', bundle: 'jose-worker', bindings: gatewayBindings, kv: true },
       { id: 'jose-cache', label: 'jose Worker + verified-token cache', bundle: 'jose-worker', bindings: { ...gatewayBindings, VERIFIED_CACHE: 'on' }, kv: true },
+      ...(SETTINGS.policy
+        ? [{ id: 'edge-auth-proxy-policy', label: 'edge-auth-proxy + a route policy', bundle: 'edge-auth-proxy', bindings: { ...gatewayBindings, ROUTES: POLICY_ROUTES }, kv: true }]
+        : []),
       ...(SETTINGS.jwksUrl
         ? [
             { id: 'edge-auth-proxy-jwks-url', label: 'edge-auth-proxy, JWKS_URL', bundle: 'edge-auth-proxy', bindings: remote, kv: true, optional: true },

@@ -21,11 +21,13 @@ const nowSecs = () => Math.floor(Date.now() / 1000);
 
 /**
  * A compact JWS. `claims` are merged over the defaults (iss, aud, sub, iat, exp = now + 2 h, a
- * unique jti, so that no two tokens are the same); `header` over { alg, kid, typ }.
+ * unique jti, so that no two tokens are the same; scope, tier, org); `header` over { alg, kid, typ }.
  */
 export function signJwt(key, { claims = {}, header = {}, signWith = key } = {}) {
   const now = nowSecs();
-  const payload = { iss: ISSUER, aud: AUDIENCE, sub: `cust-${randomBytes(4).toString('hex')}`, iat: now, exp: now + 7200, jti: randomBytes(9).toString('base64url'), ...claims };
+  // scope, tier and org are what the BENCH_POLICY=1 route policy checks: every target's tokens
+  // carry them, so that only the check differs between targets.
+  const payload = { iss: ISSUER, aud: AUDIENCE, sub: `cust-${randomBytes(4).toString('hex')}`, iat: now, exp: now + 7200, jti: randomBytes(9).toString('base64url'), scope: 'openid profile:read', tier: 'gold', org: { id: 'org-42' }, ...claims };
   const input = `${json64({ alg: key.alg, kid: key.kid, typ: 'JWT', ...header })}.${json64(payload)}`;
   const sig =
     signWith.alg === 'RS256'
