@@ -482,8 +482,7 @@ fn the_verified_memory_is_bounded_in_entries_and_bytes() {
     let verified = VerifiedToken {
         kid: Some(long.clone()),
         iss: Some(long.clone()),
-        sub: Some(long.clone()),
-        client_id: Some(long),
+        sub: Some(long),
         exp: u64::MAX,
         nbf: None,
         iat: None,

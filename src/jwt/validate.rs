@@ -21,8 +21,6 @@ pub struct VerifiedToken {
     pub kid: Option<String>,
     pub iss: Option<String>,
     pub sub: Option<String>,
-    /// `client_id` (RFC 9068 §2.2) when it is a string: only a rate-limit key, never checked.
-    pub client_id: Option<String>,
     pub exp: u64,
     pub nbf: Option<u64>,
     pub iat: Option<u64>,
@@ -166,11 +164,6 @@ fn check_claims(
     let iat = numeric_date(claims, "iat")?;
     let iss = string(claims, "iss")?;
     let sub = string(claims, "sub")?;
-    // Not a registered claim: a token whose `client_id` is not a string is not refused for it.
-    let client_id = claims
-        .get("client_id")
-        .and_then(Value::as_str)
-        .map(str::to_string);
     let aud = audiences(claims)?;
 
     check_times(exp, nbf, iat, settings, now)?;
@@ -194,7 +187,6 @@ fn check_claims(
         kid: None,
         iss,
         sub,
-        client_id,
         exp,
         nbf,
         iat,

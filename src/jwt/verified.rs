@@ -14,7 +14,6 @@ use sha2::{Digest, Sha256};
 use super::validate::check_times;
 use super::{JwtSettings, VerifiedToken};
 use crate::bounded::BoundedMap;
-use crate::log::clip;
 
 /// Most tokens remembered per isolate.
 pub const MAX_ENTRIES: usize = 4_096;
@@ -107,13 +106,10 @@ impl VerifiedCache {
         if verified.claims.bytes() > MAX_CLAIMS_BYTES {
             return;
         }
-        let kept = VerifiedToken {
-            client_id: verified.client_id.as_deref().map(clip),
-            ..verified.clone()
-        };
+        let kept = verified.clone();
         let bytes = ENTRY_OVERHEAD
             + verified.claims.bytes() * CLAIMS_FACTOR
-            + [&kept.kid, &kept.iss, &kept.sub, &kept.client_id]
+            + [&kept.kid, &kept.iss, &kept.sub]
                 .iter()
                 .map(|s| s.as_ref().map_or(0, String::len))
                 .sum::<usize>();
