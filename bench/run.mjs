@@ -13,7 +13,9 @@
 // scopes, one claim, one claims_to_headers; the benchmark's tokens all satisfy it),
 // BENCH_OUT (results file stem, default bench/results/latest or bench/results/quick),
 // BENCH_ONLY=startup (only the bundles and BENCH_STARTUPS interleaved spawns per Worker, default
-// 7; results in bench/results/startup.json unless BENCH_OUT says otherwise).
+// 7; results in bench/results/startup.json unless BENCH_OUT says otherwise),
+// BENCH_RUNTIME=workerd (each bundle in plain `workerd serve` with a generated config instead of
+// behind Miniflare's entry Worker, see lib/workerd.mjs; results in bench/results/workerd-*).
 
 import { fork } from 'node:child_process';
 import { execFileSync } from 'node:child_process';
@@ -30,6 +32,7 @@ import { cpuMicros, machine, workerdPids } from './lib/proc.mjs';
 import { AUDIENCE, ISSUER, invalidTokens, makeKey, signJwt, signMany } from './lib/tokens.mjs';
 import { renderChart } from './lib/chart.mjs';
 import { renderMarkdown, summarize } from './lib/report.mjs';
+import { startWorkerd } from './lib/workerd.mjs';
 
 const require = createRequire(import.meta.url);
 const BENCH = path.dirname(fileURLToPath(import.meta.url));
@@ -44,9 +47,12 @@ process.env.WRANGLER_SEND_METRICS = 'false';
 const QUICK = process.env.BENCH_QUICK === '1';
 const ONLY_STARTUP = process.env.BENCH_ONLY === 'startup';
 if (process.env.BENCH_ONLY && !ONLY_STARTUP) throw new Error(`BENCH_ONLY=${process.env.BENCH_ONLY}: the only choice is "startup"`);
+const RUNTIME = process.env.BENCH_RUNTIME ?? 'miniflare';
+if (!['miniflare', 'workerd'].includes(RUNTIME)) throw new Error(`BENCH_RUNTIME=${RUNTIME}: the choices are "miniflare" (default) and "workerd"`);
 const list = (v, dflt) => (v ? v.split(',').map((s) => s.trim()).filter(Boolean) : dflt);
 const SETTINGS = {
   mode: QUICK ? 'quick' : 'full',
+  runtime: RUNTIME,
   durationS: Number(process.env.BENCH_DURATION ?? (QUICK ? 1.5 : 5)),
   connections: list(process.env.BENCH_CONNECTIONS, QUICK ? ['8'] : ['1', '8', '64']).map(Number),
   workloads: list(process.env.BENCH_WORKLOADS, ['hot', 'first-rs256', 'first-es256', 'invalid', 'mixed', 'reject-early']),
@@ -58,7 +64,7 @@ const SETTINGS = {
   jwksUrl: process.env.BENCH_JWKS_URL === '1',
   policy: process.env.BENCH_POLICY === '1',
 };
-const STEM = process.env.BENCH_OUT ?? path.join(BENCH, 'results', ONLY_STARTUP ? 'startup' : QUICK ? 'quick' : 'latest');
+const STEM = process.env.BENCH_OUT ?? path.join(BENCH, 'results', `${RUNTIME === 'workerd' ? 'workerd-' : ''}${ONLY_STARTUP ? 'startup' : QUICK ? 'quick' : 'latest'}`);
 
 const CLIENT_ID = 'bench-client';
 const CLIENT_SECRET = 'bench-client-secret-9d2Lq';
@@ -148,9 +154,12 @@ async function startServers(jwks) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Workers under test: each in its own Miniflare, so its own workerd process
+// Workers under test: each in its own Miniflare, so its own workerd process, or (BENCH_RUNTIME=
+// workerd) in its own plain workerd. Either way: { url, pid (the workerd process), stderr(), dispose() }.
 
-async function startWorker({ outdir, bindings, kv }) {
+const startWorker = (spec) => (RUNTIME === 'workerd' ? startWorkerd(spec) : startMiniflare(spec));
+
+async function startMiniflare({ outdir, bindings, kv }) {
   const before = workerdPids();
   const stderr = [];
   const mf = new Miniflare({
@@ -177,7 +186,7 @@ async function startWorker({ outdir, bindings, kv }) {
   const url = new URL(String(await mf.ready));
   const fresh = [...workerdPids()].filter((p) => !before.has(p));
   if (fresh.length !== 1) throw new Error(`expected one new workerd process, found ${fresh.length}`);
-  return { mf, url: url.origin, pid: fresh[0], stderr: () => stderr.join('') };
+  return { url: url.origin, pid: fresh[0], stderr: () => stderr.join(''), dispose: () => mf.dispose() };
 }
 
 const call = (url, jwt, extra = {}) => fetch(url + PATH, { headers: { accept: 'application/json', ...(jwt ? { 'customer-auth': `JWT ${jwt}` } : {}), ...extra } });
@@ -234,7 +243,7 @@ async function startupOnly({ bundles, versions, host, started }) {
       const order = round % 2 === 0 ? targets : [...targets].reverse();
       for (const tg of order) {
         const { worker, startup } = await startMeasured({ id: tg.id, outdir: bundles[tg.bundle].outdir, bindings: tg.bindings, kv: tg.kv }, 1, hot);
-        await worker.mf.dispose();
+        await worker.dispose();
         samples[tg.id].push(startup.samples[0]);
         log(`  round ${round + 1}/${SETTINGS.startups} ${tg.id.padEnd(16)} ready ${startup.readyMs} ms, first 200 ${startup.first200Ms} ms`);
       }
@@ -242,7 +251,7 @@ async function startupOnly({ bundles, versions, host, started }) {
   } finally {
     servers.close();
   }
-  const results = { settings: SETTINGS, machine: host, versions, date: new Date().toISOString(), command: 'BENCH_ONLY=startup node bench/run.mjs', bundles: {}, startup: {} };
+  const results = { settings: SETTINGS, machine: host, versions, date: new Date().toISOString(), command: `${RUNTIME === 'workerd' ? 'BENCH_RUNTIME=workerd ' : ''}BENCH_ONLY=startup node bench/run.mjs`, bundles: {}, startup: {} };
   for (const [k, b] of Object.entries(bundles)) results.bundles[k] = { uploadKiB: b.uploadKiB, gzipKiB: b.gzipKiB };
   for (const tg of targets) {
     const xs = samples[tg.id];
@@ -289,7 +298,7 @@ async function startMeasured(spec, times, jwt) {
     }
     const tFirst = performance.now();
     samples.push({ readyMs: round(tReady - t0, 1), first200Ms: round(tFirst - t0, 1), attempts });
-    if (i < times - 1) await w.mf.dispose();
+    if (i < times - 1) await w.dispose();
     else kept = w;
   }
   return {
@@ -463,8 +472,8 @@ async function main() {
       info.startup = started.startup;
       log(`  ready ${started.startup.readyMs} ms, first 200 ${started.startup.first200Ms} ms (median)`);
       const w = started.worker;
-      cleanups.push(() => w.mf.dispose());
-      live.push({ ...tg, url: w.url, pid: w.pid, mf: w.mf });
+      cleanups.push(() => w.dispose());
+      live.push({ ...tg, url: w.url, pid: w.pid });
     }
 
     // Correctness, before any timing: the same answers from both Workers.

@@ -43,11 +43,13 @@ const times = (x) => (x === null || x === undefined ? '–' : `${fmt(x, 2)}×`);
 export function renderMarkdown(results, stem = 'latest') {
   const { machine: m, versions: v, settings: s } = results;
   const out = [];
-  out.push(`### Run of ${results.date.slice(0, 10)} (${s.mode} mode)`);
+  // Results from before BENCH_RUNTIME existed were all Miniflare runs.
+  const plain = s.runtime === 'workerd';
+  out.push(`### Run of ${results.date.slice(0, 10)} (${s.mode} mode${plain ? ', plain workerd' : ''})`);
   out.push('');
   out.push(`- Machine: ${m.cpu}, ${m.nproc} CPUs, ${m.memoryGiB} GiB RAM, ${m.kernel}; load average at start ${m.loadAverageAtStart}.`);
   out.push(`- Command: \`${results.command}\`; ${s.durationS} s per cell (first-seen cells end earlier after ${fmt(s.perCellTokens)} requests), connections ${s.connections.join(', ')}; ${results.wallClockS ?? '?'} s in all.`);
-  out.push(`- Versions: workerd ${v.workerd} (Miniflare ${v.miniflare}), wrangler ${v.wrangler}, autocannon ${v.autocannon}, jose ${v.jose}, Node ${v.node}.`);
+  out.push(`- Versions: workerd ${v.workerd} (${plain ? 'plain `workerd serve`, generated config, no Miniflare' : `Miniflare ${v.miniflare}`}), wrangler ${v.wrangler}, autocannon ${v.autocannon}, jose ${v.jose}, Node ${v.node}.`);
   out.push(`- Raw numbers: [\`results/${stem}.json\`](results/${stem}.json); chart: [\`results/${stem}.svg\`](results/${stem}.svg).`);
   out.push('');
 
@@ -90,7 +92,7 @@ export function renderMarkdown(results, stem = 'latest') {
     }
   }
   out.push('');
-  out.push('**Workers under test.** rps ratios are against the origin alone (floor), the bare forwarder and the jose Worker at the same concurrency; CPU is the workerd process\'s user+system time per request (it includes Miniflare\'s entry Worker, so the bare forwarder\'s figure is the floor of it).');
+  out.push(`**Workers under test.** rps ratios are against the origin alone (floor), the bare forwarder and the jose Worker at the same concurrency; CPU is the workerd process\'s user+system time per request (${plain ? 'plain workerd, no entry Worker in front' : 'it includes Miniflare\'s entry Worker'}, so the bare forwarder\'s figure is the floor of it).`);
   out.push('');
   out.push('| c | workload | Worker | rps | × floor | × bare | × jose | p50 ms | p99 ms | max ms | CPU µs/req | CPU × bare | errors | origin calls | token calls | JWKS calls |');
   out.push('|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
