@@ -229,35 +229,14 @@ impl GatewayError {
             Self::Jwt(JwtError::Missing) | Self::Opaque(OpaqueError::Missing) => {
                 put("www-authenticate", format!("Bearer realm=\"{REALM}\""));
             }
-            Self::Jwt(e) => {
-                // RFC 6750 §3.1: invalid_request for a malformed request, else invalid_token.
-                let code = if e.is_request_error() {
-                    "invalid_request"
-                } else {
-                    "invalid_token"
-                };
-                put(
-                    "www-authenticate",
-                    format!(
-                        "Bearer realm=\"{REALM}\", error=\"{code}\", error_description=\"{}\"",
-                        e.description()
-                    ),
-                );
-            }
-            Self::Opaque(e) => {
-                let code = if e.is_request_error() {
-                    "invalid_request"
-                } else {
-                    "invalid_token"
-                };
-                put(
-                    "www-authenticate",
-                    format!(
-                        "Bearer realm=\"{REALM}\", error=\"{code}\", error_description=\"{}\"",
-                        e.description()
-                    ),
-                );
-            }
+            Self::Jwt(e) => put(
+                "www-authenticate",
+                bearer_error(e.is_request_error(), e.description()),
+            ),
+            Self::Opaque(e) => put(
+                "www-authenticate",
+                bearer_error(e.is_request_error(), e.description()),
+            ),
             Self::NoCustomerId(m) => put(
                 "www-authenticate",
                 format!(
@@ -293,6 +272,17 @@ impl GatewayError {
             body: serde_json::to_vec(&body).unwrap_or_default(),
         }
     }
+}
+
+/// The RFC 6750 §3.1 challenge for a refused credential: `invalid_request` when the request
+/// itself is malformed, else `invalid_token`; `description` is fixed text, never the credential.
+fn bearer_error(request_error: bool, description: &str) -> String {
+    let code = if request_error {
+        "invalid_request"
+    } else {
+        "invalid_token"
+    };
+    format!("Bearer realm=\"{REALM}\", error=\"{code}\", error_description=\"{description}\"")
 }
 
 #[cfg(test)]
