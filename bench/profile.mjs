@@ -12,7 +12,10 @@
 // rounds, one target after another, so that the machine's noise hits them alike. The number to
 // read is workerd CPU µs per request (from /proc), median over rounds.
 //
-// Environment: PROFILE_WORKLOAD (hot | reject-early | public, default hot; public: the path is
+// Environment: PROFILE_RUNTIME (miniflare | workerd, default miniflare; workerd: each target in
+// plain `workerd serve` as `BENCH_RUNTIME=workerd` runs them, see lib/workerd.mjs, without
+// Miniflare's entry Worker and its 300 µs per request),
+// PROFILE_WORKLOAD (hot | reject-early | public, default hot; public: the path is
 // a public route and no JWT is sent), PROFILE_EXTRA_HEADERS (n: each request also carries n
 // headers of about 40 bytes, as a browser's would; default 0), PROFILE_SECONDS (per round
 // per target, default 3), PROFILE_ROUNDS (default 5), PROFILE_CONNECTIONS (default 8),
@@ -30,6 +33,7 @@ import { Miniflare } from 'miniflare';
 import WebSocket from 'ws';
 
 import { cpuMicros, workerdPids } from './lib/proc.mjs';
+import { startWorkerd } from './lib/workerd.mjs';
 import { AUDIENCE, ISSUER, invalidTokens, makeKey, signJwt } from './lib/tokens.mjs';
 
 const BENCH = path.dirname(fileURLToPath(import.meta.url));
@@ -39,6 +43,7 @@ const SECONDS = Number(process.env.PROFILE_SECONDS ?? 3);
 const ROUNDS = Number(process.env.PROFILE_ROUNDS ?? 5);
 const CONNECTIONS = Number(process.env.PROFILE_CONNECTIONS ?? 8);
 const CPUPROFILE = process.env.PROFILE_CPUPROFILE;
+const RUNTIME = process.env.PROFILE_RUNTIME ?? 'miniflare';
 const EXTRA = Object.fromEntries(Array.from({ length: Number(process.env.PROFILE_EXTRA_HEADERS ?? 0) }, (_, i) => [`x-bench-${i}`, `value-${i}-${'v'.repeat(24)}`]));
 const PATH = '/account/getprofile';
 const log = (...a) => console.error(...a);
@@ -55,6 +60,11 @@ async function startServers(jwks) {
 
 let nextInspector = 9400;
 async function startWorker(dir, bindings, inspect) {
+  if (RUNTIME === 'workerd') {
+    const inspectorPort = inspect ? nextInspector++ : undefined;
+    const w = await startWorkerd({ outdir: dir, bindings, kv: true, inspectorPort });
+    return { url: w.url, pid: w.pid, mf: w, inspectorPort };
+  }
   const before = workerdPids();
   const inspectorPort = inspect ? nextInspector++ : undefined;
   const mf = new Miniflare({

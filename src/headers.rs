@@ -27,20 +27,31 @@ pub const REQUEST_ID: &str = "x-request-id";
 const REQUEST_ID_NAME: HeaderName = HeaderName::from_static(REQUEST_ID);
 static HOST: HeaderName = http::header::HOST;
 
-/// The caller's fields the core reads: the JWT's sources, the body's declared length (for the
-/// replay), the caller's request id, and the two fields that make an `OPTIONS` a CORS
-/// preflight, and the caller's address (`cf-connecting-ip`, for a route limited by `ip`).
-/// Nothing else of the caller's is looked at.
-pub const CALLER_READS: [HeaderName; 8] = [
+/// The caller's fields the core reads on every request: the JWT's and session's sources, the
+/// caller's request id, and `Connection` (the fields it names are removed). Only what a request
+/// may need is read: `BODY_READS` when it has a body, `PREFLIGHT_READS` for an `OPTIONS`, and
+/// `cf-connecting-ip` on a route limited by `ip`. Each name read is a call into the platform's
+/// object (workerd's `Headers`): the set a plain `GET` needs is kept small. Nothing else of the
+/// caller's is looked at.
+pub const CALLER_READS: [HeaderName; 5] = [
     HeaderName::from_static("customer-auth"),
     http::header::AUTHORIZATION,
     http::header::COOKIE,
-    http::header::CONTENT_LENGTH,
     REQUEST_ID_NAME,
+    http::header::CONNECTION,
+];
+
+/// Read too when the request has a body: its declared length (for the replay).
+pub const BODY_READS: [HeaderName; 1] = [http::header::CONTENT_LENGTH];
+
+/// Read too for an `OPTIONS`: the two fields that make it a CORS preflight.
+pub const PREFLIGHT_READS: [HeaderName; 2] = [
     http::header::ORIGIN,
     http::header::ACCESS_CONTROL_REQUEST_METHOD,
-    HeaderName::from_static("cf-connecting-ip"),
 ];
+
+/// The caller's address as Cloudflare's edge saw it (for a route limited by `ip`).
+pub const CONNECTING_IP: HeaderName = HeaderName::from_static("cf-connecting-ip");
 
 /// Caller-sent fields the origin never sees, in every spelling with `_` for any `-`
 /// (`spellings`):

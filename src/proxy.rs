@@ -31,7 +31,8 @@ use crate::token::{Obtained, RefreshAhead, RefreshOutcome, Rejection, TokenCache
 pub const SCHEDULED_KEYS_AHEAD_MS: u64 = 10 * 60 * 1000;
 
 /// A request as the gateway sees it; `S` is the platform's streaming body, `F` its header
-/// fields (`io::Fields`), of which the core reads only `headers::CALLER_READS`.
+/// fields (`io::Fields`), of which the core reads only `headers::CALLER_READS` (and a few more when a request needs
+/// them).
 #[derive(Debug)]
 pub struct GatewayRequest<S, F = HeaderMap> {
     pub method: Method,
@@ -167,7 +168,14 @@ impl Gateway {
     ) -> Served<StreamOf<P>, FieldsOf<P>> {
         let started = svc.clock().now_ms();
         // The few caller fields the core reads; the rest is only passed on.
-        let seen = req.headers.read(&headers::CALLER_READS);
+        let mut names = headers::CALLER_READS.to_vec();
+        if !matches!(req.body, Body::Empty) {
+            names.extend(headers::BODY_READS);
+        }
+        if req.method == Method::OPTIONS {
+            names.extend(headers::PREFLIGHT_READS);
+        }
+        let seen = req.headers.read(&names);
         let request_id = request_id(&seen);
         let mut log = RequestLog {
             request_id: request_id.clone(),
@@ -341,10 +349,12 @@ impl Gateway {
                 RateKey::Sub => claim("sub"),
                 RateKey::ClientId => claim("client_id"),
                 RateKey::Claim(path) => claim(path),
-                RateKey::Ip => seen
-                    .get(CONNECTING_IP)
+                RateKey::Ip => req
+                    .headers
+                    .read(&[headers::CONNECTING_IP])
+                    .get(headers::CONNECTING_IP)
                     .and_then(|v| v.to_str().ok())
-                    .map(Cow::Borrowed),
+                    .map(|ip| Cow::Owned(ip.to_string())),
             };
             match svc
                 .rate_limiters()
@@ -637,9 +647,6 @@ fn is_preflight(method: &Method, seen: &HeaderMap) -> bool {
         && seen.contains_key(http::header::ORIGIN)
         && seen.contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
 }
-
-/// The caller's address as Cloudflare's edge saw it.
-const CONNECTING_IP: &str = "cf-connecting-ip";
 
 /// A claim as a rate-limit key's value: a string as is, a number or boolean as its JSON text;
 /// anything else (absent, an object, an array, `null`) is no value.

@@ -101,12 +101,12 @@ const mainWorker :Workerd.Worker = (
  * run.mjs's Miniflare start: { url, pid, stderr(), dispose() }. `pid` is workerd itself (the
  * npm package's bin is a native binary, not a Node wrapper), so /proc/<pid>/stat is its CPU.
  */
-export async function startWorkerd({ outdir, bindings, kv }) {
+export async function startWorkerd({ outdir, bindings, kv, inspectorPort }) {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'bench-workerd-'));
   const config = path.join(dir, 'config.capnp');
   writeFileSync(config, workerdConfig({ outdir, bindings, kv, dir }));
   const bin = require('workerd').default;
-  const child = spawn(bin, ['serve', config, '--control-fd=3'], { stdio: ['ignore', 'pipe', 'pipe', 'pipe'], cwd: dir });
+  const child = spawn(bin, ['serve', config, '--control-fd=3', ...(inspectorPort ? [`--inspector-addr=127.0.0.1:${inspectorPort}`] : [])], { stdio: ['ignore', 'pipe', 'pipe', 'pipe'], cwd: dir });
   const stderr = [];
   child.stdout.resume();
   child.stderr.setEncoding('utf8');
