@@ -3,7 +3,7 @@
 //   node bench/profile.mjs [dir ...]          # CPU per request of each build dir, interleaved
 //   PROFILE_CPUPROFILE=/tmp/p.cpuprofile node bench/profile.mjs build   # + a V8 CPU profile
 //
-// Each argument is a directory holding a worker-build output (`index.js`, `index_bg.wasm`);
+// Each argument is a directory holding a build (`index.js`, `index_bg.wasm`, as scripts/build.sh writes them);
 // default `build`. `bare` means bench/workers/bare. A `+policy` suffix (`build+policy`) runs that
 // build with one realistic route policy (issuers, audiences, scopes, one claim, one
 // claims_to_headers) on the measured route; every other target's route carries none, so

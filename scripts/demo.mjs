@@ -48,7 +48,7 @@ function demoConfigWithoutBuild() {
     main: path.resolve(ROOT, demo.main ?? 'build/index.js'),
     compatibility_date: demo.compatibility_date,
     compatibility_flags: demo.compatibility_flags ?? [],
-    // worker-build's output is final: no second bundling either.
+    // scripts/build.sh's output is already one bundle: no second bundling either.
     no_bundle: true,
     env: {
       demo: {

@@ -1,15 +1,14 @@
 #!/usr/bin/env bash
 # Installs what building and testing need, skipping whatever is already there at the right
-# version: the wasm target, worker-build, wasm-bindgen-cli (at exactly Cargo.lock's wasm-bindgen)
-# and the npm packages. The first run compiles two cargo tools, as debug builds: they only drive
-# the build (worker-build calls cargo and esbuild; wasm-bindgen rewrites one wasm file, 0.5 s
-# instead of 0.1 s), and a debug build compiles in half the CPU time of a release one (about
-# 4 minutes of CPU instead of 8.5 on 2 cores).
+# version: the wasm target, wasm-bindgen-cli (at exactly Cargo.lock's wasm-bindgen) and the npm
+# packages (among them wasm-opt, from binaryen, and esbuild, from wrangler). The first run
+# compiles one cargo tool, as a debug build: it only rewrites one wasm file (0.5 s instead of
+# 0.1 s), and a debug build compiles in half the CPU time of a release one. worker-build is not
+# needed: scripts/build.sh runs the same steps itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 
-WORKER_BUILD_VERSION=0.8.7
 # The CLI must match the wasm-bindgen crate the Worker links, or the bindings will not load.
 WASM_BINDGEN_VERSION=$(awk '/^name = "wasm-bindgen"$/ {getline; gsub(/[^0-9.]/, ""); print; exit}' Cargo.lock)
 
@@ -17,9 +16,6 @@ has_version() { command -v "$1" >/dev/null 2>&1 && "$1" --version 2>/dev/null | 
 
 if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
   rustup target add wasm32-unknown-unknown
-fi
-if ! has_version worker-build "$WORKER_BUILD_VERSION"; then
-  cargo install --debug worker-build --version "$WORKER_BUILD_VERSION"
 fi
 if ! has_version wasm-bindgen "$WASM_BINDGEN_VERSION"; then
   # Not --locked: a dependency of the CLI has been yanked and --locked refuses it.
