@@ -15,7 +15,7 @@
 // Environment: PROFILE_RUNTIME (miniflare | workerd, default miniflare; workerd: each target in
 // plain `workerd serve` as `BENCH_RUNTIME=workerd` runs them, see lib/workerd.mjs, without
 // Miniflare's entry Worker and its 300 µs per request),
-// PROFILE_WORKLOAD (hot | reject-early | public, default hot; public: the path is
+// PROFILE_WORKLOAD (hot | first-rs256 | first-es256 | reject-early | public, default hot; public: the path is
 // a public route and no JWT is sent), PROFILE_EXTRA_HEADERS (n: each request also carries n
 // headers of about 40 bytes, as a browser's would; default 0), PROFILE_SECONDS (per round
 // per target, default 3), PROFILE_ROUNDS (default 5), PROFILE_CONNECTIONS (default 8),
@@ -34,7 +34,7 @@ import WebSocket from 'ws';
 
 import { cpuMicros, workerdPids } from './lib/proc.mjs';
 import { startWorkerd } from './lib/workerd.mjs';
-import { AUDIENCE, ISSUER, invalidTokens, makeKey, signJwt } from './lib/tokens.mjs';
+import { AUDIENCE, ISSUER, invalidTokens, makeKey, signJwt, signMany } from './lib/tokens.mjs';
 
 const BENCH = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(BENCH, '..');
@@ -187,7 +187,14 @@ async function main() {
   const hot = signJwt(rs, { claims: { scope: 'openid profile:read', tier: 'gold', org: { id: 'org-42' } } });
   const early = invalidTokens({ rs, es, perKind: 10 }).tokens.filter((x) => ['malformed', 'missing', 'alg-none', 'unknown-kid'].includes(x.kind));
   let i = 0;
-  const next = WORKLOAD === 'reject-early' ? () => early[i++ % early.length].jwt : WORKLOAD === 'public' ? () => undefined : () => hot;
+  // first-rs256 / first-es256: every request a token no target has seen (PROFILE_TOKENS of
+  // them, default 40000, signed before the run; a target is sent each at most once).
+  const first = WORKLOAD.startsWith('first-') ? signMany(WORKLOAD === 'first-es256' ? es : rs, Number(process.env.PROFILE_TOKENS ?? 40000)) : [];
+  const fresh = () => {
+    if (i >= first.length) throw new Error('PROFILE_TOKENS exhausted: raise it');
+    return first[i++];
+  };
+  const next = WORKLOAD === 'reject-early' ? () => early[i++ % early.length].jwt : WORKLOAD === 'public' ? () => undefined : first.length ? fresh : () => hot;
 
   const servers = await startServers(jwks);
   const bindings = {
@@ -223,12 +230,13 @@ async function main() {
       const r = await fetch(w.url + PATH, { headers: { 'customer-auth': `JWT ${hot}` } });
       await r.arrayBuffer();
       if (r.status !== 200) throw new Error(`${d}: ${r.status}`);
-      await load(w.url, next, 1); // warm-up
+      await load(w.url, bare ? () => hot : next, 1); // warm-up
     }
     if (CPUPROFILE) await cpuProfile(targets[0], next, CPUPROFILE);
     for (let round = 0; round < ROUNDS; round++) {
       for (const t of targets) {
-        const m = await measure(t, next);
+        // The bare forwarder checks no token: it is not given the first-seen ones.
+        const m = await measure(t, t.name === 'bare' ? () => hot : next);
         t.samples.push(m);
         log(`round ${round + 1} ${t.name}: ${m.us.toFixed(0)} µs/req, ${m.rps.toFixed(0)} rps ${JSON.stringify(m.statuses)}`);
       }

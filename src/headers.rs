@@ -26,6 +26,7 @@ static HOP_BY_HOP: [HeaderName; 8] = [
 pub const REQUEST_ID: &str = "x-request-id";
 const REQUEST_ID_NAME: HeaderName = HeaderName::from_static(REQUEST_ID);
 static HOST: HeaderName = http::header::HOST;
+const CUSTOMER_AUTH: HeaderName = HeaderName::from_static("customer-auth");
 
 /// The caller's fields the core reads on every request: the JWT's and session's sources, the
 /// caller's request id, and `Connection` (the fields it names are removed). Only what a request
@@ -164,7 +165,15 @@ pub fn upstream_headers<F: Fields>(
         "authorization",
         &format!("Bearer {}", creds.access_token),
     )?);
+    let seen = caller.read(&[CUSTOMER_AUTH, http::header::CONNECTION]);
+    // The caller's own `customer-auth: JWT <token>`, the one field with exactly the value the
+    // gateway would set, is left in place rather than removed and set again: the origin gets
+    // the same bytes, and the token (often a kilobyte) is not copied through the platform.
+    let mut kept = false;
     match creds.customer_auth {
+        Some(CustomerAuth::Jwt(jwt)) if is_jwt_value(seen.get(&CUSTOMER_AUTH), jwt) => {
+            kept = true;
+        }
         Some(CustomerAuth::Jwt(jwt)) => set.push(value("customer-auth", &format!("JWT {jwt}"))?),
         Some(CustomerAuth::Value(v)) => set.push(value("customer-auth", v)?),
         None => {}
@@ -176,10 +185,14 @@ pub fn upstream_headers<F: Fields>(
     set.push(value("api-key", creds.api_key)?);
     set.push(value(REQUEST_ID, creds.request_id)?);
 
-    let listed = connection_listed(&caller.read(&[http::header::CONNECTION]));
+    let listed = connection_listed(&seen);
     let mut remove: Vec<&HeaderName> = hop_by_hop(&listed).collect();
     remove.push(&HOST);
-    remove.extend(refused_spellings());
+    remove.extend(
+        refused_spellings()
+            .iter()
+            .filter(|name| !(kept && **name == CUSTOMER_AUTH)),
+    );
     if let Some((ids, _)) = &creds.customer_id {
         // Every caller spelling of the configured name goes, on every route.
         remove.extend(ids.spellings());
@@ -193,6 +206,14 @@ pub fn upstream_headers<F: Fields>(
     let mut headers = caller.clone();
     headers.apply(&Edit { remove, set });
     Ok(headers)
+}
+
+/// Whether `current` (the caller's `customer-auth`, as one value) is exactly `JWT <jwt>`.
+fn is_jwt_value(current: Option<&HeaderValue>, jwt: &str) -> bool {
+    current.is_some_and(|v| {
+        let bytes = v.as_bytes();
+        bytes.len() == 4 + jwt.len() && bytes.starts_with(b"JWT ") && &bytes[4..] == jwt.as_bytes()
+    })
 }
 
 /// The headers of a forwarded CORS preflight (`cors_preflight: "forward"`): the caller's
@@ -304,6 +325,27 @@ mod tests {
         assert_eq!(out["api-key"], "key");
         assert_eq!(out["customer-auth"], "JWT j.w.t");
         assert!(!out.contains_key("host"));
+    }
+
+    #[test]
+    fn the_callers_own_customer_auth_is_kept_only_when_it_is_exactly_the_verified_jwt() {
+        // The same value: left in place, once; the underscore alias still goes.
+        let caller = map(&[("customer-auth", "JWT j.w.t"), ("customer_auth", "JWT forged")]);
+        let out = upstream_headers(&caller, &creds(Some("j.w.t"))).unwrap();
+        assert_eq!(out.get_all("customer-auth").iter().count(), 1);
+        assert_eq!(out["customer-auth"], "JWT j.w.t");
+        assert!(!out.contains_key("customer_auth"));
+        // Anything else, however close, is replaced.
+        for sent in ["JWT j.w.tx", "jwt j.w.t", "JWT  j.w.t", "Bearer j.w.t", "JWT j.w"] {
+            let caller = map(&[("customer-auth", sent)]);
+            let out = upstream_headers(&caller, &creds(Some("j.w.t"))).unwrap();
+            assert_eq!(out.get_all("customer-auth").iter().count(), 1, "{sent}");
+            assert_eq!(out["customer-auth"], "JWT j.w.t", "{sent}");
+        }
+        // A public route sends none, whatever the caller sent.
+        let caller = map(&[("customer-auth", "JWT j.w.t")]);
+        let out = upstream_headers(&caller, &creds(None)).unwrap();
+        assert!(!out.contains_key("customer-auth"));
     }
 
     /// Every spelling a CGI/WSGI-style origin would read as a credential, an override or the

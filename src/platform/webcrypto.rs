@@ -11,12 +11,10 @@
 //! WebCrypto implements.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use js_sys::{Array, Object, Reflect};
-use sha2::{Digest, Sha256};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{CryptoKey, SubtleCrypto};
@@ -27,13 +25,19 @@ use crate::jwt::{Alg, Curve, Key, KeyComponents, RustCryptoVerifier, SignatureVe
 /// already unusual, and re-importing costs one call per key).
 const MAX_IMPORTED: usize = 64;
 
-/// A key's identity for the import cache: a digest of its algorithm and public parameters, so
-/// a rotated key under a reused `kid` is never confused with the old one.
-type Fingerprint = [u8; 32];
+/// An imported key, with what `verify` passes along with it each time.
+struct Imported {
+    alg: Alg,
+    identity: Identity,
+    key: CryptoKey,
+    /// The `algorithm` argument of `subtle.verify`, built once: each member set from wasm is a
+    /// call into JavaScript.
+    algorithm: Object,
+}
 
 thread_local! {
     // Per isolate, like every cache here: an isolate runs one thread.
-    static IMPORTED: RefCell<HashMap<Fingerprint, CryptoKey>> = RefCell::new(HashMap::new());
+    static IMPORTED: RefCell<Vec<Imported>> = const { RefCell::new(Vec::new()) };
 }
 
 #[derive(Clone, Copy, Default)]
@@ -74,8 +78,7 @@ impl WebCryptoVerifier {
         signature: &[u8],
     ) -> Result<bool, JsValue> {
         let subtle = subtle()?;
-        let crypto_key = Self::key(&subtle, params, alg, key).await?;
-        let algorithm = params.verify_algorithm()?;
+        let (crypto_key, algorithm) = Self::key(&subtle, params, alg, key).await?;
         let promise = subtle.verify_with_object_and_u8_array_and_u8_array(
             &algorithm,
             &crypto_key,
@@ -85,14 +88,22 @@ impl WebCryptoVerifier {
         Ok(JsFuture::from(promise).await?.as_bool().unwrap_or(false))
     }
 
+    /// The imported key and the verify algorithm for it: from the isolate's list, else
+    /// imported now and kept.
     async fn key(
         subtle: &SubtleCrypto,
         params: &Params,
         alg: Alg,
         key: &Key,
-    ) -> Result<CryptoKey, JsValue> {
-        let fingerprint = fingerprint(alg, key);
-        if let Some(found) = IMPORTED.with(|m| m.borrow().get(&fingerprint).cloned()) {
+    ) -> Result<(CryptoKey, Object), JsValue> {
+        let identity = identity(alg, key);
+        let found = IMPORTED.with(|list| {
+            list.borrow()
+                .iter()
+                .find(|k| k.alg == alg && k.identity == identity)
+                .map(|k| (k.key.clone(), k.algorithm.clone()))
+        });
+        if let Some(found) = found {
             return Ok(found);
         }
         let jwk = jwk_of(key)?;
@@ -105,15 +116,21 @@ impl WebCryptoVerifier {
             &usages,
         )?;
         let imported: CryptoKey = JsFuture::from(promise).await?.dyn_into()?;
+        let algorithm = params.verify_algorithm()?;
         // Two requests may import the same key at once; either result is the same key.
-        IMPORTED.with(|m| {
-            let mut map = m.borrow_mut();
-            if map.len() >= MAX_IMPORTED {
-                map.clear();
+        IMPORTED.with(|list| {
+            let mut list = list.borrow_mut();
+            if list.len() >= MAX_IMPORTED {
+                list.clear();
             }
-            map.insert(fingerprint, imported.clone());
+            list.push(Imported {
+                alg,
+                identity,
+                key: imported.clone(),
+                algorithm: algorithm.clone(),
+            });
         });
-        Ok(imported)
+        Ok((imported, algorithm))
     }
 }
 
@@ -221,20 +238,26 @@ fn jwk_of(key: &Key) -> Result<Object, JsValue> {
     }
 }
 
-fn fingerprint(alg: Alg, key: &Key) -> Fingerprint {
-    let mut h = Sha256::new();
-    h.update(alg.name().as_bytes());
+/// A key's identity for the import cache: its algorithm, type and public parameters, each
+/// with its length, so a rotated key under a reused `kid` is never confused with the old one.
+/// The bytes themselves rather than a digest of them: comparing a few hundred bytes costs less
+/// than hashing them on every verification (SHA-256 of an RSA modulus, about 2 µs in wasm).
+type Identity = Vec<u8>;
+
+fn identity(alg: Alg, key: &Key) -> Identity {
     let parts: &[&[u8]] = match key.components() {
         KeyComponents::Rsa { n, e } => &[b"RSA", n, e],
         KeyComponents::Ec { curve, x, y } => &[b"EC", curve.name().as_bytes(), x, y],
         KeyComponents::Ed25519 { x } => &[b"OKP", x],
         KeyComponents::Hmac { .. } => &[b"oct"],
     };
+    let mut out = Vec::with_capacity(parts.iter().map(|p| p.len() + 4).sum::<usize>() + 8);
+    out.extend_from_slice(alg.name().as_bytes());
     for part in parts {
-        h.update((part.len() as u64).to_be_bytes());
-        h.update(part);
+        out.extend_from_slice(&(part.len() as u32).to_be_bytes());
+        out.extend_from_slice(part);
     }
-    h.finalize().into()
+    out
 }
 
 fn object(members: &[(&str, JsValue)]) -> Result<Object, JsValue> {
