@@ -360,7 +360,7 @@ pub struct JsFields {
     /// The values read so far (`None`: absent), so that a name read twice crosses into
     /// JavaScript once (the core reads `Connection` with the caller's other fields, and again
     /// when it builds the origin's request). Emptied by every edit.
-    read: RefCell<Vec<(HeaderName, Option<String>)>>,
+    read: RefCell<Vec<(HeaderName, Option<HeaderValue>)>>,
 }
 
 impl JsFields {
@@ -410,18 +410,16 @@ impl Fields for JsFields {
                 return HeaderMap::new();
             };
             for (name, value) in missing.into_iter().zip(values.split('\n')) {
-                let value = (value != ABSENT).then(|| value.to_string());
+                let value = (value != ABSENT)
+                    .then(|| HeaderValue::from_bytes(value.as_bytes()).ok())
+                    .flatten();
                 known.push((name.clone(), value));
             }
         }
-        let mut out = HeaderMap::new();
+        let mut out = HeaderMap::with_capacity(names.len());
         for name in names {
-            let value = known
-                .iter()
-                .find(|(k, _)| k == name)
-                .and_then(|(_, v)| v.as_ref());
-            if let Some(Ok(value)) = value.map(|v| HeaderValue::from_bytes(v.as_bytes())) {
-                out.append(name.clone(), value);
+            if let Some((_, Some(value))) = known.iter().find(|(k, _)| k == name) {
+                out.append(name.clone(), value.clone());
             }
         }
         out
