@@ -29,7 +29,7 @@ impl StoredJwks {
 
     /// `None` for anything that is not a value this version wrote: a miss, not an error.
     pub fn from_kv(value: &str) -> Option<StoredJwks> {
-        serde_json::from_str(value).ok()
+        serde_json::from_slice(value.as_bytes()).ok()
     }
 }
 

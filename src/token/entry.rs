@@ -88,7 +88,7 @@ impl CachedToken {
     /// sealed with a rotated key, a clear value when sealing is on) is a miss, not an error.
     pub fn from_kv(value: &str, sealer: Option<&Sealer>, aad: &str) -> Option<Self> {
         let token: Self = match sealer {
-            None => serde_json::from_str(value).ok()?,
+            None => serde_json::from_slice(value.as_bytes()).ok()?,
             Some(s) => serde_json::from_slice(&s.open(value, aad.as_bytes())?).ok()?,
         };
         (!token.access_token.is_empty() && token.expires_at_ms >= token.obtained_at_ms)

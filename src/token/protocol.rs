@@ -58,7 +58,7 @@ impl Ask {
     }
 
     pub fn from_json(text: &str) -> Option<Self> {
-        serde_json::from_str(text).ok()
+        serde_json::from_slice(text.as_bytes()).ok()
     }
 }
 
@@ -70,7 +70,7 @@ impl Answer {
     /// The answer, if it is one: a token must be one the isolate could send (non-empty,
     /// header-safe), and a `Retry-After` sane.
     pub fn from_json(text: &str) -> Option<Self> {
-        let answer: Self = serde_json::from_str(text).ok()?;
+        let answer: Self = serde_json::from_slice(text.as_bytes()).ok()?;
         match &answer {
             Answer::Token { token } => {
                 let t = token.access_token();
