@@ -302,7 +302,8 @@ impl KeySet {
     /// symmetric (`oct`) keys, since a key set is usually published and a published HMAC key
     /// would let anyone sign.
     pub fn from_jwks_json(json: &str) -> Result<KeySet, JwksError> {
-        let jwks: Jwks = serde_json::from_slice(json.as_bytes()).map_err(|_| JwksError::NotAKeySet)?;
+        let jwks: Jwks =
+            serde_json::from_slice(json.as_bytes()).map_err(|_| JwksError::NotAKeySet)?;
         let keys = jwks
             .keys
             .into_iter()

@@ -29,9 +29,9 @@ pub const DEFAULT_LIFETIME_SECS: u64 = 300;
 pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
 /// Why the token endpoint gave us no usable token. Carries no token or secret.
-// Serialisable: the token coordinator passes its endpoint failure on to the isolates it answers.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
+// The token coordinator passes its endpoint failure on to the isolates it answers, as JSON
+// (src/token/protocol.rs).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GrantError {
     Timeout,
     Unreachable,
