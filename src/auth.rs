@@ -6,8 +6,6 @@
 
 use std::rc::Rc;
 
-use jwt_compact::UntrustedToken;
-
 use crate::io::{Clock, Platform};
 use crate::jwks::{JwksCache, JwksEvent, Keys, KeysUnavailable};
 use crate::jwt::{
@@ -145,7 +143,8 @@ impl Authenticator {
             .verify(token, &digest, settings, &keys, now_secs, verifier)
             .await;
         if result == Err(JwtError::UnknownKid) && remote_missing.is_none() {
-            if let Some(kid) = header_kid(token) {
+            // The header parsed (the token got as far as the keys).
+            if let Some(kid) = jwt::header_kid(token) {
                 let (newer, refetch) = jwks.refetch_for_kid(&kid, settings, p).await;
                 event = refetch.or(event);
                 if let Some(newer) = newer {
@@ -212,12 +211,4 @@ impl Authenticator {
         }
         Ok(claims)
     }
-}
-
-/// The header's `kid`; only read after the token failed with `UnknownKid`, i.e. after its
-/// header parsed and its `alg` was allowed.
-fn header_kid(token: &str) -> Option<String> {
-    let parsed =
-        UntrustedToken::<serde_json::Map<String, serde_json::Value>>::try_from(token).ok()?;
-    parsed.header().key_id.clone()
 }

@@ -1,7 +1,10 @@
 //! The gateway's own errors, tagged with where they came from, and the one place where they
 //! become HTTP: RFC 9457 problem+json that never carries a token, a secret or a stack.
 
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::{
+    HeaderMap, HeaderName, HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER,
+    WWW_AUTHENTICATE,
+};
 use http::Method;
 use serde::Serialize;
 
@@ -217,53 +220,46 @@ impl GatewayError {
             request_id,
         };
         let mut headers = HeaderMap::new();
-        let mut put = |name: &'static str, value: String| {
-            if let Ok(v) = HeaderValue::from_str(&value) {
-                headers.insert(HeaderName::from_static(name), v);
-            }
-        };
-        put("content-type", "application/problem+json".into());
-        put("cache-control", "no-store".into());
-        put(crate::headers::REQUEST_ID, request_id.into());
-        match self {
+        put(
+            &mut headers,
+            CONTENT_TYPE,
+            "application/problem+json".into(),
+        );
+        put(&mut headers, CACHE_CONTROL, "no-store".into());
+        const REQUEST_ID: HeaderName = HeaderName::from_static(crate::headers::REQUEST_ID);
+        put(&mut headers, REQUEST_ID, request_id.into());
+        let challenge = |value: String| Some((WWW_AUTHENTICATE, value));
+        let retry_after = |secs: u64| Some((RETRY_AFTER, secs.to_string()));
+        let extra = match self {
             Self::Jwt(JwtError::Missing) | Self::Opaque(OpaqueError::Missing) => {
-                put("www-authenticate", format!("Bearer realm=\"{REALM}\""));
+                challenge(format!("Bearer realm=\"{REALM}\""))
             }
-            Self::Jwt(e) => put(
-                "www-authenticate",
-                bearer_error(e.is_request_error(), e.description()),
-            ),
-            Self::Opaque(e) => put(
-                "www-authenticate",
-                bearer_error(e.is_request_error(), e.description()),
-            ),
-            Self::NoCustomerId(m) => put(
-                "www-authenticate",
-                format!(
-                    "Bearer realm=\"{REALM}\", error=\"invalid_token\", error_description=\"{}\"",
-                    m.description()
-                ),
-            ),
+            Self::Jwt(e) => challenge(bearer_error(e.is_request_error(), e.description())),
+            Self::Opaque(e) => challenge(bearer_error(e.is_request_error(), e.description())),
+            Self::NoCustomerId(m) => challenge(format!(
+                "Bearer realm=\"{REALM}\", error=\"invalid_token\", error_description=\"{}\"",
+                m.description()
+            )),
             // RFC 6750 §3.1; the scopes were checked at configuration time to be scope tokens,
             // which cannot break out of the quoted string.
-            Self::InsufficientScope(scopes) => put(
-                "www-authenticate",
-                format!(
-                    "Bearer realm=\"{REALM}\", error=\"insufficient_scope\", scope=\"{}\"",
-                    scopes.join(" ")
-                ),
-            ),
-            Self::IntrospectionUnavailable(u) => put("retry-after", u.retry_after_secs.to_string()),
+            Self::InsufficientScope(scopes) => challenge(format!(
+                "Bearer realm=\"{REALM}\", error=\"insufficient_scope\", scope=\"{}\"",
+                scopes.join(" ")
+            )),
+            Self::IntrospectionUnavailable(u) => retry_after(u.retry_after_secs),
             Self::MethodNotAllowed(allow) => {
                 let list: Vec<&str> = allow.iter().map(Method::as_str).collect();
-                put("allow", list.join(", "));
+                Some((ALLOW, list.join(", ")))
             }
-            Self::TokenUnavailable(t) => put("retry-after", t.retry_after_secs.to_string()),
-            Self::KeysUnavailable(k) => put("retry-after", k.retry_after_secs.to_string()),
+            Self::TokenUnavailable(t) => retry_after(t.retry_after_secs),
+            Self::KeysUnavailable(k) => retry_after(k.retry_after_secs),
             // The refused token is gone from the cache: the next attempt gets another one.
-            Self::OriginRefusedUnreplayed => put("retry-after", "1".into()),
-            Self::RateLimited => put("retry-after", RATE_LIMIT_RETRY_AFTER_SECS.to_string()),
-            _ => {}
+            Self::OriginRefusedUnreplayed => retry_after(1),
+            Self::RateLimited => retry_after(RATE_LIMIT_RETRY_AFTER_SECS),
+            _ => None,
+        };
+        if let Some((name, value)) = extra {
+            put(&mut headers, name, value);
         }
         Problem {
             status,
@@ -271,6 +267,14 @@ impl GatewayError {
             // Serialising plain strings and numbers cannot fail.
             body: serde_json::to_vec(&body).unwrap_or_default(),
         }
+    }
+}
+
+/// Sets `name` to `value` when it is a valid header value (all of them are: fixed text, ids,
+/// numbers). One call site per header rather than a closure inlined at each (issue 13: bytes).
+fn put(headers: &mut HeaderMap, name: HeaderName, value: String) {
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        headers.insert(name, v);
     }
 }
 

@@ -330,13 +330,22 @@ mod tests {
     #[test]
     fn the_callers_own_customer_auth_is_kept_only_when_it_is_exactly_the_verified_jwt() {
         // The same value: left in place, once; the underscore alias still goes.
-        let caller = map(&[("customer-auth", "JWT j.w.t"), ("customer_auth", "JWT forged")]);
+        let caller = map(&[
+            ("customer-auth", "JWT j.w.t"),
+            ("customer_auth", "JWT forged"),
+        ]);
         let out = upstream_headers(&caller, &creds(Some("j.w.t"))).unwrap();
         assert_eq!(out.get_all("customer-auth").iter().count(), 1);
         assert_eq!(out["customer-auth"], "JWT j.w.t");
         assert!(!out.contains_key("customer_auth"));
         // Anything else, however close, is replaced.
-        for sent in ["JWT j.w.tx", "jwt j.w.t", "JWT  j.w.t", "Bearer j.w.t", "JWT j.w"] {
+        for sent in [
+            "JWT j.w.tx",
+            "jwt j.w.t",
+            "JWT  j.w.t",
+            "Bearer j.w.t",
+            "JWT j.w",
+        ] {
             let caller = map(&[("customer-auth", sent)]);
             let out = upstream_headers(&caller, &creds(Some("j.w.t"))).unwrap();
             assert_eq!(out.get_all("customer-auth").iter().count(), 1, "{sent}");

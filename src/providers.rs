@@ -76,7 +76,7 @@ impl Providers {
 
     /// Parses the JSON array. Errors name the entry and field, never echo the document.
     pub fn parse(json: &str, shared: &JwtSettings) -> Result<Self, ConfigError> {
-        let raw: Vec<RawProvider> = serde_json::from_str(json).map_err(|e| {
+        let raw: Vec<RawProvider> = serde_json::from_slice(json.as_bytes()).map_err(|e| {
             ConfigError::new(
                 SETTING,
                 format!(

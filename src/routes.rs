@@ -153,7 +153,7 @@ impl Default for RouteTable {
 impl RouteTable {
     /// Parses `ROUTES`. Errors describe the position and field, never echo the document.
     pub fn parse(json: &str) -> Result<Self, ConfigError> {
-        let raw: Vec<RawRoute> = serde_json::from_str(json).map_err(|e| {
+        let raw: Vec<RawRoute> = serde_json::from_slice(json.as_bytes()).map_err(|e| {
             ConfigError::new(
                 SETTING,
                 format!(

@@ -1,7 +1,7 @@
 //! A fetched key set as kept in KV, so that a new isolate starts from another isolate's fetch
 //! instead of calling the identity provider. Key sets are public, so they are stored in clear.
 
-use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 /// The KV key of the set fetched from `url`: a digest, so nothing the URL's query might carry
@@ -12,8 +12,10 @@ pub fn kv_key(url: &str) -> String {
     format!("jwks:v1:{hex}")
 }
 
-/// A key set document and the instants that bound its use.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A key set document and the instants that bound its use. As JSON
+/// `{"fresh_until_ms":…,"jwks":…}`, written and read by hand rather than derived: one serde
+/// deserializer fewer in the wasm (issue 13), the bytes those derives wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredJwks {
     /// Unix milliseconds until which the set is fresh.
     pub fresh_until_ms: u64,
@@ -23,13 +25,20 @@ pub struct StoredJwks {
 
 impl StoredJwks {
     pub fn to_kv(&self) -> String {
-        // A struct of a number and a string always serialises.
-        serde_json::to_string(self).unwrap_or_default()
+        format!(
+            r#"{{"fresh_until_ms":{},"jwks":{}}}"#,
+            self.fresh_until_ms,
+            Value::from(self.jwks.as_str())
+        )
     }
 
     /// `None` for anything that is not a value this version wrote: a miss, not an error.
     pub fn from_kv(value: &str) -> Option<StoredJwks> {
-        serde_json::from_str(value).ok()
+        let o: Map<String, Value> = serde_json::from_slice(value.as_bytes()).ok()?;
+        Some(StoredJwks {
+            fresh_until_ms: o.get("fresh_until_ms")?.as_u64()?,
+            jwks: o.get("jwks")?.as_str()?.to_owned(),
+        })
     }
 }
 
@@ -43,7 +52,17 @@ mod tests {
             fresh_until_ms: 5,
             jwks: r#"{"keys":[]}"#.into(),
         };
-        assert_eq!(StoredJwks::from_kv(&s.to_kv()), Some(s));
+        assert_eq!(StoredJwks::from_kv(&s.to_kv()), Some(s.clone()));
+        // The bytes the derived Serialize wrote, so that versions share their KV entries.
+        assert_eq!(s.to_kv(), r#"{"fresh_until_ms":5,"jwks":"{\"keys\":[]}"}"#);
+        assert_eq!(
+            StoredJwks::from_kv(r#"{"fresh_until_ms":"5","jwks":"x"}"#),
+            None
+        );
+        assert_eq!(
+            StoredJwks::from_kv(r#"{"fresh_until_ms":5,"jwks":{}}"#),
+            None
+        );
         assert_eq!(StoredJwks::from_kv("gcm1.xyz"), None);
         assert_eq!(StoredJwks::from_kv("{}"), None);
     }

@@ -266,27 +266,53 @@ struct Jwks {
 }
 
 /// The JWK members we read; all others (including any private `d`) are ignored.
-#[derive(Deserialize)]
 struct RawJwk {
     kty: String,
-    #[serde(default)]
     kid: Option<String>,
-    #[serde(default, rename = "use")]
     use_: Option<String>,
-    #[serde(default)]
     key_ops: Option<Vec<String>>,
-    #[serde(default)]
     alg: Option<String>,
-    #[serde(default)]
     crv: Option<String>,
-    #[serde(default)]
     n: Option<String>,
-    #[serde(default)]
     e: Option<String>,
-    #[serde(default)]
     x: Option<String>,
-    #[serde(default)]
     y: Option<String>,
+}
+
+impl RawJwk {
+    /// Read by hand as a derived `Deserialize` read it through `serde_json::from_value`, which
+    /// brought serde_json's whole owned-`Value` deserializer into the wasm (issue 13): `kty` a
+    /// string; every other member absent, `null` or a string (`key_ops` an array of strings);
+    /// a member of another type makes the key unreadable, so skipped.
+    fn from_member(member: &serde_json::Map<String, serde_json::Value>) -> Option<RawJwk> {
+        use serde_json::Value;
+        let text = |name: &str| match member.get(name) {
+            None | Some(Value::Null) => Some(None),
+            Some(Value::String(s)) => Some(Some(s.clone())),
+            Some(_) => None,
+        };
+        let key_ops = match member.get("key_ops") {
+            None | Some(Value::Null) => None,
+            Some(Value::Array(ops)) => Some(
+                ops.iter()
+                    .map(|op| op.as_str().map(str::to_owned))
+                    .collect::<Option<Vec<_>>>()?,
+            ),
+            Some(_) => return None,
+        };
+        Some(RawJwk {
+            kty: text("kty")??,
+            kid: text("kid")?,
+            use_: text("use")?,
+            key_ops,
+            alg: text("alg")?,
+            crv: text("crv")?,
+            n: text("n")?,
+            e: text("e")?,
+            x: text("x")?,
+            y: text("y")?,
+        })
+    }
 }
 
 impl KeySet {
@@ -302,13 +328,12 @@ impl KeySet {
     /// symmetric (`oct`) keys, since a key set is usually published and a published HMAC key
     /// would let anyone sign.
     pub fn from_jwks_json(json: &str) -> Result<KeySet, JwksError> {
-        let jwks: Jwks = serde_json::from_str(json).map_err(|_| JwksError::NotAKeySet)?;
+        let jwks: Jwks =
+            serde_json::from_slice(json.as_bytes()).map_err(|_| JwksError::NotAKeySet)?;
         let keys = jwks
             .keys
             .into_iter()
-            .filter_map(|member| {
-                serde_json::from_value::<RawJwk>(serde_json::Value::Object(member)).ok()
-            })
+            .filter_map(|member| RawJwk::from_member(&member))
             .filter_map(usable_key)
             .collect();
         Ok(KeySet { keys })
@@ -517,6 +542,77 @@ fn bit_len(be: &[u8]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jwk_members_are_read_as_the_derived_deserialize_read_them() {
+        // The reading that replaced `serde_json::from_value` into a derived struct, against
+        // that derive (same fields, same defaults): the same members accepted, the same values.
+        #[derive(serde::Deserialize, Debug, PartialEq)]
+        struct Derived {
+            kty: String,
+            #[serde(default)]
+            kid: Option<String>,
+            #[serde(default, rename = "use")]
+            use_: Option<String>,
+            #[serde(default)]
+            key_ops: Option<Vec<String>>,
+            #[serde(default)]
+            alg: Option<String>,
+            #[serde(default)]
+            crv: Option<String>,
+            #[serde(default)]
+            n: Option<String>,
+            #[serde(default)]
+            e: Option<String>,
+            #[serde(default)]
+            x: Option<String>,
+            #[serde(default)]
+            y: Option<String>,
+        }
+        let members = [
+            r#"{"kty":"RSA","n":"AQ","e":"AQAB"}"#,
+            r#"{"kty":"EC","crv":"P-256","x":"a","y":"b","kid":"k","use":"sig","alg":"ES256"}"#,
+            r#"{"kty":"OKP","crv":"Ed25519","x":"a","key_ops":["verify","sign"]}"#,
+            r#"{"kty":"RSA","key_ops":[]}"#,
+            r#"{"kty":"RSA","key_ops":null,"kid":null,"use":null,"alg":null}"#,
+            r#"{"kty":"RSA","key_ops":"verify"}"#,
+            r#"{"kty":"RSA","key_ops":["verify",1]}"#,
+            r#"{"kty":"RSA","kid":7}"#,
+            r#"{"kty":"RSA","use":true}"#,
+            r#"{"kty":"RSA","n":["AQ"]}"#,
+            r#"{"kty":"RSA","e":{"v":1}}"#,
+            r#"{"kty":"EC","x":1.5}"#,
+            r#"{"kty":"EC","y":false}"#,
+            r#"{"kty":"EC","crv":1}"#,
+            r#"{"kty":null}"#,
+            r#"{"kty":1}"#,
+            r#"{"kid":"k"}"#,
+            r#"{}"#,
+            r#"{"kty":"oct","k":"c2VjcmV0","d":"private","extra":[1,{"a":null}]}"#,
+        ];
+        let mut refused = 0;
+        for json in members {
+            let member: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(json).unwrap();
+            let theirs =
+                serde_json::from_value::<Derived>(serde_json::Value::Object(member.clone())).ok();
+            let ours = RawJwk::from_member(&member).map(|r| Derived {
+                kty: r.kty,
+                kid: r.kid,
+                use_: r.use_,
+                key_ops: r.key_ops,
+                alg: r.alg,
+                crv: r.crv,
+                n: r.n,
+                e: r.e,
+                x: r.x,
+                y: r.y,
+            });
+            refused += usize::from(ours.is_none());
+            assert_eq!(ours, theirs, "{json}");
+        }
+        assert!(0 < refused && refused < members.len(), "{refused} refused");
+    }
 
     #[test]
     fn bit_length_ignores_leading_zero_bytes() {

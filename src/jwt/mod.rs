@@ -27,7 +27,7 @@ pub use alg::{Alg, KeyFamily};
 pub use extract::extract;
 pub use keys::{Curve, JwksError, Key, KeyComponents, KeySet, MAX_KEY_TRIES};
 pub use settings::JwtSettings;
-pub use validate::{validate, VerifiedToken, MAX_TOKEN_BYTES};
+pub use validate::{header_kid, validate, VerifiedToken, MAX_TOKEN_BYTES};
 pub use verified::{
     TokenDigest, VerifiedCache, MAX_BYTES as MAX_VERIFIED_BYTES,
     MAX_CLAIMS_BYTES as MAX_VERIFIED_CLAIMS_BYTES, MAX_ENTRIES as MAX_VERIFIED_ENTRIES,

@@ -2,7 +2,6 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use jwt_compact::UntrustedToken;
 use serde_json::{Map, Value};
 
 use super::unique_json::{self, ObjectError};
@@ -29,9 +28,6 @@ pub struct VerifiedToken {
     pub claims: Claims,
 }
 
-/// Header members beyond those jwt-compact reads (`alg`, `cty`, `kid`, `jku`, `x5u`, ...).
-type OtherHeaderFields = Map<String, Value>;
-
 /// Checks `token` against `settings` and `keys` at `now_secs` (Unix seconds).
 ///
 /// The order is fixed, cheapest and least trusting first, so that hostile input is refused
@@ -53,22 +49,18 @@ pub async fn validate<V: SignatureVerifier>(
         return Err(JwtError::TooLarge);
     }
     let segments = Segments::parse(token)?;
-    // The header's typed members (a string `alg`, `kid`, `jku`, `x5u`, `typ`; a `cty` of JSON)
-    // as jwt-compact reads them; `Segments::parse` has already refused what it would accept
-    // too leniently (duplicates, padding, a header that is not an object).
-    let parsed =
-        UntrustedToken::<OtherHeaderFields>::try_from(token).map_err(|_| JwtError::Malformed)?;
+    let header = Header::read(&segments.header)?;
 
     // The algorithm is decided by the allow-list before any key is looked at (RFC 8725 §3.1).
     // `none` in any spelling is not an `Alg`, so it can never pass.
-    let alg = Alg::from_name(parsed.algorithm())
+    let alg = Alg::from_name(header.alg)
         .filter(|alg| settings.allows(*alg))
         .ok_or(JwtError::AlgorithmNotAllowed)?;
-    if parsed.header().other_fields.contains_key("crit") {
+    if segments.header.contains_key("crit") {
         return Err(JwtError::CriticalHeader);
     }
 
-    let kid = parsed.header().key_id.as_deref();
+    let kid = header.kid;
     let candidates = keys.candidates(alg, kid)?;
     let mut verified = false;
     for key in candidates {
@@ -101,6 +93,8 @@ pub async fn validate<V: SignatureVerifier>(
 
 /// A compact JWS split and decoded, its shape checked but nothing in it trusted yet.
 struct Segments<'t> {
+    /// The decoded header: its members are only read by `Header::read` and the `crit` check.
+    header: Map<String, Value>,
     /// The token before its last `.`: what the signature covers, byte for byte.
     signing_input: &'t str,
     signature: Vec<u8>,
@@ -123,18 +117,83 @@ impl<'t> Segments<'t> {
         else {
             return Err(JwtError::Malformed);
         };
-        // The header's members are read again, typed, by jwt-compact; here only its shape.
-        json_object(&base64url(header)?)?;
+        let header_object = json_object(&base64url(header)?)?;
         let decoded = base64url(payload)?;
         let claims = json_object(&decoded)?;
         let signature = base64url(signature)?;
         Ok(Segments {
+            header: header_object,
             signing_input: &token[..header.len() + 1 + payload.len()],
             signature,
             claims,
             claims_bytes: decoded.len(),
         })
     }
+}
+
+/// The header's typed members, read as jwt-compact's `UntrustedToken` read them until issue 13
+/// (its serde derive, with two `#[serde(flatten)]`s, was one more JSON pass over the header and
+/// about 15 KB of wasm): `alg` a string; `kid`, `jku`, `x5u`, `typ` and `cty` absent, `null` or
+/// strings, `cty` only `json` in any case; `x5t` and `x5t#S256` thumbprints as jwt-compact
+/// decodes them. Anything else in those members makes the token malformed, before the
+/// allow-list looks at `alg`. No member here is followed or trusted: `kid` only selects among
+/// configured keys.
+struct Header<'h> {
+    alg: &'h str,
+    kid: Option<&'h str>,
+}
+
+impl<'h> Header<'h> {
+    fn read(header: &'h Map<String, Value>) -> Result<Header<'h>, JwtError> {
+        let text = |name: &str| match header.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.as_str())),
+            Some(_) => Err(JwtError::Malformed),
+        };
+        // Required, and `null` is no string.
+        let alg = text("alg")?.ok_or(JwtError::Malformed)?;
+        let kid = text("kid")?;
+        for name in ["jku", "x5u", "typ"] {
+            text(name)?;
+        }
+        if text("cty")?.is_some_and(|cty| !cty.eq_ignore_ascii_case("json")) {
+            return Err(JwtError::Malformed);
+        }
+        let thumbprint_ok = |name: &str, len: usize| match header.get(name) {
+            None | Some(Value::Null) => true,
+            Some(Value::String(s)) => thumbprint(s, len),
+            Some(_) => false,
+        };
+        if !thumbprint_ok("x5t", 20) || !thumbprint_ok("x5t#S256", 32) {
+            return Err(JwtError::Malformed);
+        }
+        Ok(Header { alg, kid })
+    }
+}
+
+/// Whether jwt-compact's `Thumbprint<len>` would read `value` (its own base64 code is not
+/// brought into the wasm for it): up to two `=` dropped, then, by the length it decodes to,
+/// too short; exactly `len` bytes of base64url; or longer, base64url of UTF-8 text (a hex
+/// thumbprint). Its base64 (base64ct) is as strict as ours: canonical, unpadded.
+fn thumbprint(value: &str, len: usize) -> bool {
+    let mut value = value;
+    for _ in 0..2 {
+        value = value.strip_suffix('=').unwrap_or(value);
+    }
+    match (value.len() * 3 / 4).cmp(&len) {
+        std::cmp::Ordering::Less => false,
+        std::cmp::Ordering::Equal => base64url(value).is_ok(),
+        std::cmp::Ordering::Greater => {
+            base64url(value).is_ok_and(|bytes| String::from_utf8(bytes).is_ok())
+        }
+    }
+}
+
+/// The `kid` of a token whose header parsed (`validate` got as far as the keys).
+pub fn header_kid(token: &str) -> Option<String> {
+    let header = token.split('.').next()?;
+    let object = json_object(&base64url(header).ok()?).ok()?;
+    Some(object.get("kid")?.as_str()?.to_owned())
 }
 
 /// The `base64` crate's URL-safe engine without padding, which also refuses non-zero trailing
@@ -266,7 +325,99 @@ fn audiences(claims: &Map<String, Value>) -> Result<Option<Vec<&str>>, JwtError>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use jwt_compact::UntrustedToken;
     use serde_json::json;
+
+    #[test]
+    fn headers_are_read_as_jwt_compacts_untrusted_token_read_them() {
+        // The reading that replaced jwt-compact's, against jwt-compact itself (still here
+        // natively): the same headers refused, the same `alg` and `kid` from the rest.
+        let b64 = |b: &[u8]| URL_SAFE_NO_PAD.encode(b);
+        let thumb = |n: usize| b64(&vec![7; n]);
+        let headers = [
+            json!({"alg": "HS256"}),
+            json!({"alg": "HS256", "typ": "JWT", "kid": "k1"}),
+            json!({"typ": "JWT"}),
+            json!({"alg": null}),
+            json!({"alg": 256}),
+            json!({"alg": ["HS256"]}),
+            json!({"alg": "none"}),
+            json!({"alg": ""}),
+            json!({"alg": "HS256", "kid": null}),
+            json!({"alg": "HS256", "kid": 7}),
+            json!({"alg": "HS256", "kid": {"a": 1}}),
+            json!({"alg": "HS256", "typ": 1}),
+            json!({"alg": "HS256", "typ": null}),
+            json!({"alg": "HS256", "jku": 1}),
+            json!({"alg": "HS256", "jku": "https://x.example/"}),
+            json!({"alg": "HS256", "x5u": {"u": "x"}}),
+            json!({"alg": "HS256", "x5u": null}),
+            json!({"alg": "HS256", "cty": "json"}),
+            json!({"alg": "HS256", "cty": "JSON"}),
+            json!({"alg": "HS256", "cty": "Json"}),
+            json!({"alg": "HS256", "cty": "cbor"}),
+            json!({"alg": "HS256", "cty": "JWT"}),
+            json!({"alg": "HS256", "cty": null}),
+            json!({"alg": "HS256", "cty": 1}),
+            json!({"alg": "HS256", "crit": ["exp"]}),
+            json!({"alg": "HS256", "crit": null}),
+            json!({"alg": "HS256", "jwk": {"kty": "oct"}, "x5c": 1, "b64": false}),
+            json!({"alg": "HS256", "x5t": thumb(20)}),
+            json!({"alg": "HS256", "x5t": format!("{}=", thumb(20))}),
+            json!({"alg": "HS256", "x5t": format!("{}==", thumb(20))}),
+            json!({"alg": "HS256", "x5t": format!("{}===", thumb(20))}),
+            json!({"alg": "HS256", "x5t": "a94a8fe5ccb19ba61c4c0873d391e987982fbbd3"}),
+            json!({"alg": "HS256", "x5t": b64(b"a94a8fe5ccb19ba61c4c0873d391e987982fbbd3")}),
+            json!({"alg": "HS256", "x5t#S256": format!("{}=", thumb(32))}),
+            json!({"alg": "HS256", "x5t": thumb(19)}),
+            json!({"alg": "HS256", "x5t": thumb(21)}),
+            json!({"alg": "HS256", "x5t": b64(b"0123456789abcdef0123456789abcdef0123456789")}),
+            json!({"alg": "HS256", "x5t": b64(&[0xff; 40])}),
+            json!({"alg": "HS256", "x5t": "!!!!!!!!!!!!!!!!!!!!!!!!!!!"}),
+            json!({"alg": "HS256", "x5t": "AAAAAAAAAAAAAAAAAAAAAAAAAAB"}),
+            json!({"alg": "HS256", "x5t": 20}),
+            json!({"alg": "HS256", "x5t": null}),
+            json!({"alg": "HS256", "x5t": ""}),
+            json!({"alg": "HS256", "x5t#S256": thumb(32)}),
+            json!({"alg": "HS256", "x5t#S256": thumb(20)}),
+            json!({"alg": "HS256", "x5t#S256": thumb(33)}),
+            json!({"alg": "HS256", "x5t#S256": [1, 2]}),
+            json!({"alg": "RS256", "kid": "a", "x5t": thumb(20), "x5t#S256": thumb(32)}),
+        ];
+        let mut refused = 0;
+        for header in &headers {
+            let token = format!(
+                "{}.{}.{}",
+                b64(header.to_string().as_bytes()),
+                b64(br#"{"exp":1}"#),
+                b64(b"sig")
+            );
+            let theirs = UntrustedToken::<Map<String, Value>>::try_from(token.as_str())
+                .ok()
+                .map(|t| {
+                    let h = t.header();
+                    (
+                        t.algorithm().to_owned(),
+                        h.key_id.clone(),
+                        h.other_fields.contains_key("crit"),
+                    )
+                });
+            let segments = Segments::parse(&token).unwrap();
+            let ours = Header::read(&segments.header).ok().map(|h| {
+                (
+                    h.alg.to_owned(),
+                    h.kid.map(str::to_owned),
+                    segments.header.contains_key("crit"),
+                )
+            });
+            assert_eq!(ours, theirs, "{header}");
+            match ours {
+                Some((_, kid, _)) => assert_eq!(header_kid(&token), kid, "{header}"),
+                None => refused += 1,
+            }
+        }
+        assert!(0 < refused && refused < headers.len(), "{refused} refused");
+    }
 
     fn claims(v: Value) -> Map<String, Value> {
         match v {

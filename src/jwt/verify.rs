@@ -22,8 +22,9 @@ pub trait SignatureVerifier {
 /// time), RSA PKCS#1 v1.5 and PSS, ECDSA P-256 and Ed25519; ECDSA P-384 and P-521 with the
 /// RustCrypto `p384` and `p521` crates, which jwt-compact does not cover.
 ///
-/// The Worker's wasm (without `baseline-verify`) carries HMAC only, to keep the bundle small:
-/// there WebCrypto checks the asymmetric algorithms, and this answers `false` for them.
+/// The Worker (without `baseline-verify`) checks every signature with WebCrypto and does not
+/// use this; compiled to wasm it would carry HMAC only and answer `false` for the asymmetric
+/// algorithms, to keep the bundle small.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RustCryptoVerifier;
 

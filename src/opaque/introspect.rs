@@ -113,7 +113,7 @@ fn numeric_date(
     let secs = match map.get(name) {
         None | Some(Value::Null) => return Ok(None),
         Some(Value::Number(n)) => n.as_f64().ok_or(bad.clone())?,
-        Some(Value::String(s)) => s.trim().parse::<f64>().map_err(|_| bad.clone())?,
+        Some(Value::String(s)) => crate::token::decimal_string(s).ok_or(bad.clone())?,
         Some(_) => return Err(bad),
     };
     if secs.is_finite() && secs >= 0.0 {

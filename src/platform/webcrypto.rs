@@ -1,8 +1,10 @@
-//! Asymmetric JWS signatures checked by the runtime's WebCrypto (`crypto.subtle.verify`),
-//! which in workerd is native code: 5-15x cheaper per RS256/ES256 token than the same check
-//! compiled to wasm, and ES384/ES512 need no P-384/P-521 code in the bundle at all. Keys are
-//! imported once per isolate and kept. HMAC stays in Rust
-//! (jwt-compact, constant-time compare): it is cheap there and needs no key import.
+//! JWS signatures checked by the runtime's WebCrypto (`crypto.subtle.verify`), which in
+//! workerd is native code: 5-15x cheaper per RS256/ES256 token than the same check compiled to
+//! wasm, and ES384/ES512 need no P-384/P-521 code in the bundle at all. Keys are imported once
+//! per isolate and kept. HMAC too (issue 13): in Rust it brought SHA-512 and jwt-compact's
+//! three HMACs, about 8 KB of the gzip bundle, for the first sight of an `HS*` token only;
+//! WebCrypto's HMAC verify compares in constant time like jwt-compact's, and the secret, like
+//! the public keys, is imported once (the import cache, in memory only, knows it by its bytes).
 //!
 //! There is no pure-Rust fallback for the asymmetric algorithms in this build (they were most
 //! of the bundle): should the runtime refuse an import (e.g. a P-256 point off the curve, which
@@ -19,7 +21,7 @@ use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{CryptoKey, SubtleCrypto};
 
-use crate::jwt::{Alg, Curve, Key, KeyComponents, RustCryptoVerifier, SignatureVerifier};
+use crate::jwt::{Alg, Curve, Key, KeyComponents, SignatureVerifier};
 
 /// Imported keys kept per isolate; past this the map starts over (a key set this large is
 /// already unusual, and re-importing costs one call per key).
@@ -49,13 +51,10 @@ impl SignatureVerifier for WebCryptoVerifier {
         if !key.can_verify(alg) {
             return false;
         }
-        let Some(params) = Params::of(alg) else {
-            // HMAC: in Rust, see above.
-            return RustCryptoVerifier.verify_now(alg, key, signing_input, signature);
-        };
-        // ECDSA's JWS signature is r || s at the curve's size (RFC 7518 §3.4). WebCrypto takes
-        // the same form and answers false for another length; checked here too, so a short or
-        // DER-encoded signature costs no import or call whatever the runtime does.
+        let params = Params::of(alg);
+        // ECDSA's JWS signature is r || s at the curve's size (RFC 7518 §3.4), an HMAC's the
+        // hash's size. WebCrypto answers false for another length; checked here too, so a
+        // short or DER-encoded signature costs no import or call whatever the runtime does.
         if params
             .signature_len
             .is_some_and(|len| len != signature.len())
@@ -141,12 +140,12 @@ struct Params {
     /// RSA-PSS salt length: the hash size (RFC 7518 §3.5).
     salt: Option<u32>,
     curve: Option<&'static str>,
-    /// ECDSA: the only signature length (r || s).
+    /// ECDSA (r || s) and HMAC: the only signature length.
     signature_len: Option<usize>,
 }
 
 impl Params {
-    fn of(alg: Alg) -> Option<Params> {
+    fn of(alg: Alg) -> Params {
         let rsa = |hash| Params {
             name: "RSASSA-PKCS1-v1_5",
             hash: Some(hash),
@@ -168,7 +167,14 @@ impl Params {
             curve: Some(curve.name()),
             signature_len: Some(2 * curve.coordinate_len()),
         };
-        Some(match alg {
+        let hmac = |hash, len| Params {
+            name: "HMAC",
+            hash: Some(hash),
+            salt: None,
+            curve: None,
+            signature_len: Some(len),
+        };
+        match alg {
             Alg::Rs256 => rsa("SHA-256"),
             Alg::Rs384 => rsa("SHA-384"),
             Alg::Rs512 => rsa("SHA-512"),
@@ -185,8 +191,10 @@ impl Params {
                 curve: None,
                 signature_len: None,
             },
-            Alg::Hs256 | Alg::Hs384 | Alg::Hs512 => return None,
-        })
+            Alg::Hs256 => hmac("SHA-256", 32),
+            Alg::Hs384 => hmac("SHA-384", 48),
+            Alg::Hs512 => hmac("SHA-512", 64),
+        }
     }
 
     fn import_algorithm(&self) -> Result<Object, JsValue> {
@@ -234,7 +242,7 @@ fn jwk_of(key: &Key) -> Result<Object, JsValue> {
             ("crv", "Ed25519".into()),
             ("x", b64(x)),
         ]),
-        KeyComponents::Hmac { .. } => Err(JsValue::from_str("HMAC keys are not imported")),
+        KeyComponents::Hmac { secret } => object(&[("kty", "oct".into()), ("k", b64(secret))]),
     }
 }
 
@@ -249,7 +257,9 @@ fn identity(alg: Alg, key: &Key) -> Identity {
         KeyComponents::Rsa { n, e } => &[b"RSA", n, e],
         KeyComponents::Ec { curve, x, y } => &[b"EC", curve.name().as_bytes(), x, y],
         KeyComponents::Ed25519 { x } => &[b"OKP", x],
-        KeyComponents::Hmac { .. } => &[b"oct"],
+        // The secret itself, in memory only like the `Key` it comes from and the imported
+        // key: two secrets (providers may each have one) never share an import.
+        KeyComponents::Hmac { secret } => &[b"oct", secret],
     };
     let mut out = Vec::with_capacity(parts.iter().map(|p| p.len() + 4).sum::<usize>() + 8);
     out.extend_from_slice(alg.name().as_bytes());

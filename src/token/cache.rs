@@ -121,9 +121,9 @@ impl RefreshOutcome {
     }
 }
 
-/// What `reject` did with a token the origin refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// What `reject` did with a token the origin refused. Travels in a coordinator answer by its
+/// snake_case name (src/token/protocol.rs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rejection {
     /// It was the cached token: dropped from memory, and from KV if KV still held it.
     Dropped,

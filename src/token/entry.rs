@@ -1,7 +1,7 @@
 //! One cached access token: when it was obtained, when it expires, when it may no longer be
 //! sent, and how it is written to KV.
 
-use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use super::seal::Sealer;
 
@@ -12,13 +12,14 @@ const MAX_MARGIN_MS: u64 = 60_000;
 /// Shortest time a KV entry may live (Workers KV refuses a shorter `expirationTtl`).
 pub const KV_MIN_TTL_SECS: u64 = 60;
 
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// As JSON (KV values, coordinator answers): `{"t": token, "o": obtained_at_ms, "e":
+/// expires_at_ms}`. Read and written by hand rather than derived: a derived `Deserialize` is one
+/// more serde_json deserializer in the wasm (issue 13: bytes), and the JSON `Value` reader is
+/// there anyway.
+#[derive(Clone, PartialEq, Eq)]
 pub struct CachedToken {
-    #[serde(rename = "t")]
     access_token: String,
-    #[serde(rename = "o")]
     obtained_at_ms: u64,
-    #[serde(rename = "e")]
     expires_at_ms: u64,
 }
 
@@ -74,10 +75,30 @@ impl CachedToken {
         (self.usable_until_ms().saturating_sub(now_ms) / 1000).max(KV_MIN_TTL_SECS)
     }
 
+    /// `{"t":…,"o":…,"e":…}`, the members in that order.
+    pub fn to_json(&self) -> String {
+        format!(
+            r#"{{"t":{},"o":{},"e":{}}}"#,
+            Value::from(self.access_token.as_str()),
+            self.obtained_at_ms,
+            self.expires_at_ms
+        )
+    }
+
+    /// The token of a JSON object with the three members (other members ignored), as they are,
+    /// so that callers can refuse an entry whose expiry precedes its issue.
+    pub fn from_json_object(object: &Map<String, Value>) -> Option<Self> {
+        Some(Self {
+            access_token: object.get("t")?.as_str()?.to_owned(),
+            obtained_at_ms: object.get("o")?.as_u64()?,
+            expires_at_ms: object.get("e")?.as_u64()?,
+        })
+    }
+
     /// The KV value: JSON, sealed when a key is configured. `aad` binds a sealed value to its
     /// KV key so that it cannot be replayed under another key.
     pub fn to_kv(&self, sealer: Option<&Sealer>, aad: &str) -> Option<String> {
-        let json = serde_json::to_string(self).ok()?;
+        let json = self.to_json();
         match sealer {
             None => Some(json),
             Some(s) => s.seal(json.as_bytes(), aad.as_bytes()),
@@ -87,10 +108,11 @@ impl CachedToken {
     /// Reads a KV value back. Anything that does not decode (another format, tampering, a value
     /// sealed with a rotated key, a clear value when sealing is on) is a miss, not an error.
     pub fn from_kv(value: &str, sealer: Option<&Sealer>, aad: &str) -> Option<Self> {
-        let token: Self = match sealer {
-            None => serde_json::from_str(value).ok()?,
+        let object: Map<String, Value> = match sealer {
+            None => serde_json::from_slice(value.as_bytes()).ok()?,
             Some(s) => serde_json::from_slice(&s.open(value, aad.as_bytes())?).ok()?,
         };
+        let token = Self::from_json_object(&object)?;
         (!token.access_token.is_empty() && token.expires_at_ms >= token.obtained_at_ms)
             .then_some(token)
     }

@@ -29,9 +29,9 @@ pub const DEFAULT_LIFETIME_SECS: u64 = 300;
 pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
 /// Why the token endpoint gave us no usable token. Carries no token or secret.
-// Serialisable: the token coordinator passes its endpoint failure on to the isolates it answers.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
+// The token coordinator passes its endpoint failure on to the isolates it answers, as JSON
+// (src/token/protocol.rs).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GrantError {
     Timeout,
     Unreachable,
@@ -227,10 +227,66 @@ pub(super) fn bearer_safe(token: &str) -> bool {
 fn seconds(v: &Value) -> Option<u64> {
     let f = match v {
         Value::Number(n) => n.as_f64()?,
-        Value::String(s) => s.trim().parse::<f64>().ok()?,
+        Value::String(s) => decimal_string(s)?,
         _ => return None,
     };
     (0.0..1e12).contains(&f).then_some(f as u64)
+}
+
+/// A number sent as a string (`" 59.9 "`, `"1e3"`, `"inf"`): what `s.trim().parse::<f64>()`
+/// accepts, the same grammar (optional sign; digits with an optional `.` and exponent, or
+/// `inf`, `infinity`, `nan` in any case), read by serde_json's number parser, which the wasm
+/// has anyway, instead of core's `f64` parser and its ten-kilobyte table of powers of five
+/// (issue 13: bytes). The values are core's for every string of at most 15 significant digits
+/// and an exponent within ±22; beyond that they may differ in the last binary digit, which no
+/// whole number of seconds below 2^53 can tell apart.
+pub(crate) fn decimal_string(s: &str) -> Option<f64> {
+    let t = s.trim();
+    let (negative, rest) = match t.as_bytes().first()? {
+        b'-' => (true, &t[1..]),
+        b'+' => (false, &t[1..]),
+        _ => (false, t),
+    };
+    let sign = if negative { -1.0 } else { 1.0 };
+    if rest.eq_ignore_ascii_case("inf") || rest.eq_ignore_ascii_case("infinity") {
+        return Some(sign * f64::INFINITY);
+    }
+    if rest.eq_ignore_ascii_case("nan") {
+        return Some(f64::NAN);
+    }
+    let (mantissa, exponent) = match rest.find(['e', 'E']) {
+        Some(at) => (&rest[..at], Some(&rest[at + 1..])),
+        None => (rest, None),
+    };
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = |d: &str| d.bytes().all(|b| b.is_ascii_digit());
+    if whole.len() + fraction.len() == 0 || !digits(whole) || !digits(fraction) {
+        return None;
+    }
+    // As JSON: no `+`, no leading zeros, a digit on both sides of the `.`.
+    let mut json = String::with_capacity(t.len() + 2);
+    if negative {
+        json.push('-');
+    }
+    let whole = whole.trim_start_matches('0');
+    json.push_str(if whole.is_empty() { "0" } else { whole });
+    if !fraction.is_empty() {
+        json.push('.');
+        json.push_str(fraction);
+    }
+    if let Some(exponent) = exponent {
+        let unsigned = exponent.strip_prefix(['+', '-']).unwrap_or(exponent);
+        if unsigned.is_empty() || !digits(unsigned) {
+            return None;
+        }
+        json.push('e');
+        json.push_str(exponent);
+    }
+    match serde_json::from_slice::<Value>(json.as_bytes()) {
+        Ok(Value::Number(n)) => n.as_f64(),
+        // Only a number too large for an f64, where core's parser says infinity.
+        _ => Some(sign * f64::INFINITY),
+    }
 }
 
 fn millis(v: &Value) -> Option<u64> {
@@ -338,6 +394,97 @@ mod tests {
             at(r#"{"access_token":"a","expires_in":-5}"#),
             Err(GrantError::BadExpiry)
         );
+    }
+
+    #[test]
+    fn numeric_strings_read_as_cores_f64_parser_reads_them() {
+        let same = |s: &str| {
+            // Bit for bit (so `-0` is `-0`), any NaN as one.
+            let bits = |f: f64| if f.is_nan() { None } else { Some(f.to_bits()) };
+            let core = s.trim().parse::<f64>().ok().map(bits);
+            assert_eq!(decimal_string(s).map(bits), core, "{s:?}");
+        };
+        for s in [
+            "60",
+            " 60 ",
+            "\t60\n",
+            "+60",
+            "-60",
+            "0",
+            "-0",
+            "+0",
+            "00",
+            "007",
+            "59.9",
+            ".5",
+            "5.",
+            ".",
+            "",
+            " ",
+            "+",
+            "-",
+            "1e3",
+            "1E3",
+            "1e+3",
+            "1e-3",
+            "1e",
+            "1e+",
+            "e3",
+            ".e3",
+            "1.5e2",
+            "0.000001",
+            "28799",
+            "1570733606449",
+            "1e12",
+            "999999999999.9",
+            "1e400",
+            "-1e400",
+            "1e-400",
+            "0e999999999999999999999",
+            "1e999999999999999999999",
+            "inf",
+            "-inf",
+            "+Infinity",
+            "INF",
+            "infinity",
+            "nan",
+            "NaN",
+            "-nan",
+            "in",
+            "infinit",
+            "1_000",
+            "0x10",
+            "1,5",
+            "1.2.3",
+            "1e5.5",
+            "--1",
+            "+-1",
+            "1 2",
+            "١",
+            "6０",
+            "18446744073709551615",
+            "18446744073709551616",
+            "9007199254740993",
+            "123456789012345",
+            "0.1",
+            "0.2",
+            "0.3",
+            "3600.000000000001",
+        ] {
+            same(s);
+        }
+        // Every string of up to 15 digits with a `.` somewhere, and exponents within ±22.
+        let mut n: u64 = 1;
+        while n < 1_000_000_000_000_000 {
+            let d = n.to_string();
+            for dot in 0..=d.len() {
+                same(&format!("{}.{}", &d[..dot], &d[dot..]));
+            }
+            for e in [-22, -7, -1, 1, 7, 22] {
+                same(&format!("{d}e{e}"));
+            }
+            n = n * 7 + 3;
+        }
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub use cache::{
     COORDINATOR_GRACE_MS, REJECT_COOLDOWN_MS,
 };
 pub use entry::CachedToken;
+pub(crate) use grant::decimal_string;
 pub use grant::{client_form, ClientAuth, GrantError};
 pub use refresh::Jitter;
 pub use seal::Sealer;
