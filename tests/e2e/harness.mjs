@@ -66,8 +66,10 @@ export async function waitFor(fn, timeoutMs = 2000, stepMs = 20) {
 /**
  * Starts the built Worker in Miniflare. `bindings` are the settings (vars and secrets alike are
  * plain string bindings). `kvPersist`: a directory to persist TOKEN_CACHE in (default: memory).
+ * `script`: another entry module (default the build's `index.js`), in a directory that also
+ * holds what it imports.
  */
-export async function startGateway({ bindings, kvPersist = false, verbose = process.env.E2E_VERBOSE === '1' } = {}) {
+export async function startGateway({ bindings, kvPersist = false, script = SCRIPT, verbose = process.env.E2E_VERBOSE === '1' } = {}) {
   // Per stream, so that a line split across chunks is never interleaved with the other stream.
   const captured = { stdout: [], stderr: [] };
   const tap = (stream, name) => {
@@ -80,9 +82,13 @@ export async function startGateway({ bindings, kvPersist = false, verbose = proc
   const output = () => `${captured.stdout.join('')}\n${captured.stderr.join('')}`;
   const mf = new Miniflare({
     modules: true,
-    scriptPath: SCRIPT,
-    modulesRoot: path.dirname(SCRIPT),
-    modulesRules: [{ type: 'CompiledWasm', include: ['**/*.wasm'] }],
+    scriptPath: script,
+    modulesRoot: path.dirname(script),
+    // `.js` as ES modules too: a wrapping `script` imports the build's `index.js`.
+    modulesRules: [
+      { type: 'ESModule', include: ['**/*.js'] },
+      { type: 'CompiledWasm', include: ['**/*.wasm'] },
+    ],
     compatibilityDate: '2026-04-01',
     kvNamespaces: ['TOKEN_CACHE'],
     kvPersist,
@@ -195,7 +201,7 @@ export const withJwt = (jwt, extra = {}) => ({ 'customer-auth': `JWT ${jwt}`, ..
  * credentials), an RS256 key, and the gateway in front of them with `bindings` merged over
  * `baseBindings`. `close()` closes everything it started.
  */
-export async function startStack({ bindings = {}, tokenOptions = {}, kvPersist } = {}) {
+export async function startStack({ bindings = {}, tokenOptions = {}, kvPersist, script } = {}) {
   const { startOrigin, startTokenEndpoint, makeKey, signJwt } = await import('./servers.mjs');
   const [origin, token, key] = await Promise.all([
     startOrigin(),
@@ -204,7 +210,7 @@ export async function startStack({ bindings = {}, tokenOptions = {}, kvPersist }
   ]);
   let gw;
   try {
-    gw = await startGateway({ bindings: baseBindings({ origin, token, key, ...bindings }), kvPersist });
+    gw = await startGateway({ bindings: baseBindings({ origin, token, key, ...bindings }), kvPersist, script });
   } catch (err) {
     await Promise.all([origin.close(), token.close()]);
     throw err;
