@@ -29,6 +29,12 @@ mod webcrypto;
 #[cfg(not(feature = "baseline-verify"))]
 pub use webcrypto::WebCryptoVerifier;
 
+/// The wasm heap's allocator: talc rather than Rust's default dlmalloc. A Worker is one thread,
+/// and every request allocates (header values, the parsed token, the log line): measured with
+/// bench/profile.mjs, see Cargo.toml.
+#[global_allocator]
+static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
+
 /// Makes the global `queueMicrotask` a bound `Promise.resolve().then`.
 ///
 /// wasm-bindgen's executor (`js_sys::futures`) schedules every poll of a Rust future through
