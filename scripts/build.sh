@@ -25,7 +25,13 @@ mkdir -p "$gen"
   --out-dir "$gen" --out-name index --target module --no-typescript \
   --experimental-reset-state-function
 # The wasm features Rust's wasm32 target emits (and worker-build enabled): workerd runs them all.
-"$WASM_OPT_BIN" "$gen/index_bg.wasm" -o "$gen/index_bg.opt.wasm" -O --strip-debug --strip-producers \
+# Binaryen inlines every function that has one caller, whatever its size, which made the
+# request path one 66 KB function and the configuration parse another; V8 compiles a wasm
+# function whole on its first call, so the first request compiled every route, provider and
+# session branch it never took. Up to 200 bytes only: the first answer after a cold start
+# came about 3 ms sooner (plain workerd), for the same CPU per request and 0.8 KB less gzip.
+"$WASM_OPT_BIN" "$gen/index_bg.wasm" -o "$gen/index_bg.opt.wasm" -O --one-caller-inline-max-function-size=200 \
+  --strip-debug --strip-producers \
   --enable-mutable-globals --enable-sign-ext --enable-nontrapping-float-to-int \
   --enable-bulk-memory --enable-multivalue --enable-reference-types --enable-exception-handling
 # `import source` (the source-phase import wasm-bindgen writes) as the plain wasm import that
