@@ -42,6 +42,27 @@ describe('failures', () => {
     assert.equal(s.origin.count, 1);
   });
 
+  test('ORIGIN_TIMEOUT_MS covers the response head only: a body streaming past it arrives whole', async (t) => {
+    const s = await startStack({ bindings: { ORIGIN_TIMEOUT_MS: '400' } });
+    t.after(() => s.close());
+    // The head at once, then ten chunks 120 ms apart: the body ends about 1.2 s after the
+    // head, three times the deadline.
+    s.origin.respond(async (req, res) => {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      for (let i = 0; i < 10; i++) {
+        res.write(`chunk-${i};`);
+        await new Promise((r) => setTimeout(r, 120));
+      }
+      res.end('end');
+    });
+    const started = Date.now();
+    const res = await post(s.gw, s.jwt);
+    const took = Date.now() - started;
+    assert.equal(res.status, 200, res.text);
+    assert.equal(res.text, `${Array.from({ length: 10 }, (_, i) => `chunk-${i};`).join('')}end`);
+    assert.ok(took >= 1000, `the body took only ${took} ms: it did not outlast the deadline`);
+  });
+
   test('token endpoint down and nothing cached: 503 with Retry-After', async (t) => {
     const s = await startStack({ bindings: { TOKEN_URL: `${await closedPortUrl()}/oauth/access_token` } });
     t.after(() => s.close());
