@@ -115,6 +115,10 @@ export async function startWorkerd({ outdir, bindings, kv, inspectorPort }) {
     if (stderr.length > 50) stderr.shift();
   });
   const exited = new Promise((r) => child.once('exit', (code, signal) => r({ code, signal })));
+  // A runner that dies on an error must not leave its workerd serving.
+  const reap = () => child.kill('SIGKILL');
+  process.once('exit', reap);
+  exited.then(() => process.off('exit', reap));
   const port = await new Promise((resolve, reject) => {
     let buf = '';
     child.stdio[3].setEncoding('utf8');
