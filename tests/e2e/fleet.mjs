@@ -8,7 +8,7 @@ import path from 'node:path';
 
 import { Miniflare } from 'miniflare';
 
-import { SCRIPT, waitFor } from './harness.mjs';
+import { SCRIPT, captureOutput, disposeOnce } from './harness.mjs';
 
 /**
  * Starts `n` isolates. `coordinator`: `true` (the first worker's TokenCoordinator), `false` (no
@@ -17,14 +17,7 @@ import { SCRIPT, waitFor } from './harness.mjs';
  * every isolate (`ratelimits`, say).
  */
 export async function startFleet({ bindings, n = 4, coordinator = true, workerOptions = {}, verbose = process.env.E2E_VERBOSE === '1' } = {}) {
-  const captured = { stdout: [], stderr: [] };
-  const tap = (stream, name) => {
-    stream.setEncoding?.('utf8');
-    stream.on('data', (d) => {
-      captured[name].push(String(d));
-      if (verbose) process.stderr.write(`[fleet ${name}] ${d}`);
-    });
-  };
+  const out = captureOutput({ label: 'fleet', verbose });
   const names = Array.from({ length: n }, (_, i) => `isolate-${i}`);
   const external = typeof coordinator === 'object' && coordinator !== null;
   const durableObjects = coordinator
@@ -55,33 +48,10 @@ export async function startFleet({ bindings, n = 4, coordinator = true, workerOp
     cf: false,
     host: '127.0.0.1',
     port: 0,
-    handleRuntimeStdio(stdout, stderr) {
-      tap(stdout, 'stdout');
-      tap(stderr, 'stderr');
-    },
+    handleRuntimeStdio: out.handleRuntimeStdio,
   });
-  const output = () => `${captured.stdout.join('')}\n${captured.stderr.join('')}`;
-  try {
-    await mf.ready;
-  } catch (err) {
-    await mf.dispose().catch(() => {});
-    err.message += `\n--- workerd output ---\n${output()}`;
-    throw err;
-  }
+  await out.ready(mf);
   const handles = await Promise.all(names.map((name) => mf.getWorker(name)));
-  const jsonLogs = () =>
-    output()
-      .split('\n')
-      .flatMap((l) => {
-        try {
-          const v = JSON.parse(l);
-          return v && typeof v === 'object' && !Array.isArray(v) ? [v] : [];
-        } catch {
-          return [];
-        }
-      });
-  const requestLogs = () => jsonLogs().filter((l) => typeof l.request_id === 'string');
-  let disposed = false;
   return {
     mf,
     names,
@@ -93,17 +63,10 @@ export async function startFleet({ bindings, n = 4, coordinator = true, workerOp
     kv(i) {
       return mf.getKVNamespace('TOKEN_CACHE', names[i]);
     },
-    output,
-    jsonLogs,
-    requestLogs,
-    async waitForRequestLogs(count, timeoutMs = 3000) {
-      await waitFor(() => requestLogs().length >= count, timeoutMs);
-      return requestLogs();
-    },
-    async dispose() {
-      if (disposed) return;
-      disposed = true;
-      await mf.dispose();
-    },
+    output: out.output,
+    jsonLogs: out.jsonLogs,
+    requestLogs: out.requestLogs,
+    waitForRequestLogs: out.waitForRequestLogs,
+    dispose: disposeOnce(mf),
   };
 }

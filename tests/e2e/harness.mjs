@@ -64,22 +64,79 @@ export async function waitFor(fn, timeoutMs = 2000, stepMs = 20) {
 }
 
 /**
+ * What a Miniflare's workers print, captured per stream (so a line split across chunks is
+ * never interleaved with the other stream), with readers of it: `handleRuntimeStdio` goes to
+ * Miniflare; `output`, `logs`, `jsonLogs`, `requestLogs` and `waitForRequestLogs` read it;
+ * `ready(mf)` awaits the instance and, if it fails to start, disposes it and puts the output in
+ * the error.
+ */
+export function captureOutput({ label, verbose = process.env.E2E_VERBOSE === '1' }) {
+  const captured = { stdout: [], stderr: [] };
+  const tap = (stream, name) => {
+    stream.setEncoding?.('utf8');
+    stream.on('data', (d) => {
+      captured[name].push(String(d));
+      if (verbose) process.stderr.write(`[${label} ${name}] ${d}`);
+    });
+  };
+  const output = () => `${captured.stdout.join('')}\n${captured.stderr.join('')}`;
+  const logs = () => output().split('\n').filter((l) => l.trim() !== '');
+  /** Every console line that is a JSON object. */
+  const jsonLogs = () =>
+    logs().flatMap((l) => {
+      try {
+        const v = JSON.parse(l);
+        return v && typeof v === 'object' && !Array.isArray(v) ? [v] : [];
+      } catch {
+        return [];
+      }
+    });
+  /** The per-request log lines (JSON objects with a request_id). */
+  const requestLogs = () => jsonLogs().filter((l) => typeof l.request_id === 'string');
+  return {
+    handleRuntimeStdio(stdout, stderr) {
+      tap(stdout, 'stdout');
+      tap(stderr, 'stderr');
+    },
+    output,
+    logs,
+    jsonLogs,
+    requestLogs,
+    /** Waits until `n` request log lines have been captured (console output is asynchronous). */
+    async waitForRequestLogs(n, timeoutMs = 3000) {
+      await waitFor(() => requestLogs().length >= n, timeoutMs);
+      return requestLogs();
+    },
+    async ready(mf) {
+      try {
+        return await mf.ready;
+      } catch (err) {
+        await mf.dispose().catch(() => {});
+        err.message += `\n--- workerd output ---\n${output()}`;
+        throw err;
+      }
+    },
+  };
+}
+
+/** `dispose()` for `mf` that may be called more than once. */
+export function disposeOnce(mf) {
+  let disposed = false;
+  return async () => {
+    if (disposed) return;
+    disposed = true;
+    await mf.dispose();
+  };
+}
+
+/**
  * Starts the built Worker in Miniflare. `bindings` are the settings (vars and secrets alike are
  * plain string bindings). `kvPersist`: a directory to persist TOKEN_CACHE in (default: memory).
  * `script`: another entry module (default the build's `index.js`), in a directory that also
  * holds what it imports.
  */
 export async function startGateway({ bindings, kvPersist = false, script = SCRIPT, verbose = process.env.E2E_VERBOSE === '1' } = {}) {
-  // Per stream, so that a line split across chunks is never interleaved with the other stream.
-  const captured = { stdout: [], stderr: [] };
-  const tap = (stream, name) => {
-    stream.setEncoding?.('utf8');
-    stream.on('data', (d) => {
-      captured[name].push(String(d));
-      if (verbose) process.stderr.write(`[worker ${name}] ${d}`);
-    });
-  };
-  const output = () => `${captured.stdout.join('')}\n${captured.stderr.join('')}`;
+  const out = captureOutput({ label: 'worker', verbose });
   const mf = new Miniflare({
     modules: true,
     scriptPath: script,
@@ -97,35 +154,10 @@ export async function startGateway({ bindings, kvPersist = false, script = SCRIP
     cf: false,
     host: '127.0.0.1',
     port: 0,
-    handleRuntimeStdio(stdout, stderr) {
-      tap(stdout, 'stdout');
-      tap(stderr, 'stderr');
-    },
+    handleRuntimeStdio: out.handleRuntimeStdio,
   });
-  let url;
-  try {
-    url = new URL(String(await mf.ready));
-  } catch (err) {
-    await mf.dispose().catch(() => {});
-    err.message += `\n--- workerd output ---\n${output()}`;
-    throw err;
-  }
+  const url = new URL(String(await out.ready(mf)));
   const kv = await mf.getKVNamespace('TOKEN_CACHE');
-  let disposed = false;
-
-  const logs = () => output().split('\n').filter((l) => l.trim() !== '');
-  /** Every console line that is a JSON object. */
-  const jsonLogs = () =>
-    logs().flatMap((l) => {
-      try {
-        const v = JSON.parse(l);
-        return v && typeof v === 'object' && !Array.isArray(v) ? [v] : [];
-      } catch {
-        return [];
-      }
-    });
-  /** The per-request log lines (JSON objects with a request_id). */
-  const requestLogs = () => jsonLogs().filter((l) => typeof l.request_id === 'string');
 
   return {
     mf,
@@ -164,20 +196,12 @@ export async function startGateway({ bindings, kvPersist = false, script = SCRIP
       } while (cursor);
       return out;
     },
-    output,
-    logs,
-    jsonLogs,
-    requestLogs,
-    /** Waits until `n` request log lines have been captured (console output is asynchronous). */
-    async waitForRequestLogs(n, timeoutMs = 3000) {
-      await waitFor(() => requestLogs().length >= n, timeoutMs);
-      return requestLogs();
-    },
-    async dispose() {
-      if (disposed) return;
-      disposed = true;
-      await mf.dispose();
-    },
+    output: out.output,
+    logs: out.logs,
+    jsonLogs: out.jsonLogs,
+    requestLogs: out.requestLogs,
+    waitForRequestLogs: out.waitForRequestLogs,
+    dispose: disposeOnce(mf),
   };
 }
 
