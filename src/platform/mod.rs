@@ -445,11 +445,14 @@ impl Fields for JsFields {
             set.push('\n');
         }
         self.read.borrow_mut().clear();
+        let remove = edit
+            .remove
+            .iter()
+            .map(|name| name.as_str())
+            .collect::<Vec<_>>()
+            .join(",");
         // Only an immutable `Headers` refuses, and edits are made to copies (`clone`).
-        let _ = match removal_list(&edit.remove) {
-            Some(list) => edit_headers_listed(&self.headers, list, &set),
-            None => edit_headers(&self.headers, &join_names(&edit.remove), &set),
-        };
+        let _ = edit_headers(&self.headers, &remove, &set);
     }
 
     fn from_map(map: HeaderMap) -> Self {
@@ -457,47 +460,6 @@ impl Fields for JsFields {
             to_js_headers(&map).unwrap_or_else(|_| web_sys::Headers::new().expect("new Headers()")),
         )
     }
-}
-
-fn join_names(names: &[&HeaderName]) -> String {
-    names
-        .iter()
-        .map(|name| name.as_str())
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-/// How many removal lists JavaScript keeps: one per kind of edit (origin request, preflight,
-/// response) and route (each route's claim headers), and per set of names a `Connection`
-/// field lists. Past that, a list is sent with its edit.
-const REMOVAL_LISTS: usize = 32;
-
-thread_local! {
-    static REMOVALS: RefCell<Vec<Vec<HeaderName>>> = const { RefCell::new(Vec::new()) };
-}
-
-/// The number JavaScript knows `names` by, handing the list over the first time: the same
-/// few lists are removed on every request, and sending ~35 names each time (the string, its
-/// decoding and splitting) cost about 5 µs per request.
-fn removal_list(names: &[&HeaderName]) -> Option<u32> {
-    REMOVALS.with(|lists| {
-        let mut lists = lists.borrow_mut();
-        let same = |list: &Vec<HeaderName>| {
-            list.len() == names.len() && list.iter().zip(names).all(|(a, b)| a == *b)
-        };
-        if let Some(i) = lists.iter().position(same) {
-            return Some(i as u32);
-        }
-        if lists.len() >= REMOVAL_LISTS {
-            return None;
-        }
-        let id = define_removal(&join_names(names)).ok()?;
-        if id as usize != lists.len() {
-            return None;
-        }
-        lists.push(names.iter().map(|name| (*name).clone()).collect());
-        Some(id)
-    })
 }
 
 /// What `read_headers` gives for an absent field: a NUL, which no header value holds.
@@ -511,24 +473,12 @@ const ABSENT: &str = "\0";
 export function read_headers(headers, names) {
   return names.split(',').map((name) => headers.get(name) ?? '\0').join('\n');
 }
-function set_all(headers, set) {
+export function edit_headers(headers, remove, set) {
+  if (remove !== '') for (const name of remove.split(',')) headers.delete(name);
   if (set !== '') {
     const pairs = set.split('\n');
     for (let i = 0; i + 1 < pairs.length; i += 2) headers.set(pairs[i], pairs[i + 1]);
   }
-}
-export function edit_headers(headers, remove, set) {
-  if (remove !== '') for (const name of remove.split(',')) headers.delete(name);
-  set_all(headers, set);
-}
-const removals = [];
-export function define_removal(names) {
-  removals.push(names === '' ? [] : names.split(','));
-  return removals.length - 1;
-}
-export function edit_headers_listed(headers, list, set) {
-  for (const name of removals[list]) headers.delete(name);
-  set_all(headers, set);
 }
 "#)]
 extern "C" {
@@ -536,11 +486,6 @@ extern "C" {
     fn read_headers(headers: &web_sys::Headers, names: &str) -> Result<String, JsValue>;
     #[wasm_bindgen(catch)]
     fn edit_headers(headers: &web_sys::Headers, remove: &str, set: &str) -> Result<(), JsValue>;
-    #[wasm_bindgen(catch)]
-    fn define_removal(names: &str) -> Result<u32, JsValue>;
-    #[wasm_bindgen(catch)]
-    fn edit_headers_listed(headers: &web_sys::Headers, list: u32, set: &str)
-        -> Result<(), JsValue>;
 }
 
 /// The gateway's own maps (token endpoint and JWKS requests, problem+json answers) as
