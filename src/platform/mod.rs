@@ -384,10 +384,9 @@ impl Clone for JsFields {
     fn clone(&self) -> Self {
         let copy =
             web_sys::Headers::new_with_headers(&self.headers).or_else(|_| web_sys::Headers::new());
-        Self {
-            headers: copy.expect("new Headers()"),
-            read: RefCell::new(self.read.borrow().clone()),
-        }
+        // With nothing read yet: the core edits a copy right away (`apply`), which would empty
+        // a copied memory of the original's values anyway.
+        Self::new(copy.expect("new Headers()"))
     }
 }
 
