@@ -90,6 +90,42 @@ impl HttpUrl {
         self.fragment.is_some()
     }
 
+    pub fn is_https(&self) -> bool {
+        self.scheme == "https"
+    }
+
+    /// Whether the host is a loopback one: `localhost`, an IPv4 address in 127.0.0.0/8 written
+    /// as four decimal octets, or the IPv6 loopback `[::1]`. Only these exact forms: a name that
+    /// merely starts with `127.` or `localhost.` is any host's name, and the shorthand or
+    /// octal IPv4 forms (`127.1`, `0x7f.0.0.1`) are left to be refused rather than guessed.
+    pub fn is_loopback(&self) -> bool {
+        let host = match self.authority.rfind(':') {
+            // `[::1]:8080` or `[::1]`: the port follows the closing bracket.
+            Some(i) if !self.authority[i..].contains(']') => &self.authority[..i],
+            _ => self.authority.as_str(),
+        };
+        if host == "localhost" {
+            return true;
+        }
+        if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+            return v6
+                .parse::<std::net::Ipv6Addr>()
+                .is_ok_and(|a| a.is_loopback());
+        }
+        // Four decimal octets, none with a leading zero (which some parsers read as octal).
+        let octets: Vec<&str> = host.split('.').collect();
+        octets.len() == 4
+            && octets.iter().all(|o| {
+                !o.is_empty()
+                    && o.len() <= 3
+                    && o.bytes().all(|b| b.is_ascii_digit())
+                    && (o.len() == 1 || !o.starts_with('0'))
+            })
+            && host
+                .parse::<std::net::Ipv4Addr>()
+                .is_ok_and(|a| a.octets()[0] == 127)
+    }
+
     /// `scheme://authority/path`, without query or fragment.
     pub fn without_query(&self) -> String {
         format!("{}://{}{}", self.scheme, self.authority, self.path)

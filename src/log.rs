@@ -141,3 +141,21 @@ pub fn clip(s: &str) -> String {
         None => s.to_string(),
     }
 }
+
+/// The isolate's one `config_error` line: every setting with a problem, and each problem as
+/// the 500's `detail` words it (names, never values). `within`: what read the settings, when
+/// it is not the gateway itself (`coordinator`).
+pub fn config_error_line(
+    problems: &crate::setting::ConfigErrors,
+    within: Option<&'static str>,
+) -> String {
+    let mut line = serde_json::json!({
+        "event": "config_error",
+        "settings": problems.settings(),
+        "problems": problems.iter().map(ToString::to_string).collect::<Vec<_>>(),
+    });
+    if let Some(within) = within {
+        line["in"] = within.into();
+    }
+    line.to_string()
+}
