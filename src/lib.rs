@@ -17,6 +17,8 @@
 //! - `entries`: reading the JSON settings (`ROUTES`, `JWT_PROVIDERS`) field by field, with
 //!   errors naming entry and field, and the rule of what an error may repeat.
 //! - `suggest`: the closest known word to a misspelled one ("did you mean").
+//! - `check_config` (native only): `npm run check-config`, the configuration check before a
+//!   deploy, run on a wrangler file's settings, bindings and secrets.
 //! - `http_url`: the absolute http(s) URLs settings hold, checked and normalised.
 //! - `path`: the request path's canonical form (decoded unreserved characters, dot segments
 //!   resolved, `//` merged), and the refusal of paths an origin could read another way.
@@ -61,6 +63,8 @@
 pub mod auth;
 pub mod bounded;
 pub mod challenge;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod check_config;
 pub mod claims;
 pub mod config;
 pub mod cookies;

@@ -368,16 +368,18 @@ impl Gateway {
                 }
                 // Found at configuration time when the platform lists its bindings (the
                 // Worker does); this is for platforms that cannot.
-                Err(RateLimitError::NotBound) => return Err(GatewayError::Config(
-                    ConfigError::new(
-                        "ROUTES",
-                        format!(
+                Err(RateLimitError::NotBound) => {
+                    return Err(GatewayError::Config(
+                        ConfigError::new(
+                            "ROUTES",
+                            format!(
                             "route {}: rate_limit.binding {} is not a bound rate-limiting binding",
                             route.prefix, limit.binding
                         ),
-                    )
-                    .into(),
-                )),
+                        )
+                        .into(),
+                    ))
+                }
                 // A failing limiter costs protection, not availability: served, and logged.
                 Err(RateLimitError::Failed(_)) => log.rate_limit = Some("error"),
             }
