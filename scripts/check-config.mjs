@@ -5,7 +5,8 @@
 // Worker checks on its first request, with the gateway's own code (src/check_config.rs, run
 // natively with cargo). This script only reads: the wrangler file with wrangler's own reader
 // (so environments merge exactly as wrangler deploy merges them), and the secrets, from
-// --secrets or, as `wrangler dev` finds them, .dev.vars (.dev.vars.<env> with --env).
+// --secrets or as `wrangler dev` finds them, read by wrangler too (.dev.vars.<env> or
+// .dev.vars, else the .env files).
 //
 // Prints every problem on a line of its own, naming the setting and never a value, and exits
 // 1 if there is any; else one line `configuration ok: …` and 0. Exit 2: the command itself
@@ -23,8 +24,8 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const USAGE = `usage: npm run check-config -- [--env NAME] [--config PATH] [--secrets PATH] [--require-secrets]
   --env NAME         check the wrangler environment NAME ([env.NAME])
   --config PATH      the wrangler file (default: wrangler.toml here)
-  --secrets PATH     a file of NAME=value lines holding the secrets (default: .dev.vars, or
-                     .dev.vars.NAME with --env, next to the wrangler file, as wrangler dev reads them)
+  --secrets PATH     a file of NAME=value lines holding the secrets (default: what wrangler dev
+                     reads next to the wrangler file: .dev.vars.NAME with --env, .dev.vars, else .env)
   --require-secrets  a required secret not given is a failure (default: a note)`;
 
 function fail(message) {
@@ -137,13 +138,14 @@ async function main() {
     secrets = readSecretsFile(path.resolve(args.secrets));
     secretsFile = args.secrets;
   } else {
+    // What `wrangler dev` would give the Worker as secrets, read by wrangler: .dev.vars.<env>
+    // or .dev.vars next to the wrangler file, else the .env files.
+    const found = wrangler.unstable_getVarsForDev(configPath, undefined, {}, args.env, true);
+    secrets = Object.fromEntries(Object.entries(found).map(([k, v]) => [k, v?.value]));
     const dir = path.dirname(configPath);
-    const candidates = [...(args.env ? [`.dev.vars.${args.env}`] : []), '.dev.vars'];
-    const found = candidates.map((f) => path.join(dir, f)).find((f) => existsSync(f));
-    if (found) {
-      secrets = readSecretsFile(found);
-      secretsFile = path.relative(process.cwd(), found) || found;
-    }
+    const files = [...(args.env ? [`.dev.vars.${args.env}`] : []), '.dev.vars', '.env'].map((f) => path.join(dir, f));
+    const file = files.find((f) => existsSync(f));
+    if (file) secretsFile = path.relative(process.cwd(), file) || file;
   }
 
   const input = {

@@ -312,6 +312,8 @@ mod tests {
             "http://127.255.3.4/",
             "http://[::1]:9/",
             "http://[0:0:0:0:0:0:0:1]/",
+            "http://[0::1]/",
+            "http://[::0:0001]/",
         ];
         // Hosts that look like loopback to a reader but resolve elsewhere, or that only a
         // lenient parser would read as 127.x: refused, never guessed.
@@ -323,7 +325,14 @@ mod tests {
             "http://128.0.0.1/",
             "http://126.255.255.255/",
             "http://[::2]/",
+            "http://[::1:0]/",
+            "http://[1::1]/",
+            "http://[::]/",
+            "http://[:::1]/",
+            "http://[0:0:0:0:0:0:0:0:1]/",
             "http://[::ffff:7f00:1]/",
+            "http://[::ffff:127.0.0.1]/",
+            "http://[::127.0.0.1]/",
             "http://0x7f000001/",
             "http://2130706433/",
             "http://127.1/",
