@@ -16,7 +16,9 @@ WASM_BINDGEN_BIN="${WASM_BINDGEN_BIN:-$(command -v wasm-bindgen)}"
 WASM_OPT_BIN="${WASM_OPT_BIN:-$PWD/node_modules/.bin/wasm-opt}"
 ESBUILD_BIN="${ESBUILD_BIN:-$PWD/node_modules/.bin/esbuild}"
 
-cargo build --release --target wasm32-unknown-unknown "$@"
+# `--lib`: the Worker only; the crate's native tool (src/bin/check-config.rs, for
+# `npm run check-config`) is not built for wasm.
+cargo build --release --target wasm32-unknown-unknown --lib "$@"
 
 gen=build/.gen
 rm -rf "$gen"

@@ -1,11 +1,16 @@
 //! Settings and secrets, parsed once per isolate into a typed `Config`, assembled from the
-//! parts' own settings (each read with `crate::setting`).
+//! parts' own settings (each read with `crate::setting`), with every problem of every part
+//! reported at once, and the environment's names and bindings checked against
+//! `crate::registry`.
 //!
-//! `ConfigError` and `Lookup` are re-exported here because they are the `Config` API's
-//! types; the parts import them from `setting`.
+//! `ConfigError`, `ConfigErrors` and `Lookup` are re-exported here because they are the
+//! `Config` API's types; the parts import them from `setting`.
 
-use crate::setting::{base_url, header_value, number, optional, required};
-pub use crate::setting::{ConfigError, Lookup};
+use crate::registry::{Binding, Bound, Environment};
+use crate::setting::{
+    base_url, flag, header_value, number, optional, required, Plaintext, Problems,
+};
+pub use crate::setting::{ConfigError, ConfigErrors, Lookup};
 
 /// Everything the gateway needs, checked once per isolate.
 #[derive(Debug)]
@@ -38,50 +43,162 @@ pub struct Config {
 }
 
 impl Config {
-    /// Reads and checks every setting. The first problem found is reported.
-    pub fn from_settings(get: Lookup<'_>) -> Result<Self, ConfigError> {
-        let origin = base_url(&required(get, "ORIGIN_URL")?)
-            .map_err(|why| ConfigError::new("ORIGIN_URL", why))?;
-        let api_key = header_value(get, "API_KEY")?;
-        let routes = match optional(get, "ROUTES") {
-            Some(json) => crate::routes::RouteTable::parse(&json)?,
-            None => crate::routes::RouteTable::default(),
+    /// Reads and checks every setting; every problem found. Without a listing of the
+    /// environment: names that are no setting, and bindings, are not checked (see
+    /// `from_environment`).
+    pub fn from_settings(get: Lookup<'_>) -> Result<Self, ConfigErrors> {
+        Self::read(get, None)
+    }
+
+    /// Reads and checks every setting, and `env`'s names and bindings against the gateway's
+    /// (`crate::registry`): names under the gateway's prefixes that are no setting, settings
+    /// bound as the wrong kind, `TOKEN_CACHE` and routes' rate-limit bindings missing. Every
+    /// problem found. What the Worker runs on its first request, and `npm run check-config`
+    /// before a deploy.
+    pub fn from_environment(get: Lookup<'_>, env: &Environment) -> Result<Self, ConfigErrors> {
+        Self::read(get, Some(env))
+    }
+
+    fn read(get: Lookup<'_>, env: Option<&Environment>) -> Result<Self, ConfigErrors> {
+        // Every name a part reads is in the registry: the unknown-name check and the reference
+        // depend on it (checked in debug builds, which every test runs).
+        let registered = |name: &str| {
+            debug_assert!(
+                crate::registry::find(name).is_some(),
+                "{name} is read but not listed in registry::SETTINGS"
+            );
+            get(name)
         };
-        let shared = crate::jwt::JwtSettings::shared(get)?;
-        let providers = crate::providers::Providers::from_settings(get, &shared)?;
-        let (jwt, jwt_issuers, jwt_audiences) = match &providers {
-            Some(_) => (shared, Vec::new(), Vec::new()),
-            None => {
-                let mut jwt = crate::jwt::JwtSettings::from_settings(get)?;
-                // Checked per request with the route (which may replace them), not by the
-                // verification the verified-token memory stands for.
-                let issuers = jwt.issuer.take().into_iter().collect();
-                let audiences = std::mem::take(&mut jwt.audiences);
-                (jwt, issuers, audiences)
+        let get: Lookup<'_> = &registered;
+        let mut p = Problems::default();
+        // A broken switch is reported as such; the URLs are then read as if it were on, so
+        // that no second problem follows from the first.
+        let plaintext = match p.take(flag(get, "ALLOW_PLAINTEXT_ORIGIN")) {
+            Some(false) => Plaintext::LoopbackOnly,
+            Some(true) | None => Plaintext::Allowed,
+        };
+        let origin = p.take(required(get, "ORIGIN_URL").and_then(|raw| {
+            base_url(&raw, plaintext).map_err(|why| ConfigError::new("ORIGIN_URL", why))
+        }));
+        let origin_timeout_ms = p.take(number(get, "ORIGIN_TIMEOUT_MS", 30_000, 1..=300_000));
+        let origin_token_refusal = p.take(crate::refusal::RefusalMode::from_settings(get));
+        let api_key = p.take(header_value(get, "API_KEY"));
+        let routes = p.take_all(match optional(get, "ROUTES") {
+            Some(json) => crate::routes::RouteTable::from_setting(&json, plaintext),
+            None => Ok(crate::routes::RouteTable::default()),
+        });
+        let token = p.take_all(crate::token::TokenConfig::from_settings(get));
+        let shared = p.take_all(crate::jwt::JwtSettings::shared(get));
+        let providers = p.take_all(crate::providers::Providers::from_settings(
+            get,
+            shared.as_ref(),
+        ));
+        let jwt = match &providers {
+            // With providers, the shared settings (algorithms, leeway, cookie) and no keys.
+            Some(Some(_)) => shared.map(|s| (s, Vec::new(), Vec::new())),
+            Some(None) => p
+                .take_all(crate::jwt::JwtSettings::flat(get, shared))
+                .map(|mut jwt| {
+                    // Checked per request with the route (which may replace them), not by the
+                    // verification the verified-token memory stands for.
+                    let issuers = jwt.issuer.take().into_iter().collect();
+                    let audiences = std::mem::take(&mut jwt.audiences);
+                    (jwt, issuers, audiences)
+                }),
+            None => None,
+        };
+        let customer_id = p.take_all(crate::customer_id::CustomerIdSettings::from_settings(get));
+        let any_opaque = routes.as_ref().is_some_and(|r| {
+            r.routes()
+                .iter()
+                .any(|r| r.auth == crate::routes::AuthMode::Opaque)
+        });
+        let introspection = p.take_all(crate::opaque::IntrospectionSettings::from_settings(
+            get, any_opaque,
+        ));
+        if let Some(routes) = &routes {
+            let providers = providers.as_ref().and_then(Option::as_ref);
+            let customer_id = customer_id.as_ref().and_then(Option::as_ref);
+            for e in check_routes_against(routes, providers, customer_id) {
+                p.push(e);
             }
-        };
-        let customer_id = crate::customer_id::CustomerIdSettings::from_settings(get)?;
-        check_routes_against(&routes, providers.as_ref(), customer_id.as_ref())?;
-        let any_opaque = routes
-            .routes()
-            .iter()
-            .any(|r| r.auth == crate::routes::AuthMode::Opaque);
-        let introspection = crate::opaque::IntrospectionSettings::from_settings(get, any_opaque)?;
-        Ok(Self {
-            origin,
-            origin_timeout_ms: number(get, "ORIGIN_TIMEOUT_MS", 30_000, 1..=300_000)?,
-            origin_token_refusal: crate::refusal::RefusalMode::from_settings(get)?,
-            api_key,
-            routes,
-            jwt,
-            jwt_issuers,
-            jwt_audiences,
-            providers,
-            token: std::rc::Rc::new(crate::token::TokenConfig::from_settings(get)?),
-            introspection,
-            customer_id,
+        }
+        if let Some(env) = env {
+            let limiters: Vec<&str> = routes.iter().flat_map(rate_limit_bindings).collect();
+            for e in crate::registry::check(env, &limiters) {
+                p.push(e);
+            }
+            if let Some(routes) = &routes {
+                for e in check_rate_limit_bindings(routes, env) {
+                    p.push(e);
+                }
+            }
+        }
+        p.finish(|| {
+            let (jwt, jwt_issuers, jwt_audiences) = jwt?;
+            Some(Self {
+                origin: origin?,
+                origin_timeout_ms: origin_timeout_ms?,
+                origin_token_refusal: origin_token_refusal?,
+                api_key: api_key?,
+                routes: routes?,
+                jwt,
+                jwt_issuers,
+                jwt_audiences,
+                providers: providers?,
+                token: std::rc::Rc::new(token?),
+                introspection: introspection?,
+                customer_id: customer_id?,
+            })
         })
     }
+}
+
+/// The rate-limiting bindings the routes name.
+fn rate_limit_bindings(routes: &crate::routes::RouteTable) -> Vec<&str> {
+    routes
+        .routes()
+        .iter()
+        .filter_map(|r| r.rate_limit.as_ref().map(|l| l.binding.as_str()))
+        .collect()
+}
+
+/// Each route's `rate_limit.binding` must be bound, to a rate-limiting binding: found here,
+/// on the isolate's first request, not after a caller has been authenticated.
+fn check_rate_limit_bindings(
+    routes: &crate::routes::RouteTable,
+    env: &Environment,
+) -> Vec<ConfigError> {
+    let limiters: Vec<&str> = env
+        .names()
+        .filter(|(_, b)| *b == Bound::Binding(Binding::RateLimiter))
+        .map(|(n, _)| n)
+        .collect();
+    let mut problems = Vec::new();
+    for (i, route) in routes.routes().iter().enumerate() {
+        let Some(limit) = &route.rate_limit else {
+            continue;
+        };
+        let name = limit.binding.as_str();
+        let problem = match env.get(name) {
+            Some(Bound::Binding(Binding::RateLimiter)) => continue,
+            None => {
+                let meant = crate::suggest::closest(name, limiters.iter().copied())
+                    .map(|m| format!("; did you mean {m}?"))
+                    .unwrap_or_default();
+                format!(
+                    "no rate-limiting binding named {name} is bound ([[ratelimits]] name = \"{name}\" in wrangler.toml){meant}"
+                )
+            }
+            Some(_) => format!("{name} is bound, but not to a rate-limiting binding"),
+        };
+        problems.push(ConfigError::at(
+            "ROUTES",
+            format!("[{i}].rate_limit.binding"),
+            problem,
+        ));
+    }
+    problems
 }
 
 /// What a route's policy may only be checked against the other settings: with
@@ -91,17 +208,19 @@ fn check_routes_against(
     routes: &crate::routes::RouteTable,
     providers: Option<&crate::providers::Providers>,
     customer_id: Option<&crate::customer_id::CustomerIdSettings>,
-) -> Result<(), ConfigError> {
+) -> Vec<ConfigError> {
+    let mut problems = Vec::new();
     for (i, route) in routes.routes().iter().enumerate() {
-        let at = |what: &str| ConfigError::new("ROUTES", format!("route {i}: {what}"));
         if let (Some(providers), Some(issuers), true) = (
             providers,
             route.policy.issuers.as_ref(),
             route.auth.reads_jwt(),
         ) {
             if issuers.iter().any(|iss| providers.find(iss).is_none()) {
-                return Err(at(
-                    "issuers names an issuer that no JWT_PROVIDERS entry has",
+                problems.push(ConfigError::at(
+                    "ROUTES",
+                    format!("[{i}].issuers"),
+                    "names an issuer that no JWT_PROVIDERS entry has",
                 ));
             }
         }
@@ -112,11 +231,15 @@ fn check_routes_against(
                 .iter()
                 .any(|h| same_header(h.header.as_str(), ids.header().as_str()))
             {
-                return Err(at("claims_to_headers names CUSTOMER_ID_HEADER"));
+                problems.push(ConfigError::at(
+                    "ROUTES",
+                    format!("[{i}].claims_to_headers"),
+                    "names CUSTOMER_ID_HEADER",
+                ));
             }
         }
     }
-    Ok(())
+    problems
 }
 
 fn same_header(a: &str, b: &str) -> bool {

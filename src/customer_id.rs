@@ -14,7 +14,7 @@ use http::header::HeaderName;
 use sha2::Sha256;
 
 use crate::claims::Claims;
-use crate::setting::{optional, ConfigError, Lookup};
+use crate::setting::{optional, ConfigError, ConfigErrors, Lookup, Problems};
 
 const HEADER: &str = "CUSTOMER_ID_HEADER";
 const KEY: &str = "CUSTOMER_ID_KEY";
@@ -100,42 +100,22 @@ impl MissingIdentity {
 
 impl CustomerIdSettings {
     /// `None` when `CUSTOMER_ID_HEADER` is unset (then `CUSTOMER_ID_KEY` is not used).
-    pub fn from_settings(get: Lookup<'_>) -> Result<Option<Self>, ConfigError> {
+    pub fn from_settings(get: Lookup<'_>) -> Result<Option<Self>, ConfigErrors> {
         let Some(name) = optional(get, HEADER) else {
             return Ok(None);
         };
-        let header = HeaderName::from_bytes(name.trim().as_bytes())
-            .map_err(|_| ConfigError::new(HEADER, "is not a valid header name"))?;
-        let normal = normalised(header.as_str());
-        if normal.bytes().filter(|&b| b == b'-').count() > MAX_SEPARATORS {
-            return Err(ConfigError::new(
-                HEADER,
-                "has more than 6 '-' or '_': choose a shorter name (e.g. x-customer-id)",
-            ));
-        }
-        if RESERVED.contains(&normal.as_str()) {
-            return Err(ConfigError::new(
-                HEADER,
-                "names a header the gateway or HTTP controls: choose another (e.g. x-customer-id)",
-            ));
-        }
-        // The key is used byte for byte after decoding; only surrounding whitespace (a newline
-        // from `wrangler secret put`) is trimmed from its base64.
-        let key = get(KEY)
-            .and_then(|b64| STANDARD.decode(b64.trim()).ok())
-            .filter(|k| k.len() >= MIN_KEY_BYTES)
-            .ok_or_else(|| {
-                ConfigError::new(
-                    KEY,
-                    "must be set with CUSTOMER_ID_HEADER: 32 random bytes in base64 (openssl rand -base64 32)",
-                )
-            })?;
-        let spellings = crate::headers::spellings(&normal);
-        Ok(Some(Self {
-            header,
-            spellings,
-            key,
-        }))
+        let mut p = Problems::default();
+        let header = p.take(header_name(&name));
+        let key = p.take(key(get));
+        p.finish(|| {
+            let header = header?;
+            let normal = normalised(header.as_str());
+            Some(Some(Self {
+                spellings: crate::headers::spellings(&normal),
+                header,
+                key: key?,
+            }))
+        })
     }
 
     /// The header the id goes in.
@@ -170,6 +150,50 @@ impl CustomerIdSettings {
     }
 }
 
+/// `CUSTOMER_ID_HEADER`: a header name, not one the gateway or HTTP controls, with at most
+/// six separators.
+fn header_name(name: &str) -> Result<HeaderName, ConfigError> {
+    let header = HeaderName::from_bytes(name.trim().as_bytes())
+        .map_err(|_| ConfigError::new(HEADER, "is not a valid header name"))?;
+    let normal = normalised(header.as_str());
+    if normal.bytes().filter(|&b| b == b'-').count() > MAX_SEPARATORS {
+        return Err(ConfigError::new(
+            HEADER,
+            "has more than 6 '-' or '_': choose a shorter name (e.g. x-customer-id)",
+        ));
+    }
+    if RESERVED.contains(&normal.as_str()) {
+        return Err(ConfigError::new(
+            HEADER,
+            "names a header the gateway or HTTP controls: choose another (e.g. x-customer-id)",
+        ));
+    }
+    Ok(header)
+}
+
+/// `CUSTOMER_ID_KEY`, used byte for byte after decoding; only surrounding whitespace (a
+/// newline from `wrangler secret put`) is trimmed from its base64. Unset, not base64 and too
+/// short are told apart: each needs a different fix.
+fn key(get: Lookup<'_>) -> Result<Vec<u8>, ConfigError> {
+    const HOW: &str = "32 random bytes in base64 (openssl rand -base64 32)";
+    let Some(b64) = get(KEY).filter(|k| !k.trim().is_empty()) else {
+        return Err(ConfigError::new(
+            KEY,
+            format!("must be set with CUSTOMER_ID_HEADER: {HOW}"),
+        ));
+    };
+    let key = STANDARD
+        .decode(b64.trim())
+        .map_err(|_| ConfigError::new(KEY, format!("is not base64: {HOW}")))?;
+    if key.len() < MIN_KEY_BYTES {
+        return Err(ConfigError::new(
+            KEY,
+            format!("decodes to fewer than {MIN_KEY_BYTES} bytes: {HOW}"),
+        ));
+    }
+    Ok(key)
+}
+
 /// True for a header name the gateway or HTTP controls (credentials, `x-request-id`, `host`,
 /// hop-by-hop fields, ...), in any case and with `_` read as `-`: a setting may not name one.
 pub fn is_reserved(name: &str) -> bool {
@@ -191,7 +215,7 @@ mod tests {
     fn settings(
         header: &str,
         key: Option<&str>,
-    ) -> Result<Option<CustomerIdSettings>, ConfigError> {
+    ) -> Result<Option<CustomerIdSettings>, ConfigErrors> {
         let get = |n: &str| match n {
             HEADER => Some(header.to_string()),
             KEY => key.map(str::to_string),
@@ -262,19 +286,41 @@ mod tests {
     #[test]
     fn bad_settings_are_named() {
         assert!(matches!(settings("", None), Ok(None)));
-        for (header, key, setting) in [
-            ("x-customer-id", None, KEY),
-            ("x-customer-id", Some("c2hvcnQ="), KEY),
-            ("x-customer-id", Some("not base64!"), KEY),
-            ("bad header", Some(KEY_B64), HEADER),
-            ("Authorization", Some(KEY_B64), HEADER),
-            ("customer_auth", Some(KEY_B64), HEADER),
-            ("X-Request-Id", Some(KEY_B64), HEADER),
+        for (header, key, setting, says) in [
+            ("x-customer-id", None, KEY, "must be set"),
+            ("x-customer-id", Some(" "), KEY, "must be set"),
+            (
+                "x-customer-id",
+                Some("c2hvcnQ="),
+                KEY,
+                "decodes to fewer than 32 bytes",
+            ),
+            (
+                "x-customer-id",
+                // 31 bytes: one short.
+                Some("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHg=="),
+                KEY,
+                "decodes to fewer than 32 bytes",
+            ),
+            ("x-customer-id", Some("not base64!"), KEY, "is not base64"),
+            (
+                "bad header",
+                Some(KEY_B64),
+                HEADER,
+                "not a valid header name",
+            ),
+            ("Authorization", Some(KEY_B64), HEADER, "controls"),
+            ("customer_auth", Some(KEY_B64), HEADER, "controls"),
+            ("X-Request-Id", Some(KEY_B64), HEADER, "controls"),
         ] {
             let err = settings(header, key).unwrap_err();
-            assert_eq!(err.setting, setting, "{header} {key:?}");
-            assert!(!err.problem.contains(KEY_B64));
+            assert_eq!(err.settings(), [setting], "{header} {key:?}");
+            assert!(err.to_string().contains(says), "{header} {key:?}: {err}");
+            assert!(!err.to_string().contains(KEY_B64));
         }
+        // Both wrong: both named.
+        let both = settings("Authorization", Some("c2hvcnQ=")).unwrap_err();
+        assert_eq!(both.settings(), [HEADER, KEY]);
     }
 
     #[test]
@@ -291,6 +337,6 @@ mod tests {
             ]
         );
         let long = settings("a-b-c-d-e-f-g-h", Some(KEY_B64)).unwrap_err();
-        assert_eq!(long.setting, HEADER);
+        assert_eq!(long.settings(), [HEADER]);
     }
 }

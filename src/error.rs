@@ -13,7 +13,7 @@ use crate::jwks::KeysUnavailable;
 use crate::jwt::JwtError;
 use crate::opaque::{IntrospectionUnavailable, OpaqueError};
 use crate::path::PathError;
-use crate::setting::ConfigError;
+use crate::setting::ConfigErrors;
 use crate::token::TokenUnavailable;
 
 pub const REALM: &str = "edge-auth-proxy";
@@ -23,7 +23,7 @@ pub const REALM: &str = "edge-auth-proxy";
 #[non_exhaustive]
 pub enum GatewayError {
     /// A setting is missing or unusable: the operator must fix wrangler.toml or a secret.
-    Config(ConfigError),
+    Config(ConfigErrors),
     /// The request path is refused before routing: it could be read two ways (an encoded
     /// slash, a `;`, double encoding…), so what is matched might not be what the origin serves.
     InvalidPath(PathError),
@@ -165,7 +165,7 @@ impl GatewayError {
 
     fn detail(&self) -> String {
         match self {
-            Self::Config(e) => format!("The gateway is misconfigured: setting {} {}.", e.setting, e.problem),
+            Self::Config(problems) => config_detail(problems),
             Self::NoRoute => "No route is configured for this path.".into(),
             Self::MethodNotAllowed(_) => "This route does not accept this method.".into(),
             Self::Jwt(JwtError::Missing) => {
@@ -278,6 +278,19 @@ fn put(headers: &mut HeaderMap, name: HeaderName, value: String) {
     }
 }
 
+/// The 500's `detail`: every problem, each naming its setting (never a value).
+fn config_detail(problems: &ConfigErrors) -> String {
+    let list: Vec<String> = problems.iter().map(|e| format!("setting {e}")).collect();
+    match list.len() {
+        0 => "The gateway is misconfigured.".into(),
+        1 => format!("The gateway is misconfigured: {}.", list[0]),
+        n => format!(
+            "The gateway is misconfigured ({n} problems): {}.",
+            list.join("; ")
+        ),
+    }
+}
+
 /// The RFC 6750 §3.1 challenge for a refused credential: `invalid_request` when the request
 /// itself is malformed, else `invalid_token`; `description` is fixed text, never the credential.
 fn bearer_error(request_error: bool, description: &str) -> String {
@@ -292,6 +305,7 @@ fn bearer_error(request_error: bool, description: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::setting::ConfigError;
     use crate::token::GrantError;
 
     fn json(p: &Problem) -> serde_json::Value {
@@ -337,7 +351,10 @@ mod tests {
             (GatewayError::NoRoute, 404),
             (GatewayError::InvalidPath(PathError::EncodedSlash), 400),
             (GatewayError::MethodNotAllowed(vec![Method::POST]), 405),
-            (GatewayError::Config(ConfigError::missing("API_KEY")), 500),
+            (
+                GatewayError::Config(ConfigError::missing("API_KEY").into()),
+                500,
+            ),
             (GatewayError::TokenUnavailable(unavailable), 503),
             (GatewayError::OriginUnreachable, 502),
             (GatewayError::OriginTimeout, 504),
@@ -444,10 +461,19 @@ mod tests {
 
     #[test]
     fn config_errors_name_the_setting() {
-        let p = GatewayError::Config(ConfigError::missing("CLIENT_SECRET")).to_problem("r");
-        assert!(json(&p)["detail"]
-            .as_str()
-            .unwrap()
-            .contains("CLIENT_SECRET"));
+        let p = GatewayError::Config(ConfigError::missing("CLIENT_SECRET").into()).to_problem("r");
+        assert_eq!(
+            json(&p)["detail"],
+            "The gateway is misconfigured: setting CLIENT_SECRET is required but not set."
+        );
+        let two = ConfigErrors::from(vec![
+            ConfigError::missing("CLIENT_SECRET"),
+            ConfigError::at("ROUTES", "[1].auth", "must be one of jwt, public"),
+        ]);
+        let p = GatewayError::Config(two).to_problem("r");
+        assert_eq!(
+            json(&p)["detail"],
+            "The gateway is misconfigured (2 problems): setting CLIENT_SECRET is required but not set; setting ROUTES[1].auth: must be one of jwt, public."
+        );
     }
 }

@@ -90,6 +90,38 @@ impl HttpUrl {
         self.fragment.is_some()
     }
 
+    pub fn is_https(&self) -> bool {
+        self.scheme == "https"
+    }
+
+    /// Whether the host is a loopback one: `localhost`, an IPv4 address in 127.0.0.0/8 written
+    /// as four decimal octets, or the IPv6 loopback `[::1]`. Only these exact forms: a name that
+    /// merely starts with `127.` or `localhost.` is any host's name, and the shorthand or
+    /// octal IPv4 forms (`127.1`, `0x7f.0.0.1`) are left to be refused rather than guessed.
+    pub fn is_loopback(&self) -> bool {
+        let host = match self.authority.rfind(':') {
+            // `[::1]:8080` or `[::1]`: the port follows the closing bracket.
+            Some(i) if !self.authority[i..].contains(']') => &self.authority[..i],
+            _ => self.authority.as_str(),
+        };
+        if host == "localhost" {
+            return true;
+        }
+        if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+            return is_ipv6_loopback(v6);
+        }
+        // Four decimal octets, none with a leading zero (which some parsers read as octal).
+        let octets: Vec<&str> = host.split('.').collect();
+        octets.len() == 4
+            && octets[0] == "127"
+            && octets.iter().all(|o| {
+                (1..=3).contains(&o.len())
+                    && o.bytes().all(|b| b.is_ascii_digit())
+                    && (o.len() == 1 || !o.starts_with('0'))
+                    && o.parse::<u8>().is_ok()
+            })
+    }
+
     /// `scheme://authority/path`, without query or fragment.
     pub fn without_query(&self) -> String {
         format!("{}://{}{}", self.scheme, self.authority, self.path)
@@ -107,6 +139,40 @@ impl std::fmt::Display for HttpUrl {
         }
         Ok(())
     }
+}
+
+/// `::1` in any spelling of RFC 4291 §2.2 without an embedded IPv4 address (`0::1`,
+/// `0:0:0:0:0:0:0:1`): seven zero groups, then 1. By hand rather than with `Ipv6Addr`'s parser,
+/// which is kilobytes of wasm for a check made once per isolate.
+fn is_ipv6_loopback(text: &str) -> bool {
+    let groups = |part: &str| -> Option<Vec<u16>> {
+        if part.is_empty() {
+            return Some(Vec::new());
+        }
+        part.split(':')
+            .map(|g| {
+                ((1..=4).contains(&g.len()) && g.bytes().all(|b| b.is_ascii_hexdigit()))
+                    .then(|| u16::from_str_radix(g, 16).ok())
+                    .flatten()
+            })
+            .collect()
+    };
+    let all = match text.split_once("::") {
+        Some((head, tail)) if !tail.contains("::") => match (groups(head), groups(tail)) {
+            (Some(mut head), Some(tail)) if head.len() + tail.len() <= 7 => {
+                head.resize(8 - tail.len(), 0);
+                head.extend(tail);
+                head
+            }
+            _ => return false,
+        },
+        Some(_) => return false,
+        None => match groups(text) {
+            Some(all) if all.len() == 8 => all,
+            _ => return false,
+        },
+    };
+    all[..7].iter().all(|&g| g == 0) && all[7] == 1
 }
 
 /// A DNS name or IPv4 address (letters, digits, `-`, `.`, `_`), or a bracketed IPv6 literal.
@@ -196,6 +262,31 @@ mod tests {
         let err = HttpUrl::parse("https://bücher.example/").unwrap_err();
         assert!(err.contains("punycode"), "{err}");
         assert!(HttpUrl::parse("https://k.example/ä").is_err());
+    }
+
+    #[test]
+    fn ipv6_loopback_in_its_spellings_only() {
+        for yes in ["::1", "0::1", "0:0:0:0:0:0:0:1", "0000::0001", "::0:1"] {
+            assert!(is_ipv6_loopback(yes), "{yes}");
+        }
+        for no in [
+            "::",
+            "::2",
+            "1::1",
+            "::1:0",
+            "::+1",
+            ":::1",
+            "::1::",
+            "0:0:0:0:0:0:0:0:1",
+            "0:0:0:0:0:0:1",
+            "::00001",
+            "::ffff:127.0.0.1",
+            "::127.0.0.1",
+            "::g1",
+            "",
+        ] {
+            assert!(!is_ipv6_loopback(no), "{no}");
+        }
     }
 
     #[test]

@@ -7,9 +7,18 @@
 //! The core knows nothing of Workers; it reaches time, storage and HTTP through `io`, so
 //! `cargo test` runs it natively with a fixed clock and in-memory fakes.
 //!
-//! - `config`: the typed `Config`, assembled once per isolate from each part's settings.
-//! - `setting`: reading one setting (lookup, optional or required, numbers, header values,
-//!   URLs), with errors that name it: what every part's settings use, so none imports `config`.
+//! - `config`: the typed `Config`, assembled once per isolate from each part's settings, with
+//!   every problem found at once.
+//! - `setting`: reading one setting (lookup, optional or required, numbers, flags, header
+//!   values, URLs), with errors that name it: what every part's settings use, so none imports
+//!   `config`.
+//! - `registry`: the one list of the gateway's settings and bindings, and the check of an
+//!   environment's names against it (unknown names, wrong kinds of binding).
+//! - `entries`: reading the JSON settings (`ROUTES`, `JWT_PROVIDERS`) field by field, with
+//!   errors naming entry and field, and the rule of what an error may repeat.
+//! - `suggest`: the closest known word to a misspelled one ("did you mean").
+//! - `check_config` (native only): `npm run check-config`, the configuration check before a
+//!   deploy, run on a wrangler file's settings, bindings and secrets.
 //! - `http_url`: the absolute http(s) URLs settings hold, checked and normalised.
 //! - `path`: the request path's canonical form (decoded unreserved characters, dot segments
 //!   resolved, `//` merged), and the refusal of paths an origin could read another way.
@@ -54,10 +63,13 @@
 pub mod auth;
 pub mod bounded;
 pub mod challenge;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod check_config;
 pub mod claims;
 pub mod config;
 pub mod cookies;
 pub mod customer_id;
+pub mod entries;
 pub mod error;
 pub mod flight;
 pub mod headers;
@@ -73,9 +85,11 @@ pub mod policy;
 pub mod providers;
 pub mod proxy;
 pub mod refusal;
+pub mod registry;
 pub mod replay;
 pub mod routes;
 pub mod setting;
+pub mod suggest;
 pub mod token;
 
 #[cfg(target_arch = "wasm32")]
@@ -94,7 +108,6 @@ mod glue {
     use wasm_bindgen::JsValue;
     use worker::{event, Context, Env};
 
-    use crate::config::ConfigError;
     use crate::log::TaskLog;
     use crate::platform::{
         to_gateway_request, to_worker_response, DoCoordinator, FetchClient, Kv, WorkerClock,
@@ -121,20 +134,16 @@ mod glue {
     fn gateway(env: &Env) -> Rc<Gateway> {
         GATEWAY.with(|cell| {
             cell.get_or_init(|| {
-                let lookup = |name: &str| env.var(name).ok().map(|v| v.to_string());
-                let config = crate::config::Config::from_settings(&lookup).and_then(|c| {
-                    Kv::namespace(env, KV_BINDING)
-                        .map(|_| c)
-                        .ok_or_else(|| ConfigError::new(KV_BINDING, "KV namespace binding is missing"))
-                });
+                // Vars and secrets are the env's strings; bindings are checked by kind, and
+                // every name under the gateway's prefixes must be one of its settings.
+                let lookup = |name: &str| crate::platform::text(env, name);
+                let listed = crate::platform::environment(env);
+                let config = crate::config::Config::from_environment(&lookup, &listed);
                 let gateway = Gateway::from_config(config);
                 #[cfg(feature = "baseline-verify")]
                 let gateway = gateway.without_verified_memory();
-                if let Some(e) = gateway.config_error() {
-                    worker::console_error!(
-                        "{}",
-                        serde_json::json!({"event": "config_error", "setting": e.setting, "problem": e.problem})
-                    );
+                if let Some(problems) = gateway.config_error() {
+                    worker::console_error!("{}", crate::log::config_error_line(problems, None));
                 }
                 Rc::new(gateway)
             })

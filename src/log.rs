@@ -141,3 +141,49 @@ pub fn clip(s: &str) -> String {
         None => s.to_string(),
     }
 }
+
+/// The isolate's one `config_error` line: every setting with a problem, and each problem as
+/// the 500's `detail` words it (names, never values). `within`: what read the settings, when
+/// it is not the gateway itself (`coordinator`).
+pub fn config_error_line(
+    problems: &crate::setting::ConfigErrors,
+    within: Option<&'static str>,
+) -> String {
+    #[derive(Serialize)]
+    struct Line<'a> {
+        event: &'static str,
+        settings: Vec<&'a str>,
+        problems: Vec<String>,
+        #[serde(rename = "in", skip_serializing_if = "Option::is_none")]
+        within: Option<&'static str>,
+    }
+    serde_json::to_string(&Line {
+        event: "config_error",
+        settings: problems.settings(),
+        problems: problems.iter().map(ToString::to_string).collect(),
+        within,
+    })
+    .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::setting::{ConfigError, ConfigErrors};
+
+    #[test]
+    fn the_config_error_line_names_every_setting_once() {
+        let problems = ConfigErrors::from(vec![
+            ConfigError::at("ROUTES", "[0].auth", "must be one of jwt, public"),
+            ConfigError::missing("API_KEY"),
+            ConfigError::at("ROUTES", "[1]", "has no prefix"),
+        ]);
+        assert_eq!(
+            config_error_line(&problems, None),
+            r#"{"event":"config_error","settings":["ROUTES","API_KEY"],"problems":["ROUTES[0].auth: must be one of jwt, public","API_KEY is required but not set","ROUTES[1]: has no prefix"]}"#
+        );
+        assert!(
+            config_error_line(&problems, Some("coordinator")).ends_with(r#","in":"coordinator"}"#)
+        );
+    }
+}

@@ -9,8 +9,9 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::entries::Entry;
 use crate::jwt::{JwtError, JwtSettings, KeySet, MAX_TOKEN_BYTES};
-use crate::setting::{endpoint_url, optional, ConfigError, Lookup};
+use crate::setting::{endpoint_url, optional, ConfigError, ConfigErrors, Lookup, Problems};
 
 const SETTING: &str = "JWT_PROVIDERS";
 
@@ -45,99 +46,64 @@ pub struct Providers {
     list: Vec<Provider>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawProvider {
-    issuer: String,
-    jwks_url: Option<String>,
-    jwks: Option<Value>,
-    audiences: Option<Vec<String>>,
-    algorithms: Option<Vec<String>>,
-    max_lifetime_seconds: Option<u64>,
-}
+/// A provider's fields.
+const FIELDS: [&str; 6] = [
+    "issuer",
+    "jwks_url",
+    "jwks",
+    "audiences",
+    "algorithms",
+    "max_lifetime_seconds",
+];
 
 impl Providers {
-    /// `None` when `JWT_PROVIDERS` is unset. `shared`: `JwtSettings::shared`.
+    /// `None` when `JWT_PROVIDERS` is unset. `shared`: `JwtSettings::shared`, `None` when it
+    /// is broken (the caller reports why): then the providers' algorithms are not checked.
     pub fn from_settings(
         get: Lookup<'_>,
-        shared: &JwtSettings,
-    ) -> Result<Option<Self>, ConfigError> {
+        shared: Option<&JwtSettings>,
+    ) -> Result<Option<Self>, ConfigErrors> {
         let Some(json) = optional(get, SETTING) else {
             return Ok(None);
         };
-        if let Some(flat) = REPLACED.into_iter().find(|n| optional(get, n).is_some()) {
-            return Err(ConfigError::new(
+        let mut p = Problems::default();
+        for flat in REPLACED.into_iter().filter(|n| optional(get, n).is_some()) {
+            p.push(ConfigError::new(
                 SETTING,
                 format!("replaces {flat}: unset {flat}, or unset JWT_PROVIDERS"),
             ));
         }
-        Self::parse(&json, shared).map(Some)
+        let providers = p.take_all(Self::read(&json, shared));
+        p.finish(|| Some(Some(providers?)))
     }
 
-    /// Parses the JSON array. Errors name the entry and field, never echo the document.
-    pub fn parse(json: &str, shared: &JwtSettings) -> Result<Self, ConfigError> {
-        let raw: Vec<RawProvider> = serde_json::from_slice(json.as_bytes()).map_err(|e| {
-            ConfigError::new(
-                SETTING,
-                format!(
-                    "is not a JSON array of providers ({{issuer, jwks_url, jwks, audiences, algorithms, max_lifetime_seconds}}) of the right types: line {} column {}",
-                    e.line(),
-                    e.column()
-                ),
-            )
-        })?;
-        if raw.is_empty() {
-            return Err(ConfigError::new(SETTING, "is an empty list"));
+    /// Parses the JSON array against `shared`. Every problem of every entry, each naming the
+    /// entry and field, never echoing the document.
+    pub fn parse(json: &str, shared: &JwtSettings) -> Result<Self, ConfigErrors> {
+        Self::read(json, Some(shared))
+    }
+
+    fn read(json: &str, shared: Option<&JwtSettings>) -> Result<Self, ConfigErrors> {
+        let entries = crate::entries::array(SETTING, json, "providers")?;
+        if entries.is_empty() {
+            return Err(ConfigError::new(SETTING, "is an empty list").into());
         }
-        let mut list: Vec<Provider> = Vec::with_capacity(raw.len());
-        for (i, r) in raw.into_iter().enumerate() {
-            let at = |what: &str| ConfigError::new(SETTING, format!("provider {i}: {what}"));
-            if r.issuer.trim().is_empty() || r.issuer.trim() != r.issuer {
-                return Err(at(
-                    "issuer must be a non-empty string without surrounding spaces",
-                ));
+        let mut p = Problems::default();
+        let mut list: Vec<Option<Provider>> = Vec::with_capacity(entries.len());
+        let mut issuers: Vec<String> = Vec::new();
+        for (i, map) in entries.iter().enumerate() {
+            let e = Entry::new(SETTING, i, map);
+            let provider = p.take_all(Provider::from_entry(&e, shared, &issuers));
+            if let Some(issuer) = map.get("issuer").and_then(Value::as_str) {
+                issuers.push(issuer.to_string());
             }
-            if list.iter().any(|p| p.issuer == r.issuer) {
-                return Err(at("issuer is named by an earlier provider too"));
-            }
-            if r.jwks_url.is_none() && r.jwks.is_none() {
-                return Err(at("needs a key source: jwks_url, jwks, or both"));
-            }
-            let jwks_url = r
-                .jwks_url
-                .map(|u| endpoint_url(&u).map_err(|why| at(&format!("jwks_url {why}"))))
-                .transpose()?;
-            let inline = match r.jwks {
-                None => None,
-                Some(doc @ Value::Object(_)) => Some(
-                    KeySet::from_jwks_json(&doc.to_string())
-                        .map_err(|e| at(&format!("jwks: {e}")))?,
-                ),
-                Some(_) => return Err(at("jwks must be a JWKS object ({\"keys\": [...]})")),
-            };
-            let audiences = match r.audiences {
-                None => Vec::new(),
-                Some(a) if a.is_empty() || a.iter().any(|s| s.trim().is_empty()) => {
-                    return Err(at("audiences must list non-empty strings"))
-                }
-                Some(a) => a,
-            };
-            let max_lifetime_secs = match r.max_lifetime_seconds {
-                None => None,
-                Some(n) if (1..=u64::from(u32::MAX)).contains(&n) => Some(n),
-                Some(_) => return Err(at("max_lifetime_seconds must be from 1 to 4294967295")),
-            };
-            let settings =
-                JwtSettings::for_provider(shared, r.algorithms.as_deref(), jwks_url, inline)
-                    .map_err(|why| at(&why))?;
-            list.push(Provider {
-                issuer: r.issuer,
-                audiences,
-                max_lifetime_secs,
-                settings,
-            });
+            list.push(provider);
         }
-        Ok(Self { list })
+        p.finish(|| {
+            Some(Self {
+                list: list.into_iter().collect::<Option<_>>()?,
+            })
+        })
     }
 
     pub fn list(&self) -> &[Provider] {
@@ -154,6 +120,85 @@ impl Providers {
     pub fn for_token(&self, token: &str) -> Result<(usize, &Provider), JwtError> {
         let iss = peek_issuer(token)?;
         self.find(&iss).ok_or(JwtError::WrongIssuer)
+    }
+}
+
+impl Provider {
+    /// One entry; `earlier`: the issuers of the entries before it. `shared` is `None` when the
+    /// shared settings are broken: then the algorithms are not checked.
+    fn from_entry(
+        e: &Entry<'_>,
+        shared: Option<&JwtSettings>,
+        earlier: &[String],
+    ) -> Result<Self, ConfigErrors> {
+        let mut p = Problems::default();
+        for problem in e.unknown_fields(&FIELDS) {
+            p.push(problem);
+        }
+        let issuer = p.take(match e.string("issuer") {
+            Ok(None) => Err(e.problem("has no issuer: every provider needs one")),
+            Ok(Some(iss)) if iss.trim().is_empty() || iss.trim() != iss => Err(e.field_problem(
+                "issuer",
+                "must be a non-empty string without surrounding spaces",
+            )),
+            Ok(Some(iss)) if earlier.iter().any(|i| i == iss) => {
+                Err(e.field_problem("issuer", "is named by an earlier provider too"))
+            }
+            Ok(Some(iss)) => Ok(iss.to_string()),
+            Err(problem) => Err(problem),
+        });
+        let jwks_url = p.take(match e.string("jwks_url") {
+            Ok(Some(raw)) => endpoint_url(raw)
+                .map(Some)
+                .map_err(|why| e.field_problem("jwks_url", why)),
+            Ok(None) => Ok(None),
+            Err(problem) => Err(problem),
+        });
+        let inline = p.take(match e.get("jwks") {
+            None => Ok(None),
+            Some(doc @ Value::Object(_)) => KeySet::from_jwks_json(&doc.to_string())
+                .map(Some)
+                .map_err(|err| e.field_problem("jwks", err.to_string())),
+            Some(_) => Err(e.field_problem("jwks", "must be a JWKS object ({\"keys\": [...]})")),
+        });
+        if e.get("jwks_url").is_none() && e.get("jwks").is_none() {
+            p.push(e.problem("needs a key source: jwks_url, jwks, or both"));
+        }
+        let audiences = p.take(match e.strings("audiences", "audience strings") {
+            Ok(None) => Ok(Vec::new()),
+            Ok(Some(a)) if a.is_empty() || a.iter().any(|s| s.trim().is_empty()) => {
+                Err(e.field_problem("audiences", "must list non-empty strings"))
+            }
+            Ok(Some(a)) => Ok(a),
+            Err(problem) => Err(problem),
+        });
+        let max_lifetime_secs = p.take(match e.whole_number("max_lifetime_seconds") {
+            Ok(Some(n)) if !(1..=u64::from(u32::MAX)).contains(&n) => {
+                Err(e.field_problem("max_lifetime_seconds", "must be from 1 to 4294967295"))
+            }
+            other => other,
+        });
+        let algorithms = p.take(e.strings("algorithms", "algorithm names"));
+        let has_source = e.get("jwks_url").is_some() || e.get("jwks").is_some();
+        let settings = match (shared, jwks_url, inline, algorithms) {
+            (Some(shared), Some(url), Some(keys), Some(algs)) if has_source => p.take(
+                JwtSettings::for_provider(shared, algs.as_deref(), url, keys).map_err(
+                    |(field, why)| match field {
+                        Some(field) => e.field_problem(field, why),
+                        None => e.problem(why),
+                    },
+                ),
+            ),
+            _ => None,
+        };
+        p.finish(|| {
+            Some(Provider {
+                issuer: issuer?,
+                audiences: audiences?,
+                max_lifetime_secs: max_lifetime_secs?,
+                settings: settings?,
+            })
+        })
     }
 }
 

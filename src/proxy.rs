@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use http::{HeaderMap, Method};
 
 use crate::auth::{AuthError, Authenticator};
-use crate::config::{Config, ConfigError, Lookup};
+use crate::config::{Config, ConfigError, ConfigErrors, Lookup};
 use crate::error::GatewayError;
 use crate::headers::{self, Credentials};
 use crate::identity::{self, Presented, Verified};
@@ -115,7 +115,7 @@ where
 
 /// The isolate's gateway: configuration checked once, and the caches every request shares.
 pub struct Gateway {
-    config: Result<Config, ConfigError>,
+    config: Result<Config, ConfigErrors>,
     auth: Authenticator,
     tokens: TokenCache,
     sessions: SessionCache,
@@ -126,7 +126,7 @@ impl Gateway {
         Self::from_config(Config::from_settings(get))
     }
 
-    pub fn from_config(config: Result<Config, ConfigError>) -> Self {
+    pub fn from_config(config: Result<Config, ConfigErrors>) -> Self {
         Self {
             auth: Authenticator::for_providers(provider_count(&config)),
             config,
@@ -142,8 +142,8 @@ impl Gateway {
         self
     }
 
-    /// The configuration problem, if any, for a log line at start-up.
-    pub fn config_error(&self) -> Option<&ConfigError> {
+    /// The configuration's problems, if any, for a log line at start-up.
+    pub fn config_error(&self) -> Option<&ConfigErrors> {
         self.config.as_ref().err()
     }
 
@@ -366,14 +366,19 @@ impl Gateway {
                     log.rate_limit = Some("limited");
                     return Err(GatewayError::RateLimited);
                 }
+                // Found at configuration time when the platform lists its bindings (the
+                // Worker does); this is for platforms that cannot.
                 Err(RateLimitError::NotBound) => {
-                    return Err(GatewayError::Config(ConfigError::new(
-                        "ROUTES",
-                        format!(
+                    return Err(GatewayError::Config(
+                        ConfigError::new(
+                            "ROUTES",
+                            format!(
                             "route {}: rate_limit.binding {} is not a bound rate-limiting binding",
                             route.prefix, limit.binding
                         ),
-                    )))
+                        )
+                        .into(),
+                    ))
                 }
                 // A failing limiter costs protection, not availability: served, and logged.
                 Err(RateLimitError::Failed(_)) => log.rate_limit = Some("error"),
@@ -621,7 +626,7 @@ fn challenges<F: Fields>(headers: &F) -> HeaderMap {
 }
 
 /// One key set cache per provider, or one for the flat settings.
-fn provider_count(config: &Result<Config, ConfigError>) -> usize {
+fn provider_count(config: &Result<Config, ConfigErrors>) -> usize {
     match config {
         Ok(Config {
             providers: Some(p), ..

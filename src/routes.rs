@@ -5,16 +5,15 @@
 //! `/accounts`. With `ROUTES` unset every path is a `jwt` route to `ORIGIN_URL`.
 
 use http::Method;
-use serde::Deserialize;
 
+use crate::entries::Entry;
 use crate::policy::{Policy, RawPolicy};
-use crate::setting::ConfigError;
+use crate::setting::{ConfigError, ConfigErrors, Plaintext, Problems};
 
 const SETTING: &str = "ROUTES";
 
 /// What a route requires of the caller.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthMode {
     /// A valid customer JWT; all three credentials go to the origin.
     Jwt,
@@ -30,7 +29,21 @@ pub enum AuthMode {
     Report,
 }
 
+/// `auth`'s words, in the order the reference lists them.
+const MODES: [&str; 5] = ["jwt", "public", "optional", "report", "opaque"];
+
 impl AuthMode {
+    fn from_word(word: &str) -> Option<Self> {
+        Some(match word {
+            "jwt" => Self::Jwt,
+            "public" => Self::Public,
+            "optional" => Self::Optional,
+            "report" => Self::Report,
+            "opaque" => Self::Opaque,
+            _ => return None,
+        })
+    }
+
     /// The modes that verify an identity, and so may carry a policy such as `scopes`.
     pub fn verifies_identity(self) -> bool {
         !matches!(self, AuthMode::Public)
@@ -94,13 +107,6 @@ impl RateKey {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRateLimit {
-    binding: String,
-    key: String,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RouteError {
     NoRoute,
@@ -112,27 +118,21 @@ pub struct RouteTable {
     routes: Vec<Route>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRoute {
-    prefix: String,
-    #[serde(default = "default_auth")]
-    auth: AuthMode,
-    methods: Option<Vec<String>>,
-    origin: Option<String>,
-    issuers: Option<Vec<String>>,
-    audiences: Option<Vec<String>>,
-    scopes: Option<Vec<String>>,
-    claims: Option<serde_json::Map<String, serde_json::Value>>,
-    max_lifetime_seconds: Option<u64>,
-    claims_to_headers: Option<std::collections::BTreeMap<String, String>>,
-    cors_preflight: Option<String>,
-    rate_limit: Option<RawRateLimit>,
-}
-
-fn default_auth() -> AuthMode {
-    AuthMode::Jwt
-}
+/// A route's fields.
+const FIELDS: [&str; 12] = [
+    "prefix",
+    "auth",
+    "methods",
+    "origin",
+    "issuers",
+    "audiences",
+    "scopes",
+    "claims",
+    "max_lifetime_seconds",
+    "claims_to_headers",
+    "cors_preflight",
+    "rate_limit",
+];
 
 impl Default for RouteTable {
     /// Every path, `jwt`, every method, to `ORIGIN_URL`.
@@ -151,30 +151,32 @@ impl Default for RouteTable {
 }
 
 impl RouteTable {
-    /// Parses `ROUTES`. Errors describe the position and field, never echo the document.
-    pub fn parse(json: &str) -> Result<Self, ConfigError> {
-        let raw: Vec<RawRoute> = serde_json::from_slice(json.as_bytes()).map_err(|e| {
-            ConfigError::new(
-                SETTING,
-                format!(
-                    "is not a JSON array of routes ({{prefix, auth, methods, origin, issuers, audiences, scopes, claims, max_lifetime_seconds, claims_to_headers, cors_preflight}}) of the right types: line {} column {}",
-                    e.line(),
-                    e.column()
-                ),
-            )
-        })?;
-        if raw.is_empty() {
-            return Err(ConfigError::new(
-                SETTING,
-                "is an empty list: no path would be served",
-            ));
+    /// Parses `ROUTES`, origins https only (plain http to loopback hosts).
+    pub fn parse(json: &str) -> Result<Self, ConfigErrors> {
+        Self::from_setting(json, Plaintext::LoopbackOnly)
+    }
+
+    /// Parses `ROUTES`; `plaintext` says where a route's `origin` may be plain http. Every
+    /// problem of every route, each naming the route (`ROUTES[2]`) and its field; values are
+    /// never repeated (`crate::entries` says what may be).
+    pub fn from_setting(json: &str, plaintext: Plaintext) -> Result<Self, ConfigErrors> {
+        let entries = crate::entries::array(SETTING, json, "routes")?;
+        if entries.is_empty() {
+            return Err(
+                ConfigError::new(SETTING, "is an empty list: no path would be served").into(),
+            );
         }
-        let routes = raw
-            .into_iter()
+        let mut p = Problems::default();
+        let routes: Vec<Option<Route>> = entries
+            .iter()
             .enumerate()
-            .map(|(i, r)| Route::from_raw(i, r))
-            .collect::<Result<_, _>>()?;
-        Ok(Self { routes })
+            .map(|(i, map)| p.take_all(Route::from_entry(&Entry::new(SETTING, i, map), plaintext)))
+            .collect();
+        p.finish(|| {
+            Some(Self {
+                routes: routes.into_iter().collect::<Option<_>>()?,
+            })
+        })
     }
 
     pub fn routes(&self) -> &[Route] {
@@ -198,84 +200,159 @@ impl RouteTable {
 }
 
 impl Route {
-    fn from_raw(index: usize, raw: RawRoute) -> Result<Self, ConfigError> {
-        let at = |what: &str| ConfigError::new(SETTING, format!("route {index}: {what}"));
-        if !raw.prefix.starts_with('/') {
-            return Err(at("prefix must start with '/'"));
+    fn from_entry(e: &Entry<'_>, plaintext: Plaintext) -> Result<Self, ConfigErrors> {
+        let mut p = Problems::default();
+        for problem in e.unknown_fields(&FIELDS) {
+            p.push(problem);
         }
-        // Requests are matched on their normalized path, which never holds `//`, `.`, `..`,
-        // `;`, `%61` or a lower-case escape: a prefix that does would match nothing, or not
-        // what its author meant.
-        if crate::path::normalize(&raw.prefix).as_deref() != Ok(raw.prefix.as_str()) {
-            return Err(at(
-                "prefix must be a normalized path: no empty, '.' or '..' segments, no ';', \
-                 unreserved characters not percent-encoded, other escapes in upper case",
-            ));
-        }
-        let prefix = match raw.prefix.trim_end_matches('/') {
-            "" => "/".to_string(),
-            p => p.to_string(),
-        };
-        let methods = match raw.methods {
-            None => None,
-            Some(list) if list.is_empty() => return Err(at("methods is empty")),
-            Some(list) => Some(
-                list.iter()
-                    .map(|m| Method::from_bytes(m.trim().to_ascii_uppercase().as_bytes()))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|_| at("methods holds something that is not an HTTP method"))?,
-            ),
-        };
-        let origin = match raw.origin {
-            None => None,
-            Some(o) => {
-                Some(crate::setting::base_url(&o).map_err(|why| at(&format!("origin {why}")))?)
+        let prefix = p.take(match e.string("prefix") {
+            Ok(None) => Err(e.problem("has no prefix: every route needs one")),
+            Ok(Some(raw)) => prefix(raw).map_err(|why| e.field_problem("prefix", why)),
+            Err(problem) => Err(problem),
+        });
+        let auth = p.take(
+            e.one_of("auth", &MODES)
+                .map(|word| word.and_then(AuthMode::from_word).unwrap_or(AuthMode::Jwt)),
+        );
+        let methods = p.take(match e.strings("methods", "HTTP method names") {
+            Ok(Some(list)) if list.is_empty() => Err(e.field_problem("methods", "is empty")),
+            Ok(Some(list)) => list
+                .iter()
+                .map(|m| Method::from_bytes(m.trim().to_ascii_uppercase().as_bytes()))
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some)
+                .map_err(|_| {
+                    e.field_problem("methods", "holds something that is not an HTTP method")
+                }),
+            Ok(None) => Ok(None),
+            Err(problem) => Err(problem),
+        });
+        let origin = p.take(match e.string("origin") {
+            Ok(Some(raw)) => crate::setting::base_url(raw, plaintext)
+                .map(Some)
+                .map_err(|why| e.field_problem("origin", why)),
+            Ok(None) => Ok(None),
+            Err(problem) => Err(problem),
+        });
+        let raw_policy = read_policy(e, &mut p);
+        let rate_limit = match (e.object("rate_limit"), auth) {
+            (Ok(None), _) => Some(None),
+            (Ok(Some(map)), Some(auth)) => p.take(RateLimit::from_entry(e, map, auth).map(Some)),
+            (Ok(Some(_)), None) => None,
+            (Err(problem), _) => {
+                p.push(problem);
+                None
             }
         };
-        let policy = Policy::compile(
-            RawPolicy {
-                issuers: raw.issuers,
-                audiences: raw.audiences,
-                scopes: raw.scopes,
-                claims: raw.claims,
-                max_lifetime_seconds: raw.max_lifetime_seconds,
-                claims_to_headers: raw.claims_to_headers,
-                cors_preflight: raw.cors_preflight,
-            },
-            raw.auth.verifies_identity(),
-            &at,
-        )?;
-        let rate_limit = match raw.rate_limit {
-            None => None,
-            Some(r) => Some(RateLimit::from_raw(r, raw.auth).map_err(|why| at(&why))?),
+        // The policy needs the mode, and fields of the right types: with either broken, its
+        // checks wait for the fix (what is broken is already reported).
+        let policy = match (auth, raw_policy) {
+            (Some(auth), Some(raw)) => {
+                p.take(Policy::compile(raw, auth.verifies_identity(), &|what| {
+                    e.problem(what)
+                }))
+            }
+            _ => None,
         };
-        Ok(Self {
-            prefix,
-            auth: raw.auth,
-            methods,
-            origin,
-            policy,
-            rate_limit,
+        p.finish(|| {
+            Some(Self {
+                prefix: prefix?,
+                auth: auth?,
+                methods: methods?,
+                origin: origin?,
+                policy: policy?,
+                rate_limit: rate_limit?,
+            })
         })
     }
 }
 
+/// The normalized form a prefix is kept in: no trailing slash, except the root `/`. Requests
+/// are matched on their normalized path, which never holds `//`, `.`, `..`, `;`, `%61` or a
+/// lower-case escape: a prefix that does would match nothing, or not what its author meant.
+fn prefix(raw: &str) -> Result<String, &'static str> {
+    if !raw.starts_with('/') {
+        return Err("must start with '/'");
+    }
+    if crate::path::normalize(raw).as_deref() != Ok(raw) {
+        return Err(
+            "must be a normalized path: no empty, '.' or '..' segments, no ';', \
+             unreserved characters not percent-encoded, other escapes in upper case",
+        );
+    }
+    Ok(match raw.trim_end_matches('/') {
+        "" => "/".to_string(),
+        p => p.to_string(),
+    })
+}
+
+/// The policy fields of a route as typed values, or `None` with each field of the wrong type
+/// reported.
+fn read_policy(e: &Entry<'_>, p: &mut Problems) -> Option<RawPolicy> {
+    let issuers = p.take(e.strings("issuers", "issuer strings"));
+    let audiences = p.take(e.strings("audiences", "audience strings"));
+    let scopes = p.take(e.strings("scopes", "scope strings"));
+    let claims = p.take(e.object("claims").map(|m| m.cloned()));
+    let max_lifetime_seconds = p.take(e.whole_number("max_lifetime_seconds"));
+    let claims_to_headers = p.take(match e.object("claims_to_headers") {
+        Ok(None) => Ok(None),
+        Ok(Some(map)) => map
+            .iter()
+            .map(|(header, path)| match path {
+                serde_json::Value::String(path) => Ok((header.clone(), path.clone())),
+                _ => Err(e.field_problem(
+                    "claims_to_headers",
+                    "must map header names to claim names (strings)",
+                )),
+            })
+            .collect::<Result<_, _>>()
+            .map(Some),
+        Err(problem) => Err(problem),
+    });
+    let cors_preflight = p.take(e.string("cors_preflight").map(|s| s.map(str::to_string)));
+    Some(RawPolicy {
+        issuers: issuers?,
+        audiences: audiences?,
+        scopes: scopes?,
+        claims: claims?,
+        max_lifetime_seconds: max_lifetime_seconds?,
+        claims_to_headers: claims_to_headers?,
+        cors_preflight: cors_preflight?,
+    })
+}
+
 impl RateLimit {
-    fn from_raw(raw: RawRateLimit, auth: AuthMode) -> Result<Self, String> {
+    fn from_entry(
+        e: &Entry<'_>,
+        map: &serde_json::Map<String, serde_json::Value>,
+        auth: AuthMode,
+    ) -> Result<Self, ConfigError> {
+        let at =
+            |field: &str, problem: &str| e.field_problem(&format!("rate_limit.{field}"), problem);
+        if let Some(problem) = crate::entries::unknown_fields(map, &["binding", "key"], |p| {
+            e.field_problem("rate_limit", p)
+        })
+        .into_iter()
+        .next()
+        {
+            return Err(problem);
+        }
+        let text = |field: &str| match map.get(field) {
+            Some(serde_json::Value::String(s)) => Ok(s.as_str()),
+            None => Err(at(field, "is required")),
+            Some(_) => Err(at(field, "must be a string")),
+        };
+        let binding = text("binding")?;
+        let key = text("key")?;
         // A binding name is a JavaScript identifier in wrangler.toml; anything else is a typo.
-        let name_ok = raw
-            .binding
-            .bytes()
-            .next()
-            .is_some_and(|b| !b.is_ascii_digit())
-            && raw
-                .binding
+        let name_ok = binding.bytes().next().is_some_and(|b| !b.is_ascii_digit())
+            && binding
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'$');
         if !name_ok {
-            return Err("rate_limit.binding must be the name of a rate-limiting binding".into());
+            return Err(at("binding", "must be the name of a rate-limiting binding"));
         }
-        let key = match raw.key.as_str() {
+        let key = match key {
             "sub" => RateKey::Sub,
             "client_id" => RateKey::ClientId,
             "ip" => RateKey::Ip,
@@ -289,20 +366,20 @@ impl RateLimit {
                 RateKey::Claim(path.to_string())
             }
             _ => {
-                return Err(
-                    "rate_limit.key must be sub, client_id, ip or a claim name or dotted path (visible ASCII, no ':', at most 128 bytes)"
-                        .into(),
-                )
+                return Err(at(
+                    "key",
+                    "must be sub, client_id, ip or a claim name or dotted path (visible ASCII, no ':', at most 128 bytes)",
+                ))
             }
         };
         if auth == AuthMode::Public && key != RateKey::Ip {
-            return Err(format!(
-                "rate_limit.key {} needs a customer JWT: a public route can only be limited by ip",
-                key.as_str()
+            return Err(at(
+                "key",
+                "needs a verified identity: a public route can only be limited by ip",
             ));
         }
         Ok(Self {
-            binding: raw.binding,
+            binding: binding.to_string(),
             key,
         })
     }
@@ -401,7 +478,7 @@ mod tests {
             r#"[{"prefix": "/a", "auth": "public", "scopes": ["read"]}]"#,
         ] {
             let err = RouteTable::parse(bad).unwrap_err();
-            assert_eq!(err.setting, "ROUTES", "{bad}");
+            assert_eq!(err.settings(), ["ROUTES"], "{bad}");
         }
     }
 
@@ -456,7 +533,7 @@ mod tests {
             r#"[{"prefix": "/a", "auth": "public", "rate_limit": {"binding": "A", "key": "sub"}}]"#,
         ] {
             let err = RouteTable::parse(bad).unwrap_err();
-            assert_eq!(err.setting, "ROUTES", "{bad}");
+            assert_eq!(err.settings(), ["ROUTES"], "{bad}");
         }
     }
 

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use common::{FakeClock, FakeHttp, MemoryKv};
 use edge_auth_proxy::claims::Claims;
-use edge_auth_proxy::config::{Config, ConfigError};
+use edge_auth_proxy::config::{Config, ConfigErrors};
 use edge_auth_proxy::io::Body;
 use edge_auth_proxy::io::{NoCoordinator, NoRateLimiters};
 use edge_auth_proxy::jwt::{JwtError, RustCryptoVerifier, TokenDigest};
@@ -294,7 +294,7 @@ fn bad_route_policies_are_refused_naming_routes() {
             .unwrap()
             .extend(bad.as_object().unwrap().clone());
         let err = RouteTable::parse(&json!([route]).to_string()).unwrap_err();
-        assert_eq!(err.setting, "ROUTES", "{bad}");
+        assert_eq!(err.settings(), ["ROUTES"], "{bad}");
     }
     for good in [
         json!({"auth": "optional", "scopes": ["a"]}),
@@ -325,7 +325,7 @@ fn base_vars() -> Vec<(String, String)> {
     .collect()
 }
 
-fn config(extra: &[(&str, String)]) -> Result<Config, ConfigError> {
+fn config(extra: &[(&str, String)]) -> Result<Config, ConfigErrors> {
     let mut vars: HashMap<String, String> = base_vars().into_iter().collect();
     for (k, v) in extra {
         vars.insert(k.to_string(), v.clone());
@@ -362,12 +362,8 @@ fn bad_providers_are_refused_naming_jwt_providers() {
         json!([{"issuer": "https://a/", "jwks": jwks}, {"issuer": "https://a/", "jwks": jwks}]),
     ] {
         let err = config(&[("JWT_PROVIDERS", bad.to_string())]).unwrap_err();
-        assert_eq!(err.setting, "JWT_PROVIDERS", "{bad}");
-        assert!(
-            !err.problem.contains("https://a/"),
-            "echoed: {}",
-            err.problem
-        );
+        assert_eq!(err.settings(), ["JWT_PROVIDERS"], "{bad}");
+        assert!(!err.to_string().contains("https://a/"), "echoed: {err}");
     }
     for flat in [
         "JWT_ISSUER",
@@ -381,7 +377,7 @@ fn bad_providers_are_refused_naming_jwt_providers() {
             (flat, "https://x.example/".to_string()),
         ])
         .unwrap_err();
-        assert_eq!(err.setting, "JWT_PROVIDERS", "{flat}");
+        assert_eq!(err.settings(), ["JWT_PROVIDERS"], "{flat}");
     }
     let unknown_issuer = config(&[
         ("JWT_PROVIDERS", ok.to_string()),
@@ -391,7 +387,7 @@ fn bad_providers_are_refused_naming_jwt_providers() {
         ),
     ])
     .unwrap_err();
-    assert_eq!(unknown_issuer.setting, "ROUTES");
+    assert_eq!(unknown_issuer.settings(), ["ROUTES"]);
     let customer_id = config(&[
         ("JWT_PROVIDERS", ok.to_string()),
         ("CUSTOMER_ID_HEADER", "x-customer-id".into()),
@@ -405,7 +401,7 @@ fn bad_providers_are_refused_naming_jwt_providers() {
         ),
     ])
     .unwrap_err();
-    assert_eq!(customer_id.setting, "ROUTES");
+    assert_eq!(customer_id.settings(), ["ROUTES"]);
 }
 
 #[test]

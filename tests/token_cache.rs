@@ -270,11 +270,12 @@ fn bad_token_settings_name_the_setting() {
         vars.extend(extra.iter().copied());
         let get = |n: &str| vars.get(n).map(|v| v.to_string());
         let err = TokenConfig::from_settings(&get).unwrap_err();
-        assert_eq!(err.setting, setting);
+        assert_eq!(err.settings(), [setting]);
     }
+    // Every problem at once, not one per deploy.
     let none = |_: &str| None;
     assert_eq!(
-        TokenConfig::from_settings(&none).unwrap_err().setting,
-        "TOKEN_URL"
+        TokenConfig::from_settings(&none).unwrap_err().settings(),
+        ["TOKEN_URL", "CLIENT_ID", "CLIENT_SECRET"]
     );
 }

@@ -8,7 +8,8 @@
 //! - `keys`: JWKS parsing and per-token key selection (by `kid`, then by family).
 //! - `extract`: `customer-auth`, then `Authorization`, then the cookie.
 //! - `verify`: the signature trait and its pure-Rust implementation.
-//! - `unique_json`: header and claims as JSON objects without repeated member names.
+//! - `unique_json`: header and claims as JSON objects without repeated member names (and the
+//!   JSON settings, read with it by `entries`).
 //! - `validate`: the whole check, in the order that never looks at keys or claims early.
 //! - `verified`: the isolate's memory of tokens that passed, so repeats skip the signature.
 
@@ -16,7 +17,7 @@ mod alg;
 mod extract;
 mod keys;
 mod settings;
-mod unique_json;
+pub(crate) mod unique_json;
 mod validate;
 mod verified;
 mod verify;

@@ -1,6 +1,8 @@
 //! The `JWT_*` and `JWKS_URL` settings, read and checked against each other once per isolate.
 
-use crate::setting::{endpoint_url, number, optional, required, ConfigError, Lookup};
+use crate::setting::{
+    endpoint_url, number, optional, required, ConfigError, ConfigErrors, Lookup, Problems,
+};
 
 use super::{Alg, KeySet};
 
@@ -35,66 +37,70 @@ const JWKS_URL: &str = "JWKS_URL";
 const MAX_LEEWAY_SECS: u64 = 3_600;
 
 impl JwtSettings {
-    /// Reads and cross-checks the JWT settings. Errors name the setting, never its value.
-    pub fn from_settings(get: Lookup<'_>) -> Result<JwtSettings, ConfigError> {
-        let algorithms = parse_algorithms(&required(get, ALGORITHMS)?)?;
+    /// Reads and cross-checks the JWT settings of a single provider (no `JWT_PROVIDERS`): the
+    /// shared ones and the key sources, issuer and audience. Every problem found; errors name
+    /// the setting, never its value.
+    pub fn from_settings(get: Lookup<'_>) -> Result<JwtSettings, ConfigErrors> {
+        let mut p = Problems::default();
+        let shared = p.take_all(Self::shared(get));
+        let flat = p.take_all(Self::flat(get, shared));
+        p.finish(|| flat)
+    }
 
-        let jwks_url = optional(get, JWKS_URL)
-            .map(|raw| endpoint_url(&raw).map_err(|why| ConfigError::new(JWKS_URL, why)))
-            .transpose()?;
-        let inline = optional(get, JWKS)
-            .map(|json| {
-                KeySet::from_jwks_json(&json).map_err(|e| ConfigError::new(JWKS, e.to_string()))
-            })
-            .transpose()?;
+    /// The single provider's key sources, issuer and audience over `shared`
+    /// (`JwtSettings::shared`; `None` when it is broken, which the caller reports: then the
+    /// key sources are read but not checked against the algorithms).
+    pub fn flat(get: Lookup<'_>, shared: Option<JwtSettings>) -> Result<JwtSettings, ConfigErrors> {
+        let mut p = Problems::default();
+        let jwks_url = p.take(
+            optional(get, JWKS_URL)
+                .map(|raw| endpoint_url(&raw).map_err(|why| ConfigError::new(JWKS_URL, why)))
+                .transpose(),
+        );
+        let inline = p.take(
+            optional(get, JWKS)
+                .map(|json| inline_keys(&json))
+                .transpose(),
+        );
         // The secret is used byte for byte: trimming could silently change a key.
         let secret = get(HMAC_SECRET).filter(|s| !s.is_empty());
-
-        if jwks_url.is_none() && inline.is_none() && secret.is_none() {
-            return Err(ConfigError::new(
-                JWKS,
-                "is required unless JWKS_URL or JWT_HMAC_SECRET is set: one key source is needed",
-            ));
+        if let (Some(shared), Some(jwks_url), Some(inline)) = (&shared, &jwks_url, &inline) {
+            for e in check_key_sources(
+                &shared.algorithms,
+                jwks_url.is_some(),
+                inline.as_ref(),
+                secret.as_deref(),
+            ) {
+                p.push(e);
+            }
         }
-        if inline.as_ref().is_some_and(KeySet::is_empty) {
-            return Err(ConfigError::new(
-                JWKS,
-                "holds no usable signature key (RSA of 2048 to 4096 bits, EC P-256, P-384 or P-521, or Ed25519)",
-            ));
-        }
-        check_key_sources(
-            &algorithms,
-            jwks_url.is_some(),
-            inline.as_ref(),
-            secret.as_deref(),
-        )?;
-
-        let mut keys = inline.unwrap_or_default();
-        if let Some(secret) = &secret {
-            keys = keys.with_hmac_secret(secret.as_bytes());
-        }
-
-        let audiences = match optional(get, "JWT_AUDIENCE") {
-            None => Vec::new(),
+        let audiences = p.take(match optional(get, "JWT_AUDIENCE") {
+            None => Ok(Vec::new()),
             Some(raw) => {
                 let list = comma_list(&raw);
                 if list.is_empty() {
-                    return Err(ConfigError::new(
+                    Err(ConfigError::new(
                         "JWT_AUDIENCE",
                         "must list at least one audience",
-                    ));
+                    ))
+                } else {
+                    Ok(list.into_iter().map(str::to_string).collect())
                 }
-                list.into_iter().map(str::to_string).collect()
             }
-        };
-        // Algorithms (already checked above), leeway, maximum age and cookie: what every
-        // provider shares, read once in `shared`.
-        Ok(JwtSettings {
-            jwks_url,
-            issuer: optional(get, "JWT_ISSUER").map(|i| i.trim().to_string()),
-            audiences,
-            keys,
-            ..Self::shared(get)?
+        });
+        let issuer = optional(get, "JWT_ISSUER").map(|i| i.trim().to_string());
+        p.finish(|| {
+            let mut keys = inline?.unwrap_or_default();
+            if let Some(secret) = &secret {
+                keys = keys.with_hmac_secret(secret.as_bytes());
+            }
+            Some(JwtSettings {
+                jwks_url: jwks_url?,
+                issuer,
+                audiences: audiences?,
+                keys,
+                ..shared?
+            })
         })
     }
 
@@ -107,64 +113,69 @@ impl JwtSettings {
     /// The settings every provider shares (`JWT_ALGORITHMS`, `JWT_LEEWAY_SECONDS`,
     /// `JWT_MAX_AGE_SECONDS`, `JWT_COOKIE`), without keys, issuer or audience: the base of each
     /// `JWT_PROVIDERS` entry, and what reads the token from the request.
-    pub fn shared(get: Lookup<'_>) -> Result<JwtSettings, ConfigError> {
-        let algorithms = parse_algorithms(&required(get, ALGORITHMS)?)?;
-        let max_age_secs = match optional(get, "JWT_MAX_AGE_SECONDS") {
-            None => None,
-            Some(_) => Some(number(
-                get,
-                "JWT_MAX_AGE_SECONDS",
-                0,
-                1..=u64::from(u32::MAX),
-            )?),
-        };
+    pub fn shared(get: Lookup<'_>) -> Result<JwtSettings, ConfigErrors> {
+        let mut p = Problems::default();
+        let algorithms = p.take(required(get, ALGORITHMS).and_then(|raw| parse_algorithms(&raw)));
+        let max_age_secs = p.take(match optional(get, "JWT_MAX_AGE_SECONDS") {
+            None => Ok(None),
+            Some(_) => number(get, "JWT_MAX_AGE_SECONDS", 0, 1..=u64::from(u32::MAX)).map(Some),
+        });
         let cookie = optional(get, "JWT_COOKIE").map(|c| c.trim().to_string());
         if cookie.as_deref().is_some_and(|c| !is_cookie_name(c)) {
-            return Err(ConfigError::new(
+            p.push(ConfigError::new(
                 "JWT_COOKIE",
                 "must be a cookie name (an HTTP token)",
             ));
         }
-        Ok(JwtSettings {
-            algorithms,
-            jwks_url: None,
-            issuer: None,
-            audiences: Vec::new(),
-            leeway_secs: number(get, "JWT_LEEWAY_SECONDS", 60, 0..=MAX_LEEWAY_SECS)?,
-            max_age_secs,
-            cookie,
-            keys: KeySet::default(),
+        let leeway_secs = p.take(number(get, "JWT_LEEWAY_SECONDS", 60, 0..=MAX_LEEWAY_SECS));
+        p.finish(|| {
+            Some(JwtSettings {
+                algorithms: algorithms?,
+                jwks_url: None,
+                issuer: None,
+                audiences: Vec::new(),
+                leeway_secs: leeway_secs?,
+                max_age_secs: max_age_secs?,
+                cookie,
+                keys: KeySet::default(),
+            })
         })
     }
 
     /// One provider's verification settings: `shared` with the provider's algorithms (or
     /// `JWT_ALGORITHMS`) and key sources. Asymmetric algorithms only: a shared HMAC secret
     /// cannot tell issuers apart (whoever holds it could sign for every provider). The error
-    /// is the problem, for the caller to name `JWT_PROVIDERS` and the entry.
+    /// is the entry's field at fault (`None`: the entry) and the problem, for the caller to
+    /// name `JWT_PROVIDERS` and the entry.
     pub fn for_provider(
         shared: &JwtSettings,
         algorithms: Option<&[String]>,
         jwks_url: Option<String>,
         inline: Option<KeySet>,
-    ) -> Result<JwtSettings, String> {
+    ) -> Result<JwtSettings, (Option<&'static str>, String)> {
         let algorithms = match algorithms {
             None => shared.algorithms.clone(),
-            Some(list) => parse_algorithms(&list.join(","))
-                .map_err(|e| format!("algorithms {}", e.problem))?,
+            Some(list) => {
+                parse_algorithms(&list.join(",")).map_err(|e| (Some("algorithms"), e.problem))?
+            }
         };
         if inline.as_ref().is_some_and(KeySet::is_empty) {
-            return Err("jwks holds no usable signature key".into());
+            return Err((Some("jwks"), "holds no usable signature key".into()));
         }
         for &alg in &algorithms {
             if alg.min_hmac_secret_len().is_some() {
-                return Err(format!(
-                    "allows {alg}: providers take public keys only (set algorithms without HS256, HS384, HS512)"
+                return Err((
+                    Some("algorithms"),
+                    format!("allows {alg}: providers take public keys only (set algorithms without HS256, HS384, HS512)"),
                 ));
             }
             if jwks_url.is_none() && !inline.as_ref().is_some_and(|k| k.has_family(alg.family())) {
-                return Err(format!(
-                    "has no {} for {alg} (add it to jwks, or set jwks_url)",
-                    alg.family()
+                return Err((
+                    None,
+                    format!(
+                        "has no {} for {alg} (add it to jwks, or set jwks_url)",
+                        alg.family()
+                    ),
                 ));
             }
         }
@@ -221,34 +232,53 @@ fn parse_algorithms(raw: &str) -> Result<Vec<Alg>, ConfigError> {
     Ok(algorithms)
 }
 
+/// `JWT_JWKS`'s usable keys: a set with none is a mistake, not an empty allow-list.
+fn inline_keys(json: &str) -> Result<KeySet, ConfigError> {
+    let set = KeySet::from_jwks_json(json).map_err(|e| ConfigError::new(JWKS, e.to_string()))?;
+    if set.is_empty() {
+        return Err(ConfigError::new(
+            JWKS,
+            "holds no usable signature key (RSA of 2048 to 4096 bits, EC P-256, P-384 or P-521, or Ed25519)",
+        ));
+    }
+    Ok(set)
+}
+
 /// Every allowed algorithm must have a key that could verify it, or the operator has made a
-/// mistake that would otherwise surface only as every caller's 401.
+/// mistake that would otherwise surface only as every caller's 401. Each problem once.
 fn check_key_sources(
     algorithms: &[Alg],
     has_url: bool,
     inline: Option<&KeySet>,
     secret: Option<&str>,
-) -> Result<(), ConfigError> {
+) -> Vec<ConfigError> {
+    let mut problems: Vec<ConfigError> = Vec::new();
+    let mut add = |e: ConfigError| {
+        if !problems.contains(&e) {
+            problems.push(e);
+        }
+    };
+    let no_source = !has_url && inline.is_none() && secret.is_none();
     for &alg in algorithms {
         match (alg.min_hmac_secret_len(), secret) {
-            (Some(_), None) => {
-                return Err(ConfigError::new(
-                    HMAC_SECRET,
-                    "is required when JWT_ALGORITHMS allows HS256, HS384 or HS512",
-                ))
-            }
-            (Some(min), Some(secret)) if secret.len() < min => {
-                return Err(ConfigError::new(
-                    HMAC_SECRET,
-                    format!("must be at least {min} bytes for {alg} (RFC 7518 section 3.2)"),
-                ))
-            }
+            (Some(_), None) => add(ConfigError::new(
+                HMAC_SECRET,
+                "is required when JWT_ALGORITHMS allows HS256, HS384 or HS512",
+            )),
+            (Some(min), Some(secret)) if secret.len() < min => add(ConfigError::new(
+                HMAC_SECRET,
+                format!("must be at least {min} bytes for {alg} (RFC 7518 section 3.2)"),
+            )),
             (Some(_), Some(_)) => {}
             (None, _) if has_url => {}
+            (None, _) if no_source => add(ConfigError::new(
+                JWKS,
+                "is required unless JWKS_URL or JWT_HMAC_SECRET is set: one key source is needed",
+            )),
             (None, _) => {
                 let family = alg.family();
                 if !inline.is_some_and(|set| set.has_family(family)) {
-                    return Err(ConfigError::new(
+                    add(ConfigError::new(
                         JWKS,
                         format!("holds no {family} for {alg}, which JWT_ALGORITHMS allows (or set JWKS_URL)"),
                     ));
@@ -256,7 +286,7 @@ fn check_key_sources(
             }
         }
     }
-    Ok(())
+    problems
 }
 
 /// RFC 6265 §4.1.1: a cookie name is an RFC 9110 token.

@@ -41,6 +41,35 @@ pub(crate) fn object(bytes: &[u8]) -> Result<Map<String, Value>, ObjectError> {
     }
 }
 
+/// Why a document is not usable JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ValueError {
+    /// Not JSON (or trailing data after the value): where the parser stopped.
+    Syntax { line: usize, column: usize },
+    /// An object (at any depth) names the same member twice.
+    DuplicateMember,
+}
+
+/// Parses `bytes` as one JSON value with no repeated member name in any object at any depth
+/// (configuration documents, which are read once; a syntax error says where, never what).
+pub(crate) fn value(bytes: &[u8]) -> Result<Value, ValueError> {
+    let duplicate = Cell::new(false);
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let parsed = Strict {
+        duplicate: &duplicate,
+    }
+    .deserialize(&mut de)
+    .and_then(|value| de.end().map(|()| value));
+    match parsed {
+        Ok(value) => Ok(value),
+        Err(_) if duplicate.get() => Err(ValueError::DuplicateMember),
+        Err(e) => Err(ValueError::Syntax {
+            line: e.line(),
+            column: e.column(),
+        }),
+    }
+}
+
 /// Builds a `serde_json::Value` like its own `Deserialize` does, but fails on a repeated
 /// member name and records why in `duplicate` (serde errors carry only text).
 #[derive(Clone, Copy)]

@@ -22,7 +22,7 @@ pub use introspect::{parse_answer, request, Answer, IntrospectionError, MAX_ANSW
 
 use std::fmt;
 
-use crate::setting::{endpoint_url, number, optional, ConfigError, Lookup};
+use crate::setting::{endpoint_url, number, optional, ConfigError, ConfigErrors, Lookup, Problems};
 
 const URL: &str = "INTROSPECTION_URL";
 const TIMEOUT: &str = "INTROSPECTION_TIMEOUT_MS";
@@ -42,27 +42,31 @@ pub struct IntrospectionSettings {
 impl IntrospectionSettings {
     /// `None` when `INTROSPECTION_URL` is unset, which is an error when `required` (a route is
     /// `opaque`).
-    pub fn from_settings(get: Lookup<'_>, required: bool) -> Result<Option<Self>, ConfigError> {
+    pub fn from_settings(get: Lookup<'_>, required: bool) -> Result<Option<Self>, ConfigErrors> {
         let Some(raw) = optional(get, URL) else {
             return if required {
-                Err(ConfigError::new(URL, "is required when a route is opaque"))
+                Err(ConfigError::new(URL, "is required when a route is opaque").into())
             } else {
                 Ok(None)
             };
         };
-        let url = endpoint_url(&raw).map_err(|why| ConfigError::new(URL, why))?;
+        let mut p = Problems::default();
+        let url = p.take(endpoint_url(&raw).map_err(|why| ConfigError::new(URL, why)));
         let cookie = optional(get, COOKIE).map(|c| c.trim().to_string());
         if cookie.as_deref().is_some_and(|c| !is_cookie_name(c)) {
-            return Err(ConfigError::new(
+            p.push(ConfigError::new(
                 COOKIE,
                 "must be a cookie name (letters, digits and !#$%&'*+-.^_`|~)",
             ));
         }
-        Ok(Some(Self {
-            url,
-            timeout_ms: number(get, TIMEOUT, 5_000, 1..=60_000)?,
-            cookie,
-        }))
+        let timeout_ms = p.take(number(get, TIMEOUT, 5_000, 1..=60_000));
+        p.finish(|| {
+            Some(Some(Self {
+                url: url?,
+                timeout_ms: timeout_ms?,
+                cookie,
+            }))
+        })
     }
 }
 
@@ -136,7 +140,7 @@ mod tests {
         let none = |_: &str| None;
         assert_eq!(IntrospectionSettings::from_settings(&none, false), Ok(None));
         let err = IntrospectionSettings::from_settings(&none, true).unwrap_err();
-        assert_eq!(err.setting, URL);
+        assert_eq!(err.settings(), [URL]);
 
         let get = |n: &str| match n {
             URL => Some("https://idp.example/introspect".to_string()),
@@ -170,8 +174,8 @@ mod tests {
                 }
             };
             let err = IntrospectionSettings::from_settings(&get, true).unwrap_err();
-            assert_eq!(err.setting, name, "{value}");
-            assert!(!err.problem.contains(value), "{value}");
+            assert_eq!(err.settings(), [name], "{value}");
+            assert!(!err.to_string().contains(value), "{value}");
         }
     }
 

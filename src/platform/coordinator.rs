@@ -190,7 +190,7 @@ impl TokenCoordinator {
                     Err(e) => {
                         worker::console_error!(
                             "{}",
-                            serde_json::json!({"event": "config_error", "setting": e.setting, "problem": e.problem, "in": "coordinator"})
+                            crate::log::config_error_line(&e, Some("coordinator"))
                         );
                         None
                     }

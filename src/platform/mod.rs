@@ -22,6 +22,9 @@ mod coordinator;
 pub use coordinator::DoCoordinator;
 // Routes' `rate_limit` over Workers rate-limiting bindings (issue 12).
 mod rate_limit;
+// The env's names and the kinds of their bindings, for the configuration check (issue 17).
+mod environment;
+pub use environment::{environment, text};
 pub use rate_limit::WorkerRateLimiters;
 
 #[cfg(not(feature = "baseline-verify"))]

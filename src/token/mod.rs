@@ -25,7 +25,9 @@ pub use grant::{client_form, ClientAuth, GrantError};
 pub use refresh::Jitter;
 pub use seal::Sealer;
 
-use crate::setting::{endpoint_url, number, optional, required, ConfigError, Lookup};
+use crate::setting::{
+    endpoint_url, number, optional, required, ConfigError, ConfigErrors, Lookup, Problems,
+};
 
 /// Settings of the token exchange, read once per isolate.
 pub struct TokenConfig {
@@ -58,36 +60,46 @@ impl std::fmt::Debug for TokenConfig {
 }
 
 impl TokenConfig {
-    pub fn from_settings(get: Lookup<'_>) -> Result<Self, ConfigError> {
-        let url = endpoint_url(&required(get, "TOKEN_URL")?)
-            .map_err(|why| ConfigError::new("TOKEN_URL", why))?;
-        let client_auth = match optional(get, "TOKEN_CLIENT_AUTH").as_deref().map(str::trim) {
-            None | Some("client_secret_post") => ClientAuth::Post,
-            Some("client_secret_basic") => ClientAuth::Basic,
-            Some(_) => {
-                return Err(ConfigError::new(
+    /// Reads the token settings; every problem found.
+    pub fn from_settings(get: Lookup<'_>) -> Result<Self, ConfigErrors> {
+        let mut p = Problems::default();
+        let url =
+            p.take(required(get, "TOKEN_URL").and_then(|raw| {
+                endpoint_url(&raw).map_err(|why| ConfigError::new("TOKEN_URL", why))
+            }));
+        let client_auth = p.take(
+            match optional(get, "TOKEN_CLIENT_AUTH").as_deref().map(str::trim) {
+                None | Some("client_secret_post") => Ok(ClientAuth::Post),
+                Some("client_secret_basic") => Ok(ClientAuth::Basic),
+                Some(_) => Err(ConfigError::new(
                     "TOKEN_CLIENT_AUTH",
                     "must be client_secret_post or client_secret_basic",
-                ))
-            }
-        };
-        let sealer = match optional(get, "TOKEN_ENCRYPTION_KEY") {
-            None => None,
-            Some(b64) => Some(Sealer::from_base64(&b64).ok_or_else(|| {
+                )),
+            },
+        );
+        let sealer = p.take(match optional(get, "TOKEN_ENCRYPTION_KEY") {
+            None => Ok(None),
+            Some(b64) => Sealer::from_base64(&b64).map(Some).ok_or_else(|| {
                 ConfigError::new(
                     "TOKEN_ENCRYPTION_KEY",
                     "must be 32 bytes in base64 (openssl rand -base64 32)",
                 )
-            })?),
-        };
-        Ok(Self {
-            url,
-            client_id: required(get, "CLIENT_ID")?,
-            client_secret: required(get, "CLIENT_SECRET")?,
-            client_auth,
-            scope: optional(get, "TOKEN_SCOPE").map(|s| s.trim().to_string()),
-            timeout_ms: number(get, "TOKEN_TIMEOUT_MS", 5_000, 1..=60_000)?,
-            sealer,
+            }),
+        });
+        let client_id = p.take(required(get, "CLIENT_ID"));
+        let client_secret = p.take(required(get, "CLIENT_SECRET"));
+        let timeout_ms = p.take(number(get, "TOKEN_TIMEOUT_MS", 5_000, 1..=60_000));
+        let scope = optional(get, "TOKEN_SCOPE").map(|s| s.trim().to_string());
+        p.finish(|| {
+            Some(Self {
+                url: url?,
+                client_id: client_id?,
+                client_secret: client_secret?,
+                client_auth: client_auth?,
+                scope,
+                timeout_ms: timeout_ms?,
+                sealer: sealer?,
+            })
         })
     }
 

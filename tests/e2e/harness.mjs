@@ -133,9 +133,9 @@ export function disposeOnce(mf) {
  * Starts the built Worker in Miniflare. `bindings` are the settings (vars and secrets alike are
  * plain string bindings). `kvPersist`: a directory to persist TOKEN_CACHE in (default: memory).
  * `script`: another entry module (default the build's `index.js`), in a directory that also
- * holds what it imports.
+ * holds what it imports. `options`: more Miniflare options, over these (other bindings, say).
  */
-export async function startGateway({ bindings, kvPersist = false, script = SCRIPT, verbose = process.env.E2E_VERBOSE === '1' } = {}) {
+export async function startGateway({ bindings, kvPersist = false, script = SCRIPT, options = {}, verbose = process.env.E2E_VERBOSE === '1' } = {}) {
   const out = captureOutput({ label: 'worker', verbose });
   const mf = new Miniflare({
     modules: true,
@@ -155,9 +155,10 @@ export async function startGateway({ bindings, kvPersist = false, script = SCRIP
     host: '127.0.0.1',
     port: 0,
     handleRuntimeStdio: out.handleRuntimeStdio,
+    ...options,
   });
   const url = new URL(String(await out.ready(mf)));
-  const kv = await mf.getKVNamespace('TOKEN_CACHE');
+  const kv = await mf.getKVNamespace('TOKEN_CACHE').catch(() => undefined);
 
   return {
     mf,
@@ -225,7 +226,7 @@ export const withJwt = (jwt, extra = {}) => ({ 'customer-auth': `JWT ${jwt}`, ..
  * credentials), an RS256 key, and the gateway in front of them with `bindings` merged over
  * `baseBindings`. `close()` closes everything it started.
  */
-export async function startStack({ bindings = {}, tokenOptions = {}, kvPersist, script } = {}) {
+export async function startStack({ bindings = {}, tokenOptions = {}, kvPersist, script, options } = {}) {
   const { startOrigin, startTokenEndpoint, makeKey, signJwt } = await import('./servers.mjs');
   const [origin, token, key] = await Promise.all([
     startOrigin(),
@@ -234,7 +235,7 @@ export async function startStack({ bindings = {}, tokenOptions = {}, kvPersist, 
   ]);
   let gw;
   try {
-    gw = await startGateway({ bindings: baseBindings({ origin, token, key, ...bindings }), kvPersist, script });
+    gw = await startGateway({ bindings: baseBindings({ origin, token, key, ...bindings }), kvPersist, script, options });
   } catch (err) {
     await Promise.all([origin.close(), token.close()]);
     throw err;

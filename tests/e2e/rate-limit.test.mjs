@@ -13,18 +13,17 @@ import { makeKey, signJwt, startOrigin, startTokenEndpoint } from './servers.mjs
 const ROUTES = JSON.stringify([
   { prefix: '/account/', auth: 'jwt', rate_limit: { binding: 'PER_CUSTOMER', key: 'sub' } },
   { prefix: '/login', auth: 'public', rate_limit: { binding: 'PER_IP', key: 'ip' } },
-  { prefix: '/unbound/', auth: 'jwt', rate_limit: { binding: 'NOT_BOUND', key: 'sub' } },
   { prefix: '/org/', auth: 'jwt', rate_limit: { binding: 'PER_ORG', key: 'org.id' } },
 ]);
 
-async function stack(t) {
+async function stack(t, routes = ROUTES) {
   const [origin, token, key] = await Promise.all([
     startOrigin(),
     startTokenEndpoint({ clientId: CLIENT_ID, clientSecret: CLIENT_SECRET }),
     makeKey('RS256'),
   ]);
   const fleet = await startFleet({
-    bindings: baseBindings({ origin, token, key, ROUTES }),
+    bindings: baseBindings({ origin, token, key, ROUTES: routes }),
     n: 1,
     coordinator: false,
     workerOptions: {
@@ -82,13 +81,15 @@ describe('rate limits', () => {
     assert.equal(await get(d), 200, 'another organisation has its own bucket');
   });
 
-  test('a binding named in ROUTES but not bound is a 500 naming ROUTES', async (t) => {
-    const s = await stack(t);
+  test('a binding named in ROUTES but not bound is a configuration error: 500 naming ROUTES, on every route', async (t) => {
+    const s = await stack(t, JSON.stringify([...JSON.parse(ROUTES), { prefix: '/unbound/', auth: 'jwt', rate_limit: { binding: 'NOT_BOUND', key: 'sub' } }]));
     const jwt = await signJwt(s.key, { claims: { sub: 'alice' } });
-    const res = await read(await s.fleet.fetch(0, '/unbound/x', { headers: withJwt(jwt) }));
-    assert.equal(res.status, 500);
-    assert.match(res.json.detail, /ROUTES/);
-    assert.match(res.json.detail, /NOT_BOUND/);
+    for (const path of ['/unbound/x', '/account/x']) {
+      const res = await read(await s.fleet.fetch(0, path, { headers: withJwt(jwt) }));
+      assert.equal(res.status, 500);
+      assert.match(res.json.detail, /ROUTES\[3\]\.rate_limit\.binding/);
+      assert.match(res.json.detail, /NOT_BOUND/);
+    }
     assert.equal(s.origin.count, 0);
   });
 });

@@ -1,0 +1,177 @@
+// `npm run check-config` on wrangler files, correct and broken, as a new user runs it before a
+// deploy: exit codes, every problem named on a line of its own, the environment merged as
+// wrangler merges it, secrets from --secrets or .dev.vars, --require-secrets, and no value
+// ever printed (recognisable values are planted in vars and secrets and looked for).
+
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { describe, test } from 'node:test';
+
+import { ROOT, tempDir } from './harness.mjs';
+
+const PLANTED = ['Pl4nted-client-id', 'Pl4nted-secret-value', 'Pl4nted-api-key', 'pl4nted-host', 'Pl4nted-route'];
+
+/** Runs the command; resolves `{ status, stdout, stderr, lines }` (stdout's lines). */
+async function checkConfig(args, { cwd = ROOT } = {}) {
+  const child = spawn(process.execPath, [path.join(ROOT, 'scripts/check-config.mjs'), ...args], {
+    cwd,
+    env: { ...process.env, WRANGLER_SEND_METRICS: 'false' },
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (d) => (stdout += d));
+  child.stderr.setEncoding('utf8').on('data', (d) => (stderr += d));
+  const status = await new Promise((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', resolve);
+  });
+  for (const value of PLANTED) assert.ok(!`${stdout}${stderr}`.includes(value), `${value} was printed:\n${stdout}${stderr}`);
+  return { status, stdout, stderr, lines: stdout.split('\n').filter(Boolean) };
+}
+
+/** A directory with `wrangler.toml` (and any other files) written into it. */
+function project(t, files) {
+  const tmp = tempDir('eap-check-config-');
+  t.after(tmp.rm);
+  for (const [name, text] of Object.entries(files)) writeFileSync(path.join(tmp.dir, name), text);
+  return tmp.dir;
+}
+
+const GOOD_VARS = `
+ORIGIN_URL = "https://origin.example.com"
+TOKEN_URL = "https://idp.example.com/oauth/token"
+CLIENT_ID = "Pl4nted-client-id"
+JWT_ALGORITHMS = "RS256"
+JWKS_URL = "https://login.example.com/jwks.json"
+JWT_AUDIENCE = "profile-api"
+ROUTES = '''[{ "prefix": "/login", "auth": "public" }, { "prefix": "/account/", "auth": "jwt", "rate_limit": { "binding": "PER_CUSTOMER", "key": "sub" } }]'''
+`;
+
+const GOOD = `
+name = "gw"
+main = "build/index.js"
+compatibility_date = "2026-04-01"
+
+[[kv_namespaces]]
+binding = "TOKEN_CACHE"
+id = "x"
+
+[[ratelimits]]
+name = "PER_CUSTOMER"
+namespace_id = "1001"
+simple = { limit = 100, period = 60 }
+
+[vars]
+${GOOD_VARS}
+`;
+
+const SECRETS = 'CLIENT_SECRET=Pl4nted-secret-value\nAPI_KEY="Pl4nted-api-key"\n';
+
+// Each run spends most of its time loading wrangler (about 3 s of CPU): they run side by side.
+describe('npm run check-config', { concurrency: 4 }, () => {
+  test('the shipped wrangler.toml passes, and so does its demo environment', async () => {
+    for (const args of [[], ['--env', 'demo']]) {
+      const r = await checkConfig(args);
+      assert.equal(r.status, 0, `${args}: ${r.stdout}${r.stderr}`);
+      assert.match(r.lines.at(-1), /^configuration ok: \d+ routes \(/);
+      const env = args.length ? ' --env demo' : '';
+      assert.ok(r.lines.includes(`not set here: CLIENT_SECRET (wrangler secret put CLIENT_SECRET${env})`), r.stdout);
+      assert.ok(r.lines.includes(`not set here: API_KEY (wrangler secret put API_KEY${env})`), r.stdout);
+    }
+  });
+
+  test('--require-secrets makes a required secret not given a failure, listed; given in --secrets, it passes', async (t) => {
+    const dir = project(t, { 'wrangler.toml': GOOD, 'prod.secrets': SECRETS });
+    const missing = await checkConfig(['--config', path.join(dir, 'wrangler.toml'), '--require-secrets']);
+    assert.equal(missing.status, 1, missing.stdout);
+    assert.deepEqual(missing.lines, [
+      'not set here: API_KEY (wrangler secret put API_KEY)',
+      'not set here: CLIENT_SECRET (wrangler secret put CLIENT_SECRET)',
+    ]);
+    const given = await checkConfig(['--config', path.join(dir, 'wrangler.toml'), '--secrets', path.join(dir, 'prod.secrets'), '--require-secrets']);
+    assert.equal(given.status, 0, given.stdout);
+    assert.equal(given.lines.length, 1);
+    assert.match(given.lines[0], /^configuration ok: 2 routes \(1 public, 1 jwt\), keys from JWKS_URL, 1 rate-limiting binding, TOKEN_COORDINATOR not bound, secrets from /);
+  });
+
+  test('three mistakes: every one named on its own line, exit 1, no value printed', async (t) => {
+    const broken = GOOD.replace('JWT_AUDIENCE =', 'JWT_AUDIENCES =')
+      .replace('https://idp.example.com/oauth/token', 'http://pl4nted-host.example.com/oauth/token')
+      .replace('"auth": "public" }', '"auth": "public", "method": ["POST"] }');
+    const dir = project(t, { 'wrangler.toml': broken, '.dev.vars': SECRETS });
+    const r = await checkConfig(['--config', path.join(dir, 'wrangler.toml')]);
+    assert.equal(r.status, 1, r.stdout);
+    assert.deepEqual(r.lines, [
+      'ROUTES[0]: unknown field "method"; did you mean "methods"?',
+      'TOKEN_URL must be an https URL (plain http only to a loopback host: localhost, 127.0.0.0/8, [::1])',
+      'JWT_AUDIENCES is an unknown setting; did you mean JWT_AUDIENCE?',
+    ]);
+  });
+
+  test('a secret given but unusable is a problem, its value never shown; .dev.vars is read by default', async (t) => {
+    const dir = project(t, { 'wrangler.toml': GOOD, '.dev.vars': 'CLIENT_SECRET=Pl4nted-secret-value\nAPI_KEY="Pl4nted-api-key\u00a0"\nCLIENT_SECERT=Pl4nted-secret-value\n' });
+    const r = await checkConfig(['--config', path.join(dir, 'wrangler.toml')]);
+    assert.equal(r.status, 1, r.stdout);
+    assert.equal(r.lines.length, 2, r.stdout);
+    assert.match(r.lines[0], /^API_KEY must be visible ASCII/);
+    assert.equal(r.lines[1], 'CLIENT_SECERT is an unknown setting; did you mean CLIENT_SECRET?');
+  });
+
+  test('bindings are checked from the file: missing, of the wrong kind, or under an unknown name', async (t) => {
+    const broken = GOOD.replace('[[kv_namespaces]]\nbinding = "TOKEN_CACHE"\nid = "x"', '[[kv_namespaces]]\nbinding = "TOKEN_COORDINATOR"\nid = "x"')
+      .replace('name = "PER_CUSTOMER"', 'name = "PER_CUSTOMR"')
+      + '\n[[analytics_engine_datasets]]\nbinding = "METRICS_DATASET"\ndataset = "gw"\n';
+    const dir = project(t, { 'wrangler.toml': broken, '.dev.vars': SECRETS });
+    const r = await checkConfig(['--config', path.join(dir, 'wrangler.toml')]);
+    assert.equal(r.status, 1, r.stdout);
+    assert.deepEqual(r.lines, [
+      'TOKEN_COORDINATOR must be a Durable Object namespace binding, but another kind of binding is bound under that name',
+      'METRICS_DATASET is an unknown setting: the gateway has no setting of that name (see docs/configuration.md)',
+      'TOKEN_CACHE is required but not bound: it must be a KV namespace binding',
+      'ROUTES[1].rate_limit.binding: no rate-limiting binding named PER_CUSTOMER is bound ([[ratelimits]] name = "PER_CUSTOMER" in wrangler.toml); did you mean PER_CUSTOMR?',
+    ]);
+  });
+
+  test('--env checks the environment as wrangler merges it (vars and bindings not inherited), and reads .dev.vars.<env>', async (t) => {
+    const stagingVars = GOOD_VARS.replace(/^ROUTES = .*$/m, `ROUTES = '[{ "prefix": "/login", "auth": "public" }, { "prefix": "/account/", "auth": "Pl4nted-route" }]'`);
+    const withEnv = `${GOOD}
+[env.staging]
+kv_namespaces = [{ binding = "TOKEN_CACHE", id = "y" }]
+
+[env.staging.vars]
+${stagingVars}
+`;
+    const dir = project(t, { 'wrangler.toml': withEnv, '.dev.vars.staging': SECRETS });
+    const top = await checkConfig(['--config', path.join(dir, 'wrangler.toml')]);
+    assert.equal(top.status, 0, top.stdout);
+    assert.ok(top.lines.includes('not set here: CLIENT_SECRET (wrangler secret put CLIENT_SECRET)'), top.stdout);
+    const staging = await checkConfig(['--config', path.join(dir, 'wrangler.toml'), '--env', 'staging', '--require-secrets']);
+    assert.equal(staging.status, 1, staging.stdout);
+    assert.deepEqual(staging.lines, ['ROUTES[1].auth: must be one of jwt, public, optional, report, opaque']);
+    const unknownEnv = await checkConfig(['--config', path.join(dir, 'wrangler.toml'), '--env', 'prod']);
+    assert.equal(unknownEnv.status, 2, unknownEnv.stderr);
+  });
+
+  test('a secret written into [vars], a setting given as a TOML table', async (t) => {
+    const broken = GOOD.replace('[vars]\n', '[vars]\nCLIENT_SECRET = "Pl4nted-secret-value"\nJWT_ISSUER = { url = "https://pl4nted-host.example" }\n');
+    const dir = project(t, { 'wrangler.toml': broken, '.dev.vars': 'API_KEY=Pl4nted-api-key\n' });
+    const r = await checkConfig(['--config', path.join(dir, 'wrangler.toml')]);
+    assert.equal(r.status, 1, r.stdout);
+    assert.deepEqual(r.lines, [
+      'CLIENT_SECRET is a secret: remove it from [vars] and set it with wrangler secret put CLIENT_SECRET',
+      'JWT_ISSUER must be a string: in [vars] write JWT_ISSUER = "..." (a TOML table, array, number or boolean reaches the Worker as JSON, not text)',
+    ]);
+  });
+
+  test('a file wrangler cannot read: exit 2, where, not what', async (t) => {
+    const dir = project(t, { 'wrangler.toml': `${GOOD}\nAPI_KEY = "Pl4nted-api-key\n` });
+    const r = await checkConfig(['--config', path.join(dir, 'wrangler.toml')]);
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /is not valid TOML/);
+    const usage = await checkConfig(['--nope']);
+    assert.equal(usage.status, 2);
+    assert.match(usage.stderr, /usage: npm run check-config/);
+  });
+});
