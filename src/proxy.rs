@@ -287,7 +287,7 @@ impl Gateway {
                 RouteError::NoRoute => GatewayError::NoRoute,
                 RouteError::MethodNotAllowed { allow } => GatewayError::MethodNotAllowed(allow),
             })?;
-        log.route = Some(route.prefix.clone());
+        log.route = Some(route.configured.clone());
 
         // A CORS preflight, on a route that forwards them: it carries no identity, so it goes
         // on with none of the three credentials, and no token is fetched for it.
@@ -371,7 +371,7 @@ impl Gateway {
                         "ROUTES",
                         format!(
                             "route {}: rate_limit.binding {} is not a bound rate-limiting binding",
-                            route.prefix, limit.binding
+                            route.configured, limit.binding
                         ),
                     )))
                 }

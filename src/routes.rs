@@ -44,8 +44,12 @@ impl AuthMode {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
-    /// Normalised: no trailing slash, except the root `/`.
+    /// What paths are matched against: `configured` without its trailing slash, except the
+    /// root `/` (`/account/` matches `/account` and `/account/x`).
     pub prefix: String,
+    /// `prefix` exactly as `ROUTES` gives it: what the log line and messages name, so that an
+    /// operator finds the route they wrote.
+    pub configured: String,
     pub auth: AuthMode,
     /// `None`: every method.
     pub methods: Option<Vec<Method>>,
@@ -140,6 +144,7 @@ impl Default for RouteTable {
         Self {
             routes: vec![Route {
                 prefix: "/".into(),
+                configured: "/".into(),
                 auth: AuthMode::Jwt,
                 methods: None,
                 origin: None,
@@ -251,6 +256,7 @@ impl Route {
         };
         Ok(Self {
             prefix,
+            configured: raw.prefix,
             auth: raw.auth,
             methods,
             origin,
@@ -413,6 +419,9 @@ mod tests {
         .unwrap();
         let prefixes: Vec<&str> = t.routes().iter().map(|r| r.prefix.as_str()).collect();
         assert_eq!(prefixes, ["/account", "/caf%C3%A9", "/a%20b", "/"]);
+        // What the log names: the prefix as written.
+        let configured: Vec<&str> = t.routes().iter().map(|r| r.configured.as_str()).collect();
+        assert_eq!(configured, ["/account/", "/caf%C3%A9", "/a%20b/", "/"]);
     }
 
     #[test]
