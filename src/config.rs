@@ -35,6 +35,9 @@ pub struct Config {
     pub introspection: Option<crate::opaque::IntrospectionSettings>,
     /// `CUSTOMER_ID_HEADER` and `CUSTOMER_ID_KEY`.
     pub customer_id: Option<crate::customer_id::CustomerIdSettings>,
+    /// Every route's `claims_to_headers` names and `CUSTOMER_ID_HEADER`: removed from every
+    /// request on every route.
+    pub identity_headers: crate::headers::IdentityHeaders,
 }
 
 impl Config {
@@ -67,6 +70,13 @@ impl Config {
             .iter()
             .any(|r| r.auth == crate::routes::AuthMode::Opaque);
         let introspection = crate::opaque::IntrospectionSettings::from_settings(get, any_opaque)?;
+        let identity_headers = crate::headers::IdentityHeaders::new(
+            routes
+                .routes()
+                .iter()
+                .flat_map(|r| r.policy.claims_to_headers.iter().map(|h| &h.header))
+                .chain(customer_id.as_ref().map(|ids| ids.header())),
+        );
         Ok(Self {
             origin,
             origin_timeout_ms: number(get, "ORIGIN_TIMEOUT_MS", 30_000, 1..=300_000)?,
@@ -80,6 +90,7 @@ impl Config {
             token: std::rc::Rc::new(crate::token::TokenConfig::from_settings(get)?),
             introspection,
             customer_id,
+            identity_headers,
         })
     }
 }

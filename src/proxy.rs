@@ -6,7 +6,7 @@
 
 use std::borrow::Cow;
 
-use http::{HeaderMap, Method};
+use http::{HeaderMap, HeaderValue, Method};
 
 use crate::auth::{AuthError, Authenticator};
 use crate::config::{Config, ConfigError, Lookup};
@@ -333,10 +333,6 @@ impl Gateway {
                 }
             }
         };
-        let claim_headers = route
-            .policy
-            .claim_headers(verified.as_ref().map(|v| &v.claims));
-
         // Rate limit: after authentication (the key may be the caller's `sub`), before anything
         // costs a token or reaches the origin.
         if let Some(limit) = &route.rate_limit {
@@ -385,8 +381,18 @@ impl Gateway {
         let obtained = self.token(config, svc, log).await?;
         log.token_ms = Some(svc.clock().now_ms().saturating_sub(token_started));
 
-        // Rewrite: the origin comes from configuration only, never from the request.
+        // Rewrite: the origin comes from configuration only, never from the request; the
+        // identity headers carry the gateway's values only.
         let url = origin_url(config, route, &path, req.query.as_deref());
+        let mut identity = verified
+            .as_ref()
+            .map(|v| route.policy.claim_headers(&v.claims))
+            .unwrap_or_default();
+        if let (Some(ids), Some(id)) = (&config.customer_id, customer_id.as_deref()) {
+            let id =
+                HeaderValue::from_str(id).map_err(|_| GatewayError::Internal("customer id"))?;
+            identity.push((ids.header().clone(), id));
+        }
         let upstream = |access_token: &str| {
             headers::upstream_headers(
                 &req.headers,
@@ -395,11 +401,8 @@ impl Gateway {
                     customer_auth: verified.as_ref().map(Verified::customer_auth),
                     api_key: &config.api_key,
                     request_id,
-                    customer_id: config
-                        .customer_id
-                        .as_ref()
-                        .map(|ids| (ids, customer_id.as_deref())),
-                    claim_headers: &claim_headers,
+                    identity_headers: &config.identity_headers,
+                    identity: &identity,
                 },
             )
             .map_err(|e| GatewayError::Internal(e.0))
@@ -561,15 +564,9 @@ impl Gateway {
         log: &mut RequestLog,
     ) -> Result<GatewayResponse<StreamOf<P>, FieldsOf<P>>, GatewayError> {
         log.cors_preflight = Some("forwarded");
-        let mut removed: Vec<&[http::HeaderName]> = route
-            .policy
-            .claims_to_headers
-            .iter()
-            .map(|h| h.spellings.as_slice())
-            .collect();
-        removed.extend(config.customer_id.as_ref().map(|ids| ids.spellings()));
-        let headers = headers::preflight_headers(&req.headers, request_id, &removed)
-            .map_err(|e| GatewayError::Internal(e.0))?;
+        let headers =
+            headers::preflight_headers(&req.headers, request_id, &config.identity_headers)
+                .map_err(|e| GatewayError::Internal(e.0))?;
         let origin_started = svc.clock().now_ms();
         let response = svc
             .http()
