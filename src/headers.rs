@@ -49,10 +49,13 @@ pub const CALLER_READS: [HeaderName; 5] = [
 /// Read too when the request has a body: its declared length (for the replay).
 pub const BODY_READS: [HeaderName; 1] = [http::header::CONTENT_LENGTH];
 
-/// Read too for an `OPTIONS`: the two fields that make it a CORS preflight.
-pub const PREFLIGHT_READS: [HeaderName; 2] = [
+/// Read too for an `OPTIONS`: the two fields that make it a CORS preflight, and the two that
+/// say it has a body (which makes it an ordinary request).
+pub const PREFLIGHT_READS: [HeaderName; 4] = [
     http::header::ORIGIN,
     http::header::ACCESS_CONTROL_REQUEST_METHOD,
+    http::header::CONTENT_LENGTH,
+    http::header::TRANSFER_ENCODING,
 ];
 
 /// The caller's address as Cloudflare's edge saw it (for a route limited by `ip`).
@@ -247,8 +250,9 @@ fn is_only_jwt_value(seen: &HeaderMap, jwt: &str) -> bool {
 }
 
 /// The headers of a forwarded CORS preflight (`cors_preflight: "forward"`): the caller's
-/// fields minus everything `upstream_headers` removes, and none of the three credentials: a
-/// preflight carries no identity, so the origin must not see the gateway's.
+/// fields minus everything `upstream_headers` removes, minus `Cookie`, and none of the three
+/// credentials: a preflight carries no identity (browsers send none with it), so the origin
+/// must see neither the caller's nor the gateway's.
 pub fn preflight_headers<F: Fields>(
     caller: &F,
     request_id: &str,
@@ -257,6 +261,7 @@ pub fn preflight_headers<F: Fields>(
     let listed = connection_listed(&caller.read(&[http::header::CONNECTION]));
     let mut remove: Vec<&HeaderName> = hop_by_hop(&listed).collect();
     remove.push(&HOST);
+    remove.push(&http::header::COOKIE);
     remove.extend(refused_spellings());
     remove.extend(identity_headers.spellings());
     let set = vec![value(REQUEST_ID, request_id)?];
@@ -564,6 +569,21 @@ mod tests {
         let out = upstream_headers(&caller, &creds(Some("j.w.t"))).unwrap();
         assert_eq!(out.get_all("customer-auth").iter().count(), 1);
         assert_eq!(out["customer-auth"], "JWT j.w.t");
+    }
+
+    #[test]
+    fn a_forwarded_preflight_carries_no_cookie_and_no_credential() {
+        let caller = map(&[
+            ("cookie", "sid=1"),
+            ("authorization", "Bearer caller"),
+            ("customer-auth", "JWT caller"),
+            ("api_key", "caller"),
+            ("origin", "https://app.example"),
+        ]);
+        let out = preflight_headers(&caller, "rid", &NO_IDENTITY_HEADERS).unwrap();
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert_eq!(out["origin"], "https://app.example");
+        assert_eq!(out[REQUEST_ID], "rid");
     }
 
     #[test]

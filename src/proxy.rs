@@ -173,7 +173,12 @@ impl Gateway {
             names.extend(headers::BODY_READS);
         }
         if req.method == Method::OPTIONS {
-            names.extend(headers::PREFLIGHT_READS);
+            // `Content-Length` may be there already (a body); a name read twice reads twice.
+            for name in headers::PREFLIGHT_READS {
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
         }
         let seen = req.headers.read(&names);
         let request_id = request_id(&seen);
@@ -291,7 +296,7 @@ impl Gateway {
 
         // A CORS preflight, on a route that forwards them: it carries no identity, so it goes
         // on with none of the three credentials, and no token is fetched for it.
-        if route.policy.forward_preflight && is_preflight(&req.method, seen) {
+        if route.policy.forward_preflight && is_preflight(&req.method, seen, &req.body) {
             return self
                 .forward_preflight(config, svc, req, route, &path, request_id, log)
                 .await;
@@ -574,7 +579,8 @@ impl Gateway {
                 method: req.method,
                 url: origin_url(config, route, path, req.query.as_deref()),
                 headers,
-                body: req.body,
+                // A preflight has no body (`is_preflight`): at most an empty one.
+                body: Body::Empty,
                 timeout_ms: config.origin_timeout_ms,
             })
             .await;
@@ -638,11 +644,34 @@ fn origin_url(config: &Config, route: &Route, path: &str, query: Option<&str>) -
 }
 
 /// A CORS preflight (Fetch standard): `OPTIONS` with `Origin` and
-/// `Access-Control-Request-Method`. A plain `OPTIONS` is not one.
-fn is_preflight(method: &Method, seen: &HeaderMap) -> bool {
+/// `Access-Control-Request-Method`, and no body. A plain `OPTIONS` is not one, and neither is
+/// one with a body: browsers never send a body with a preflight, so a request that has one is
+/// an ordinary request and needs what the route requires.
+fn is_preflight<S>(method: &Method, seen: &HeaderMap, body: &Body<S>) -> bool {
     method == Method::OPTIONS
         && seen.contains_key(http::header::ORIGIN)
         && seen.contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
+        && !has_body(seen, body)
+}
+
+/// Whether a request has a body, by any sign of one: `Transfer-Encoding`, a `Content-Length`
+/// other than one `0`, or, without a declared length, a body the platform hands over (a
+/// stream whose length nobody declared counts as a body).
+fn has_body<S>(seen: &HeaderMap, body: &Body<S>) -> bool {
+    if seen.contains_key(http::header::TRANSFER_ENCODING) {
+        return true;
+    }
+    let mut declared = seen.get_all(http::header::CONTENT_LENGTH).iter();
+    match (declared.next(), declared.next()) {
+        (None, _) => match body {
+            Body::Empty => false,
+            Body::Bytes(bytes) => !bytes.is_empty(),
+            Body::Stream(_) => true,
+        },
+        // Only a declared zero (`0`, `00`) says "no body"; anything else, a body.
+        (Some(n), None) => n.is_empty() || n.as_bytes().iter().any(|&b| b != b'0'),
+        _ => true,
+    }
 }
 
 /// A claim as a rate-limit key's value: a string as is, a number or boolean as its JSON text;

@@ -2,7 +2,8 @@
 //! `Connection` never removes a field the gateway sets (every spelling, list position and
 //! repetition, on every kind of route, and on the way back); identity headers (every route's
 //! `claims_to_headers` and `CUSTOMER_ID_HEADER`) are removed from every request on every route;
-//! the log names a route's prefix as configured.
+//! a CORS preflight is an `OPTIONS` without a body, and is forwarded without cookies or
+//! credentials; the log names a route's prefix as configured.
 
 mod common;
 
@@ -469,6 +470,150 @@ fn identity_headers_are_removed_on_every_route_whatever_the_route_maps() {
             assert_eq!(values(&h, "x-tenant-id"), ["acme"], "{what}");
         }
     }
+}
+
+// ------------------------------------------------------------------------------------------
+// a CORS preflight has no body, and carries no cookie and no credential
+
+const PREFLIGHT: [(&str, &str); 2] = [
+    ("origin", "https://app.example"),
+    ("access-control-request-method", "DELETE"),
+];
+
+#[test]
+fn a_preflight_is_forwarded_without_cookies_or_credentials() {
+    let gw = gateway();
+    let svc = services(vec![]);
+    let jwt = format!("Bearer {}", customer_jwt());
+    let session = format!("sid={SESSION}; theme=dark");
+    // Two ways the platform hands over "no body": none at all, or an empty stream that says
+    // `Content-Length: 0`.
+    for (declared, body) in [
+        (None, Body::Empty),
+        (Some("0"), Body::Stream(Vec::new())),
+        (Some("0"), Body::Empty),
+    ] {
+        let mut headers = PREFLIGHT.to_vec();
+        headers.extend([
+            ("authorization", jwt.as_str()),
+            ("cookie", session.as_str()),
+            ("Cookie", "second=line"),
+            ("api-key", "caller-key"),
+            ("customer_auth", "JWT caller"),
+            ("access-control-request-headers", "authorization"),
+        ]);
+        if let Some(n) = declared {
+            headers.push(("content-length", n));
+        }
+        let (resp, log) = send(&gw, &svc, Method::OPTIONS, "/account/x", &headers, body);
+        assert_eq!(
+            (resp.status, log.cors_preflight),
+            (200, Some("forwarded")),
+            "{declared:?}"
+        );
+        let seen = last_origin_call(&svc);
+        assert_eq!(seen.method, Method::OPTIONS);
+        for gone in [
+            "cookie",
+            "authorization",
+            "customer-auth",
+            "customer_auth",
+            "api-key",
+        ] {
+            assert!(
+                !seen.headers.contains_key(gone),
+                "{gone} reached the origin"
+            );
+        }
+        assert_eq!(values(&seen.headers, "origin"), ["https://app.example"]);
+        assert_eq!(
+            values(&seen.headers, "access-control-request-headers"),
+            ["authorization"]
+        );
+        assert!(seen.body.is_empty());
+    }
+    assert!(
+        svc.http.calls_to("https://idp.example/oauth/").is_empty(),
+        "no access token fetched for a preflight"
+    );
+}
+
+#[test]
+fn an_options_with_a_body_is_an_ordinary_request_that_needs_a_token() {
+    let gw = gateway();
+    let svc = services(vec![]);
+    // Every way a body can be announced or handed over.
+    let with_bodies: Vec<(&str, Headers, Body<Vec<u8>>)> = vec![
+        (
+            "declared length and a stream",
+            vec![("content-length", "5")],
+            Body::Stream(b"x=1&y".to_vec()),
+        ),
+        (
+            "declared length, bytes",
+            vec![("content-length", "3")],
+            Body::Bytes(b"a=b".to_vec()),
+        ),
+        (
+            "chunked stream",
+            vec![("transfer-encoding", "chunked")],
+            Body::Stream(b"hello".to_vec()),
+        ),
+        (
+            "Transfer-Encoding without a stream",
+            vec![("transfer-encoding", "chunked")],
+            Body::Empty,
+        ),
+        (
+            "a non-zero Content-Length without a stream",
+            vec![("content-length", "12")],
+            Body::Empty,
+        ),
+        (
+            "a stream the platform gave no length for",
+            vec![],
+            Body::Stream(b"x".to_vec()),
+        ),
+        (
+            "Content-Length: 0 next to Transfer-Encoding",
+            vec![("content-length", "0"), ("transfer-encoding", "chunked")],
+            Body::Stream(b"abc".to_vec()),
+        ),
+        (
+            "a Content-Length that is not a number",
+            vec![("content-length", "0x10")],
+            Body::Stream(b"0123456789abcdef".to_vec()),
+        ),
+    ];
+    for (what, extra, body) in with_bodies {
+        let mut headers = PREFLIGHT.to_vec();
+        headers.push(("cookie", "sid=abc"));
+        headers.extend(extra);
+        let (resp, log) = send(&gw, &svc, Method::OPTIONS, "/account/x", &headers, body);
+        assert_eq!(
+            (resp.status, log.outcome, log.cors_preflight),
+            (401, "missing_token", None),
+            "{what}"
+        );
+    }
+    assert!(svc.http.calls_to(ORIGIN).is_empty(), "nothing forwarded");
+
+    // With a valid JWT it is an ordinary request: forwarded with its body and credentials.
+    let auth = format!("JWT {}", customer_jwt());
+    let mut headers = PREFLIGHT.to_vec();
+    headers.extend([("customer-auth", auth.as_str()), ("content-length", "3")]);
+    let (resp, log) = send(
+        &gw,
+        &svc,
+        Method::OPTIONS,
+        "/account/x",
+        &headers,
+        Body::Stream(b"a=b".to_vec()),
+    );
+    assert_eq!((resp.status, log.cors_preflight), (200, None));
+    let seen = last_origin_call(&svc);
+    assert_eq!(seen.body, b"a=b");
+    assert_eq!(values(&seen.headers, "authorization"), ["Bearer at-1"]);
 }
 
 // ------------------------------------------------------------------------------------------
