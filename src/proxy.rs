@@ -1,10 +1,9 @@
 //! The request path, as named phases in one function with one error exit:
-//! route → authenticate → rate limit → upstream token → rewrite → forward (replayed once after
+//! route → rate limit by address → authenticate → rate limit by identity → upstream token →
+//! rewrite → forward (replayed once after
 //! the origin refuses the token, as `ORIGIN_TOKEN_REFUSAL` judges its 401s) → respond; and the
 //! isolate's background work: the token refresh ahead of expiry that a request claims, and the
 //! scheduled run.
-
-use std::borrow::Cow;
 
 use http::{HeaderMap, HeaderValue, Method};
 
@@ -15,7 +14,7 @@ use crate::headers::{self, Credentials};
 use crate::identity::{self, Presented, Verified};
 use crate::io::{
     Body, Clock, Coordinator, Fields, FieldsOf, HttpClient, HttpError, KeyValue, NoCoordinator,
-    NoRateLimiters, OutboundRequest, Platform, RateLimitError, RateLimiters, StreamOf,
+    NoRateLimiters, OutboundRequest, Platform, RateLimiters, StreamOf,
 };
 use crate::jwt::{self, JwtError, SignatureVerifier};
 use crate::log::{clip, RequestLog, TaskLog};
@@ -23,7 +22,7 @@ use crate::opaque::SessionCache;
 use crate::policy::Defaults;
 use crate::refusal::Judged;
 use crate::replay::Outgoing;
-use crate::routes::{AuthMode, RateKey, Route, RouteError};
+use crate::routes::{AuthMode, Route, RouteError};
 use crate::token::{Obtained, RefreshAhead, RefreshOutcome, Rejection, TokenCache};
 
 /// The scheduled run refreshes `JWKS_URL`'s set when it would go stale within this: two runs
@@ -294,9 +293,24 @@ impl Gateway {
             })?;
         log.route = Some(route.configured.clone());
 
+        // Rate limit by address: before the identifier is verified or introspected, so that a
+        // flood of bad tokens or random session ids from one address costs at most the limit;
+        // preflights count too.
+        let (by_address, by_identity) = match &route.rate_limit {
+            Some(limit) if limit.by_address() => (Some(limit), None),
+            limit => (None, limit.as_ref()),
+        };
+        if let Some(limit) = by_address {
+            crate::rate_limit::count(svc, route, limit, None, &req.headers, log).await?;
+        }
+
         // A CORS preflight, on a route that forwards them: it carries no identity, so it goes
-        // on with none of the three credentials, and no token is fetched for it.
+        // on with none of the three credentials, and no token is fetched for it. Counted
+        // under its address by an identity's limit (it has no identity).
         if route.policy.forward_preflight && is_preflight(&req.method, seen, &req.body) {
+            if let Some(limit) = by_identity {
+                crate::rate_limit::count(svc, route, limit, None, &req.headers, log).await?;
+            }
             return self
                 .forward_preflight(config, svc, req, route, &path, request_id, log)
                 .await;
@@ -338,47 +352,11 @@ impl Gateway {
                 }
             }
         };
-        // Rate limit: after authentication (the key may be the caller's `sub`), before anything
-        // costs a token or reaches the origin.
-        if let Some(limit) = &route.rate_limit {
-            let claim = |path: &str| {
-                verified
-                    .as_ref()
-                    .and_then(|v| claim_text(v.claims.get(path)))
-            };
-            let value = match &limit.key {
-                RateKey::Sub => claim("sub"),
-                RateKey::ClientId => claim("client_id"),
-                RateKey::Claim(path) => claim(path),
-                RateKey::Ip => req
-                    .headers
-                    .read(&[headers::CONNECTING_IP])
-                    .get(headers::CONNECTING_IP)
-                    .and_then(|v| v.to_str().ok())
-                    .map(|ip| Cow::Owned(ip.to_string())),
-            };
-            match svc
-                .rate_limiters()
-                .allow(&limit.binding, &rate_key(&limit.key, value.as_deref()))
-                .await
-            {
-                Ok(true) => {}
-                Ok(false) => {
-                    log.rate_limit = Some("limited");
-                    return Err(GatewayError::RateLimited);
-                }
-                Err(RateLimitError::NotBound) => {
-                    return Err(GatewayError::Config(ConfigError::new(
-                        "ROUTES",
-                        format!(
-                            "route {}: rate_limit.binding {} is not a bound rate-limiting binding",
-                            route.configured, limit.binding
-                        ),
-                    )))
-                }
-                // A failing limiter costs protection, not availability: served, and logged.
-                Err(RateLimitError::Failed(_)) => log.rate_limit = Some("error"),
-            }
+        // Rate limit by identity: after authentication (an invalid token is refused before it
+        // is counted), before anything costs a token or reaches the origin.
+        if let Some(limit) = by_identity {
+            let identity = verified.as_ref().map(|v| &v.claims);
+            crate::rate_limit::count(svc, route, limit, identity, &req.headers, log).await?;
         }
 
         // Upstream token: memory, KV, or one shared call to the token endpoint.
@@ -671,35 +649,6 @@ fn has_body<S>(seen: &HeaderMap, body: &Body<S>) -> bool {
         // Only a declared zero (`0`, `00`) says "no body"; anything else, a body.
         (Some(n), None) => n.is_empty() || n.as_bytes().iter().any(|&b| b != b'0'),
         _ => true,
-    }
-}
-
-/// A claim as a rate-limit key's value: a string as is, a number or boolean as its JSON text;
-/// anything else (absent, an object, an array, `null`) is no value.
-fn claim_text(value: Option<&serde_json::Value>) -> Option<Cow<'_, str>> {
-    match value? {
-        serde_json::Value::String(s) => Some(Cow::Borrowed(s)),
-        v @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_)) => {
-            Some(Cow::Owned(v.to_string()))
-        }
-        _ => None,
-    }
-}
-
-/// The key a request is counted under: the kind, then the value (callers without one share one
-/// bucket); a long value by its digest, so keys stay short and a `sub` is not copied at length.
-fn rate_key(kind: &RateKey, value: Option<&str>) -> String {
-    match value {
-        None => format!("{}:", kind.as_str()),
-        Some(v) if v.len() <= 128 => format!("{}:{v}", kind.as_str()),
-        Some(v) => {
-            use sha2::{Digest, Sha256};
-            let hex: String = Sha256::digest(v.as_bytes())
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
-            format!("{}#{hex}", kind.as_str())
-        }
     }
 }
 

@@ -267,6 +267,12 @@ impl Route {
 }
 
 impl RateLimit {
+    /// Counted by the caller's address (`ip`): before the identifier is verified, so that
+    /// requests with bad or random identifiers are throttled before they cost anything.
+    pub fn by_address(&self) -> bool {
+        self.key == RateKey::Ip
+    }
+
     fn from_raw(raw: RawRateLimit, auth: AuthMode) -> Result<Self, String> {
         // A binding name is a JavaScript identifier in wrangler.toml; anything else is a typo.
         let name_ok = raw
