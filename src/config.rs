@@ -40,6 +40,9 @@ pub struct Config {
     pub introspection: Option<crate::opaque::IntrospectionSettings>,
     /// `CUSTOMER_ID_HEADER` and `CUSTOMER_ID_KEY`.
     pub customer_id: Option<crate::customer_id::CustomerIdSettings>,
+    /// Every route's `claims_to_headers` names and `CUSTOMER_ID_HEADER`: removed from every
+    /// request on every route.
+    pub identity_headers: crate::headers::IdentityHeaders,
 }
 
 impl Config {
@@ -136,19 +139,29 @@ impl Config {
         }
         p.finish(|| {
             let (jwt, jwt_issuers, jwt_audiences) = jwt?;
+            let routes = routes?;
+            let customer_id = customer_id?;
+            let identity_headers = crate::headers::IdentityHeaders::new(
+                routes
+                    .routes()
+                    .iter()
+                    .flat_map(|r| r.policy.claims_to_headers.iter().map(|h| &h.header))
+                    .chain(customer_id.as_ref().map(|ids| ids.header())),
+            );
             Some(Self {
                 origin: origin?,
                 origin_timeout_ms: origin_timeout_ms?,
                 origin_token_refusal: origin_token_refusal?,
                 api_key: api_key?,
-                routes: routes?,
+                routes,
                 jwt,
                 jwt_issuers,
                 jwt_audiences,
                 providers: providers?,
                 token: std::rc::Rc::new(token?),
                 introspection: introspection?,
-                customer_id: customer_id?,
+                customer_id,
+                identity_headers,
             })
         })
     }

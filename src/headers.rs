@@ -1,7 +1,11 @@
-//! Which headers cross the gateway: hop-by-hop rules, caller-controlled credentials, and the
-//! three headers the origin expects. The rules are applied to the platform's own fields
-//! (`io::Fields`): a copy of what arrived, with only the names below removed or set, so every
-//! other field crosses as the platform holds it, byte for byte, and is never read.
+//! Which headers cross the gateway: hop-by-hop rules, caller-controlled credentials and
+//! identity headers, and the headers the origin expects. The rules are applied to the
+//! platform's own fields (`io::Fields`): a copy of what arrived, with only the names below
+//! removed or set, so every other field crosses as the platform holds it, byte for byte, and is
+//! never read.
+//!
+//! Every edit removes first and sets after (`io::Edit`): whatever a caller's `Connection` lists
+//! is removed before the gateway's own fields are set, so it can never take one of them away.
 
 use std::sync::LazyLock;
 
@@ -45,10 +49,13 @@ pub const CALLER_READS: [HeaderName; 5] = [
 /// Read too when the request has a body: its declared length (for the replay).
 pub const BODY_READS: [HeaderName; 1] = [http::header::CONTENT_LENGTH];
 
-/// Read too for an `OPTIONS`: the two fields that make it a CORS preflight.
-pub const PREFLIGHT_READS: [HeaderName; 2] = [
+/// Read too for an `OPTIONS`: the two fields that make it a CORS preflight, and the two that
+/// say it has a body (which makes it an ordinary request).
+pub const PREFLIGHT_READS: [HeaderName; 4] = [
     http::header::ORIGIN,
     http::header::ACCESS_CONTROL_REQUEST_METHOD,
+    http::header::CONTENT_LENGTH,
+    http::header::TRANSFER_ENCODING,
 ];
 
 /// The caller's address as Cloudflare's edge saw it (for a route limited by `ip`).
@@ -111,6 +118,34 @@ fn hop_by_hop(listed: &[HeaderName]) -> impl Iterator<Item = &HeaderName> {
     listed.iter().chain(&HOP_BY_HOP)
 }
 
+/// The header names that carry an identity to the origin anywhere in the deployment: every
+/// route's `claims_to_headers` and `CUSTOMER_ID_HEADER`, each in every spelling with `_` for any
+/// `-`. Worked out once per isolate, and removed from every request on every route (public
+/// routes and forwarded preflights included): an origin whose middleware trusts `x-user-email`
+/// app-wide must never get a caller's copy, whichever route the request took.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IdentityHeaders {
+    spellings: Vec<HeaderName>,
+}
+
+impl IdentityHeaders {
+    /// Every spelling of each of `names` (compared with `_` read as `-`), once each.
+    pub fn new<'a>(names: impl IntoIterator<Item = &'a HeaderName>) -> Self {
+        let mut spellings: Vec<HeaderName> = names
+            .into_iter()
+            .flat_map(|name| spellings(&name.as_str().replace('_', "-")))
+            .collect();
+        spellings.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+        spellings.dedup();
+        Self { spellings }
+    }
+
+    /// Every name a caller may not send.
+    pub fn spellings(&self) -> &[HeaderName] {
+        &self.spellings
+    }
+}
+
 /// The fields `Connection` names. Allocates nothing when there is no `Connection` header, the
 /// usual case for HTTP/2 callers and origins.
 fn connection_listed(headers: &HeaderMap) -> Vec<HeaderName> {
@@ -138,12 +173,11 @@ pub struct Credentials<'a> {
     pub customer_auth: Option<CustomerAuth<'a>>,
     pub api_key: &'a str,
     pub request_id: &'a str,
-    /// `CUSTOMER_ID_HEADER`, when set: every caller spelling of it is removed, and the
-    /// verified request's id (`Some`) is set.
-    pub customer_id: Option<(&'a crate::customer_id::CustomerIdSettings, Option<&'a str>)>,
-    /// The route's `claims_to_headers`: every caller spelling of each name is removed, and the
-    /// claim's value (`Some`) is set. Data, so that any header design can apply it.
-    pub claim_headers: &'a [(&'a crate::policy::ClaimHeader, Option<HeaderValue>)],
+    /// The deployment's identity headers: every caller spelling removed, whatever the route.
+    pub identity_headers: &'a IdentityHeaders,
+    /// The gateway's values for some of them, for a verified caller: the customer id and the
+    /// route's claim headers that have a value. Set after the removals.
+    pub identity: &'a [(HeaderName, HeaderValue)],
 }
 
 /// Why credentials could not be put into headers: a value with bytes HTTP forbids (CR, LF, NUL).
@@ -158,80 +192,78 @@ pub fn upstream_headers<F: Fields>(
     caller: &F,
     creds: &Credentials<'_>,
 ) -> Result<F, InvalidHeaderValue> {
+    let seen = caller.read(&[CUSTOMER_AUTH, http::header::CONNECTION]);
+    let listed = connection_listed(&seen);
     // Checked before anything is copied; set after the removals, so a caller's copy of any of
     // these (in any spelling, or listed in `Connection`) never survives next to the gateway's.
-    let mut set = Vec::with_capacity(4);
+    let mut set = Vec::with_capacity(4 + creds.identity.len());
     set.push(value(
         "authorization",
         &format!("Bearer {}", creds.access_token),
     )?);
-    let seen = caller.read(&[CUSTOMER_AUTH, http::header::CONNECTION]);
-    // The caller's own `customer-auth: JWT <token>`, the one field with exactly the value the
-    // gateway would set, is left in place rather than removed and set again: the origin gets
-    // the same bytes, and the token (often a kilobyte) is not copied through the platform.
-    let mut kept = false;
-    match creds.customer_auth {
-        Some(CustomerAuth::Jwt(jwt)) if is_jwt_value(seen.get(&CUSTOMER_AUTH), jwt) => {
-            kept = true;
+    // The caller's own `customer-auth: JWT <token>`, when it is the one field with exactly the
+    // value the gateway would set, is left in place rather than removed and set again: the
+    // origin gets the same bytes, and the token (often a kilobyte) is not copied through the
+    // platform. Never when `Connection` lists `customer-auth`: the removal of listed fields
+    // would then take it away, and only a field the gateway sets survives `Connection`.
+    let keep_callers = match creds.customer_auth {
+        Some(CustomerAuth::Jwt(jwt)) => {
+            is_only_jwt_value(&seen, jwt) && !listed.contains(&CUSTOMER_AUTH)
         }
+        _ => false,
+    };
+    match creds.customer_auth {
+        Some(CustomerAuth::Jwt(_)) if keep_callers => {}
         Some(CustomerAuth::Jwt(jwt)) => set.push(value("customer-auth", &format!("JWT {jwt}"))?),
         Some(CustomerAuth::Value(v)) => set.push(value("customer-auth", v)?),
         None => {}
     }
-    if let Some((ids, Some(id))) = creds.customer_id {
-        let id = HeaderValue::from_str(id).map_err(|_| InvalidHeaderValue("customer id"))?;
-        set.push((ids.header().clone(), id));
-    }
+    set.extend(creds.identity.iter().cloned());
     set.push(value("api-key", creds.api_key)?);
     set.push(value(REQUEST_ID, creds.request_id)?);
 
-    let listed = connection_listed(&seen);
     let mut remove: Vec<&HeaderName> = hop_by_hop(&listed).collect();
     remove.push(&HOST);
     remove.extend(
         refused_spellings()
             .iter()
-            .filter(|name| !(kept && **name == CUSTOMER_AUTH)),
+            .filter(|name| !(keep_callers && **name == CUSTOMER_AUTH)),
     );
-    if let Some((ids, _)) = &creds.customer_id {
-        // Every caller spelling of the configured name goes, on every route.
-        remove.extend(ids.spellings());
-    }
-    for (header, value) in creds.claim_headers {
-        remove.extend(header.spellings.iter());
-        if let Some(value) = value {
-            set.push((header.header.clone(), value.clone()));
-        }
-    }
+    remove.extend(creds.identity_headers.spellings());
     let mut headers = caller.clone();
     headers.apply(&Edit { remove, set });
     Ok(headers)
 }
 
-/// Whether `current` (the caller's `customer-auth`, as one value) is exactly `JWT <jwt>`.
-fn is_jwt_value(current: Option<&HeaderValue>, jwt: &str) -> bool {
-    current.is_some_and(|v| {
-        let bytes = v.as_bytes();
-        bytes.len() == 4 + jwt.len() && bytes.starts_with(b"JWT ") && &bytes[4..] == jwt.as_bytes()
-    })
+/// Whether the caller sent exactly one `customer-auth`, and it is exactly `JWT <jwt>`.
+fn is_only_jwt_value(seen: &HeaderMap, jwt: &str) -> bool {
+    let mut values = seen.get_all(CUSTOMER_AUTH).iter();
+    match (values.next(), values.next()) {
+        (Some(v), None) => {
+            let bytes = v.as_bytes();
+            bytes.len() == 4 + jwt.len()
+                && bytes.starts_with(b"JWT ")
+                && &bytes[4..] == jwt.as_bytes()
+        }
+        _ => false,
+    }
 }
 
 /// The headers of a forwarded CORS preflight (`cors_preflight: "forward"`): the caller's
-/// fields minus everything `upstream_headers` removes (`also_removed`: the spellings of the
-/// customer id and claim header names), and none of the three credentials: a preflight carries
-/// no identity, so the origin must not see the gateway's.
+/// fields minus everything `upstream_headers` removes, minus `Cookie`, and none of the three
+/// credentials: a preflight carries no identity (browsers send none with it), so the origin
+/// must see neither the caller's nor the gateway's.
 pub fn preflight_headers<F: Fields>(
     caller: &F,
     request_id: &str,
-    also_removed: &[&[HeaderName]],
+    identity_headers: &IdentityHeaders,
 ) -> Result<F, InvalidHeaderValue> {
     let listed = connection_listed(&caller.read(&[http::header::CONNECTION]));
     let mut remove: Vec<&HeaderName> = hop_by_hop(&listed).collect();
     remove.push(&HOST);
+    remove.push(&http::header::COOKIE);
     remove.extend(refused_spellings());
-    for names in also_removed {
-        remove.extend(names.iter());
-    }
+    remove.extend(identity_headers.spellings());
     let set = vec![value(REQUEST_ID, request_id)?];
     let mut headers = caller.clone();
     headers.apply(&Edit { remove, set });
@@ -275,14 +307,18 @@ mod tests {
         h
     }
 
+    static NO_IDENTITY_HEADERS: IdentityHeaders = IdentityHeaders {
+        spellings: Vec::new(),
+    };
+
     fn creds<'a>(jwt: Option<&'a str>) -> Credentials<'a> {
         Credentials {
             access_token: "at",
             customer_auth: jwt.map(CustomerAuth::Jwt),
             api_key: "key",
             request_id: "rid",
-            customer_id: None,
-            claim_headers: &[],
+            identity_headers: &NO_IDENTITY_HEADERS,
+            identity: &[],
         }
     }
 
@@ -442,31 +478,112 @@ mod tests {
         assert_eq!(out["authorization"], "Bearer at");
     }
 
+    fn identity_headers(names: &[&'static str]) -> IdentityHeaders {
+        let names: Vec<HeaderName> = names.iter().map(|n| HeaderName::from_static(n)).collect();
+        IdentityHeaders::new(&names)
+    }
+
     #[test]
-    fn the_customer_id_replaces_every_caller_spelling() {
-        let get = |n: &str| match n {
-            "CUSTOMER_ID_HEADER" => Some("x-customer-id".to_string()),
-            "CUSTOMER_ID_KEY" => Some("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".to_string()),
-            _ => None,
-        };
-        let ids = crate::customer_id::CustomerIdSettings::from_settings(&get)
-            .unwrap()
-            .unwrap();
-        let caller = map(&[("x-customer-id", "forged"), ("x_customer_id", "forged")]);
+    fn identity_headers_are_every_spelling_of_every_name_once() {
+        let ids = identity_headers(&["x-customer-id", "x_user-email", "x-customer_id"]);
+        let names: Vec<&str> = ids.spellings().iter().map(HeaderName::as_str).collect();
+        assert_eq!(
+            names,
+            [
+                "x-customer-id",
+                "x-customer_id",
+                "x-user-email",
+                "x-user_email",
+                "x_customer-id",
+                "x_customer_id",
+                "x_user-email",
+                "x_user_email",
+            ]
+        );
+    }
+
+    #[test]
+    fn identity_headers_are_removed_and_only_the_gateways_values_set() {
+        let ids = identity_headers(&["x-customer-id", "x-user-email"]);
+        let caller = map(&[
+            ("x-customer-id", "forged"),
+            ("x_customer_id", "forged"),
+            ("X_User-Email", "forged"),
+        ]);
+        let set = [(
+            HeaderName::from_static("x-customer-id"),
+            HeaderValue::from_static("id-1"),
+        )];
         let verified = Credentials {
-            customer_id: Some((&ids, Some("id-1"))),
+            identity_headers: &ids,
+            identity: &set,
             ..creds(Some("j"))
         };
         let out = upstream_headers(&caller, &verified).unwrap();
         assert_eq!(out.get_all("x-customer-id").iter().count(), 1);
         assert_eq!(out["x-customer-id"], "id-1");
-        assert!(!out.contains_key("x_customer_id"));
+        assert!(!out.contains_key("x_customer_id") && !out.contains_key("x_user-email"));
+        // Without a verified caller (a public route), none of them goes.
         let public = Credentials {
-            customer_id: Some((&ids, None)),
+            identity_headers: &ids,
             ..creds(None)
         };
         let out = upstream_headers(&caller, &public).unwrap();
-        assert!(!out.contains_key("x-customer-id") && !out.contains_key("x_customer_id"));
+        assert!(out.iter().all(|(_, v)| v != "forged"), "{out:?}");
+        let out = preflight_headers(&caller, "rid", &ids).unwrap();
+        assert!(out.iter().all(|(_, v)| v != "forged"), "{out:?}");
+    }
+
+    #[test]
+    fn connection_never_removes_what_the_gateway_sets() {
+        let ids = identity_headers(&["x-customer-id"]);
+        let set = [(
+            HeaderName::from_static("x-customer-id"),
+            HeaderValue::from_static("id-1"),
+        )];
+        for connection in [
+            "customer-auth",
+            "Customer-Auth",
+            "keep-alive, CUSTOMER-AUTH",
+            "authorization, api-key, x-request-id, x-customer-id",
+            ",customer-auth,",
+        ] {
+            for sent in ["JWT j.w.t", "JWT other"] {
+                let caller = map(&[("customer-auth", sent), ("connection", connection)]);
+                let c = Credentials {
+                    identity_headers: &ids,
+                    identity: &set,
+                    ..creds(Some("j.w.t"))
+                };
+                let out = upstream_headers(&caller, &c).unwrap();
+                assert_eq!(out["customer-auth"], "JWT j.w.t", "{connection} {sent}");
+                assert_eq!(out["authorization"], "Bearer at", "{connection}");
+                assert_eq!(out["api-key"], "key", "{connection}");
+                assert_eq!(out[REQUEST_ID], "rid", "{connection}");
+                assert_eq!(out["x-customer-id"], "id-1", "{connection}");
+            }
+        }
+        // Two `customer-auth` fields, the first the verified one: both go, the gateway's is set.
+        let mut caller = map(&[("customer-auth", "JWT j.w.t")]);
+        caller.append("customer-auth", HeaderValue::from_static("JWT other"));
+        let out = upstream_headers(&caller, &creds(Some("j.w.t"))).unwrap();
+        assert_eq!(out.get_all("customer-auth").iter().count(), 1);
+        assert_eq!(out["customer-auth"], "JWT j.w.t");
+    }
+
+    #[test]
+    fn a_forwarded_preflight_carries_no_cookie_and_no_credential() {
+        let caller = map(&[
+            ("cookie", "sid=1"),
+            ("authorization", "Bearer caller"),
+            ("customer-auth", "JWT caller"),
+            ("api_key", "caller"),
+            ("origin", "https://app.example"),
+        ]);
+        let out = preflight_headers(&caller, "rid", &NO_IDENTITY_HEADERS).unwrap();
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert_eq!(out["origin"], "https://app.example");
+        assert_eq!(out[REQUEST_ID], "rid");
     }
 
     #[test]

@@ -49,7 +49,9 @@
 //! - `replay`: which request bodies are kept so a request can be replayed after a 401.
 //! - `refusal`: which origin 401s refuse the gateway's access token (`ORIGIN_TOKEN_REFUSAL`).
 //! - `challenge`: `WWW-Authenticate` parsing, for the origin's `Bearer error="invalid_token"`.
-//! - `headers`: hop-by-hop and caller-controlled header rules.
+//! - `headers`: hop-by-hop, caller-controlled and identity header rules.
+//! - `rate_limit`: the rate-limit phase: the bucket a request is counted in (an identity's
+//!   value qualified by its issuer, else the caller's address), and the count.
 //! - `proxy`: the request path as phases with one error exit; the background refresh and the
 //!   scheduled run.
 //! - `error`: the gateway's errors and their one mapping to problem+json.
@@ -84,6 +86,7 @@ pub mod path;
 pub mod policy;
 pub mod providers;
 pub mod proxy;
+pub mod rate_limit;
 pub mod refusal;
 pub mod registry;
 pub mod replay;

@@ -64,6 +64,11 @@ pub struct RequestLog {
     /// `error` (the binding failed; the request was served).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<&'static str>,
+    /// What the route's rate limit counted the request by when not the key's own value: `ip`
+    /// (the request had no value for the key: counted under the caller's address) or
+    /// `no_address` (no `cf-connecting-ip` either: the one bucket of such requests).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_key: Option<&'static str>,
     /// Present when this request asked the token coordinator and got no usable answer:
     /// `unreachable` or `timeout` (the isolate then filled its own cache).
     #[serde(skip_serializing_if = "Option::is_none")]

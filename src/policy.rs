@@ -48,8 +48,6 @@ pub struct ClaimRule {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimHeader {
     pub header: HeaderName,
-    /// Every spelling of `header` with `_` for any `-`: callers may send none of them.
-    pub spellings: Vec<HeaderName>,
     pub path: String,
 }
 
@@ -193,12 +191,7 @@ impl Policy {
                     "claims_to_headers names a header with more than 6 '-' or '_'",
                 ));
             }
-            let spellings = crate::headers::spellings(&header.as_str().replace('_', "-"));
-            claims_to_headers.push(ClaimHeader {
-                header,
-                spellings,
-                path,
-            });
+            claims_to_headers.push(ClaimHeader { header, path });
         }
         let forward_preflight = match raw.cors_preflight.as_deref() {
             None => false,
@@ -260,15 +253,13 @@ impl Policy {
         Ok(())
     }
 
-    /// The claim headers for the origin: every configured name (its caller-sent spellings are
-    /// removed whatever the outcome), with a value when `claims` has one to send.
-    pub fn claim_headers(
-        &self,
-        claims: Option<&Claims>,
-    ) -> Vec<(&ClaimHeader, Option<HeaderValue>)> {
+    /// The claim headers the origin gets for `claims`: each configured name that has a value
+    /// to send. Callers' copies of every name are removed on every route, whatever this gives
+    /// (`headers::IdentityHeaders`).
+    pub fn claim_headers(&self, claims: &Claims) -> Vec<(HeaderName, HeaderValue)> {
         self.claims_to_headers
             .iter()
-            .map(|h| (h, claims.and_then(|c| h.value(c))))
+            .filter_map(|h| Some((h.header.clone(), h.value(claims)?)))
             .collect()
     }
 }

@@ -1,21 +1,20 @@
 //! The request path, as named phases in one function with one error exit:
-//! route → authenticate → rate limit → upstream token → rewrite → forward (replayed once after
+//! route → rate limit by address → authenticate → rate limit by identity → upstream token →
+//! rewrite → forward (replayed once after
 //! the origin refuses the token, as `ORIGIN_TOKEN_REFUSAL` judges its 401s) → respond; and the
 //! isolate's background work: the token refresh ahead of expiry that a request claims, and the
 //! scheduled run.
 
-use std::borrow::Cow;
-
-use http::{HeaderMap, Method};
+use http::{HeaderMap, HeaderValue, Method};
 
 use crate::auth::{AuthError, Authenticator};
-use crate::config::{Config, ConfigError, ConfigErrors, Lookup};
+use crate::config::{Config, ConfigErrors, Lookup};
 use crate::error::GatewayError;
 use crate::headers::{self, Credentials};
 use crate::identity::{self, Presented, Verified};
 use crate::io::{
     Body, Clock, Coordinator, Fields, FieldsOf, HttpClient, HttpError, KeyValue, NoCoordinator,
-    NoRateLimiters, OutboundRequest, Platform, RateLimitError, RateLimiters, StreamOf,
+    NoRateLimiters, OutboundRequest, Platform, RateLimiters, StreamOf,
 };
 use crate::jwt::{self, JwtError, SignatureVerifier};
 use crate::log::{clip, RequestLog, TaskLog};
@@ -23,7 +22,7 @@ use crate::opaque::SessionCache;
 use crate::policy::Defaults;
 use crate::refusal::Judged;
 use crate::replay::Outgoing;
-use crate::routes::{AuthMode, RateKey, Route, RouteError};
+use crate::routes::{AuthMode, Route, RouteError};
 use crate::token::{Obtained, RefreshAhead, RefreshOutcome, Rejection, TokenCache};
 
 /// The scheduled run refreshes `JWKS_URL`'s set when it would go stale within this: two runs
@@ -173,7 +172,12 @@ impl Gateway {
             names.extend(headers::BODY_READS);
         }
         if req.method == Method::OPTIONS {
-            names.extend(headers::PREFLIGHT_READS);
+            // `Content-Length` may be there already (a body); a name read twice reads twice.
+            for name in headers::PREFLIGHT_READS {
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
         }
         let seen = req.headers.read(&names);
         let request_id = request_id(&seen);
@@ -287,11 +291,26 @@ impl Gateway {
                 RouteError::NoRoute => GatewayError::NoRoute,
                 RouteError::MethodNotAllowed { allow } => GatewayError::MethodNotAllowed(allow),
             })?;
-        log.route = Some(route.prefix.clone());
+        log.route = Some(route.configured.clone());
+
+        // Rate limit by address: before the identifier is verified or introspected, so that a
+        // flood of bad tokens or random session ids from one address costs at most the limit;
+        // preflights count too.
+        let (by_address, by_identity) = match &route.rate_limit {
+            Some(limit) if limit.by_address() => (Some(limit), None),
+            limit => (None, limit.as_ref()),
+        };
+        if let Some(limit) = by_address {
+            crate::rate_limit::count(svc, route, limit, None, &req.headers, log).await?;
+        }
 
         // A CORS preflight, on a route that forwards them: it carries no identity, so it goes
-        // on with none of the three credentials, and no token is fetched for it.
-        if route.policy.forward_preflight && is_preflight(&req.method, seen) {
+        // on with none of the three credentials, and no token is fetched for it. Counted
+        // under its address by an identity's limit (it has no identity).
+        if route.policy.forward_preflight && is_preflight(&req.method, seen, &req.body) {
+            if let Some(limit) = by_identity {
+                crate::rate_limit::count(svc, route, limit, None, &req.headers, log).await?;
+            }
             return self
                 .forward_preflight(config, svc, req, route, &path, request_id, log)
                 .await;
@@ -333,56 +352,11 @@ impl Gateway {
                 }
             }
         };
-        let claim_headers = route
-            .policy
-            .claim_headers(verified.as_ref().map(|v| &v.claims));
-
-        // Rate limit: after authentication (the key may be the caller's `sub`), before anything
-        // costs a token or reaches the origin.
-        if let Some(limit) = &route.rate_limit {
-            let claim = |path: &str| {
-                verified
-                    .as_ref()
-                    .and_then(|v| claim_text(v.claims.get(path)))
-            };
-            let value = match &limit.key {
-                RateKey::Sub => claim("sub"),
-                RateKey::ClientId => claim("client_id"),
-                RateKey::Claim(path) => claim(path),
-                RateKey::Ip => req
-                    .headers
-                    .read(&[headers::CONNECTING_IP])
-                    .get(headers::CONNECTING_IP)
-                    .and_then(|v| v.to_str().ok())
-                    .map(|ip| Cow::Owned(ip.to_string())),
-            };
-            match svc
-                .rate_limiters()
-                .allow(&limit.binding, &rate_key(&limit.key, value.as_deref()))
-                .await
-            {
-                Ok(true) => {}
-                Ok(false) => {
-                    log.rate_limit = Some("limited");
-                    return Err(GatewayError::RateLimited);
-                }
-                // Found at configuration time when the platform lists its bindings (the
-                // Worker does); this is for platforms that cannot.
-                Err(RateLimitError::NotBound) => {
-                    return Err(GatewayError::Config(
-                        ConfigError::new(
-                            "ROUTES",
-                            format!(
-                            "route {}: rate_limit.binding {} is not a bound rate-limiting binding",
-                            route.prefix, limit.binding
-                        ),
-                        )
-                        .into(),
-                    ))
-                }
-                // A failing limiter costs protection, not availability: served, and logged.
-                Err(RateLimitError::Failed(_)) => log.rate_limit = Some("error"),
-            }
+        // Rate limit by identity: after authentication (an invalid token is refused before it
+        // is counted), before anything costs a token or reaches the origin.
+        if let Some(limit) = by_identity {
+            let identity = verified.as_ref().map(|v| &v.claims);
+            crate::rate_limit::count(svc, route, limit, identity, &req.headers, log).await?;
         }
 
         // Upstream token: memory, KV, or one shared call to the token endpoint.
@@ -390,8 +364,18 @@ impl Gateway {
         let obtained = self.token(config, svc, log).await?;
         log.token_ms = Some(svc.clock().now_ms().saturating_sub(token_started));
 
-        // Rewrite: the origin comes from configuration only, never from the request.
+        // Rewrite: the origin comes from configuration only, never from the request; the
+        // identity headers carry the gateway's values only.
         let url = origin_url(config, route, &path, req.query.as_deref());
+        let mut identity = verified
+            .as_ref()
+            .map(|v| route.policy.claim_headers(&v.claims))
+            .unwrap_or_default();
+        if let (Some(ids), Some(id)) = (&config.customer_id, customer_id.as_deref()) {
+            let id =
+                HeaderValue::from_str(id).map_err(|_| GatewayError::Internal("customer id"))?;
+            identity.push((ids.header().clone(), id));
+        }
         let upstream = |access_token: &str| {
             headers::upstream_headers(
                 &req.headers,
@@ -400,11 +384,8 @@ impl Gateway {
                     customer_auth: verified.as_ref().map(Verified::customer_auth),
                     api_key: &config.api_key,
                     request_id,
-                    customer_id: config
-                        .customer_id
-                        .as_ref()
-                        .map(|ids| (ids, customer_id.as_deref())),
-                    claim_headers: &claim_headers,
+                    identity_headers: &config.identity_headers,
+                    identity: &identity,
                 },
             )
             .map_err(|e| GatewayError::Internal(e.0))
@@ -566,15 +547,9 @@ impl Gateway {
         log: &mut RequestLog,
     ) -> Result<GatewayResponse<StreamOf<P>, FieldsOf<P>>, GatewayError> {
         log.cors_preflight = Some("forwarded");
-        let mut removed: Vec<&[http::HeaderName]> = route
-            .policy
-            .claims_to_headers
-            .iter()
-            .map(|h| h.spellings.as_slice())
-            .collect();
-        removed.extend(config.customer_id.as_ref().map(|ids| ids.spellings()));
-        let headers = headers::preflight_headers(&req.headers, request_id, &removed)
-            .map_err(|e| GatewayError::Internal(e.0))?;
+        let headers =
+            headers::preflight_headers(&req.headers, request_id, &config.identity_headers)
+                .map_err(|e| GatewayError::Internal(e.0))?;
         let origin_started = svc.clock().now_ms();
         let response = svc
             .http()
@@ -582,7 +557,8 @@ impl Gateway {
                 method: req.method,
                 url: origin_url(config, route, path, req.query.as_deref()),
                 headers,
-                body: req.body,
+                // A preflight has no body (`is_preflight`): at most an empty one.
+                body: Body::Empty,
                 timeout_ms: config.origin_timeout_ms,
             })
             .await;
@@ -646,39 +622,33 @@ fn origin_url(config: &Config, route: &Route, path: &str, query: Option<&str>) -
 }
 
 /// A CORS preflight (Fetch standard): `OPTIONS` with `Origin` and
-/// `Access-Control-Request-Method`. A plain `OPTIONS` is not one.
-fn is_preflight(method: &Method, seen: &HeaderMap) -> bool {
+/// `Access-Control-Request-Method`, and no body. A plain `OPTIONS` is not one, and neither is
+/// one with a body: browsers never send a body with a preflight, so a request that has one is
+/// an ordinary request and needs what the route requires.
+fn is_preflight<S>(method: &Method, seen: &HeaderMap, body: &Body<S>) -> bool {
     method == Method::OPTIONS
         && seen.contains_key(http::header::ORIGIN)
         && seen.contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
+        && !has_body(seen, body)
 }
 
-/// A claim as a rate-limit key's value: a string as is, a number or boolean as its JSON text;
-/// anything else (absent, an object, an array, `null`) is no value.
-fn claim_text(value: Option<&serde_json::Value>) -> Option<Cow<'_, str>> {
-    match value? {
-        serde_json::Value::String(s) => Some(Cow::Borrowed(s)),
-        v @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_)) => {
-            Some(Cow::Owned(v.to_string()))
-        }
-        _ => None,
+/// Whether a request has a body, by any sign of one: `Transfer-Encoding`, a `Content-Length`
+/// other than one `0`, or, without a declared length, a body the platform hands over (a
+/// stream whose length nobody declared counts as a body).
+fn has_body<S>(seen: &HeaderMap, body: &Body<S>) -> bool {
+    if seen.contains_key(http::header::TRANSFER_ENCODING) {
+        return true;
     }
-}
-
-/// The key a request is counted under: the kind, then the value (callers without one share one
-/// bucket); a long value by its digest, so keys stay short and a `sub` is not copied at length.
-fn rate_key(kind: &RateKey, value: Option<&str>) -> String {
-    match value {
-        None => format!("{}:", kind.as_str()),
-        Some(v) if v.len() <= 128 => format!("{}:{v}", kind.as_str()),
-        Some(v) => {
-            use sha2::{Digest, Sha256};
-            let hex: String = Sha256::digest(v.as_bytes())
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
-            format!("{}#{hex}", kind.as_str())
-        }
+    let mut declared = seen.get_all(http::header::CONTENT_LENGTH).iter();
+    match (declared.next(), declared.next()) {
+        (None, _) => match body {
+            Body::Empty => false,
+            Body::Bytes(bytes) => !bytes.is_empty(),
+            Body::Stream(_) => true,
+        },
+        // Only a declared zero (`0`, `00`) says "no body"; anything else, a body.
+        (Some(n), None) => n.is_empty() || n.as_bytes().iter().any(|&b| b != b'0'),
+        _ => true,
     }
 }
 

@@ -57,8 +57,12 @@ impl AuthMode {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
-    /// Normalised: no trailing slash, except the root `/`.
+    /// What paths are matched against: `configured` without its trailing slash, except the
+    /// root `/` (`/account/` matches `/account` and `/account/x`).
     pub prefix: String,
+    /// `prefix` exactly as `ROUTES` gives it: what the log line and messages name, so that an
+    /// operator finds the route they wrote.
+    pub configured: String,
     pub auth: AuthMode,
     /// `None`: every method.
     pub methods: Option<Vec<Method>>,
@@ -140,6 +144,7 @@ impl Default for RouteTable {
         Self {
             routes: vec![Route {
                 prefix: "/".into(),
+                configured: "/".into(),
                 auth: AuthMode::Jwt,
                 methods: None,
                 origin: None,
@@ -207,9 +212,12 @@ impl Route {
         }
         let prefix = p.take(match e.string("prefix") {
             Ok(None) => Err(e.problem("has no prefix: every route needs one")),
-            Ok(Some(raw)) => prefix(raw).map_err(|why| e.field_problem("prefix", why)),
+            Ok(Some(raw)) => prefix(raw)
+                .map(|normal| (normal, raw.to_string()))
+                .map_err(|why| e.field_problem("prefix", why)),
             Err(problem) => Err(problem),
         });
+        let (prefix, configured) = prefix.unzip();
         let auth = p.take(
             e.one_of("auth", &MODES)
                 .map(|word| word.and_then(AuthMode::from_word).unwrap_or(AuthMode::Jwt)),
@@ -257,6 +265,7 @@ impl Route {
         p.finish(|| {
             Some(Self {
                 prefix: prefix?,
+                configured: configured?,
                 auth: auth?,
                 methods: methods?,
                 origin: origin?,
@@ -322,6 +331,12 @@ fn read_policy(e: &Entry<'_>, p: &mut Problems) -> Option<RawPolicy> {
 }
 
 impl RateLimit {
+    /// Counted by the caller's address (`ip`): before the identifier is verified, so that
+    /// requests with bad or random identifiers are throttled before they cost anything.
+    pub fn by_address(&self) -> bool {
+        self.key == RateKey::Ip
+    }
+
     fn from_entry(
         e: &Entry<'_>,
         map: &serde_json::Map<String, serde_json::Value>,
@@ -490,6 +505,9 @@ mod tests {
         .unwrap();
         let prefixes: Vec<&str> = t.routes().iter().map(|r| r.prefix.as_str()).collect();
         assert_eq!(prefixes, ["/account", "/caf%C3%A9", "/a%20b", "/"]);
+        // What the log names: the prefix as written.
+        let configured: Vec<&str> = t.routes().iter().map(|r| r.configured.as_str()).collect();
+        assert_eq!(configured, ["/account/", "/caf%C3%A9", "/a%20b/", "/"]);
     }
 
     #[test]

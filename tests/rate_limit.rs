@@ -169,11 +169,13 @@ fn the_limit_reached_by_one_sub_is_429_and_not_forwarded_while_another_sub_is_se
     let (resp, _) = block_on(gw.handle(&svc, request("/free/x", &as_caller("alice"))));
     assert_eq!(resp.status, 200);
     assert_eq!(svc.rate_limiters.keys.borrow().len(), asked);
-    // Keys name the kind and the value, never the JWT.
+    // Keys name the kind, never the JWT or the value in clear.
     let keys = svc.rate_limiters.keys.borrow();
     assert!(keys.iter().all(|(b, _)| b == "PER_CUSTOMER"));
-    assert!(keys.iter().any(|(_, k)| k == "sub:alice"));
-    assert!(keys.iter().all(|(_, k)| !k.contains('.')));
+    assert!(keys.iter().all(|(_, k)| k.starts_with("sub:")));
+    assert!(keys
+        .iter()
+        .all(|(_, k)| !k.contains('.') && !k.contains("alice")));
 }
 
 #[test]
@@ -223,7 +225,9 @@ fn client_id_and_ip_keys() {
     assert_eq!(status("/login", &from("203.0.113.7")), 429);
     assert_eq!(status("/login", &from("198.51.100.1")), 200);
     let keys = svc.rate_limiters.keys.borrow();
-    assert!(keys.contains(&("PER_APP".into(), "client_id:app-of-alice".into())));
+    assert!(keys
+        .iter()
+        .any(|(b, k)| b == "PER_APP" && k.starts_with("client_id:")));
     assert!(keys.contains(&("PER_IP".into(), "ip:203.0.113.7".into())));
 }
 
@@ -247,15 +251,16 @@ fn a_claim_path_key_counts_every_caller_of_one_organisation_together() {
     assert_eq!(status(&of("bob", json!("acme"))), 200);
     assert_eq!(status(&of("carol", json!("acme"))), 429);
     assert_eq!(status(&of("dave", json!("globex"))), 200);
-    // A number counts as its JSON text.
+    // A number counts as its JSON text: 42 and "42" are one organisation.
     assert_eq!(status(&of("erin", json!(42))), 200);
+    assert_eq!(status(&of("frank", json!("42"))), 200);
+    assert_eq!(status(&of("grace", json!(42))), 429);
     let keys = svc.rate_limiters.keys.borrow();
-    assert!(keys.contains(&("PER_ORG".into(), "org.id:acme".into())));
-    assert!(keys.contains(&("PER_ORG".into(), "org.id:42".into())));
+    assert!(keys.iter().all(|(_, k)| k.starts_with("claim:")));
     assert_eq!(
         origin_calls(&svc),
-        4,
-        "the limited request reached the origin"
+        5,
+        "a limited request reached the origin"
     );
 }
 
@@ -287,4 +292,288 @@ fn a_failing_limiter_serves_the_request_and_says_so() {
     let (resp, log) = block_on(gw.handle(&svc, request("/account/x", &as_caller("alice"))));
     assert_eq!(resp.status, 200);
     assert_eq!(log.rate_limit, Some("error"));
+}
+
+// ------------------------------------------------------------------------------------------
+// Issue 17: buckets that say whose identity it is, and who is calling
+
+/// A gateway with `extra` settings over the usual ones (no `JWT_ISSUER`: any issuer signed
+/// with the key is accepted, so two issuers can name the same `sub`).
+fn gateway_with(routes: &str, extra: &[(&str, String)]) -> Gateway {
+    let mut vars: HashMap<String, String> = [
+        ("ORIGIN_URL", "https://origin.example".to_string()),
+        ("TOKEN_URL", "https://idp.example/oauth/access_token".into()),
+        ("CLIENT_ID", "client-1".into()),
+        ("CLIENT_SECRET", "client-secret".into()),
+        ("API_KEY", "api-key".into()),
+        ("JWT_ALGORITHMS", "HS256".into()),
+        ("JWT_HMAC_SECRET", HMAC_SECRET.into()),
+        ("ROUTES", routes.into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    for (k, v) in extra {
+        vars.insert(k.to_string(), v.clone());
+    }
+    let get = |n: &str| vars.get(n).cloned();
+    Gateway::new(&get)
+}
+
+fn send(gw: &Gateway, svc: &Svc, path: &str, headers: &[(&str, String)]) -> u16 {
+    block_on(gw.handle(svc, request(path, headers))).0.status
+}
+
+fn from_ip(ip: &str, mut headers: Vec<(&'static str, String)>) -> Vec<(&'static str, String)> {
+    headers.push(("cf-connecting-ip", ip.to_string()));
+    headers
+}
+
+fn token_of(iss: &str, sub: &str, extra: Value) -> Vec<(&'static str, String)> {
+    let mut claims =
+        json!({"iss": iss, "sub": sub, "client_id": "shared-app", "org": {"id": "acme"}});
+    claims
+        .as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    vec![("customer-auth", format!("JWT {}", jwt(claims)))]
+}
+
+#[test]
+fn the_same_sub_client_id_or_claim_from_two_issuers_is_two_buckets() {
+    for key in ["sub", "client_id", "org.id"] {
+        let routes =
+            format!(r#"[{{"prefix": "/", "rate_limit": {{"binding": "LIMIT", "key": "{key}"}}}}]"#);
+        let (gw, svc) = (
+            gateway_with(&routes, &[]),
+            services(FakeLimits::with("LIMIT", 3)),
+        );
+        let b_alice = token_of("https://b.example/", "alice", json!({}));
+        let a_alice = token_of("https://a.example/", "alice", json!({}));
+        for _ in 0..3 {
+            assert_eq!(
+                send(&gw, &svc, "/x", &from_ip("203.0.113.1", b_alice.clone())),
+                200
+            );
+        }
+        assert_eq!(
+            send(&gw, &svc, "/x", &b_alice),
+            429,
+            "{key}: B's alice is over"
+        );
+        assert_eq!(
+            send(&gw, &svc, "/x", &from_ip("203.0.113.1", a_alice.clone())),
+            200,
+            "{key}: A's alice has her own bucket"
+        );
+        // An issuer that is a prefix of another, or a value that moves the boundary between
+        // issuer and value, is still another bucket.
+        let shifted = token_of("https://b.example", "/alice", json!({}));
+        assert_eq!(
+            send(&gw, &svc, "/x", &shifted),
+            200,
+            "{key}: shifted boundary"
+        );
+    }
+}
+
+#[test]
+fn keys_are_short_and_never_carry_the_token_or_a_long_value_in_clear() {
+    let routes = r#"[{"prefix": "/", "rate_limit": {"binding": "LIMIT", "key": "sub"}}]"#;
+    let (gw, svc) = (
+        gateway_with(routes, &[]),
+        services(FakeLimits::with("LIMIT", 9)),
+    );
+    let long_sub = "s".repeat(400);
+    let long_iss = format!("https://{}.example/", "i".repeat(300));
+    let caller = token_of(&long_iss, &long_sub, json!({}));
+    assert_eq!(send(&gw, &svc, "/x", &caller), 200);
+    assert_eq!(send(&gw, &svc, "/x", &caller), 200);
+    let keys = svc.rate_limiters.keys.borrow();
+    assert_eq!(keys.len(), 2);
+    assert_eq!(keys[0], keys[1], "one caller, one key");
+    let key = &keys[0].1;
+    assert!(key.len() <= 64, "{key}");
+    assert!(!key.contains(&long_sub[..40]) && !key.contains("i.example"));
+    assert!(!key.contains(&caller[0].1[4..40]));
+}
+
+#[test]
+fn a_request_without_the_keys_value_is_counted_under_the_callers_ip_never_in_one_bucket() {
+    let routes = r#"[
+      {"prefix": "/report", "auth": "report", "rate_limit": {"binding": "LIMIT", "key": "sub"}},
+      {"prefix": "/optional", "auth": "optional", "rate_limit": {"binding": "LIMIT", "key": "client_id"}},
+      {"prefix": "/org", "rate_limit": {"binding": "LIMIT", "key": "org.id"}}
+    ]"#;
+    let (gw, svc) = (
+        gateway_with(routes, &[]),
+        services(FakeLimits::with("LIMIT", 2)),
+    );
+    let anonymous = |ip: &str| from_ip(ip, vec![]);
+    let no_org = |ip: &str| {
+        let mut h = token_of("https://a.example/", "bob", json!({}));
+        h[0].1 = format!(
+            "JWT {}",
+            jwt(json!({"iss": "https://a.example/", "sub": "bob"}))
+        );
+        from_ip(ip, h)
+    };
+    // Both routes count in one binding: each takes its own addresses.
+    for (n, path) in ["/report/x", "/optional/x"].into_iter().enumerate() {
+        // Anonymous traffic from many addresses never produces a 429 for anyone.
+        for i in 0..6 {
+            let ip = format!("198.51.10{n}.{i}");
+            assert_eq!(send(&gw, &svc, path, &anonymous(&ip)), 200, "{path} {ip}");
+        }
+        // One address is limited like one identity, and only that address.
+        let ip = format!("203.0.113.{n}");
+        assert_eq!(send(&gw, &svc, path, &anonymous(&ip)), 200);
+        assert_eq!(send(&gw, &svc, path, &anonymous(&ip)), 200);
+        assert_eq!(send(&gw, &svc, path, &anonymous(&ip)), 429, "{path}");
+        assert_eq!(
+            send(&gw, &svc, path, &anonymous("203.0.113.10")),
+            200,
+            "{path}"
+        );
+        // A report route's failing token has no identity either.
+        if path == "/report/x" {
+            let bad = from_ip("192.0.2.1", vec![("customer-auth", "JWT a.b.c".into())]);
+            assert_eq!(send(&gw, &svc, path, &bad), 200);
+        }
+    }
+    // A verified identity without the claim.
+    assert_eq!(send(&gw, &svc, "/org/x", &no_org("192.0.2.7")), 200);
+    assert_eq!(send(&gw, &svc, "/org/x", &no_org("192.0.2.7")), 200);
+    assert_eq!(send(&gw, &svc, "/org/x", &no_org("192.0.2.7")), 429);
+    assert_eq!(send(&gw, &svc, "/org/x", &no_org("192.0.2.8")), 200);
+    // An identity's bucket and an address's bucket are different buckets.
+    let keys = svc.rate_limiters.keys.borrow();
+    assert!(
+        keys.iter().all(|(_, k)| !k.ends_with(':')),
+        "no empty value: {keys:?}"
+    );
+}
+
+#[test]
+fn without_the_value_or_an_address_requests_share_the_no_address_bucket_and_say_so() {
+    let routes = r#"[{"prefix": "/", "auth": "optional", "rate_limit": {"binding": "LIMIT", "key": "sub"}}]"#;
+    let (gw, svc) = (
+        gateway_with(routes, &[]),
+        services(FakeLimits::with("LIMIT", 2)),
+    );
+    let (resp, log) = block_on(gw.handle(&svc, request("/x", &[])));
+    assert_eq!((resp.status, log.rate_key), (200, Some("no_address")));
+    assert_eq!(send(&gw, &svc, "/x", &[]), 200);
+    assert_eq!(send(&gw, &svc, "/x", &[]), 429);
+    // An address is its own bucket.
+    assert_eq!(send(&gw, &svc, "/x", &from_ip("203.0.113.1", vec![])), 200);
+    let (_, log) = block_on(gw.handle(&svc, request("/x", &from_ip("203.0.113.2", vec![]))));
+    assert_eq!(log.rate_key, Some("ip"));
+    let (_, log) = block_on(gw.handle(&svc, request("/x", &as_caller("alice"))));
+    assert_eq!(log.rate_key, None, "counted by its own value");
+}
+
+#[test]
+fn an_ip_limit_is_counted_before_a_token_is_verified() {
+    let routes = r#"[{"prefix": "/", "rate_limit": {"binding": "PER_IP", "key": "ip"}}]"#;
+    let (gw, svc) = (
+        gateway_with(routes, &[]),
+        services(FakeLimits::with("PER_IP", 3)),
+    );
+    let forged = |i: usize| {
+        from_ip(
+            "203.0.113.66",
+            vec![(
+                "customer-auth",
+                format!("JWT eyJhbGciOiJIUzI1NiJ9.e30.forged{i}"),
+            )],
+        )
+    };
+    let statuses: Vec<u16> = (0..10).map(|i| send(&gw, &svc, "/x", &forged(i))).collect();
+    assert_eq!(statuses, [401, 401, 401, 429, 429, 429, 429, 429, 429, 429]);
+    // Another address is not affected, and a good token from it is served.
+    assert_eq!(
+        send(
+            &gw,
+            &svc,
+            "/x",
+            &from_ip("198.51.100.1", as_caller("alice"))
+        ),
+        200
+    );
+    // Not bound: found before anything is verified.
+    let (gw, svc) = (gateway_with(routes, &[]), services(FakeLimits::default()));
+    let (resp, log) = block_on(gw.handle(&svc, request("/x", &[])));
+    assert_eq!((resp.status, log.outcome), (500, "config_error"));
+}
+
+#[test]
+fn an_ip_limit_throttles_random_session_ids_before_introspection() {
+    let routes =
+        r#"[{"prefix": "/s", "auth": "opaque", "rate_limit": {"binding": "PER_IP", "key": "ip"}}]"#;
+    let gw = gateway_with(
+        routes,
+        &[
+            ("INTROSPECTION_URL", "https://idp.example/introspect".into()),
+            ("SESSION_COOKIE", "sid".into()),
+        ],
+    );
+    let svc = services(FakeLimits::with("PER_IP", 5));
+    svc.http.on("https://idp.example/introspect", |_| {
+        Ok((200, vec![], br#"{"active": false}"#.to_vec()))
+    });
+    let mut limited = 0;
+    for i in 0..200 {
+        let cookie = vec![("cookie", format!("sid=random-{i:04}"))];
+        match send(&gw, &svc, "/s/x", &from_ip("203.0.113.77", cookie)) {
+            401 => {}
+            429 => limited += 1,
+            other => panic!("{other}"),
+        }
+    }
+    assert_eq!(limited, 195);
+    assert_eq!(
+        svc.http.calls_to("https://idp.example/introspect").len(),
+        5,
+        "200 random identifiers from one address cost 5 introspection calls"
+    );
+}
+
+#[test]
+fn preflights_are_counted_by_the_routes_limit() {
+    let routes = r#"[
+      {"prefix": "/ip", "cors_preflight": "forward", "rate_limit": {"binding": "LIMIT", "key": "ip"}},
+      {"prefix": "/sub", "cors_preflight": "forward", "rate_limit": {"binding": "LIMIT", "key": "sub"}}
+    ]"#;
+    for path in ["/ip/x", "/sub/x"] {
+        let (gw, svc) = (
+            gateway_with(routes, &[]),
+            services(FakeLimits::with("LIMIT", 2)),
+        );
+        let preflight = |ip: &str| {
+            let mut r = request(
+                path,
+                &from_ip(
+                    ip,
+                    vec![
+                        ("origin", "https://app.example".into()),
+                        ("access-control-request-method", "POST".into()),
+                    ],
+                ),
+            );
+            r.method = Method::OPTIONS;
+            block_on(gw.handle(&svc, r))
+        };
+        let (r, log) = preflight("203.0.113.5");
+        assert_eq!(
+            (r.status, log.cors_preflight),
+            (200, Some("forwarded")),
+            "{path}"
+        );
+        assert_eq!(preflight("203.0.113.5").0.status, 200);
+        let (r, log) = preflight("203.0.113.5");
+        assert_eq!((r.status, log.outcome), (429, "rate_limited"), "{path}");
+        assert_eq!(origin_calls(&svc), 2, "{path}: the third was not forwarded");
+        assert_eq!(preflight("198.51.100.5").0.status, 200, "{path}");
+    }
 }

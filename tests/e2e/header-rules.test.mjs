@@ -1,6 +1,8 @@
 // What the caller sends that must never stand in for a credential (underscore aliases, method
 // overrides, a JWT cookie sent twice), header values as bytes in both directions, a setting
-// that cannot be a header value, and a key rotation that shortens max-age.
+// that cannot be a header value, and a key rotation that shortens max-age. Issue 17: a
+// `Connection` header never removes a field the gateway sets, and identity headers belong to
+// the gateway on every route.
 
 import assert from 'node:assert/strict';
 import net from 'node:net';
@@ -205,4 +207,109 @@ test('a key rotation that shortens max-age is picked up after one refetch', asyn
   // The new set replaced the held one: A's tokens stop working.
   assert.equal((await call(await signJwt(a, { claims: { sub: 'another' } }))).status, 401);
   assert.equal(origin.count, 2);
+});
+
+// Issue 17, "no ambiguity about who is calling": Connection never removes a field the gateway
+// sets, and identity headers (any route's claims_to_headers, the customer id) belong to the
+// gateway on every route.
+describe('who is calling: Connection and identity headers', () => {
+  const CUSTOMER_ID_KEY = Buffer.alloc(32, 7).toString('base64');
+  const IDENTITY_ROUTES = JSON.stringify([
+    { prefix: '/auth/', auth: 'public', cors_preflight: 'forward' },
+    { prefix: '/account/', auth: 'jwt', cors_preflight: 'forward', claims_to_headers: { 'x-user-email': 'email' } },
+    { prefix: '/other/', auth: 'jwt' },
+  ]);
+  let stack, origin, gw, jwt;
+
+  before(async () => {
+    stack = await startStack({ bindings: { ROUTES: IDENTITY_ROUTES, CUSTOMER_ID_HEADER: 'X-Customer-Id', CUSTOMER_ID_KEY } });
+    ({ origin, gw } = stack);
+    jwt = await signJwt(stack.key, { claims: { email: 'alice@example.com' } });
+  });
+  after(() => stack?.close());
+  beforeEach(() => origin.reset());
+
+  const listings = (name) => {
+    const title = name.replace(/(^|-)([a-z])/g, (_, d, c) => d + c.toUpperCase());
+    return [
+      name,
+      name.toUpperCase(),
+      title,
+      `keep-alive, ${title}`,
+      `close,${name}`,
+      ` x-a , ${name} ,, x-b`,
+      ['keep-alive', title],
+      [name, 'close'],
+      name.replaceAll('-', '_'),
+    ];
+  };
+
+  test('Connection can never remove a field the gateway sets (customer-auth kept as sent included)', async () => {
+    const fields = ['customer-auth', 'authorization', 'api-key', 'x-request-id', 'x-customer-id', 'x-user-email'];
+    let n = 0;
+    for (const field of [...fields, fields.join(', ')]) {
+      for (const connection of listings(field)) {
+        for (const source of [withJwt(jwt), { authorization: `Bearer ${jwt}` }]) {
+          const id = `conn-${n++}`;
+          const res = await gw.raw('/account/x', { headers: { ...source, connection, 'x-request-id': id } });
+          const at = `Connection ${JSON.stringify(connection)} with ${Object.keys(source)[0]}`;
+          assert.equal(res.status, 200, `${at}: ${res.body}`);
+          const seen = origin.last();
+          const got = pairs(seen.rawHeaders);
+          const count = (name) => got.filter(([k]) => k === name).length;
+          assert.equal(seen.headers['customer-auth'], `JWT ${jwt}`, `${at}: customer-auth`);
+          assert.equal(count('customer-auth'), 1, at);
+          assert.match(seen.headers.authorization ?? '', /^Bearer /, `${at}: authorization`);
+          assert.equal(count('authorization'), 1, at);
+          assert.equal(seen.headers['api-key'], API_KEY, `${at}: api-key`);
+          assert.equal(seen.headers['x-request-id'], id, `${at}: x-request-id`);
+          assert.equal(count('x-customer-id'), 1, `${at}: the customer id`);
+          assert.equal(seen.headers['x-user-email'], 'alice@example.com', `${at}: the claim header`);
+        }
+      }
+    }
+    assert.equal(origin.count, n);
+  });
+
+  test("the origin's Connection never removes the request id on the way back", async () => {
+    for (const connection of ['x-request-id', 'X-Request-Id, x-origin-hop', 'close, X-REQUEST-ID']) {
+      origin.respond((req, res) => {
+        res.writeHead(200, { 'content-type': 'text/plain', connection, 'x-request-id': 'origin-chosen', 'x-origin-hop': '1' });
+        res.end('ok');
+      });
+      const res = await gw.raw('/auth/login', { headers: { 'x-request-id': 'rid-back-1' } });
+      assert.equal(res.status, 200);
+      assert.equal(res.headers['x-request-id'], 'rid-back-1', connection);
+      if (/x-origin-hop/i.test(connection)) assert.equal(res.headers['x-origin-hop'], undefined, connection);
+    }
+  });
+
+  const FORGED_IDENTITY = {
+    'x-user-email': 'victim@example.com',
+    x_user_email: 'victim2@example.com',
+    'X_User-Email': 'victim3@example.com',
+    'x-customer-id': 'forged-customer',
+    X_CUSTOMER_ID: 'forged-customer-2',
+  };
+
+  test('identity headers any route maps are removed on every route, preflights included', async () => {
+    const cases = [
+      ['public route', '/auth/login', {}],
+      ['jwt route without claims_to_headers', '/other/x', withJwt(jwt)],
+      ['jwt route with its own', '/account/x', withJwt(jwt)],
+      ['forwarded preflight, public route', '/auth/login', { origin: 'https://app.example', 'access-control-request-method': 'POST' }, 'OPTIONS'],
+      ['forwarded preflight, jwt route', '/account/x', { origin: 'https://app.example', 'access-control-request-method': 'POST' }, 'OPTIONS'],
+    ];
+    for (const [what, path, headers, method = 'GET'] of cases) {
+      const before = origin.count;
+      const res = await gw.raw(path, { method, headers: { ...headers, ...FORGED_IDENTITY } });
+      assert.equal(res.status, 200, `${what}: ${res.body}`);
+      assert.equal(origin.count, before + 1, what);
+      const forged = new Set(Object.values(FORGED_IDENTITY));
+      for (const [name, value] of pairs(origin.last().rawHeaders)) {
+        assert.ok(!forged.has(value), `${what}: the caller's ${name}: ${value} reached the origin`);
+      }
+    }
+    assert.equal(origin.last().headers['x-user-email'], undefined, 'a preflight carries no claim header');
+  });
 });

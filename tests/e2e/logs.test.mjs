@@ -11,7 +11,8 @@ describe('logs', () => {
   test('exactly one JSON log line per request, with id, method, path, status, outcome; no credentials anywhere', async (t) => {
     const routes = [
       { prefix: '/public', auth: 'public' },
-      { prefix: '/account', methods: ['POST', 'GET'] },
+      // Logged as configured: with its trailing slash.
+      { prefix: '/account/', methods: ['POST', 'GET'] },
     ];
     const s = await startStack({ bindings: { ROUTES: JSON.stringify(routes), JWT_COOKIE: 'sess' } });
     t.after(() => s.close());
@@ -55,6 +56,10 @@ describe('logs', () => {
     assert.equal(all.length, plan.length, `log lines: ${all.length} for ${plan.length} requests`);
 
     const ok = lines.find((l) => l.request_id === 'log-ok-1');
+    assert.equal(ok.route, '/account/', 'the prefix exactly as configured');
+    assert.equal(all.find((l) => l.request_id === 'log-missing').route, '/account/');
+    assert.equal(all.find((l) => l.request_id === 'log-public').route, '/public');
+    assert.equal(all.find((l) => l.request_id === 'log-noroute').route, undefined);
     assert.equal(ok.kid, key.kid, 'kid of the verified JWT');
     assert.equal(ok.iss, 'https://issuer.test/', 'iss of the verified JWT');
     assert.ok(['memory', 'kv', 'endpoint'].includes(ok.token_source), `token_source ${ok.token_source}`);

@@ -293,6 +293,33 @@ describe('per-route policy and identity providers', () => {
     assert.equal(origin.count, 1);
   });
 
+  test('a preflight is an OPTIONS without a body; an OPTIONS with one needs a JWT; forwarded ones carry no Cookie', async () => {
+    const preflight = { origin: 'https://app.example', 'access-control-request-method': 'DELETE' };
+    const bare = await gw.raw('/cors/x?q=1', {
+      method: 'OPTIONS',
+      headers: { ...preflight, cookie: 'sid=abc; theme=dark', 'customer-auth': 'JWT caller', 'content-length': '0' },
+    });
+    assert.equal(bare.status, 200, String(bare.body));
+    const seen = origin.last();
+    assert.equal(seen.headers.cookie, undefined, 'a forwarded preflight carries no Cookie');
+    for (const name of CREDENTIALS) assert.notEqual(seen.headers[name], 'JWT caller');
+    assert.equal(seen.headers['customer-auth'], undefined);
+    assert.equal(seen.url, '/cors/x?q=1');
+    assert.equal(seen.body.length, 0);
+    // With a body, whichever way it is sent: an ordinary request, refused without a JWT.
+    const withBodies = [
+      () => gw.raw('/cors/x', { method: 'OPTIONS', headers: { ...preflight, 'content-length': '3', cookie: 'sid=abc' }, body: 'x=1' }),
+      () => gw.raw('/cors/x', { method: 'OPTIONS', headers: { ...preflight, 'transfer-encoding': 'chunked' }, body: 'x=1&y=2' }),
+      () => gw.fetch('/cors/x', { method: 'OPTIONS', headers: preflight, body: 'x=1' }).then(async (r) => ({ status: r.status, body: await r.text() })),
+    ];
+    const before = origin.count;
+    for (const [i, send] of withBodies.entries()) {
+      const res = await send();
+      assert.equal(res.status, 401, `case ${i}: ${res.body}`);
+    }
+    assert.equal(origin.count, before, 'none was forwarded');
+  });
+
   test('interop: oidc-provider JWT access tokens with scope, its JWKS as a provider\'s jwks_url', async () => {
     const granted = await oidc.accessToken('orders:read');
     const res = await get('/oidc/orders', granted);
