@@ -31,6 +31,9 @@ pub struct Config {
     /// `JWT_PROVIDERS`.
     pub providers: Option<crate::providers::Providers>,
     pub token: std::rc::Rc<crate::token::TokenConfig>,
+    /// `JWT_COOKIE` and `SESSION_COOKIE`: the cookies compared with the other sources of an
+    /// identifier on every route that reads one.
+    pub identifier_cookies: crate::identifiers::IdentifierCookies,
     /// `INTROSPECTION_URL` and its companions; always `Some` when a route is `opaque`.
     pub introspection: Option<crate::opaque::IntrospectionSettings>,
     /// `CUSTOMER_ID_HEADER` and `CUSTOMER_ID_KEY`.
@@ -60,6 +63,8 @@ impl Config {
                 (jwt, issuers, audiences)
             }
         };
+        let identifier_cookies =
+            crate::identifiers::IdentifierCookies::from_settings(get, jwt.cookie.as_deref())?;
         let customer_id = crate::customer_id::CustomerIdSettings::from_settings(get)?;
         check_routes_against(&routes, providers.as_ref(), customer_id.as_ref())?;
         let any_opaque = routes
@@ -79,6 +84,7 @@ impl Config {
             providers,
             token: std::rc::Rc::new(crate::token::TokenConfig::from_settings(get)?),
             introspection,
+            identifier_cookies,
             customer_id,
         })
     }
