@@ -104,6 +104,9 @@ pub fn find<'h, const N: usize>(
     names: [Option<&CookieName>; N],
 ) -> Result<[Option<&'h [u8]>; N], Duplicate> {
     let mut found = [None; N];
+    if names.iter().all(Option::is_none) {
+        return Ok(found);
+    }
     let pairs = headers
         .get_all(COOKIE)
         .iter()

@@ -8,12 +8,13 @@
 //! while a cookie names someone else would have the origin act for the other one.
 
 use http::header::AUTHORIZATION;
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 
 use crate::cookies::{self, CookieName, Duplicate};
 use crate::setting::{optional, ConfigError, Lookup};
 
-const CUSTOMER_AUTH: &str = "customer-auth";
+/// A name, not a `&str`: looked up without being parsed on every request.
+const CUSTOMER_AUTH: HeaderName = HeaderName::from_static("customer-auth");
 pub const JWT_COOKIE: &str = "JWT_COOKIE";
 pub const SESSION_COOKIE: &str = "SESSION_COOKIE";
 
@@ -190,7 +191,7 @@ pub fn one_per_request<'h>(
             Ok(())
         }
     };
-    for value in headers.get_all(CUSTOMER_AUTH) {
+    for value in headers.get_all(&CUSTOMER_AUTH) {
         if let Some((_, id)) = credentials(value.as_bytes()) {
             offer(Source::CustomerAuth, id)?;
         }
