@@ -36,6 +36,9 @@ pub struct Config {
     /// `JWT_PROVIDERS`.
     pub providers: Option<crate::providers::Providers>,
     pub token: std::rc::Rc<crate::token::TokenConfig>,
+    /// `JWT_COOKIE` and `SESSION_COOKIE`: the cookies compared with the other sources of an
+    /// identifier on every route that reads one.
+    pub identifier_cookies: crate::identifiers::IdentifierCookies,
     /// `INTROSPECTION_URL` and its companions; always `Some` when a route is `opaque`.
     pub introspection: Option<crate::opaque::IntrospectionSettings>,
     /// `CUSTOMER_ID_HEADER` and `CUSTOMER_ID_KEY`.
@@ -137,6 +140,10 @@ impl Config {
                 }
             }
         }
+        let identifier_cookies = p.take(crate::identifiers::IdentifierCookies::from_settings(
+            get,
+            jwt.as_ref().and_then(|(jwt, _, _)| jwt.cookie.as_deref()),
+        ));
         p.finish(|| {
             let (jwt, jwt_issuers, jwt_audiences) = jwt?;
             let routes = routes?;
@@ -160,6 +167,7 @@ impl Config {
                 providers: providers?,
                 token: std::rc::Rc::new(token?),
                 introspection: introspection?,
+                identifier_cookies: identifier_cookies?,
                 customer_id,
                 identity_headers,
             })

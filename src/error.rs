@@ -9,6 +9,7 @@ use http::Method;
 use serde::Serialize;
 
 use crate::customer_id::MissingIdentity;
+use crate::identifiers::Ambiguity;
 use crate::jwks::KeysUnavailable;
 use crate::jwt::JwtError;
 use crate::opaque::{IntrospectionUnavailable, OpaqueError};
@@ -31,6 +32,9 @@ pub enum GatewayError {
     NoRoute,
     /// The route exists but not for this method.
     MethodNotAllowed(Vec<Method>),
+    /// The request names its caller more than one way: two different identifiers, or an
+    /// identifier cookie sent twice (`identifiers`). Refused before anything is verified.
+    Ambiguous(Ambiguity),
     /// The customer JWT is missing, malformed or fails a check.
     Jwt(JwtError),
     /// `JWKS_URL`'s key set was never obtained and the configured keys cannot check the token.
@@ -101,7 +105,7 @@ impl GatewayError {
             Self::OriginRefusedUnreplayed => 503,
             Self::OriginUnreachable | Self::OriginRefusedToken => 502,
             Self::OriginTimeout => 504,
-            Self::RequestBody | Self::InvalidPath(_) => 400,
+            Self::RequestBody | Self::InvalidPath(_) | Self::Ambiguous(_) => 400,
             Self::Opaque(e) if e.is_request_error() => 400,
             Self::Opaque(_) | Self::NoCustomerId(_) => 401,
             Self::IntrospectionUnavailable(_) => 503,
@@ -116,6 +120,7 @@ impl GatewayError {
             Self::Config(_) => "config_error",
             Self::NoRoute => "no_route",
             Self::MethodNotAllowed(_) => "method_not_allowed",
+            Self::Ambiguous(a) => a.code(),
             Self::Jwt(e) => e.code(),
             Self::TokenUnavailable(t) => t.cause.code(),
             Self::KeysUnavailable(k) => k.cause.code(),
@@ -150,7 +155,9 @@ impl GatewayError {
             Self::OriginRefusedToken => ("origin-refused-credentials", "Bad gateway"),
             Self::OriginRefusedUnreplayed => ("origin-refused-credentials", "Service unavailable"),
             Self::Internal(_) => ("internal", "Internal error"),
-            Self::RequestBody | Self::InvalidPath(_) => ("invalid-request", "Invalid request"),
+            Self::RequestBody | Self::InvalidPath(_) | Self::Ambiguous(_) => {
+                ("invalid-request", "Invalid request")
+            }
             Self::Opaque(OpaqueError::Missing) => ("missing-token", "Authentication required"),
             Self::Opaque(e) if e.is_request_error() => ("invalid-request", "Invalid request"),
             Self::Opaque(_) | Self::NoCustomerId(_) => ("invalid-token", "Invalid token"),
@@ -172,6 +179,7 @@ impl GatewayError {
                 "A customer JWT is required: send customer-auth: JWT <token> or Authorization: Bearer <token>.".into()
             }
             Self::Jwt(e) => format!("{}.", e.description()),
+            Self::Ambiguous(a) => a.detail(),
             Self::TokenUnavailable(_) => {
                 "The gateway could not obtain credentials for the origin; retry later.".into()
             }
@@ -236,6 +244,7 @@ impl GatewayError {
             }
             Self::Jwt(e) => challenge(bearer_error(e.is_request_error(), e.description())),
             Self::Opaque(e) => challenge(bearer_error(e.is_request_error(), e.description())),
+            Self::Ambiguous(a) => challenge(bearer_error(true, a.description())),
             Self::NoCustomerId(m) => challenge(format!(
                 "Bearer realm=\"{REALM}\", error=\"invalid_token\", error_description=\"{}\"",
                 m.description()
@@ -441,8 +450,6 @@ mod tests {
             .to_str()
             .unwrap()
             .contains("error=\"invalid_token\""));
-        let twice = GatewayError::Opaque(OpaqueError::DuplicateCookie).to_problem("r");
-        assert_eq!(twice.status, 400);
         let down = GatewayError::IntrospectionUnavailable(IntrospectionUnavailable {
             retry_after_secs: 4,
             cause: crate::opaque::IntrospectionError::Timeout,
@@ -457,6 +464,35 @@ mod tests {
             .as_str()
             .unwrap()
             .contains("no sub claim"));
+    }
+
+    #[test]
+    fn an_ambiguous_request_is_an_invalid_request_saying_where() {
+        use crate::identifiers::Source;
+        for (a, code) in [
+            (Ambiguity::DuplicateJwtCookie, "duplicate_jwt_cookie"),
+            (
+                Ambiguity::DuplicateSessionCookie,
+                "duplicate_session_cookie",
+            ),
+            (
+                Ambiguity::TwoIdentifiers(Source::CustomerAuth, Source::JwtCookie),
+                "two_identifiers",
+            ),
+        ] {
+            let err = GatewayError::Ambiguous(a);
+            assert_eq!(err.outcome(), code);
+            let p = err.to_problem("r");
+            assert_eq!(p.status, 400);
+            assert_eq!(p.headers["content-type"], "application/problem+json");
+            assert!(p.headers["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .starts_with("Bearer realm=\"edge-auth-proxy\", error=\"invalid_request\""));
+            let body = json(&p);
+            assert_eq!(body["type"], "urn:edge-auth-proxy:problem:invalid-request");
+            assert_eq!(body["detail"], a.detail());
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@ use crate::claims::Claims;
 use crate::config::Config;
 use crate::error::GatewayError;
 use crate::headers::CustomerAuth;
+use crate::identifiers::{self, Cookies};
 use crate::io::Platform;
 use crate::log::{clip, RequestLog};
 use crate::opaque::{self, OpaqueError, SessionCache, Unvouched};
@@ -39,13 +40,28 @@ impl Verified<'_> {
     }
 }
 
-/// The authenticate phase of an `opaque` route: the identifier from the request, vouched for
-/// by memory or by the introspection endpoint. Logs where the answer came from, never the
-/// identifier.
+/// The first step of authentication on every route that reads an identifier: every source
+/// read, and a request naming its caller two ways refused (`identifiers`), on `report` routes
+/// too. The identifier cookies' values, for the extractor of the route's kind.
+pub fn one_identifier<'h>(
+    config: &Config,
+    headers: &'h HeaderMap,
+    log: &mut RequestLog,
+) -> Result<Cookies<'h>, GatewayError> {
+    identifiers::one_per_request(headers, &config.identifier_cookies).map_err(|ambiguity| {
+        log.identifier_conflict = Some(ambiguity.sources());
+        GatewayError::Ambiguous(ambiguity)
+    })
+}
+
+/// The authenticate phase of an `opaque` route: the identifier from the request (`cookie`: the
+/// session cookie as `one_identifier` found it), vouched for by memory or by the introspection
+/// endpoint. Logs where the answer came from, never the identifier.
 pub async fn vouch_opaque<'h, P: Platform>(
     sessions: &SessionCache,
     config: &Config,
     headers: &'h HeaderMap,
+    cookie: Option<&'h [u8]>,
     p: &P,
     log: &mut RequestLog,
 ) -> Result<Verified<'h>, GatewayError> {
@@ -54,7 +70,7 @@ pub async fn vouch_opaque<'h, P: Platform>(
     let settings = config.introspection.as_ref().ok_or(GatewayError::Internal(
         "introspection settings missing for an opaque route",
     ))?;
-    let found = opaque::extract(headers, settings.cookie.as_deref())
+    let found = opaque::extract(headers, cookie)
         .map_err(GatewayError::Opaque)?
         .ok_or(GatewayError::Opaque(OpaqueError::Missing))?;
     match sessions.check(found.id, settings, &config.token, p).await {

@@ -22,7 +22,10 @@
 //! - `http_url`: the absolute http(s) URLs settings hold, checked and normalised.
 //! - `path`: the request path's canonical form (decoded unreserved characters, dot segments
 //!   resolved, `//` merged), and the refusal of paths an origin could read another way.
-//! - `cookies`: one named cookie read from a request, a second copy refused.
+//! - `cookies`: the credential cookies read from a request, names folded as origins fold
+//!   them (case, percent-escapes), a second copy refused.
+//! - `identifiers`: one identifier per request: every source read on every route that reads
+//!   one, two different identifiers refused.
 //! - `routes`: the `ROUTES` table: segment-boundary prefixes, auth mode, methods, origin.
 //! - `jwt`: finding the customer JWT, keys (JWKS), signature and claim checks, and the
 //!   isolate's memory of verified tokens.
@@ -76,6 +79,7 @@ pub mod error;
 pub mod flight;
 pub mod headers;
 pub mod http_url;
+pub mod identifiers;
 pub mod identity;
 pub mod io;
 pub mod jwks;

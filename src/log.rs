@@ -30,6 +30,12 @@ pub struct RequestLog {
     /// earlier in this isolate).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jwt_check: Option<&'static str>,
+    /// Why the request was refused as naming its caller more than one way (outcome
+    /// `two_identifiers`, `duplicate_jwt_cookie`, `duplicate_session_cookie`): the two places,
+    /// among `customer-auth`, `authorization`, `jwt_cookie`, `session_cookie` (a cookie sent
+    /// twice: its name twice). Never the identifiers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identifier_conflict: Option<[&'static str; 2]>,
     /// What vouched for the caller: `jwt` (a customer JWT) or `opaque` (an identifier the
     /// introspection endpoint vouched for). Absent on public routes and before authentication.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -317,17 +317,23 @@ impl Gateway {
         }
 
         // Authenticate, then the route's policy and the customer id: on every verified
-        // request, verified-token memory hits too.
+        // request, verified-token memory hits too. First, on every route that reads an
+        // identifier (`report` included): one identifier per request.
+        let cookies = match route.auth {
+            AuthMode::Public => Default::default(),
+            _ => identity::one_identifier(config, seen, log)?,
+        };
         let (verified, customer_id) = match route.auth {
             AuthMode::Public => (None, None),
             AuthMode::Opaque => {
                 let verified =
-                    identity::vouch_opaque(&self.sessions, config, seen, svc, log).await?;
+                    identity::vouch_opaque(&self.sessions, config, seen, cookies.session, svc, log)
+                        .await?;
                 let id = identity::admit(route, config, &verified, Defaults::default(), log)?;
                 (Some(verified), id)
             }
             AuthMode::Jwt | AuthMode::Optional | AuthMode::Report => {
-                let checked = match jwt::extract(seen, config.jwt.cookie.as_deref()) {
+                let checked = match jwt::extract(seen, cookies.jwt) {
                     Ok(None) if route.auth == AuthMode::Optional => Ok(None),
                     Ok(None) => Err(GatewayError::Jwt(JwtError::Missing)),
                     Ok(Some(token)) => {

@@ -130,7 +130,8 @@ fn a_good_request_reaches_the_origin_with_exactly_the_three_credentials() {
         "/account/getprofile?x=1&y=%20",
         &[
             ("customer-auth", &auth),
-            ("authorization", "Bearer caller-token"),
+            // Not a second identifier (a Bearer token would be), but still the caller's.
+            ("authorization", "Basic Y2FsbGVyOnB3"),
             ("api-key", "caller-key"),
             ("connection", "keep-alive, x-hop"),
             ("x-hop", "1"),

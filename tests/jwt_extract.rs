@@ -1,7 +1,25 @@
-//! `jwt::extract`: the source order, and which malformed headers are refused, not skipped.
+//! `jwt::extract` after `identifiers::one_per_request`, as the gateway runs them: the source
+//! order, which malformed headers are refused, not skipped, and the JWT cookie read once.
 
+use edge_auth_proxy::identifiers::{one_per_request, Ambiguity, IdentifierCookies};
 use edge_auth_proxy::jwt::{extract, JwtError};
 use http::{HeaderMap, HeaderName, HeaderValue};
+
+/// Why a request got no token: the JWT extractor's error, or the request's ambiguity.
+#[derive(Debug, PartialEq, Eq)]
+enum Refused {
+    Jwt(JwtError),
+    Ambiguous(Ambiguity),
+}
+
+/// The token the gateway would check, with `JWT_COOKIE` = `cookie`.
+fn token_in(map: &HeaderMap, cookie: Option<&str>) -> Result<Option<String>, Refused> {
+    let cookies =
+        one_per_request(map, &IdentifierCookies::new(cookie, None)).map_err(Refused::Ambiguous)?;
+    extract(map, cookies.jwt)
+        .map(|t| t.map(str::to_string))
+        .map_err(Refused::Jwt)
+}
 
 fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
     let mut map = HeaderMap::new();
@@ -14,30 +32,84 @@ fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
     map
 }
 
-fn found(pairs: &[(&str, &str)], cookie: Option<&str>) -> Result<Option<String>, JwtError> {
-    extract(&headers(pairs), cookie).map(|t| t.map(str::to_string))
+fn found(pairs: &[(&str, &str)], cookie: Option<&str>) -> Result<Option<String>, Refused> {
+    token_in(&headers(pairs), cookie)
 }
 
-fn ok(token: &str) -> Result<Option<String>, JwtError> {
+fn ok(token: &str) -> Result<Option<String>, Refused> {
     Ok(Some(token.to_string()))
 }
 
+const MALFORMED: Result<Option<String>, Refused> = Err(Refused::Jwt(JwtError::MalformedHeader));
+
 #[test]
-fn customer_auth_beats_authorization_beats_the_cookie() {
+fn each_source_alone_and_all_three_agreeing() {
     let all = [
-        ("cookie", "session=from-cookie"),
-        ("authorization", "Bearer from-bearer"),
-        ("customer-auth", "JWT from-customer-auth"),
+        ("cookie", "session=t1"),
+        ("authorization", "Bearer t1"),
+        ("customer-auth", "JWT t1"),
     ];
-    assert_eq!(found(&all, Some("session")), ok("from-customer-auth"));
-    assert_eq!(found(&all[..2], Some("session")), ok("from-bearer"));
-    assert_eq!(found(&all[..1], Some("session")), ok("from-cookie"));
+    for n in 1..=3 {
+        assert_eq!(found(&all[..n], Some("session")), ok("t1"), "{n}");
+        assert_eq!(found(&all[n - 1..n], Some("session")), ok("t1"), "{n}");
+    }
     assert_eq!(
         found(&all[..1], None),
         Ok(None),
         "no JWT_COOKIE: cookies are not a source"
     );
     assert_eq!(found(&[], Some("session")), Ok(None));
+}
+
+#[test]
+fn customer_auth_beats_authorization_beats_the_cookie() {
+    // The order shows where the first source is present but unusable: it is refused, never
+    // passed over for the next one.
+    assert_eq!(
+        found(
+            &[("customer-auth", "JWT"), ("authorization", "Bearer t1")],
+            None
+        ),
+        MALFORMED
+    );
+    assert_eq!(
+        found(
+            &[("authorization", "Bearer"), ("cookie", "session=t1")],
+            Some("session")
+        ),
+        MALFORMED
+    );
+}
+
+#[test]
+fn two_different_tokens_are_refused_whichever_sources_hold_them() {
+    let two = |a, b| Err(Refused::Ambiguous(Ambiguity::TwoIdentifiers(a, b)));
+    use edge_auth_proxy::identifiers::Source::*;
+    let name = Some("session");
+    for (pairs, expected) in [
+        (
+            [("customer-auth", "JWT a"), ("authorization", "Bearer b")],
+            two(CustomerAuth, Authorization),
+        ),
+        (
+            [("customer-auth", "JWT a"), ("cookie", "session=b")],
+            two(CustomerAuth, JwtCookie),
+        ),
+        (
+            [("authorization", "Bearer a"), ("cookie", "session=b")],
+            two(Authorization, JwtCookie),
+        ),
+        (
+            [("customer-auth", "JWT a"), ("customer-auth", "JWT b")],
+            two(CustomerAuth, CustomerAuth),
+        ),
+        (
+            [("authorization", "Bearer a"), ("authorization", "Bearer b")],
+            two(Authorization, Authorization),
+        ),
+    ] {
+        assert_eq!(found(&pairs, name), expected, "{pairs:?}");
+    }
 }
 
 #[test]
@@ -62,6 +134,8 @@ fn schemes_are_case_insensitive_and_spacing_tolerant() {
 
 #[test]
 fn a_present_customer_auth_must_be_well_formed() {
+    // Next to an Authorization holding the same identifier (a different one would be two
+    // identifiers, refused first).
     for value in [
         "Bearer t1",
         "JWT",
@@ -69,19 +143,19 @@ fn a_present_customer_auth_must_be_well_formed() {
         "JWTt1",
         "t1",
         "JWT a b",
-        "Basic dXNlcjpwdw==",
+        "Basic t1",
     ] {
         assert_eq!(
             found(
-                &[("customer-auth", value), ("authorization", "Bearer t2")],
+                &[("customer-auth", value), ("authorization", "Bearer t1")],
                 Some("s")
             ),
-            Err(JwtError::MalformedHeader),
+            MALFORMED,
             "{value:?} must not fall through"
         );
     }
-    let twice = [("customer-auth", "JWT t1"), ("customer-auth", "JWT t2")];
-    assert_eq!(found(&twice, None), Err(JwtError::MalformedHeader));
+    let twice = [("customer-auth", "JWT t1"), ("customer-auth", "JWT t1")];
+    assert_eq!(found(&twice, None), MALFORMED);
 }
 
 #[test]
@@ -98,12 +172,12 @@ fn a_non_bearer_authorization_falls_through_to_the_cookie() {
                 &[("authorization", value), ("cookie", "session=c1")],
                 Some("session")
             ),
-            Err(JwtError::MalformedHeader),
+            MALFORMED,
             "{value:?}"
         );
     }
-    let twice = [("authorization", "Bearer a"), ("authorization", "Bearer b")];
-    assert_eq!(found(&twice, None), Err(JwtError::MalformedHeader));
+    let twice = [("authorization", "Bearer a"), ("authorization", "bearer a")];
+    assert_eq!(found(&twice, None), MALFORMED);
 }
 
 #[test]
@@ -122,11 +196,19 @@ fn the_cookie_is_found_among_several_and_across_headers() {
         ok("c2")
     );
     assert_eq!(found(&[("cookie", "session=\"c3\"")], name), ok("c3"));
-    // Names are exact and case-sensitive.
+    // Names are compared as origins compare them: case and percent-escapes folded, so another
+    // spelling is the same cookie; a longer or shorter name is another cookie.
     assert_eq!(
-        found(&[("cookie", "xsession=no; Session=no; session_=no")], name),
+        found(&[("cookie", "xsession=no; session_=no; sessio=no")], name),
         Ok(None)
     );
+    for spelling in ["Session", "SESSION", "s%65ssion", "S%45SSION", " session"] {
+        assert_eq!(
+            found(&[("cookie", &format!("{spelling}=c4"))], name),
+            ok("c4"),
+            "{spelling}"
+        );
+    }
     // An emptied session cookie is no token.
     assert_eq!(found(&[("cookie", "session=; theme=dark")], name), Ok(None));
     assert_eq!(found(&[("cookie", "session=\"\"")], name), Ok(None));
@@ -139,13 +221,13 @@ fn a_non_ascii_cookie_header_does_not_hide_ours() {
     let mut map = headers(&[("cookie", "session=c1")]);
     map.insert("cookie", HeaderValue::from_bytes(b"x=\xff").unwrap());
     map.append("cookie", HeaderValue::from_static("session=c1"));
-    assert_eq!(extract(&map, Some("session")), Ok(Some("c1")));
+    assert_eq!(token_in(&map, Some("session")), ok("c1"));
 }
 
 #[test]
 fn a_jwt_cookie_sent_twice_is_refused_not_validated_first() {
     let name = Some("session");
-    let dup = Err(JwtError::DuplicateCookie);
+    let dup = Err(Refused::Ambiguous(Ambiguity::DuplicateJwtCookie));
     // In one header, in two headers, one empty and one not (either order), both empty.
     for pairs in [
         &[("cookie", "session=valid; session=forged")][..],
@@ -167,6 +249,13 @@ fn a_jwt_cookie_sent_twice_is_refused_not_validated_first() {
         // Two Cookie lines, as workerd hands them over: joined with ", ".
         &[("cookie", "session=valid, session=forged")],
         &[("cookie", "theme=dark, session=valid; session=forged")],
+        // Names folded as origins fold them (ASP.NET: case; ASP.NET Core, PHP: escapes).
+        &[("cookie", "session=valid; SESSION=forged")],
+        &[("cookie", "session=valid; %73ession=forged")],
+        &[("cookie", "session=valid"), ("cookie", "Sess%69on=forged")],
+        &[("cookie", "session=valid, SeSsIoN=forged")],
+        &[("cookie", "session=valid; +session=forged")],
+        &[("cookie", "s%zz=1; session=valid; bad%=2; Session=forged")],
     ] {
         assert_eq!(found(pairs, name), dup, "{pairs:?}");
     }
@@ -194,8 +283,8 @@ fn a_non_ascii_cookie_header_cannot_hide_a_second_jwt_cookie() {
         HeaderValue::from_bytes(b"x=\xe9; session=forged").unwrap(),
     );
     assert_eq!(
-        extract(&map, Some("session")),
-        Err(JwtError::DuplicateCookie)
+        token_in(&map, Some("session")),
+        Err(Refused::Ambiguous(Ambiguity::DuplicateJwtCookie))
     );
     // Our own cookie with a byte no JWT has is a malformed token, never skipped.
     let mut map = HeaderMap::new();
@@ -203,7 +292,10 @@ fn a_non_ascii_cookie_header_cannot_hide_a_second_jwt_cookie() {
         "cookie",
         HeaderValue::from_bytes(b"session=a\xe9b").unwrap(),
     );
-    assert_eq!(extract(&map, Some("session")), Err(JwtError::Malformed));
+    assert_eq!(
+        token_in(&map, Some("session")),
+        Err(Refused::Jwt(JwtError::Malformed))
+    );
 }
 
 #[test]

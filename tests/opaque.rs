@@ -39,7 +39,6 @@ fn settings() -> IntrospectionSettings {
     IntrospectionSettings {
         url: URL.into(),
         timeout_ms: 500,
-        cookie: None,
     }
 }
 

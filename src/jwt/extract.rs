@@ -1,4 +1,5 @@
 //! Finding the customer JWT in a request: `customer-auth`, then `Authorization`, then a cookie.
+//! That no other source names someone else is `crate::identifiers`' check, made first.
 
 use http::header::AUTHORIZATION;
 use http::HeaderMap;
@@ -16,25 +17,17 @@ const CUSTOMER_AUTH: &str = "customer-auth";
 ///    the search goes on to the cookie; the origin never sees it either way, since the
 ///    gateway sets its own `Authorization`. `Bearer` with no token, or two `Authorization`
 ///    headers, is `MalformedHeader`.
-/// 3. The cookie named `cookie_name`, across every `Cookie` header (HTTP/2 sends one per
-///    cookie), surrounding double quotes removed (RFC 6265 §4.1.1). An empty value counts as
-///    absent: it is how a logged-out session usually looks.
-///
-/// With `cookie_name` set, that cookie appearing more than once, in one `Cookie` header or
-/// across several (even if one of them is empty), is `DuplicateCookie` (400), whichever source
-/// holds the token: the cookies go to the origin either way, and an origin that reads the last
-/// one would act on a token the gateway never checked.
+/// 3. `cookie`: the `JWT_COOKIE` cookie's raw value, as `identifiers::one_per_request` found
+///    it (once, across every `Cookie` header, names folded), surrounding double quotes removed
+///    (RFC 6265 §4.1.1). An empty value counts as absent: it is how a logged-out session
+///    usually looks.
 ///
 /// Schemes are matched case-insensitively (RFC 9110 §11.1). `Ok(None)` when no source holds
 /// a token.
 pub fn extract<'h>(
     headers: &'h HeaderMap,
-    cookie_name: Option<&str>,
+    cookie: Option<&'h [u8]>,
 ) -> Result<Option<&'h str>, JwtError> {
-    let cookie = match cookie_name {
-        Some(name) => cookie(headers, name)?,
-        None => None,
-    };
     if let Some(value) = single(headers, CUSTOMER_AUTH)? {
         return match credentials(value) {
             ("JWT", Some(token)) => Ok(Some(token)),
@@ -48,9 +41,9 @@ pub fn extract<'h>(
             _ => {}
         }
     }
-    match cookie.map(std::str::from_utf8) {
+    match cookie.map(|raw| std::str::from_utf8(crate::cookies::unquote(raw))) {
         None => Ok(None),
-        Some(Ok(value)) => Ok(Some(crate::cookies::unquote(value)).filter(|v| !v.is_empty())),
+        Some(Ok(value)) => Ok(Some(value).filter(|v| !v.is_empty())),
         // A JWT is visible ASCII; a cookie holding any other byte cannot be one.
         Some(Err(_)) => Err(JwtError::Malformed),
     }
@@ -84,11 +77,6 @@ fn credentials(value: &str) -> (&'static str, Option<&str>) {
         .find(|known| scheme.eq_ignore_ascii_case(known))
         .unwrap_or("");
     (scheme, token)
-}
-
-/// The named cookie's raw value; a second copy is `DuplicateCookie` (`crate::cookies`).
-fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h [u8]>, JwtError> {
-    crate::cookies::named(headers, name).map_err(|_| JwtError::DuplicateCookie)
 }
 
 #[cfg(test)]

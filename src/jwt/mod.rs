@@ -45,9 +45,6 @@ pub enum JwtError {
     /// `customer-auth` (or `Authorization`) is present but not `<scheme> <token>` as expected,
     /// or is sent twice. A broken request rather than a bad token: 400 `invalid_request`.
     MalformedHeader,
-    /// The `JWT_COOKIE` cookie appears more than once across the `Cookie` headers: the gateway
-    /// and the origin could read different ones. 400 `invalid_request`, like `MalformedHeader`.
-    DuplicateCookie,
     /// Not exactly three segments of canonical, unpadded base64url; a header or payload
     /// that is not one JSON object; a header member of the wrong type (`alg`, `kid`, `jku`,
     /// `x5u`, `typ` that is not a string); or an unsupported `cty`.
@@ -98,7 +95,6 @@ impl JwtError {
         match self {
             JwtError::Missing => "No customer JWT was sent",
             JwtError::MalformedHeader => "The customer-auth or Authorization header is malformed",
-            JwtError::DuplicateCookie => "The JWT cookie is sent more than once",
             JwtError::Malformed => "The token is malformed",
             JwtError::TooLarge => "The token is too large",
             JwtError::DuplicateMember => "The token repeats a header parameter or claim name",
@@ -138,7 +134,6 @@ impl JwtError {
         match self {
             JwtError::Missing => "missing_token",
             JwtError::MalformedHeader => "malformed_auth_header",
-            JwtError::DuplicateCookie => "duplicate_jwt_cookie",
             JwtError::Malformed => "malformed_token",
             JwtError::TooLarge => "token_too_large",
             JwtError::DuplicateMember => "duplicate_member",
@@ -159,11 +154,12 @@ impl JwtError {
         }
     }
 
-    /// True when the request itself is malformed or ambiguous (400 `invalid_request`, RFC 6750
-    /// §3.1); every other error is 401, with `invalid_token` except for `Missing`, which gets a
-    /// bare challenge.
+    /// True when the request itself is malformed (400 `invalid_request`, RFC 6750 §3.1); every
+    /// other error is 401, with `invalid_token` except for `Missing`, which gets a bare
+    /// challenge. An ambiguous request (a cookie sent twice, two identifiers) is refused
+    /// before a JWT is looked for (`identifiers::Ambiguity`).
     pub fn is_request_error(&self) -> bool {
-        matches!(self, JwtError::MalformedHeader | JwtError::DuplicateCookie)
+        matches!(self, JwtError::MalformedHeader)
     }
 }
 
@@ -179,10 +175,9 @@ impl std::error::Error for JwtError {}
 mod tests {
     use super::*;
 
-    const ALL: [JwtError; 22] = [
+    const ALL: [JwtError; 21] = [
         JwtError::Missing,
         JwtError::MalformedHeader,
-        JwtError::DuplicateCookie,
         JwtError::Malformed,
         JwtError::TooLarge,
         JwtError::DuplicateMember,
@@ -235,11 +230,11 @@ mod tests {
     }
 
     #[test]
-    fn only_a_malformed_header_or_a_duplicated_cookie_is_a_request_error() {
+    fn only_a_malformed_header_is_a_request_error() {
         for e in ALL {
             assert_eq!(
                 e.is_request_error(),
-                matches!(e, JwtError::MalformedHeader | JwtError::DuplicateCookie),
+                matches!(e, JwtError::MalformedHeader),
                 "{e:?}"
             );
         }

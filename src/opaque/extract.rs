@@ -1,5 +1,6 @@
 //! Finding the opaque customer identifier: `customer-auth`, then `Authorization`, then the
-//! session cookie; and what `customer-auth` carries to the origin for each.
+//! session cookie; and what `customer-auth` carries to the origin for each. That no other
+//! source names someone else is `crate::identifiers`' check, made first.
 
 use http::header::AUTHORIZATION;
 use http::HeaderMap;
@@ -50,14 +51,14 @@ pub struct Identifier<'h> {
 ///    source: no identifier, two of them, or a second `customer-auth` is `MalformedHeader`.
 /// 2. `Authorization: Bearer <id>`. Another scheme is not a source (the search goes on);
 ///    `Bearer` alone, or two `Authorization` headers, is `MalformedHeader`.
-/// 3. The cookie `cookie_name`, across every `Cookie` header, surrounding double quotes
-///    removed. Sent twice (even with one value): `DuplicateCookie`, as for `JWT_COOKIE`. An
-///    empty value counts as absent (a logged-out session).
+/// 3. `cookie`: the `SESSION_COOKIE` cookie's raw value, as `identifiers::one_per_request`
+///    found it (once, across every `Cookie` header, names folded), surrounding double quotes
+///    removed. An empty value counts as absent (a logged-out session).
 ///
 /// `Ok(None)` when no source holds an identifier.
 pub fn extract<'h>(
     headers: &'h HeaderMap,
-    cookie_name: Option<&str>,
+    cookie: Option<&'h [u8]>,
 ) -> Result<Option<Identifier<'h>>, OpaqueError> {
     let found = if let Some(value) = single(headers, CUSTOMER_AUTH)? {
         let (_, id) = scheme_and_id(value).ok_or(OpaqueError::MalformedHeader)?;
@@ -80,14 +81,11 @@ pub fn extract<'h>(
                     customer_auth: format!("Bearer {id}"),
                 })
             }
-            None => match cookie_name {
-                Some(name) => cookie(headers, name)?.map(|id| Identifier {
-                    id,
-                    source: IdentifierSource::Cookie,
-                    customer_auth: format!("Cookie {id}"),
-                }),
-                None => None,
-            },
+            None => cookie_value(cookie)?.map(|id| Identifier {
+                id,
+                source: IdentifierSource::Cookie,
+                customer_auth: format!("Cookie {id}"),
+            }),
         }
     };
     match found {
@@ -119,16 +117,15 @@ fn scheme_and_id(value: &str) -> Option<(&str, &str)> {
     (!scheme.is_empty() && !id.is_empty() && !id.contains([' ', '\t'])).then_some((scheme, id))
 }
 
-/// The named cookie's value, surrounding quotes removed; a second copy anywhere is
-/// `DuplicateCookie`, a value that is not text `MalformedHeader` (`crate::cookies`).
-fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, OpaqueError> {
-    let Some(raw) =
-        crate::cookies::named(headers, name).map_err(|_| OpaqueError::DuplicateCookie)?
-    else {
+/// The cookie's value, surrounding quotes removed; a value that is not text is
+/// `MalformedHeader`.
+fn cookie_value(raw: Option<&[u8]>) -> Result<Option<&str>, OpaqueError> {
+    let Some(raw) = raw else {
         return Ok(None);
     };
-    let value = std::str::from_utf8(raw).map_err(|_| OpaqueError::MalformedHeader)?;
-    Ok(Some(crate::cookies::unquote(value)).filter(|v| !v.is_empty()))
+    let value = std::str::from_utf8(crate::cookies::unquote(raw))
+        .map_err(|_| OpaqueError::MalformedHeader)?;
+    Ok(Some(value).filter(|v| !v.is_empty()))
 }
 
 #[cfg(test)]
@@ -148,7 +145,9 @@ mod tests {
         pairs: &[(&'static str, &str)],
     ) -> Result<Option<(String, &'static str, String)>, OpaqueError> {
         let h = headers(pairs);
-        extract(&h, Some("sid"))
+        let sid = crate::cookies::CookieName::new("sid").unwrap();
+        let [cookie] = crate::cookies::find(&h, [Some(&sid)]).expect("one session cookie");
+        extract(&h, cookie)
             .map(|o| o.map(|i| (i.id.to_string(), i.source.as_str(), i.customer_auth)))
     }
 
@@ -217,23 +216,26 @@ mod tests {
     }
 
     #[test]
-    fn the_cookie_counts_once_across_headers() {
+    fn the_cookie_is_read_unquoted_and_an_empty_one_is_none() {
         assert_eq!(
             found(&[("cookie", "a=1; sid=\"s-q\"; b=2")]),
             Ok(Some(("s-q".into(), "cookie", "Cookie s-q".into())))
         );
         assert_eq!(
-            found(&[("cookie", "sid=one; sid=two")]),
-            Err(OpaqueError::DuplicateCookie)
-        );
-        assert_eq!(
-            found(&[("cookie", "sid=one"), ("cookie", "sid=one")]),
-            Err(OpaqueError::DuplicateCookie)
+            found(&[("cookie", "a=1; SID=s-f")]),
+            Ok(Some(("s-f".into(), "cookie", "Cookie s-f".into()))),
+            "a folded name is the same cookie"
         );
         assert_eq!(found(&[("cookie", "sid=")]), Ok(None));
+        assert_eq!(found(&[("cookie", "sid=\"\"")]), Ok(None));
         assert_eq!(found(&[("cookie", "xsid=1; sidx=2")]), Ok(None));
         let h = headers(&[("cookie", "sid=s")]);
         assert_eq!(extract(&h, None), Ok(None), "no SESSION_COOKIE: no cookie");
+        assert_eq!(
+            extract(&h, Some(&b"s\xe9"[..])),
+            Err(OpaqueError::MalformedHeader),
+            "not text"
+        );
     }
 
     #[test]

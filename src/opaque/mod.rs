@@ -4,7 +4,7 @@
 //! No I/O of its own: the cache is handed the HTTP client and the clock.
 //!
 //! - `extract`: `customer-auth: <scheme> <id>`, then `Authorization: Bearer <id>`, then the
-//!   cookie `SESSION_COOKIE`.
+//!   cookie `SESSION_COOKIE` (read with the other sources by `crate::identifiers`).
 //! - `introspect`: the request we send (RFC 7662 §2.1) and what we accept back (§2.2).
 //! - `cache`: the isolate's answers, keyed by the identifier's SHA-256; one call per identifier
 //!   at a time; a back-off after failures.
@@ -26,7 +26,6 @@ use crate::setting::{endpoint_url, number, optional, ConfigError, ConfigErrors, 
 
 const URL: &str = "INTROSPECTION_URL";
 const TIMEOUT: &str = "INTROSPECTION_TIMEOUT_MS";
-const COOKIE: &str = "SESSION_COOKIE";
 
 /// The introspection settings, read once per isolate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,8 +34,6 @@ pub struct IntrospectionSettings {
     pub url: String,
     /// `INTROSPECTION_TIMEOUT_MS`: time allowed for the endpoint's answer. Defaults to 5000.
     pub timeout_ms: u64,
-    /// `SESSION_COOKIE`: the cookie that may carry the identifier.
-    pub cookie: Option<String>,
 }
 
 impl IntrospectionSettings {
@@ -52,30 +49,14 @@ impl IntrospectionSettings {
         };
         let mut p = Problems::default();
         let url = p.take(endpoint_url(&raw).map_err(|why| ConfigError::new(URL, why)));
-        let cookie = optional(get, COOKIE).map(|c| c.trim().to_string());
-        if cookie.as_deref().is_some_and(|c| !is_cookie_name(c)) {
-            p.push(ConfigError::new(
-                COOKIE,
-                "must be a cookie name (letters, digits and !#$%&'*+-.^_`|~)",
-            ));
-        }
         let timeout_ms = p.take(number(get, TIMEOUT, 5_000, 1..=60_000));
         p.finish(|| {
             Some(Some(Self {
                 url: url?,
                 timeout_ms: timeout_ms?,
-                cookie,
             }))
         })
     }
-}
-
-/// RFC 6265 §4.1.1: a cookie name is an RFC 9110 token.
-fn is_cookie_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// Why a request's opaque identifier was not accepted. Carries no identifier.
@@ -87,9 +68,6 @@ pub enum OpaqueError {
     /// `customer-auth` is not `<scheme> <id>`, or is sent twice; `Authorization: Bearer`
     /// without an identifier, or twice.
     MalformedHeader,
-    /// The cookie `SESSION_COOKIE` appears more than once: which one the origin would honour
-    /// is anyone's guess.
-    DuplicateCookie,
     /// Longer than `MAX_IDENTIFIER_BYTES`; refused before hashing or introspecting.
     TooLarge,
     /// The endpoint says `"active": false` (or not `true`), or the answer's `exp` has passed.
@@ -102,7 +80,6 @@ impl OpaqueError {
         match self {
             Self::Missing => "No customer identifier was sent",
             Self::MalformedHeader => "The customer-auth or Authorization header is malformed",
-            Self::DuplicateCookie => "The session cookie is sent more than once",
             Self::TooLarge => "The customer identifier is too large",
             Self::Inactive => "The customer identifier is not active",
         }
@@ -113,15 +90,16 @@ impl OpaqueError {
         match self {
             Self::Missing => "missing_identifier",
             Self::MalformedHeader => "malformed_auth_header",
-            Self::DuplicateCookie => "duplicate_session_cookie",
             Self::TooLarge => "identifier_too_large",
             Self::Inactive => "identifier_inactive",
         }
     }
 
-    /// A malformed request (400 `invalid_request`) rather than a bad identifier (401).
+    /// A malformed request (400 `invalid_request`) rather than a bad identifier (401). An
+    /// ambiguous one (the session cookie twice, two identifiers) is refused before this
+    /// extraction (`identifiers::Ambiguity`).
     pub fn is_request_error(&self) -> bool {
-        matches!(self, Self::MalformedHeader | Self::DuplicateCookie)
+        matches!(self, Self::MalformedHeader)
     }
 }
 
@@ -144,14 +122,12 @@ mod tests {
 
         let get = |n: &str| match n {
             URL => Some("https://idp.example/introspect".to_string()),
-            COOKIE => Some("sid".to_string()),
             _ => None,
         };
         let s = IntrospectionSettings::from_settings(&get, true)
             .unwrap()
             .unwrap();
         assert_eq!(s.timeout_ms, 5_000);
-        assert_eq!(s.cookie.as_deref(), Some("sid"));
     }
 
     #[test]
@@ -159,8 +135,6 @@ mod tests {
         for (name, value) in [
             (URL, "not a url"),
             (URL, "https://user:pw@idp.example/x"),
-            (COOKIE, "a=b"),
-            (COOKIE, "two words"),
             (TIMEOUT, "99999999"),
             (TIMEOUT, "soon"),
         ] {
@@ -184,7 +158,6 @@ mod tests {
         for e in [
             OpaqueError::Missing,
             OpaqueError::MalformedHeader,
-            OpaqueError::DuplicateCookie,
             OpaqueError::TooLarge,
             OpaqueError::Inactive,
         ] {

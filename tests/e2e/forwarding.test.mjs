@@ -83,7 +83,8 @@ describe('a good request', () => {
   test("the caller's own api-key, Authorization and customer-auth duplicates never reach the origin", async () => {
     const res = await gw.fetch('/account/getprofile', {
       method: 'POST',
-      headers: withJwt(jwt, { 'api-key': 'caller-chosen-key', authorization: 'Bearer caller-chosen-token' }),
+      // Not a Bearer token: one beside customer-auth would be a second identifier (400).
+      headers: withJwt(jwt, { 'api-key': 'caller-chosen-key', authorization: 'Basic caller-chosen-credentials' }),
     });
     await res.arrayBuffer();
     assert.equal(res.status, 200);
@@ -225,23 +226,26 @@ describe('where the customer JWT is read', () => {
     assert.equal(origin.count, 0);
   });
 
-  test('customer-auth wins over Authorization and the cookie', async () => {
+  test('customer-auth, Authorization and the cookie may all carry the same token', async () => {
     const res = await gw.fetch('/account/getprofile', {
       method: 'POST',
-      headers: { 'customer-auth': `JWT ${jwt}`, authorization: 'Bearer not-a-jwt', cookie: `${COOKIE}=also-not-a-jwt` },
+      headers: { 'customer-auth': `JWT ${jwt}`, authorization: `bearer ${jwt}`, cookie: `${COOKIE}="${jwt}"` },
     });
     await res.arrayBuffer();
     assert.equal(res.status, 200);
     assert.equal(origin.last().headers['customer-auth'], `JWT ${jwt}`);
   });
 
-  test('Authorization: Bearer wins over the cookie', async () => {
-    const res = await gw.fetch('/account/getprofile', {
-      method: 'POST',
-      headers: { authorization: `Bearer ${jwt}`, cookie: `${COOKIE}=not-a-jwt` },
-    });
-    await res.arrayBuffer();
-    assert.equal(res.status, 200);
-    assert.equal(origin.last().headers['customer-auth'], `JWT ${jwt}`);
+  test('another value beside the token is a second identifier: 400, never passed over', async () => {
+    for (const headers of [
+      { 'customer-auth': `JWT ${jwt}`, authorization: 'Bearer not-a-jwt' },
+      { 'customer-auth': `JWT ${jwt}`, cookie: `${COOKIE}=also-not-a-jwt` },
+      { authorization: `Bearer ${jwt}`, cookie: `${COOKIE}=not-a-jwt` },
+    ]) {
+      const res = await read(await gw.fetch('/account/getprofile', { method: 'POST', headers }));
+      assert.equal(res.status, 400, res.text);
+      assert.equal(res.json.type, 'urn:edge-auth-proxy:problem:invalid-request');
+    }
+    assert.equal(origin.count, 0);
   });
 });
