@@ -241,11 +241,15 @@ async function outageRun(dependency, { n, coordinator }) {
       bindings = { ...rest, JWKS_URL: provider.url };
       const [oldJwt, newJwt] = await Promise.all([signJwt(key), signJwt(rotated)]);
       let k = 0;
-      requestHeaders = () => withJwt(++k % 2 ? oldJwt : newJwt);
+      let rotatedIn = false;
+      requestHeaders = () => withJwt(rotatedIn && ++k % 2 ? newJwt : oldJwt);
       setDown = (down) => {
         // The rotation happens as the outage begins: the new key is published while nobody
-        // can fetch it, and tokens signed with it start arriving.
-        if (down) provider.setKeys(jwks(key, rotated));
+        // can fetch it, and from then on half the tokens arriving are signed with it.
+        if (down) {
+          provider.setKeys(jwks(key, rotated));
+          rotatedIn = true;
+        }
         provider.setDown(down);
       };
       calls = () => provider.count;
