@@ -9,7 +9,8 @@
 //
 // Settings (environment): BENCH_FLEET_LIFETIME (token lifetime, s; 20), BENCH_FLEET_LIFETIMES
 // (lifetimes per run; 2), BENCH_FLEET_RATE (requests per second per isolate; 4),
-// BENCH_FLEET_SIZES (1,4,16), BENCH_FLEET_PHASES (calls,latency,outage).
+// BENCH_FLEET_SIZES (1,4,16), BENCH_FLEET_PHASES (calls,latency,outage), BENCH_FLEET_OUTAGES
+// (token,jwks,introspection).
 //
 // Phases:
 // 1. `calls`: for each N and with/without the coordinator, every isolate gets a request every
@@ -19,15 +20,19 @@
 // 2. `latency`: what the coordinator adds to a cold request (an isolate with an empty memory and
 //    KV whose token comes from the coordinator, against one that calls the endpoint itself) and
 //    to a warm one (token in memory), from the request log's `token_ms` and the wall clock.
-// 3. `outage`: with the largest N, the token endpoint down for one lifetime while requests keep
-//    coming, then up again for one lifetime; with and without the coordinator.
+// 3. `outage`: with the largest N, one dependency down for one lifetime while requests keep
+//    coming, then up again for one lifetime: the token endpoint (with and without the
+//    coordinator), the key set (a key rotated in during the outage) and the introspection
+//    endpoint (sessions never seen before). The table shows the 503s and 401s answered after the
+//    dependency was back: there should be none.
 
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
-import { CLIENT_ID, CLIENT_SECRET, ROOT, baseBindings, sleep, withJwt } from '../tests/e2e/harness.mjs';
+import { CLIENT_ID, CLIENT_SECRET, ISSUER, ROOT, baseBindings, sleep, withJwt } from '../tests/e2e/harness.mjs';
 import { startFleet } from '../tests/e2e/fleet.mjs';
-import { makeKey, signJwt, startOrigin, startTokenEndpoint } from '../tests/e2e/servers.mjs';
+import { startIntrospection } from '../tests/e2e/introspection.mjs';
+import { jwks, makeKey, signJwt, startJwksServer, startOrigin, startTokenEndpoint } from '../tests/e2e/servers.mjs';
 
 const QUICK = process.env.BENCH_QUICK === '1';
 const num = (name, dflt) => Number(process.env[name] ?? dflt);
@@ -35,9 +40,15 @@ const LIFETIME_S = num('BENCH_FLEET_LIFETIME', QUICK ? 10 : 20);
 const LIFETIMES = num('BENCH_FLEET_LIFETIMES', QUICK ? 2 : 2);
 const RATE = num('BENCH_FLEET_RATE', 4);
 const SIZES = (process.env.BENCH_FLEET_SIZES ?? (QUICK ? '1,4' : '1,4,16')).split(',').map(Number);
-const OUT = path.join(ROOT, 'bench/results', QUICK ? 'fleet-quick.json' : 'fleet.json');
+// BENCH_FLEET_OUT: another results file (a run against another build, say).
+const OUT = process.env.BENCH_FLEET_OUT
+  ? path.resolve(process.env.BENCH_FLEET_OUT)
+  : path.join(ROOT, 'bench/results', QUICK ? 'fleet-quick.json' : 'fleet.json');
 // BENCH_FLEET_PHASES=latency,outage reruns some phases and keeps the others' results in OUT.
 const PHASES = (process.env.BENCH_FLEET_PHASES ?? 'calls,latency,outage').split(',');
+// The dependencies the outage phase takes down, one run each (the token endpoint twice: with
+// and without the coordinator).
+const OUTAGES = (process.env.BENCH_FLEET_OUTAGES ?? 'token,jwks,introspection').split(',');
 
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -88,6 +99,7 @@ async function drive(s, ms) {
   const statuses = {};
   let other = 0;
   let last503 = null;
+  let last401 = null;
   const period = 1000 / RATE;
   await Promise.all(
     Array.from({ length: s.n }, async (_, i) => {
@@ -100,6 +112,7 @@ async function drive(s, ms) {
           statuses[r.status] = (statuses[r.status] ?? 0) + 1;
           if (r.status === 503 && !r.retryAfter) other++;
           if (r.status === 503) last503 = Date.now() - begun;
+          if (r.status === 401) last401 = Date.now() - begun;
         } catch {
           other++;
         }
@@ -108,14 +121,21 @@ async function drive(s, ms) {
       }
     }),
   );
-  return { statuses, malformed: other, last503 };
+  return { statuses, malformed: other, last503, last401 };
 }
 
 function summarize(statuses, malformed) {
   const total = Object.values(statuses).reduce((a, b) => a + b, 0);
   const ok = statuses[200] ?? 0;
   const unavailable = statuses[503] ?? 0;
-  return { requests: total, ok, unavailable_503: unavailable, errors: total - ok - unavailable + malformed };
+  const unauthorized = statuses[401] ?? 0;
+  return {
+    requests: total,
+    ok,
+    unavailable_503: unavailable,
+    unauthorized_401: unauthorized,
+    errors: total - ok - unavailable - unauthorized + malformed,
+  };
 }
 
 async function callsPhase() {
@@ -184,39 +204,137 @@ async function latencyPhase() {
   return out;
 }
 
+/**
+ * One outage run: `n` isolates against a dependency that goes down for one lifetime and comes
+ * back for one, requests kept coming at RATE per isolate throughout. `dependency`:
+ * - `token`: the token endpoint drops every connection (isolates lose their token when it
+ *   expires during the outage); with and without the coordinator;
+ * - `jwks`: keys from `JWKS_URL`; the provider answers 503 and, as the outage begins, rotates in
+ *   a new key; half the requests carry a token signed with that new key;
+ * - `introspection`: an `opaque` route; every request carries a session never seen before, so
+ *   each needs the endpoint, which drops every connection.
+ * Counted per phase: answers by status, and 401s (a valid token refused: the gateway blaming
+ * the caller for its own missing keys).
+ */
+async function outageRun(dependency, { n, coordinator }) {
+  const [origin, token, key, rotated] = await Promise.all([
+    startOrigin(),
+    startTokenEndpoint({ clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, expiresIn: LIFETIME_S }),
+    makeKey('RS256'),
+    makeKey('RS256'),
+  ]);
+  const servers = [origin, token];
+  let bindings = baseBindings({ origin, token, key });
+  let setDown;
+  let calls;
+  let requestHeaders;
+  try {
+    if (dependency === 'token') {
+      const jwt = await signJwt(key);
+      requestHeaders = () => withJwt(jwt);
+      setDown = (down) => token.setMode(down ? 'down' : 'ok');
+      calls = () => token.count;
+    } else if (dependency === 'jwks') {
+      const provider = await startJwksServer(jwks(key), { cacheControl: 'max-age=600' });
+      servers.push(provider);
+      const { JWT_JWKS: _inline, ...rest } = bindings;
+      bindings = { ...rest, JWKS_URL: provider.url };
+      const [oldJwt, newJwt] = await Promise.all([signJwt(key), signJwt(rotated)]);
+      let k = 0;
+      let rotatedIn = false;
+      requestHeaders = () => withJwt(rotatedIn && ++k % 2 ? newJwt : oldJwt);
+      setDown = (down) => {
+        // The rotation happens as the outage begins: the new key is published while nobody
+        // can fetch it, and from then on half the tokens arriving are signed with it.
+        if (down) {
+          provider.setKeys(jwks(key, rotated));
+          rotatedIn = true;
+        }
+        provider.setDown(down);
+      };
+      calls = () => provider.count;
+    } else if (dependency === 'introspection') {
+      const idp = await startIntrospection({ clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, issuer: ISSUER });
+      servers.push(idp);
+      bindings = { ...bindings, ROUTES: JSON.stringify([{ prefix: '/account', auth: 'opaque' }]), INTROSPECTION_URL: idp.url };
+      requestHeaders = () => ({ 'customer-auth': `Session ${idp.login('fleet-customer')}` });
+      setDown = (down) => idp.setMode(down ? 'down' : 'ok');
+      calls = () => idp.count;
+    } else {
+      throw new Error(`unknown outage dependency ${dependency}`);
+    }
+  } catch (err) {
+    await Promise.all(servers.map((x) => x.close()));
+    throw err;
+  }
+  const fleet = await startFleet({ bindings, n, coordinator, verbose: false });
+  const s = {
+    n,
+    async call(i) {
+      const res = await fleet.fetch(i, '/account/getprofile', { method: 'POST', headers: requestHeaders(), body: '{}' });
+      await res.arrayBuffer();
+      return { status: res.status, retryAfter: res.headers.get('retry-after') };
+    },
+  };
+  try {
+    // Warm: every isolate holds a token and, where there is one, the key set.
+    await drive(s, 2_000);
+    const before = calls();
+    setDown(true);
+    const down = await drive(s, LIFETIME_S * 1000);
+    const duringOutage = calls() - before;
+    setDown(false);
+    const afterDown = calls();
+    const up = await drive(s, LIFETIME_S * 1000);
+    const row = {
+      dependency,
+      n,
+      coordinator,
+      outage_s: LIFETIME_S,
+      calls_during_outage: duringOutage,
+      calls_after_recovery: calls() - afterDown,
+      during_outage: summarize(down.statuses, down.malformed),
+      after_recovery: summarize(up.statuses, up.malformed),
+      // How long after the dependency came back the last 503 (and 401) was answered.
+      last_503_after_recovery_ms: up.last503,
+      last_401_after_recovery_ms: up.last401,
+    };
+    console.error(JSON.stringify(row));
+    return row;
+  } finally {
+    await fleet.dispose();
+    await Promise.all(servers.map((x) => x.close()));
+  }
+}
+
 async function outagePhase() {
   const n = Math.max(...SIZES);
   const rows = [];
-  for (const coordinator of [false, true]) {
-    const s = await stack({ n, coordinator });
-    try {
-      // Warm: every isolate holds a token.
-      await drive(s, 2_000);
-      const before = s.token.count;
-      s.token.setMode('down');
-      const down = await drive(s, LIFETIME_S * 1000);
-      const duringOutage = s.token.count - before;
-      s.token.setMode('ok');
-      const afterDown = s.token.count;
-      const up = await drive(s, LIFETIME_S * 1000);
-      const row = {
-        n,
-        coordinator,
-        outage_s: LIFETIME_S,
-        token_calls_during_outage: duringOutage,
-        token_calls_after_recovery: s.token.count - afterDown,
-        during_outage: summarize(down.statuses, down.malformed),
-        after_recovery: summarize(up.statuses, up.malformed),
-        // How long after the endpoint came back the last 503 was answered.
-        last_503_after_recovery_ms: up.last503,
-      };
-      rows.push(row);
-      console.error(JSON.stringify(row));
-    } finally {
-      await s.close();
+  for (const dependency of OUTAGES) {
+    // The coordinator holds the access token only: the other dependencies run without it.
+    for (const coordinator of dependency === 'token' ? [false, true] : [false]) {
+      rows.push(await outageRun(dependency, { n, coordinator }));
     }
   }
   return rows;
+}
+
+function outageTable(outage) {
+  const lines = [
+    '| dependency down | coordinator | calls while down | 503 / 401 while down | calls after recovery | 503 / 401 after recovery (of requests) | last 503 / 401 after recovery |',
+    '|---|---|---:|---:|---:|---:|---:|',
+  ];
+  const ms = (x) => (x == null ? '—' : `${(x / 1000).toFixed(1)} s`);
+  for (const o of outage) {
+    const d = o.during_outage;
+    const a = o.after_recovery;
+    lines.push(
+      `| ${o.dependency ?? 'token'} (N = ${o.n}) | ${o.coordinator ? 'with' : 'without'} | ${o.calls_during_outage ?? o.token_calls_during_outage} | ` +
+        `${d.unavailable_503} / ${d.unauthorized_401 ?? '?'} of ${d.requests} | ${o.calls_after_recovery ?? o.token_calls_after_recovery} | ` +
+        `${a.unavailable_503} / ${a.unauthorized_401 ?? '?'} of ${a.requests} | ${ms(o.last_503_after_recovery_ms)} / ${ms(o.last_401_after_recovery_ms)} |`,
+    );
+  }
+  return lines.join('\n');
 }
 
 function table(calls) {
@@ -249,13 +367,7 @@ const result = {
 };
 mkdirSync(path.dirname(OUT), { recursive: true });
 writeFileSync(OUT, `${JSON.stringify(result, null, 2)}\n`);
-console.log(table(calls));
-console.log(`\ncold isolate: +${latency.added_cold_ms} ms with the coordinator; warm: +${latency.added_warm_ms} ms`);
-for (const o of outage) {
-  console.log(
-    `outage N=${o.n} ${o.coordinator ? 'with' : 'without'}: ${o.token_calls_during_outage} token calls in ${o.outage_s} s down, ` +
-      `${o.during_outage.ok} ok / ${o.during_outage.unavailable_503} 503 / ${o.during_outage.errors} errors; after recovery ${o.token_calls_after_recovery} calls, ` +
-      `${o.after_recovery.unavailable_503} 503 (the last ${o.last_503_after_recovery_ms} ms after), ${o.after_recovery.errors} errors`,
-  );
-}
+if (calls) console.log(table(calls));
+if (latency) console.log(`\ncold isolate: +${latency.added_cold_ms} ms with the coordinator; warm: +${latency.added_warm_ms} ms`);
+if (outage) console.log(`\n${outageTable(outage)}`);
 console.log(`\nwrote ${path.relative(ROOT, OUT)} in ${result.duration_s} s`);

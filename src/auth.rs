@@ -1,13 +1,15 @@
 //! The authenticate phase: a token already verified in this isolate is taken from memory;
 //! otherwise the key set (configured, or `JWKS_URL`'s via `jwks`) checks it, with one
-//! rate-limited refetch when it names a `kid` the set lacks. With `JWT_PROVIDERS` each
+//! rate-limited refetch when it names a `kid` the set lacks. While the provider's set cannot be
+//! fetched, such a token is 503 (`KeysUnavailable`), never 401: the gateway's keys are missing,
+//! not the caller's token at fault. With `JWT_PROVIDERS` each
 //! provider has its own key set cache, and its own share of the memory (the provider's id is
 //! part of the memory's key), so a token is never remembered as valid for another provider.
 
 use std::rc::Rc;
 
 use crate::io::{Clock, Platform};
-use crate::jwks::{JwksCache, JwksEvent, Keys, KeysUnavailable};
+use crate::jwks::{JwksCache, JwksEvent, Keys, KeysUnavailable, KidLookup};
 use crate::jwt::{
     self, JwtError, JwtSettings, SignatureVerifier, TokenDigest, VerifiedCache, VerifiedToken,
     MAX_TOKEN_BYTES,
@@ -121,7 +123,7 @@ impl Authenticator {
         let Some(jwks) = self.jwks.get(provider) else {
             return (Err(AuthError::Jwt(JwtError::WrongIssuer)), None);
         };
-        let (keys, mut event, remote_missing) = match jwks.keys(settings, p).await {
+        let (keys, mut event, mut remote_missing) = match jwks.keys(settings, p).await {
             Ok(view) => (view.keys, view.event, None),
             Err(unavailable) => (
                 jwks.configured(settings),
@@ -145,13 +147,18 @@ impl Authenticator {
         if result == Err(JwtError::UnknownKid) && remote_missing.is_none() {
             // The header parsed (the token got as far as the keys).
             if let Some(kid) = jwt::header_kid(token) {
-                let (newer, refetch) = jwks.refetch_for_kid(&kid, settings, p).await;
+                let (lookup, refetch) = jwks.refetch_for_kid(&kid, settings, p).await;
                 event = refetch.or(event);
-                if let Some(newer) = newer {
-                    let now_secs = clock.now_ms() / 1000;
-                    result = self
-                        .verify(token, &digest, settings, &newer, now_secs, verifier)
-                        .await;
+                match lookup {
+                    KidLookup::Found(newer) => {
+                        let now_secs = clock.now_ms() / 1000;
+                        result = self
+                            .verify(token, &digest, settings, &newer, now_secs, verifier)
+                            .await;
+                    }
+                    KidLookup::Unknown => {}
+                    // The provider cannot be asked: its key may well exist.
+                    KidLookup::Unavailable(unavailable) => remote_missing = Some(unavailable),
                 }
             }
         }

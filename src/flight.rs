@@ -9,9 +9,7 @@
 //! future, a `wait_until` task the runtime gave up on), so a mark older than the caller's
 //! `abandon_after_ms` no longer counts as running.
 //!
-//! After a failed fill, both caches leave their upstream alone for a back-off that doubles
-//! with each failure in a row (`backoff_ms`), and tell callers when to retry
-//! (`retry_after_secs`).
+//! What happens after a failed fill is `crate::breaker`'s.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -19,16 +17,6 @@ use std::rc::Rc;
 /// How often a request waiting on another request's fill looks again: small next to a round
 /// trip to an identity provider.
 pub const POLL_MS: u64 = 10;
-
-/// The first back-off after a failed fill; it doubles with each failure in a row up to the cap.
-pub const FIRST_BACKOFF_MS: u64 = 2_000;
-pub const MAX_BACKOFF_MS: u64 = 60_000;
-
-/// How long to leave an upstream alone after `failures` failed fills in a row.
-pub fn backoff_ms(failures: u32) -> u64 {
-    let doublings = failures.saturating_sub(1).min(16);
-    (FIRST_BACKOFF_MS << doublings).min(MAX_BACKOFF_MS)
-}
 
 /// `Retry-After` in whole seconds until `until_ms`: at least 1.
 pub fn retry_after_secs(until_ms: u64, now_ms: u64) -> u64 {
@@ -120,12 +108,9 @@ mod tests {
     }
 
     #[test]
-    fn backoff_doubles_to_a_cap() {
-        assert_eq!(backoff_ms(1), 2_000);
-        assert_eq!(backoff_ms(2), 4_000);
-        assert_eq!(backoff_ms(6), 60_000);
-        assert_eq!(backoff_ms(u32::MAX), 60_000);
+    fn retry_after_is_whole_seconds_and_at_least_one() {
         assert_eq!(retry_after_secs(1_001, 0), 2);
+        assert_eq!(retry_after_secs(1_000, 0), 1);
         assert_eq!(retry_after_secs(0, 5), 1);
     }
 

@@ -86,6 +86,12 @@ pub async fn vouch_opaque<'h, P: Platform>(
             log.introspection = Some(source.as_str());
             Err(GatewayError::Opaque(OpaqueError::Inactive))
         }
+        // This identifier's answer could not be used: refused like an inactive one.
+        Err(Unvouched::Unusable(cause)) => {
+            log.introspection = Some("endpoint");
+            log.introspection_error = Some(cause.code());
+            Err(GatewayError::Opaque(OpaqueError::Inactive))
+        }
         Err(Unvouched::Unavailable(unavailable)) => {
             if unavailable.called_endpoint {
                 log.introspection = Some("endpoint");

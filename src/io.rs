@@ -119,8 +119,10 @@ pub enum HttpError {
     Timeout,
     /// Connection refused, DNS, TLS, reset: the message is the platform's, for logs.
     Unreachable(String),
-    /// A body could not be read, or was larger than the caller's limit.
+    /// A body could not be read (the connection broke off, say).
     Body(String),
+    /// A body was larger than the caller's limit: the answer arrived, and it was too much.
+    TooLarge,
 }
 
 /// A body read as far as a limit: whole when it fits, else handed back still streaming (with

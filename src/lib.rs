@@ -45,6 +45,8 @@
 //! - `bounded`: a map bounded in entries and bytes, oldest out first: every per-isolate memory
 //!   of what callers sent.
 //! - `flight`: one fill at a time per isolate, without sharing futures between requests.
+//! - `breaker`: a dependency after a failure (token endpoint, key set, introspection): one
+//!   probe at a time, one per half second, the first good answer ends the back-off.
 //! - `token`: the client-credentials grant and the isolate's token cache (memory, KV,
 //!   endpoint; one fill at a time; refresh ahead of expiry; drop after an origin 401;
 //!   back-off after failures), and the token coordinator that runs the same cache once for
@@ -67,6 +69,7 @@
 
 pub mod auth;
 pub mod bounded;
+pub mod breaker;
 pub mod challenge;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod check_config;

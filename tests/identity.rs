@@ -276,13 +276,44 @@ fn an_unreachable_endpoint_is_503_with_retry_after_and_nothing_forwarded() {
     });
     let (resp, log) = send(&gw, &svc, "/session/x", &[("cookie", "sid=s-1")]);
     assert_eq!(resp.status, 503);
-    assert_eq!(resp.headers["retry-after"], "2");
+    assert_eq!(resp.headers["retry-after"], "1");
     assert_eq!(log.introspection_error, Some("introspection_unreachable"));
+    // The next request waits for the next probe (its own, half a second later): 503 again.
     let (resp, log) = send(&gw, &svc, "/session/x", &[("cookie", "sid=s-2")]);
     assert_eq!(resp.status, 503);
-    assert_eq!(log.introspection_error, Some("backing_off"));
-    assert_eq!(svc.http.calls_to(INTROSPECT).len(), 1);
+    assert_eq!(resp.headers["retry-after"], "1");
+    assert_eq!(log.introspection_error, Some("introspection_unreachable"));
+    assert_eq!(svc.http.calls_to(INTROSPECT).len(), 2);
     assert!(origin_calls(&svc).is_empty());
+}
+
+#[test]
+fn a_bad_introspection_answer_refuses_that_session_only_and_costs_no_one_else_anything() {
+    let svc = services(&[
+        ("s-good", session("g", "profile")),
+        (
+            "s-bad",
+            json!({"active": true, "iss": ISSUER, "sub": "b", "exp": "soon"}),
+        ),
+    ]);
+    let gw = gateway(&vars(&[]));
+    let (resp, log) = send(&gw, &svc, "/session/x", &[("cookie", "sid=s-bad")]);
+    assert_eq!(resp.status, 401);
+    assert!(resp.headers["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .starts_with("Bearer realm=\"edge-auth-proxy\", error=\"invalid_token\""));
+    assert_eq!(log.introspection_error, Some("introspection_bad_time"));
+    assert_eq!(log.config_error, None);
+    // Another session in the same instant: served, nothing backed off.
+    let (resp, log) = send(&gw, &svc, "/session/x", &[("cookie", "sid=s-good")]);
+    assert_eq!(resp.status, 200);
+    assert_eq!(log.introspection, Some("endpoint"));
+    assert_eq!(
+        origin_calls(&svc).len(),
+        1,
+        "only the good one reached the origin"
+    );
 }
 
 #[test]

@@ -385,13 +385,15 @@ fn with_no_set_at_all_the_request_gets_503_and_the_provider_is_left_alone() {
     };
     assert_eq!(u.cause, JwksFailure::Unreachable);
     assert!(u.retry_after_secs >= 1);
-    for _ in 0..20 {
-        assert!(matches!(
-            w.check(&token),
-            Err(AuthError::KeysUnavailable(_))
-        ));
-    }
-    assert_eq!(w.server.hits(), 1, "back-off: no fetch per request");
+    // A burst while it backs off: one probe for all of it, not one fetch per request.
+    let p = w.platform();
+    let burst = block_on(join_all(
+        (0..20).map(|_| w.auth.check(&token, &w.settings, &p)),
+    ));
+    assert!(burst
+        .iter()
+        .all(|(r, _)| matches!(r, Err(AuthError::KeysUnavailable(_)))));
+    assert_eq!(w.server.hits(), 2, "one probe for the burst");
     // The configured HMAC secret still checks HS256 tokens.
     let hs = support::token("HS256", json!({}), claims(json!({})));
     assert_eq!(w.check(&hs), Ok(Check::Verified));

@@ -11,8 +11,9 @@ use base64::Engine as _;
 use common::{platform, FakeClock, FakeHttp, MemoryKv, Seen};
 use edge_auth_proxy::io::HttpError;
 use edge_auth_proxy::opaque::{
-    parse_answer, request, Answer, IntrospectionError, IntrospectionSettings, IntrospectionSource,
-    SessionCache, Unvouched, ACTIVE_MAX_MS, INACTIVE_MS, MAX_ANSWER_BYTES, MAX_BYTES, MAX_ENTRIES,
+    parse_answer, request, Answer, Blame, IntrospectionError, IntrospectionSettings,
+    IntrospectionSource, SessionCache, Unvouched, ACTIVE_MAX_MS, INACTIVE_MS, MAX_ANSWER_BYTES,
+    MAX_BYTES, MAX_ENTRIES,
 };
 use edge_auth_proxy::token::{ClientAuth, TokenConfig};
 use futures::executor::block_on;
@@ -164,19 +165,22 @@ fn active_is_the_only_member_required() {
 
 #[test]
 fn only_a_json_true_is_active() {
-    for not_true in [
-        json!(false),
+    assert_eq!(
+        parse(json!({"active": false, "sub": "x"})),
+        Ok(Answer::Inactive)
+    );
+    // Not a boolean: an answer about this identifier that cannot be used, which refuses it
+    // (and only it: `Blame::Identifier`).
+    for not_a_boolean in [
         json!("true"),
         json!(1),
         json!("yes"),
         json!(null),
         json!([true]),
     ] {
-        assert_eq!(
-            parse(json!({"active": not_true.clone(), "sub": "x"})),
-            Ok(Answer::Inactive),
-            "{not_true}"
-        );
+        let err = parse(json!({"active": not_a_boolean.clone(), "sub": "x"})).unwrap_err();
+        assert_eq!(err, IntrospectionError::BadActive, "{not_a_boolean}");
+        assert_eq!(err.blame(), Blame::Identifier);
     }
 }
 
@@ -203,7 +207,8 @@ fn an_answer_past_its_exp_or_before_its_nbf_is_inactive() {
 fn garbage_is_an_error_not_an_answer() {
     let p = |status: u16, body: &str| parse_answer(status, body.as_bytes(), NOW);
     assert_eq!(p(200, "<html>"), Err(IntrospectionError::NotJson));
-    assert_eq!(p(200, "[true]"), Err(IntrospectionError::NotJson));
+    assert_eq!(p(200, "[true]"), Err(IntrospectionError::NotAnObject));
+    assert_eq!(p(200, "\"active\""), Err(IntrospectionError::NotAnObject));
     assert_eq!(p(200, ""), Err(IntrospectionError::NotJson));
     assert_eq!(
         p(200, r#"{"active": true, "exp": "soon"}"#),
@@ -224,7 +229,54 @@ fn garbage_is_an_error_not_an_answer() {
         r#"{{"active": true, "x": "{}"}}"#,
         "a".repeat(MAX_ANSWER_BYTES)
     );
-    assert_eq!(p(200, &huge), Err(IntrospectionError::NotJson));
+    assert_eq!(p(200, &huge), Err(IntrospectionError::TooLarge));
+}
+
+#[test]
+fn whose_fault_a_failure_is_decides_what_it_costs() {
+    use IntrospectionError as E;
+    // The endpoint's own failures back it off for everyone.
+    for e in [
+        E::Timeout,
+        E::Unreachable,
+        E::NotJson,
+        E::Status(500),
+        E::Status(502),
+        E::Status(503),
+        E::Status(504),
+        E::Status(429),
+        E::Status(408),
+    ] {
+        assert_eq!(e.blame(), Blame::Endpoint, "{e:?}");
+    }
+    // Refused client credentials, or not an introspection endpoint: a configuration problem.
+    for e in [
+        E::Status(401),
+        E::Status(403),
+        E::Status(404),
+        E::Status(405),
+        E::Status(302),
+        E::Status(204),
+    ] {
+        assert_eq!(e.blame(), Blame::Configuration, "{e:?}");
+        assert!(e.config_problem().is_some());
+    }
+    // A problem with one identifier's answer costs only that identifier.
+    for e in [
+        E::TooLarge,
+        E::NotAnObject,
+        E::NoActive,
+        E::BadActive,
+        E::BadTime("exp"),
+        E::BadTime("nbf"),
+        E::Status(400),
+        E::Status(409),
+        E::Status(413),
+        E::Status(422),
+    ] {
+        assert_eq!(e.blame(), Blame::Identifier, "{e:?}");
+        assert!(e.config_problem().is_none());
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -389,7 +441,7 @@ fn concurrent_requests_for_one_identifier_cause_one_call() {
 }
 
 #[test]
-fn a_failing_endpoint_is_backed_off_and_nothing_is_let_through() {
+fn a_failing_endpoint_is_probed_by_one_request_at_a_time_and_nothing_is_let_through() {
     let down = Rc::new(Cell::new(true));
     let d = down.clone();
     let w = World::new(move |t| {
@@ -404,25 +456,29 @@ fn a_failing_endpoint_is_backed_off_and_nothing_is_let_through() {
     };
     assert!(first.called_endpoint);
     assert_eq!(first.cause, IntrospectionError::Unreachable);
-    assert_eq!(first.retry_after_secs, 2);
-    // Within the back-off: no call for this identifier nor any other.
-    for id in ["s-1", "s-2", "s-3"] {
-        let Err(Unvouched::Unavailable(again)) = w.check(id) else {
-            panic!("503 expected");
+    assert_eq!(first.retry_after_secs, 1);
+    // While it backs off, requests for this identifier and others: one probe for them all.
+    let all = block_on(join_all(
+        ["s-1", "s-2", "s-3", "s-2"].map(|id| w.check_async(id)),
+    ));
+    let mut probes = 0;
+    for r in all {
+        let Err(Unvouched::Unavailable(u)) = r else {
+            panic!("503 expected, never an unchecked identifier");
         };
-        assert!(!again.called_endpoint);
+        assert_eq!(u.cause, IntrospectionError::Unreachable);
+        assert!(u.retry_after_secs >= 1);
+        probes += usize::from(u.called_endpoint);
     }
-    assert_eq!(w.calls(), 1);
-    // After it: asked again; a second failure doubles the back-off.
-    w.clock.advance(2_000);
-    let Err(Unvouched::Unavailable(second)) = w.check("s-2") else {
-        panic!("503 expected");
-    };
-    assert_eq!(second.retry_after_secs, 4);
-    assert_eq!(w.calls(), 2);
+    assert_eq!((probes, w.calls()), (1, 2));
+    // Back up: the next request is served by its probe, without waiting out a back-off.
     down.set(false);
-    w.clock.advance(4_000);
+    let before = w.clock.0.get();
     assert_eq!(w.check("s-2").unwrap().1, ENDPOINT, "back up: served again");
+    assert!(w.clock.0.get() - before <= edge_auth_proxy::breaker::HOLD_MS);
+    let served_at = w.clock.0.get();
+    assert_eq!(w.check("s-3").unwrap().1, ENDPOINT, "and no back-off left");
+    assert_eq!(w.clock.0.get(), served_at, "answered without waiting");
 }
 
 #[test]

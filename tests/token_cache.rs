@@ -173,7 +173,7 @@ fn a_token_is_never_handed_out_inside_its_safety_margin() {
 }
 
 #[test]
-fn an_outage_with_no_token_backs_off_instead_of_calling_per_request() {
+fn an_outage_with_no_token_is_probed_once_for_a_burst_not_once_per_request() {
     let (http, kv, clock) = (FakeHttp::default(), MemoryKv::default(), FakeClock::at(T0));
     let calls = Rc::new(Cell::new(0));
     let c = calls.clone();
@@ -183,20 +183,24 @@ fn an_outage_with_no_token_backs_off_instead_of_calling_per_request() {
     });
     let cache = TokenCache::new();
     let cfg = config(&[]);
-    let first = block_on(cache.get(&cfg, &platform(&http, &kv, &clock))).unwrap_err();
+    let p = platform(&http, &kv, &clock);
+    let first = block_on(cache.get(&cfg, &p)).unwrap_err();
     assert_eq!(first.cause, GrantError::Unreachable);
-    assert_eq!(first.retry_after_secs, 2);
-    for _ in 0..20 {
-        let again = block_on(cache.get(&cfg, &platform(&http, &kv, &clock))).unwrap_err();
-        assert!(again.retry_after_secs >= 1);
-        clock.advance(50);
-    }
-    assert_eq!(calls.get(), 1, "no endpoint call during the back-off");
-    clock.advance(2_000);
-    block_on(cache.get(&cfg, &platform(&http, &kv, &clock))).unwrap_err();
-    assert_eq!(calls.get(), 2);
-    let third = block_on(cache.get(&cfg, &platform(&http, &kv, &clock))).unwrap_err();
-    assert_eq!(third.retry_after_secs, 4, "the back-off doubles");
+    assert_eq!(first.retry_after_secs, 1);
+    // A burst during the back-off: one probe for all of it, every request a 503.
+    let burst = block_on(join_all((0..50).map(|_| cache.get(&cfg, &p))));
+    assert!(burst.iter().all(|r| r
+        .as_ref()
+        .is_err_and(|u| u.retry_after_secs >= 1 && u.cause == GrantError::Unreachable)));
+    let probes = burst
+        .iter()
+        .filter(|r| r.as_ref().is_err_and(|u| u.called_endpoint))
+        .count();
+    assert_eq!((probes, calls.get()), (1, 2));
+    // Up again: the next request is served by its probe, not refused until a back-off ends.
+    issuing(&http, "3600");
+    let got = block_on(cache.get(&cfg, &p)).unwrap();
+    assert_eq!(got.source, TokenSource::Endpoint);
 }
 
 #[test]

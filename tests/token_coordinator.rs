@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use common::{platform, FakeClock, FakeHttp, MemoryKv, Parts};
+use edge_auth_proxy::breaker::PROBE_SPACING_MS;
 use edge_auth_proxy::io::{Coordinator, CoordinatorError, HttpError};
 use edge_auth_proxy::jwt::RustCryptoVerifier;
 use edge_auth_proxy::token::coordinator::{Mirrored, TokenCoordinator};
@@ -417,33 +418,55 @@ fn compare_before_drop_leaves_a_newer_token_and_survives_a_restart() {
 }
 
 #[test]
-fn a_dead_endpoint_sees_one_attempt_per_back_off_step_for_the_whole_deployment() {
+fn a_dead_endpoint_sees_one_probe_at_a_time_for_the_whole_deployment() {
     let f = fleet(4, 3_600, &[]);
     f.ep.down.set(true);
     let first = f.burst(5);
-    assert!(first.iter().all(|r| *r == Err(2)), "{first:?}");
+    assert!(first.iter().all(|r| *r == Err(1)), "{first:?}");
     assert_eq!(f.ep.calls.get(), 1);
-    // Within the back-off no isolate asks again, and nobody calls the endpoint.
-    let asks = f.stub.asks();
-    f.clock.advance(1_000);
-    assert!(f.burst(5).iter().all(|r| r.is_err()));
-    assert_eq!((f.ep.calls.get(), f.stub.asks()), (1, asks));
-    // After it, one attempt for everyone; the next step is twice as long.
-    f.clock.advance(1_000);
-    let second = f.burst(5);
-    assert!(second.iter().all(|r| *r == Err(4)), "{second:?}");
-    assert_eq!(f.ep.calls.get(), 2);
-    // The coordinator's steps stop at 4 s: the deployment's one call per step is cheap, and
-    // every isolate is served soon after the endpoint is back.
-    f.clock.advance(4_000);
-    let third = f.burst(5);
-    assert!(third.iter().all(|r| *r == Err(4)), "{third:?}");
-    assert_eq!(f.ep.calls.get(), 3);
-    // The endpoint recovers: the first ask after the step gets the token for all.
+    // While it backs off, bursts in every isolate: each isolate asks once per probe of its own,
+    // and the coordinator calls the endpoint at most once per half second for all of them.
+    for _ in 0..3 {
+        let (calls, asks, started) = (f.ep.calls.get(), f.stub.asks(), f.clock.0.get());
+        let burst = f.burst(5);
+        assert!(burst.iter().all(|r| *r == Err(1)), "{burst:?}");
+        let elapsed = f.clock.0.get() - started;
+        let calls = u64::from(f.ep.calls.get() - calls);
+        assert!(
+            (1..=1 + elapsed / PROBE_SPACING_MS).contains(&calls),
+            "{calls} calls in {elapsed} ms"
+        );
+        let asks = (f.stub.asks() - asks) as u64;
+        assert!(asks <= 4 * (1 + elapsed / PROBE_SPACING_MS), "{asks} asks");
+        assert!(asks < 20, "not one ask per request");
+    }
+    // The endpoint recovers: the next burst is served everywhere, by one call.
     f.ep.down.set(false);
-    f.clock.advance(4_000);
+    let calls = f.ep.calls.get();
     assert!(f.burst(5).iter().all(|r| r.as_deref() == Ok("tok-1")));
-    assert_eq!(f.ep.calls.get(), 4);
+    assert_eq!(f.ep.calls.get(), calls + 1);
+}
+
+#[test]
+fn an_isolate_is_served_as_soon_as_the_coordinator_has_a_token_again() {
+    // Isolates 1 and 2: their KV is not the one the coordinator writes to.
+    let f = fleet(3, 3_600, &[]);
+    f.ep.down.set(true);
+    let told = f.get(2).unwrap_err();
+    assert!(
+        told.called_endpoint,
+        "the coordinator tried the endpoint for it"
+    );
+    // The endpoint is back; another isolate's ask has the coordinator fetch a token.
+    f.ep.down.set(false);
+    assert_eq!(f.get(1).unwrap().token.access_token(), "tok-1");
+    // The isolate told "unavailable" a moment ago does not wait out a back-off of its own.
+    let got = f.get(2).unwrap();
+    assert_eq!(
+        (got.source, got.token.access_token()),
+        (TokenSource::Coordinator, "tok-1")
+    );
+    assert_eq!(f.ep.calls.get(), 2);
 }
 
 #[test]
@@ -571,7 +594,7 @@ fn the_coordinators_back_off_answer_is_a_503_that_names_the_endpoint_failure() {
     f.ep.down.set(true);
     let err = f.get(0).unwrap_err();
     assert_eq!(err.cause, GrantError::Unreachable);
-    assert_eq!(err.retry_after_secs, 2);
+    assert_eq!(err.retry_after_secs, 1);
     assert!(err.called_endpoint, "this ask made the coordinator call it");
     assert_eq!(err.coordinator, None);
 }

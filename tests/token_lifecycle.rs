@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use common::{platform, FakeClock, FakeHttp, MemoryKv};
+use edge_auth_proxy::breaker::PROBE_SPACING_MS;
 use edge_auth_proxy::io::{Body, HttpError, NoCoordinator, NoRateLimiters};
 use edge_auth_proxy::jwt::RustCryptoVerifier;
 use edge_auth_proxy::proxy::{Gateway, GatewayRequest, Services};
@@ -285,27 +286,33 @@ fn a_back_off_never_outlasts_the_cached_token() {
 }
 
 #[test]
-fn with_nothing_cached_the_back_off_doubles_and_one_call_is_made_per_back_off() {
+fn with_nothing_cached_one_call_per_half_second_at_most_and_the_first_good_answer_serves() {
     let (http, kv, clock) = (FakeHttp::default(), MemoryKv::default(), FakeClock::at(T0));
     let ep = endpoint(&http, 3_600);
     ep.mode.set(Idp::Down);
     let cache = TokenCache::new();
     let cfg = config();
-    let mut answers = Vec::new();
-    // One request every 100 ms for 30 s.
-    for _ in 0..300 {
+    let mut calls_at = Vec::new();
+    // A request every 100 ms for 30 s (each one that finds the endpoint backing off waits for
+    // the next probe, which moves this clock too).
+    while clock.0.get() < T0 + 30_000 {
         let err = block_on(cache.get(&cfg, &platform(&http, &kv, &clock))).unwrap_err();
+        assert_eq!(err.retry_after_secs, 1);
         if err.called_endpoint {
-            answers.push((clock.0.get() - T0, err.retry_after_secs));
+            calls_at.push(clock.0.get());
         }
         clock.advance(100);
     }
-    // Calls at 0, 2, 6, 14 s (back-off 2, 4, 8, 16 s): each request in between got the 503.
-    let at: Vec<u64> = answers.iter().map(|(t, _)| t / 1000).collect();
-    assert_eq!(at, vec![0, 2, 6, 14]);
-    let retry: Vec<u64> = answers.iter().map(|(_, r)| *r).collect();
-    assert_eq!(retry, vec![2, 4, 8, 16]);
-    assert_eq!(ep.calls.get(), 4);
+    assert_eq!(ep.calls.get() as usize, calls_at.len());
+    assert!(
+        calls_at.windows(2).all(|w| w[1] - w[0] >= PROBE_SPACING_MS),
+        "{calls_at:?}"
+    );
+    assert!(calls_at.len() as u64 <= 30_000 / PROBE_SPACING_MS + 1);
+    // The endpoint is back: the next request is served, no back-off to wait out.
+    ep.mode.set(Idp::Up);
+    let got = block_on(cache.get(&cfg, &platform(&http, &kv, &clock))).unwrap();
+    assert_eq!(got.source, TokenSource::Endpoint);
 }
 
 #[test]
@@ -322,14 +329,18 @@ fn a_refused_client_is_a_configuration_error_retried_once_a_minute() {
         .config_problem()
         .unwrap()
         .contains("CLIENT_SECRET"));
-    for _ in 0..59 {
+    // Answered at once, without a call, for a minute (the request at 59 s waits for the next
+    // try, a second later, like any request within a second of a due probe).
+    for _ in 0..58 {
         clock.advance(1_000);
-        assert!(block_on(cache.get(&cfg, &platform(&http, &kv, &clock))).is_err());
+        let again = block_on(cache.get(&cfg, &platform(&http, &kv, &clock))).unwrap_err();
+        assert!(!again.called_endpoint);
     }
     assert_eq!(ep.calls.get(), 1);
     clock.advance(1_000);
     assert!(block_on(cache.get(&cfg, &platform(&http, &kv, &clock))).is_err());
     assert_eq!(ep.calls.get(), 2);
+    assert_eq!(clock.0.get(), T0 + 60_000, "tried again a minute after");
 }
 
 // ---------------------------------------------------------------------------------------------

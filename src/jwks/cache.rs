@@ -1,6 +1,17 @@
 //! The isolate's key set from `JWKS_URL`: isolate memory, then KV, then the provider; one
-//! fetch at a time (`flight`); stale-if-error; and a rate-limited, negatively cached refetch
-//! for tokens naming a `kid` the set does not have.
+//! fetch at a time (`flight`); stale-if-error; probes after a failed fetch (`breaker`: one at a
+//! time, one per half second, the first good answer ends the back-off); and a rate-limited,
+//! negatively cached refetch for tokens naming a `kid` the set does not have.
+//!
+//! A `kid` the held set lacks is the caller's fault (401 `unknown_kid`) only when the provider
+//! has said so: its answer since the token arrived lacked it, or one within `UNKNOWN_KID_TTL_MS`
+//! did, or (the provider answering) the refetch limit of one per `KID_REFETCH_INTERVAL_MS`
+//! allows no new look. While the provider is failing nobody can say, so the answer is
+//! `KidLookup::Unavailable` (503 with `Retry-After`): the gateway's keys are missing, not the
+//! caller's token at fault. The refetch is limited to one per interval and is not delayed
+//! further by the back-off; beyond it, the probes of the back-off look for the key too, so a
+//! token signed with a key rotated in during an outage is accepted as soon as the set can be
+//! fetched again.
 
 use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
@@ -11,7 +22,8 @@ use sha2::{Digest, Sha256};
 
 use super::freshness::{fresh_secs, MAX_FRESH_SECS};
 use super::stored::{kv_key, StoredJwks};
-use crate::flight::{backoff_ms, retry_after_secs, Flight, FlightGuard, POLL_MS};
+use crate::breaker::{Attempt, Breaker, Ticket, Turn, PROBE_SPACING_MS};
+use crate::flight::{Flight, FlightGuard, POLL_MS};
 use crate::io::{Body, Clock, HttpClient, HttpError, KeyValue, OutboundRequest, Platform};
 use crate::jwt::{JwtSettings, KeySet};
 
@@ -107,20 +119,31 @@ pub struct KeysView {
     pub event: Option<JwksEvent>,
 }
 
+/// What looking again for a `kid` the held set lacks found.
+#[derive(Debug)]
+pub enum KidLookup {
+    /// A set that has it.
+    Found(Rc<Keys>),
+    /// The provider's set does not have it (or, the provider answering, the refetch limit
+    /// allows no look now): the token is refused, 401.
+    Unknown,
+    /// The provider's set cannot be had now: nobody can say whether the key exists, 503.
+    Unavailable(KeysUnavailable),
+}
+
 #[derive(Default)]
 struct State {
     current: Option<Rc<Keys>>,
     /// Digest of the document behind `current`, to tell a changed set from a refetched one.
     digest: Option<[u8; 32]>,
     generation: u64,
-    /// No fetch starts before this instant after a failure.
-    next_attempt_ms: u64,
-    failures_in_a_row: u32,
+    /// Why the last fetch failed, while the provider is backing off.
     last_failure: Option<JwksFailure>,
     last_kid_refetch_ms: Option<u64>,
-    /// Fetches that asked the provider (answered or failed), to tell a waiter whether the
-    /// fetch it waited on was one.
-    provider_fetches: u64,
+    /// Fetches the provider answered, to tell a waiter whether the fetch it waited on was one.
+    provider_answers: u64,
+    /// The breaker's number of the fetch in flight, which waiting requests wait on.
+    fill_seq: u64,
     /// `kid` → until when it is known not to be in the provider's set.
     unknown_kids: HashMap<String, u64>,
 }
@@ -130,14 +153,22 @@ struct State {
 pub struct JwksCache {
     state: RefCell<State>,
     flight: Flight,
+    /// The provider's health: probes after a failed fetch.
+    breaker: Breaker,
     inline: OnceCell<Rc<Keys>>,
+}
+
+/// A fetch under way: the cache's mark and the breaker's numbered call.
+struct Filling {
+    _flight: FlightGuard,
+    attempt: Attempt,
 }
 
 enum Next {
     Ready(Rc<Keys>),
     Unavailable(KeysUnavailable),
     Wait,
-    Fill(FlightGuard),
+    Fill(Filling),
 }
 
 /// Where a fill may look.
@@ -167,17 +198,17 @@ impl JwksCache {
                 event: None,
             });
         };
+        let mut ticket = self.breaker.ticket(clock.now_ms());
         loop {
             let now = clock.now_ms();
-            match self.next(now) {
+            match self.next(&mut ticket, now) {
                 Next::Ready(keys) => return Ok(KeysView { keys, event: None }),
                 Next::Unavailable(u) => return Err(u),
                 Next::Wait => clock.sleep(POLL_MS).await,
-                Next::Fill(guard) => {
+                Next::Fill(filling) => {
                     let got = load(url, Sources::KvFreshUntil(now), p).await;
                     let event = got.event();
-                    self.record(settings, got, clock.now_ms());
-                    drop(guard);
+                    self.record(settings, got, filling, clock.now_ms());
                     let now = clock.now_ms();
                     let st = self.state.borrow();
                     return match st.usable(now) {
@@ -185,7 +216,7 @@ impl JwksCache {
                             keys,
                             event: Some(event),
                         }),
-                        None => Err(st.unavailable(now)),
+                        None => Err(self.unavailable(&st, now)),
                     };
                 }
             }
@@ -193,77 +224,121 @@ impl JwksCache {
     }
 
     /// For a token whose `kid` is not in the set it was checked with: a set that has it,
-    /// fetched now if the rate limit allows, or `None`; and what the fetch did, if this request
-    /// made one. Requests arriving while a fetch is in flight wait for it and take its answer
-    /// rather than start another.
+    /// fetched now if the rate limit (or, the provider failing, a probe) allows; `Unknown` when
+    /// the provider says, or has said, it has no such key; `Unavailable` when the provider
+    /// cannot be asked. And what the fetch did, if this request made one. Requests arriving while
+    /// a fetch is in flight wait for it and take its answer rather than start another.
     pub async fn refetch_for_kid<P: Platform>(
         &self,
         kid: &str,
         settings: &JwtSettings,
         p: &P,
-    ) -> (Option<Rc<Keys>>, Option<JwksEvent>) {
+    ) -> (KidLookup, Option<JwksEvent>) {
         let clock = p.clock();
         let Some(url) = settings.jwks_url.as_deref() else {
-            return (None, None);
+            return (KidLookup::Unknown, None);
         };
-        let fetches_at_arrival = self.state.borrow().provider_fetches;
+        let answers_at_arrival = self.state.borrow().provider_answers;
+        let mut ticket = self.breaker.ticket(clock.now_ms());
         loop {
             let now = clock.now_ms();
-            let guard = {
-                let mut st = self.state.borrow_mut();
-                if st.unknown_kids.get(kid).is_some_and(|&until| now < until) {
-                    return (None, None);
+            let filling = match self.kid_turn(kid, answers_at_arrival, &mut ticket, now) {
+                KidTurn::Done(lookup) => return (lookup, None),
+                KidTurn::Wait => {
+                    clock.sleep(POLL_MS).await;
+                    continue;
                 }
-                // Someone else's fetch may already have brought it.
-                if let Some(cur) = st.current.as_ref().filter(|c| has_kid(&c.set, kid)) {
-                    return (Some(cur.clone()), None);
-                }
-                if self.flight.in_flight(now, ABANDON_AFTER_MS) {
-                    None
-                } else if st.provider_fetches != fetches_at_arrival {
-                    // The fetch this request waited on asked the provider after the token
-                    // arrived, and the kid was not there: another one would say the same.
-                    return (None, None);
-                } else {
-                    let limited = st
-                        .last_kid_refetch_ms
-                        .is_some_and(|at| now < at + KID_REFETCH_INTERVAL_MS);
-                    if limited || now < st.next_attempt_ms {
-                        return (None, None);
-                    }
-                    st.last_kid_refetch_ms = Some(now);
-                    Some(self.flight.start(now))
-                }
-            };
-            let Some(guard) = guard else {
-                clock.sleep(POLL_MS).await;
-                continue;
+                KidTurn::Fetch(filling) => filling,
             };
             let got = load(url, Sources::Provider, p).await;
             let event = got.event();
-            let answered = got.failure.is_none();
-            self.record(settings, got, clock.now_ms());
-            drop(guard);
+            let failure = got.failure;
+            self.record(settings, got, filling, clock.now_ms());
             let now = clock.now_ms();
             let mut st = self.state.borrow_mut();
             if let Some(cur) = st.current.clone().filter(|c| has_kid(&c.set, kid)) {
-                return (Some(cur), Some(event));
+                return (KidLookup::Found(cur), Some(event));
             }
-            if !answered || kid.len() > MAX_REMEMBERED_KID_BYTES {
-                // Either the provider did not say the kid is unknown, or the kid is too long to
-                // keep: only the rate limit holds.
-                return (None, Some(event));
+            if let Some(cause) = failure {
+                // The provider did not answer: whether the key exists is unknown.
+                let unavailable = KeysUnavailable {
+                    retry_after_secs: self.breaker.retry_after_secs(now),
+                    cause,
+                };
+                return (KidLookup::Unavailable(unavailable), Some(event));
             }
-            if st.unknown_kids.len() >= MAX_UNKNOWN_KIDS {
-                st.unknown_kids.retain(|_, until| now < *until);
+            if kid.len() <= MAX_REMEMBERED_KID_BYTES {
+                // Too long a kid is not kept: only the rate limit holds for it.
                 if st.unknown_kids.len() >= MAX_UNKNOWN_KIDS {
-                    st.unknown_kids.clear();
+                    st.unknown_kids.retain(|_, until| now < *until);
+                    if st.unknown_kids.len() >= MAX_UNKNOWN_KIDS {
+                        st.unknown_kids.clear();
+                    }
+                }
+                st.unknown_kids
+                    .insert(kid.to_string(), now + UNKNOWN_KID_TTL_MS);
+            }
+            return (KidLookup::Unknown, Some(event));
+        }
+    }
+
+    /// What a request looking for `kid` does next (see `refetch_for_kid`).
+    fn kid_turn(
+        &self,
+        kid: &str,
+        answers_at_arrival: u64,
+        ticket: &mut Ticket,
+        now: u64,
+    ) -> KidTurn {
+        let mut st = self.state.borrow_mut();
+        if st.unknown_kids.get(kid).is_some_and(|&until| now < until) {
+            return KidTurn::Done(KidLookup::Unknown);
+        }
+        // Someone else's fetch may already have brought it.
+        if let Some(cur) = st.current.as_ref().filter(|c| has_kid(&c.set, kid)) {
+            return KidTurn::Done(KidLookup::Found(cur.clone()));
+        }
+        let busy = self.flight.in_flight(now, ABANDON_AFTER_MS);
+        let limited = st
+            .last_kid_refetch_ms
+            .is_some_and(|at| now < at + KID_REFETCH_INTERVAL_MS);
+        if !self.breaker.is_backing_off() {
+            if st.provider_answers != answers_at_arrival {
+                // The provider answered after the token arrived, and the kid was not there:
+                // another fetch would say the same.
+                return KidTurn::Done(KidLookup::Unknown);
+            }
+            if busy {
+                return KidTurn::Wait;
+            }
+            if limited {
+                return KidTurn::Done(KidLookup::Unknown);
+            }
+        }
+        // Not backing off, or backing off and the refetch limit allows one now: not delayed
+        // by the back-off (one at a time still). Else, backing off, the probes' rules.
+        let allowed = (!limited && !busy)
+            .then(|| self.breaker.probe_now(now, ABANDON_AFTER_MS))
+            .flatten();
+        let attempt = match allowed {
+            Some(attempt) => attempt,
+            None => {
+                let busy = busy.then_some(st.fill_seq);
+                match self.breaker.turn(ticket, now, busy, ABANDON_AFTER_MS) {
+                    Turn::Go(attempt) => attempt,
+                    Turn::Wait => return KidTurn::Wait,
+                    Turn::Refuse { retry_after_secs } => {
+                        return KidTurn::Done(KidLookup::Unavailable(KeysUnavailable {
+                            retry_after_secs,
+                            cause: st.last_failure.unwrap_or(JwksFailure::Unreachable),
+                        }))
+                    }
                 }
             }
-            st.unknown_kids
-                .insert(kid.to_string(), now + UNKNOWN_KID_TTL_MS);
-            return (None, Some(event));
-        }
+        };
+        st.last_kid_refetch_ms = Some(now);
+        drop(st);
+        KidTurn::Fetch(self.start_fill(now, attempt))
     }
 
     /// For the scheduled handler: fetches the set when it would stop being fresh within
@@ -278,21 +353,21 @@ impl JwksCache {
         let clock = p.clock();
         let now = clock.now_ms();
         let wanted_until = now.saturating_add(ahead_ms);
-        let guard = {
-            let st = self.state.borrow();
-            if st
-                .current
-                .as_ref()
-                .is_some_and(|c| c.fresh_until_ms > wanted_until)
-            {
-                return None;
-            }
-            self.flight.try_start(now, ABANDON_AFTER_MS)?
-        };
+        if self
+            .state
+            .borrow()
+            .current
+            .as_ref()
+            .is_some_and(|c| c.fresh_until_ms > wanted_until)
+        {
+            return None;
+        }
+        let busy = self.flight.in_flight(now, ABANDON_AFTER_MS);
+        let attempt = self.breaker.try_go(now, busy, ABANDON_AFTER_MS)?;
+        let filling = self.start_fill(now, attempt);
         let got = load(url, Sources::KvFreshUntil(wanted_until), p).await;
         let event = got.event();
-        self.record(settings, got, clock.now_ms());
-        drop(guard);
+        self.record(settings, got, filling, clock.now_ms());
         Some(event)
     }
 
@@ -309,29 +384,58 @@ impl JwksCache {
             .clone()
     }
 
-    fn next(&self, now: u64) -> Next {
+    fn next(&self, ticket: &mut Ticket, now: u64) -> Next {
         let st = self.state.borrow();
         if let Some(cur) = st.current.as_ref().filter(|c| now < c.fresh_until_ms) {
             return Next::Ready(cur.clone());
         }
         // Stale or missing from here on.
-        let stale = st.usable(now);
-        if self.flight.in_flight(now, ABANDON_AFTER_MS) {
-            return stale.map_or(Next::Wait, Next::Ready);
-        }
-        if now < st.next_attempt_ms {
-            return match stale {
-                Some(keys) => Next::Ready(keys),
-                None => Next::Unavailable(st.unavailable(now)),
+        let busy = self.flight.in_flight(now, ABANDON_AFTER_MS);
+        if let Some(stale) = st.usable(now) {
+            // A stale set serves while one request refreshes it, when a fetch may be made.
+            drop(st);
+            return match self.breaker.try_go(now, busy, ABANDON_AFTER_MS) {
+                Some(attempt) => Next::Fill(self.start_fill(now, attempt)),
+                None => Next::Ready(stale),
             };
         }
-        Next::Fill(self.flight.start(now))
+        let busy = busy.then_some(st.fill_seq);
+        match self.breaker.turn(ticket, now, busy, ABANDON_AFTER_MS) {
+            Turn::Go(attempt) => {
+                drop(st);
+                Next::Fill(self.start_fill(now, attempt))
+            }
+            Turn::Wait => Next::Wait,
+            Turn::Refuse { retry_after_secs } => Next::Unavailable(KeysUnavailable {
+                retry_after_secs,
+                cause: st.last_failure.unwrap_or(JwksFailure::Unreachable),
+            }),
+        }
     }
 
-    fn record(&self, settings: &JwtSettings, got: Loaded, now: u64) {
+    /// Marks a fetch as under way, numbered `attempt` for the requests that wait on it.
+    fn start_fill(&self, now: u64, attempt: Attempt) -> Filling {
+        self.state.borrow_mut().fill_seq = attempt.seq();
+        Filling {
+            _flight: self.flight.start(now),
+            attempt,
+        }
+    }
+
+    /// No usable set: 503, retry when the next probe may start.
+    fn unavailable(&self, st: &State, now: u64) -> KeysUnavailable {
+        KeysUnavailable {
+            retry_after_secs: self.breaker.retry_after_secs(now),
+            cause: st.last_failure.unwrap_or(JwksFailure::Unreachable),
+        }
+    }
+
+    fn record(&self, settings: &JwtSettings, got: Loaded, filling: Filling, now: u64) {
+        let Filling { _flight, attempt } = filling;
+        drop(_flight);
         let mut st = self.state.borrow_mut();
-        if got.asked_provider() {
-            st.provider_fetches += 1;
+        if got.failure.is_none() && !got.from_kv {
+            st.provider_answers += 1;
         }
         // A set the provider just sent is its current word, whatever lifetime it asks for: a
         // provider that rotates its keys and shortens `max-age` at once must not be refused
@@ -362,17 +466,22 @@ impl JwksCache {
         }
         match got.failure {
             None => {
-                st.failures_in_a_row = 0;
-                st.next_attempt_ms = 0;
+                self.breaker.succeeded(attempt);
                 st.last_failure = None;
             }
             Some(failure) => {
-                st.failures_in_a_row = st.failures_in_a_row.saturating_add(1);
-                st.next_attempt_ms = now + backoff_ms(st.failures_in_a_row);
+                self.breaker.failed(attempt, now, PROBE_SPACING_MS);
                 st.last_failure = Some(failure);
             }
         }
     }
+}
+
+/// What a request looking for an unknown `kid` does next.
+enum KidTurn {
+    Done(KidLookup),
+    Wait,
+    Fetch(Filling),
 }
 
 impl State {
@@ -381,13 +490,6 @@ impl State {
         self.current
             .clone()
             .filter(|c| now < c.fresh_until_ms.saturating_add(MAX_STALE_MS))
-    }
-
-    fn unavailable(&self, now: u64) -> KeysUnavailable {
-        KeysUnavailable {
-            retry_after_secs: retry_after_secs(self.next_attempt_ms, now),
-            cause: self.last_failure.unwrap_or(JwksFailure::Unreachable),
-        }
     }
 }
 
@@ -416,10 +518,6 @@ impl Loaded {
             (None, true) => JwksEvent::Kv,
             (None, false) => JwksEvent::Fetched,
         }
-    }
-
-    fn asked_provider(&self) -> bool {
-        self.failure.is_some() || !self.from_kv
     }
 }
 
@@ -518,7 +616,10 @@ async fn fetch<P: Platform>(url: &str, p: &P) -> Result<Fetched, JwksFailure> {
     let body = http
         .read_body(response.body, MAX_JWKS_BYTES)
         .await
-        .map_err(|_| JwksFailure::TooLarge)?;
+        .map_err(|e| match e {
+            HttpError::TooLarge => JwksFailure::TooLarge,
+            _ => JwksFailure::Unreachable,
+        })?;
     let document = String::from_utf8(body).map_err(|_| JwksFailure::NotAKeySet)?;
     let set = usable_set(&document)?;
     Ok(Fetched {

@@ -11,8 +11,8 @@ mod freshness;
 mod stored;
 
 pub use cache::{
-    JwksCache, JwksEvent, JwksFailure, Keys, KeysUnavailable, KeysView, FETCH_TIMEOUT_MS,
-    KID_REFETCH_INTERVAL_MS, MAX_JWKS_BYTES, MAX_STALE_MS, UNKNOWN_KID_TTL_MS,
+    JwksCache, JwksEvent, JwksFailure, Keys, KeysUnavailable, KeysView, KidLookup,
+    FETCH_TIMEOUT_MS, KID_REFETCH_INTERVAL_MS, MAX_JWKS_BYTES, MAX_STALE_MS, UNKNOWN_KID_TTL_MS,
 };
 pub use freshness::{fresh_secs, DEFAULT_FRESH_SECS, MAX_FRESH_SECS, MIN_FRESH_SECS};
 pub use stored::kv_key;

@@ -13,9 +13,13 @@
 //! first one's future; why is in `crate::flight`. A mark whose request vanished is released by a
 //! drop guard, or ignored once older than the timeout plus `ABANDON_GRACE_MS`.
 //!
-//! After a failed call (down, slow, garbage) no identifier that memory cannot answer is sent to
-//! the endpoint for a back-off that doubles with each failure in a row (`flight::backoff_ms`);
-//! those requests get 503 with `Retry-After`. Answers already remembered keep being served.
+//! After the endpoint itself fails (down, slow, 5xx, 429, not JSON), identifiers that memory
+//! cannot answer are sent to it one at a time, at most one every half second (`crate::breaker`);
+//! requests meanwhile wait for that probe's answer (at most a second) and get 503 with
+//! `Retry-After` if it fails; the first good answer ends the back-off at once. Answers already
+//! remembered keep being served. A problem with one identifier's answer (too large, `active`
+//! not a boolean, an unusable `exp`: `introspect::Blame::Identifier`) makes that identifier
+//! inactive, remembered as such for `INACTIVE_MS`, and backs nothing off.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -24,11 +28,12 @@ use std::rc::Rc;
 use http::Method;
 use sha2::{Digest, Sha256};
 
-use super::introspect::{self, Answer, IntrospectionError, MAX_ANSWER_BYTES};
+use super::introspect::{self, Answer, Blame, IntrospectionError, MAX_ANSWER_BYTES};
 use super::IntrospectionSettings;
 use crate::bounded::BoundedMap;
+use crate::breaker::{Attempt, Breaker, Ticket, Turn, PROBE_SPACING_MS, REFUSED_RETRY_MS};
 use crate::claims::Claims;
-use crate::flight::{self, retry_after_secs, POLL_MS};
+use crate::flight::POLL_MS;
 use crate::io::{Body, Clock, HttpClient, HttpError, OutboundRequest, Platform};
 use crate::token::TokenConfig;
 
@@ -87,6 +92,10 @@ pub struct IntrospectionUnavailable {
 pub enum Unvouched {
     /// Not active (or expired): 401.
     Inactive(IntrospectionSource),
+    /// The endpoint's answer about this identifier could not be used (too large, `active` not
+    /// a boolean, an unusable `exp`, …): 401 as for an inactive one, and remembered as
+    /// inactive; nothing else backs off.
+    Unusable(IntrospectionError),
     /// 503: never let through unchecked.
     Unavailable(IntrospectionUnavailable),
 }
@@ -106,6 +115,8 @@ struct Entry {
 struct Pending {
     id: u64,
     started_ms: u64,
+    /// The breaker's number of the call, which waiting requests wait on.
+    seq: u64,
 }
 
 struct Inner {
@@ -113,10 +124,8 @@ struct Inner {
     /// Identifiers being introspected now, by digest.
     pending: HashMap<Digest32, Pending>,
     calls_started: u64,
-    /// No call starts before this instant; misses get `failure` until then.
-    backoff_until_ms: u64,
+    /// The endpoint's last failure, what requests refused while it backs off are told.
     failure: Option<IntrospectionError>,
-    failures_in_a_row: u32,
 }
 
 impl Default for Inner {
@@ -125,9 +134,7 @@ impl Default for Inner {
             answers: BoundedMap::new(MAX_ENTRIES, MAX_BYTES),
             pending: Default::default(),
             calls_started: Default::default(),
-            backoff_until_ms: Default::default(),
             failure: Default::default(),
-            failures_in_a_row: Default::default(),
         }
     }
 }
@@ -136,6 +143,8 @@ impl Default for Inner {
 #[derive(Default)]
 pub struct SessionCache {
     inner: Rc<RefCell<Inner>>,
+    /// The endpoint's health: probes after a failure.
+    breaker: Breaker,
 }
 
 /// Held by the request introspecting an identifier; dropping it (done, or the request
@@ -144,6 +153,7 @@ struct CallGuard {
     inner: Rc<RefCell<Inner>>,
     digest: Digest32,
     id: u64,
+    attempt: Option<Attempt>,
 }
 
 impl Drop for CallGuard {
@@ -182,8 +192,9 @@ impl SessionCache {
         let clock = p.clock();
         let digest: Digest32 = Sha256::digest(identifier.as_bytes()).into();
         let abandon_ms = settings.timeout_ms.saturating_add(ABANDON_GRACE_MS);
+        let mut ticket = self.breaker.ticket(clock.now_ms());
         loop {
-            match self.next(&digest, clock.now_ms(), abandon_ms) {
+            match self.next(&digest, &mut ticket, clock.now_ms(), abandon_ms) {
                 Next::Ready(result) => return result,
                 Next::Wait => clock.sleep(POLL_MS).await,
                 Next::Call(guard) => {
@@ -209,7 +220,7 @@ impl SessionCache {
     }
 
     /// Decides, from the state at `now`, what this request does next.
-    fn next(&self, digest: &Digest32, now: u64, abandon_ms: u64) -> Next {
+    fn next(&self, digest: &Digest32, ticket: &mut Ticket, now: u64, abandon_ms: u64) -> Next {
         let mut inner = self.inner.borrow_mut();
         match inner.answers.get(digest) {
             Some(entry) if now < entry.until_ms => {
@@ -227,24 +238,26 @@ impl SessionCache {
             }
             None => {}
         }
-        if inner
+        // The same identifier's call in flight: not backing off, this request waits for it.
+        let busy = inner
             .pending
             .get(digest)
-            .is_some_and(|p| now < p.started_ms.saturating_add(abandon_ms))
-        {
-            return Next::Wait;
-        }
-        if let Some(cause) = inner
-            .failure
-            .clone()
-            .filter(|_| now < inner.backoff_until_ms)
-        {
-            return Next::Ready(Err(Unvouched::Unavailable(IntrospectionUnavailable {
-                retry_after_secs: retry_after_secs(inner.backoff_until_ms, now),
-                cause,
-                called_endpoint: false,
-            })));
-        }
+            .filter(|p| now < p.started_ms.saturating_add(abandon_ms))
+            .map(|p| p.seq);
+        let attempt = match self.breaker.turn(ticket, now, busy, abandon_ms) {
+            Turn::Go(attempt) => attempt,
+            Turn::Wait => return Next::Wait,
+            Turn::Refuse { retry_after_secs } => {
+                return Next::Ready(Err(Unvouched::Unavailable(IntrospectionUnavailable {
+                    retry_after_secs,
+                    cause: inner
+                        .failure
+                        .clone()
+                        .unwrap_or(IntrospectionError::Unreachable),
+                    called_endpoint: false,
+                })));
+            }
+        };
         inner.calls_started += 1;
         let id = inner.calls_started;
         inner.pending.insert(
@@ -252,29 +265,45 @@ impl SessionCache {
             Pending {
                 id,
                 started_ms: now,
+                seq: attempt.seq(),
             },
         );
         Next::Call(CallGuard {
             inner: self.inner.clone(),
             digest: *digest,
             id,
+            attempt: Some(attempt),
         })
     }
 
     fn record(
         &self,
-        guard: CallGuard,
+        mut guard: CallGuard,
         answer: Result<Answer, IntrospectionError>,
         now: u64,
     ) -> Result<Vouched, Unvouched> {
         let digest = guard.digest;
+        let attempt = guard.attempt.take();
         drop(guard);
         let endpoint = IntrospectionSource::Endpoint;
+        let answered = |attempt: Option<Attempt>| {
+            if let Some(attempt) = attempt {
+                self.breaker.succeeded(attempt);
+            }
+        };
         let mut inner = self.inner.borrow_mut();
         match answer {
+            Err(cause) if cause.blame() == Blame::Identifier => {
+                // The endpoint answered; what it said of this identifier is unusable. The
+                // identifier is refused like an inactive one, and no one else is.
+                answered(attempt);
+                let until = now.saturating_add(INACTIVE_MS);
+                inner.insert(digest, Verdict::Inactive, until, ENTRY_OVERHEAD);
+                Err(Unvouched::Unusable(cause))
+            }
             Ok(answer) => {
+                answered(attempt);
                 inner.failure = None;
-                inner.failures_in_a_row = 0;
                 match answer {
                     Answer::Active { claims, exp_secs } => {
                         let until = exp_secs
@@ -295,16 +324,16 @@ impl SessionCache {
                 }
             }
             Err(cause) => {
-                inner.failures_in_a_row = inner.failures_in_a_row.saturating_add(1);
-                let backoff = if cause.is_client_misconfigured() {
-                    flight::MAX_BACKOFF_MS
-                } else {
-                    flight::backoff_ms(inner.failures_in_a_row)
+                let retry_in_ms = match cause.blame() {
+                    Blame::Configuration => REFUSED_RETRY_MS,
+                    _ => PROBE_SPACING_MS,
                 };
-                inner.backoff_until_ms = now.saturating_add(backoff);
+                if let Some(attempt) = attempt {
+                    self.breaker.failed(attempt, now, retry_in_ms);
+                }
                 inner.failure = Some(cause.clone());
                 Err(Unvouched::Unavailable(IntrospectionUnavailable {
-                    retry_after_secs: retry_after_secs(inner.backoff_until_ms, now),
+                    retry_after_secs: self.breaker.retry_after_secs(now),
                     cause,
                     called_endpoint: true,
                 }))
@@ -343,9 +372,17 @@ async fn call<P: Platform>(
             HttpError::Timeout => IntrospectionError::Timeout,
             _ => IntrospectionError::Unreachable,
         })?;
+    if response.status != 200 {
+        // Before reading: a large error page is the endpoint's failure, not this identifier's.
+        return Err(IntrospectionError::Status(response.status));
+    }
     let body = http
         .read_body(response.body, MAX_ANSWER_BYTES)
         .await
-        .map_err(|_| IntrospectionError::NotJson)?;
+        .map_err(|e| match e {
+            // The whole answer came and was too much: this identifier's (its claims).
+            HttpError::TooLarge => IntrospectionError::TooLarge,
+            _ => IntrospectionError::Unreachable,
+        })?;
     introspect::parse_answer(response.status, &body, p.clock().now_ms() / 1000)
 }

@@ -18,7 +18,7 @@ pub use cache::{
     ABANDON_GRACE_MS, ACTIVE_MAX_MS, ENTRY_OVERHEAD, INACTIVE_MS, MAX_BYTES, MAX_ENTRIES,
 };
 pub use extract::{extract, Identifier, IdentifierSource, MAX_IDENTIFIER_BYTES};
-pub use introspect::{parse_answer, request, Answer, IntrospectionError, MAX_ANSWER_BYTES};
+pub use introspect::{parse_answer, request, Answer, Blame, IntrospectionError, MAX_ANSWER_BYTES};
 
 use std::fmt;
 

@@ -203,7 +203,7 @@ impl HttpClient for FetchClient {
         body: Body<ReadableStream>,
         limit: usize,
     ) -> Result<Vec<u8>, HttpError> {
-        let too_long = || HttpError::Body(format!("body over {limit} bytes"));
+        let too_long = || HttpError::TooLarge;
         let stream = match body {
             Body::Empty => return Ok(Vec::new()),
             Body::Bytes(bytes) if bytes.len() <= limit => return Ok(bytes),

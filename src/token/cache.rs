@@ -1,7 +1,8 @@
 //! The isolate's access-token cache: memory, then KV, then the token endpoint; one fill in
 //! flight at a time; a refresh ahead of expiry that requests do not wait for; a compare-before-
-//! drop after the origin refuses a token; and a back-off after a failed fill so an outage is
-//! not met with one endpoint call per request.
+//! drop after the origin refuses a token; and, after a failed fill, probes (`crate::breaker`:
+//! one at a time, one per half second, the first good answer ends the back-off) so an outage
+//! is not met with one endpoint call per request, nor a recovery with a minute of 503s.
 //!
 //! Why waiters poll instead of awaiting the fill: on workerd, a request resumed by I/O that
 //! another request started continues in that other request's I/O context (its own fetches then
@@ -19,7 +20,9 @@
 //! that finds nothing usable in KV asks the coordinator instead of the endpoint, and a drop
 //! after an origin refusal goes through it too, so the whole deployment shares one token and
 //! one back-off. A coordinator that fails or answers garbage is noted (`Obtained::coordinator`)
-//! and the fill goes on to the endpoint, exactly as without one.
+//! and the fill goes on to the endpoint, exactly as without one. While the coordinator answers
+//! that no token can be had, this isolate's asks are its probes: one at a time, one per half
+//! second, so that the coordinator's first good answer reaches every isolate at once.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -31,7 +34,8 @@ use super::grant::{self, GrantError, MAX_RESPONSE_BYTES};
 use super::protocol::{self, Answer, Ask};
 use super::refresh::{self, Jitter};
 use super::TokenConfig;
-use crate::flight::{self, retry_after_secs, Flight, FlightGuard, POLL_MS};
+use crate::breaker::{Attempt, Breaker, Turn, PROBE_SPACING_MS, REFUSED_RETRY_MS};
+use crate::flight::{Flight, FlightGuard, POLL_MS};
 use crate::io::{
     Body, Clock, Coordinator, CoordinatorError, HttpClient, HttpError, KeyValue, OutboundRequest,
     Platform,
@@ -86,7 +90,8 @@ pub enum RefreshOutcome {
     Fresh,
     /// Another fill is in flight in this isolate: nothing was called.
     InFlight,
-    /// An earlier failure is being backed off: nothing was called.
+    /// An earlier failure is being backed off (no probe due, or one in flight): nothing was
+    /// called.
     BackingOff(GrantError),
     /// A newer token was taken from KV (another isolate refreshed it) or from the endpoint.
     Refreshed(TokenSource),
@@ -150,10 +155,10 @@ struct State {
     /// When this isolate refreshes `current` ahead of its expiry: drawn, with jitter, when
     /// `current` is stored.
     refresh_at_ms: u64,
-    /// No fill starts before this instant; requests get `failure` until then.
-    backoff_until_ms: u64,
+    /// The last failure, what requests refused while backing off are told.
     failure: Option<GrantError>,
-    failures_in_a_row: u32,
+    /// The breaker's number of the fill in flight, which waiting requests wait on.
+    fill_seq: u64,
     /// The last token the origin refused: never taken from KV again (KV's delete may not be
     /// visible yet where this isolate reads).
     rejected: Option<Rc<CachedToken>>,
@@ -166,10 +171,10 @@ pub struct TokenCache {
     state: Rc<RefCell<State>>,
     /// The one fill (foreground or refresh ahead) in flight.
     flight: Flight,
+    /// The token endpoint's (or the coordinator's) health: probes after a failure.
+    breaker: Breaker,
     /// Draws the jitter of each stored token's refresh moment; fixed in tests.
     jitter: Box<dyn Fn() -> Jitter>,
-    /// Longest back-off after endpoint failures that are not refused credentials.
-    max_backoff_ms: u64,
 }
 
 impl Default for TokenCache {
@@ -178,13 +183,22 @@ impl Default for TokenCache {
     }
 }
 
+/// A fill under way: the cache's mark and the breaker's numbered call. Dropped unfinished (its
+/// request cancelled), both are released.
+struct Filling {
+    flight: FlightGuard,
+    attempt: Attempt,
+}
+
 /// The isolate's one refresh ahead of expiry, claimed: run it with `TokenCache::refresh`.
 /// Dropping it unrun releases the claim.
-pub struct RefreshAhead(FlightGuard);
+pub struct RefreshAhead(Filling);
 
 impl std::fmt::Debug for RefreshAhead {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("RefreshAhead").field(&self.0.id()).finish()
+        f.debug_tuple("RefreshAhead")
+            .field(&self.0.flight.id())
+            .finish()
     }
 }
 
@@ -194,11 +208,7 @@ enum Failure {
     Endpoint(GrantError),
     /// The coordinator answered that no token can be had: its back-off, shared by every
     /// isolate, so this one does not call the endpoint either.
-    Coordinator {
-        cause: GrantError,
-        retry_after_secs: u64,
-        called: bool,
-    },
+    Coordinator { cause: GrantError, called: bool },
 }
 
 /// What one fill came back with, and what went wrong with the coordinator on the way.
@@ -211,7 +221,7 @@ enum Next {
     Ready(Obtained),
     Failed(TokenUnavailable),
     Wait,
-    Fill(FlightGuard),
+    Fill(Filling),
 }
 
 fn same(a: Option<&Rc<CachedToken>>, b: &CachedToken) -> bool {
@@ -233,17 +243,9 @@ impl TokenCache {
         Self {
             state: Rc::default(),
             flight: Flight::default(),
+            breaker: Breaker::new(),
             jitter: Box::new(jitter),
-            max_backoff_ms: flight::MAX_BACKOFF_MS,
         }
-    }
-
-    /// Caps the back-off after endpoint failures (refused credentials keep the long one). For
-    /// the coordinator: its back-off is the whole deployment's, so a short cap costs a dead
-    /// endpoint one call per step in all, and gets every isolate served soon after recovery.
-    pub fn with_max_backoff(mut self, ms: u64) -> Self {
-        self.max_backoff_ms = ms;
-        self
     }
 
     /// A token that may be sent now, asking the platform's coordinator (when bound) before
@@ -254,17 +256,18 @@ impl TokenCache {
         p: &P,
     ) -> Result<Obtained, TokenUnavailable> {
         let clock = p.clock();
+        let mut ticket = self.breaker.ticket(clock.now_ms());
         loop {
-            match self.next(clock.now_ms(), abandon_after_ms(cfg)) {
+            match self.next(&mut ticket, clock.now_ms(), abandon_after_ms(cfg)) {
                 Next::Ready(obtained) => return Ok(obtained),
                 Next::Failed(unavailable) => return Err(unavailable),
                 Next::Wait => clock.sleep(POLL_MS).await,
-                Next::Fill(guard) => {
+                Next::Fill(filling) => {
                     let rejected = self.state.borrow().rejected.clone();
                     let accept =
                         |t: &CachedToken, now| t.is_usable(now) && !same(rejected.as_ref(), t);
                     let filled = load_or_fetch(cfg, p, accept, false).await;
-                    let obtained = self.record(guard, filled, clock.now_ms())?;
+                    let obtained = self.record(filling, filled, clock.now_ms())?;
                     write_back(cfg, p, &obtained).await;
                     return Ok(obtained);
                 }
@@ -273,18 +276,22 @@ impl TokenCache {
     }
 
     /// Claims the refresh ahead of expiry when the cached token is in its refresh window and
-    /// nothing else is filling or backing off; `None` otherwise (nearly always).
+    /// nothing else is filling, and, after a failure, a probe is due; `None` otherwise (nearly
+    /// always).
     pub fn refresh_due(&self, cfg: &TokenConfig, now: u64) -> Option<RefreshAhead> {
-        let st = self.state.borrow();
-        let current = st.current.as_ref()?;
-        // Past its usable time the next request fills in the foreground: nothing to do ahead.
-        if !current.is_usable(now) || now < st.refresh_at_ms {
-            return None;
+        {
+            let st = self.state.borrow();
+            let current = st.current.as_ref()?;
+            // Past its usable time the next request fills in the foreground: nothing to do ahead.
+            if !current.is_usable(now) || now < st.refresh_at_ms {
+                return None;
+            }
         }
-        if self.flight.in_flight(now, abandon_after_ms(cfg)) || now < st.backoff_until_ms {
-            return None;
-        }
-        Some(RefreshAhead(self.flight.start(now)))
+        let abandon = abandon_after_ms(cfg);
+        let attempt = self
+            .breaker
+            .try_go(now, self.flight.in_flight(now, abandon), abandon)?;
+        Some(RefreshAhead(self.start_fill(now, attempt)))
     }
 
     /// Runs a claimed refresh: a newer token from KV if another isolate already refreshed, else
@@ -324,7 +331,8 @@ impl TokenCache {
     /// platform's coordinator when bound).
     pub async fn prewarm<P: Platform>(&self, cfg: &TokenConfig, p: &P) -> RefreshOutcome {
         let now = p.clock().now_ms();
-        let job = {
+        let abandon = abandon_after_ms(cfg);
+        {
             let st = self.state.borrow();
             let fresh = st
                 .current
@@ -333,14 +341,15 @@ impl TokenCache {
             if fresh {
                 return RefreshOutcome::Fresh;
             }
-            if self.flight.in_flight(now, abandon_after_ms(cfg)) {
-                return RefreshOutcome::InFlight;
-            }
-            if let Some(cause) = st.failure.clone().filter(|_| now < st.backoff_until_ms) {
-                return RefreshOutcome::BackingOff(cause);
-            }
-            RefreshAhead(self.flight.start(now))
+        }
+        if self.flight.in_flight(now, abandon) {
+            return RefreshOutcome::InFlight;
+        }
+        let Some(attempt) = self.breaker.try_go(now, false, abandon) else {
+            let cause = self.state.borrow().failure.clone();
+            return RefreshOutcome::BackingOff(cause.unwrap_or(GrantError::Unreachable));
         };
+        let job = RefreshAhead(self.start_fill(now, attempt));
         self.refresh(job, cfg, p).await
     }
 
@@ -422,53 +431,66 @@ impl TokenCache {
         self.state.borrow().current.clone()
     }
 
-    /// Seconds until the back-off after a failed fill ends, while it lasts.
-    pub fn backing_off_secs(&self, now: u64) -> Option<u64> {
-        let st = self.state.borrow();
-        (st.failure.is_some() && now < st.backoff_until_ms)
-            .then(|| retry_after_secs(st.backoff_until_ms, now))
+    /// `Retry-After` while the endpoint is backing off: seconds until the next probe may start.
+    pub fn retry_after_secs(&self, now: u64) -> u64 {
+        self.breaker.retry_after_secs(now)
     }
 
     /// Decides, from the state at `now`, what this request does next.
-    fn next(&self, now: u64, abandon_ms: u64) -> Next {
-        let st = self.state.borrow();
-        if let Some(token) = st.current.as_ref().filter(|t| t.is_usable(now)) {
-            return Next::Ready(Obtained {
-                token: token.clone(),
-                source: TokenSource::Memory,
-                coordinator: None,
-            });
-        }
-        if self.flight.in_flight(now, abandon_ms) {
-            return Next::Wait;
-        }
-        if let Some(cause) = st.failure.clone().filter(|_| now < st.backoff_until_ms) {
-            return Next::Failed(TokenUnavailable {
-                retry_after_secs: retry_after_secs(st.backoff_until_ms, now),
-                cause,
+    fn next(&self, ticket: &mut crate::breaker::Ticket, now: u64, abandon_ms: u64) -> Next {
+        let (busy, cause) = {
+            let st = self.state.borrow();
+            if let Some(token) = st.current.as_ref().filter(|t| t.is_usable(now)) {
+                return Next::Ready(Obtained {
+                    token: token.clone(),
+                    source: TokenSource::Memory,
+                    coordinator: None,
+                });
+            }
+            let busy = self
+                .flight
+                .in_flight(now, abandon_ms)
+                .then_some(st.fill_seq);
+            (busy, st.failure.clone())
+        };
+        match self.breaker.turn(ticket, now, busy, abandon_ms) {
+            Turn::Go(attempt) => Next::Fill(self.start_fill(now, attempt)),
+            Turn::Wait => Next::Wait,
+            Turn::Refuse { retry_after_secs } => Next::Failed(TokenUnavailable {
+                retry_after_secs,
+                cause: cause.unwrap_or(GrantError::Unreachable),
                 called_endpoint: false,
                 coordinator: None,
-            });
+            }),
         }
-        Next::Fill(self.flight.start(now))
+    }
+
+    /// Marks a fill as under way, numbered `attempt` for the requests that wait on it.
+    fn start_fill(&self, now: u64, attempt: Attempt) -> Filling {
+        self.state.borrow_mut().fill_seq = attempt.seq();
+        Filling {
+            flight: self.flight.start(now),
+            attempt,
+        }
     }
 
     fn record(
         &self,
-        guard: FlightGuard,
+        filling: Filling,
         filled: Filled,
         now: u64,
     ) -> Result<Obtained, TokenUnavailable> {
-        drop(guard);
+        let Filling { flight, attempt } = filling;
+        drop(flight);
         let mut st = self.state.borrow_mut();
         let coordinator = filled.coordinator;
         match filled.result {
             Ok((token, source)) => {
+                self.breaker.succeeded(attempt);
                 st.refresh_at_ms = refresh::refresh_at_ms(&token, (self.jitter)());
                 let token = Rc::new(token);
                 st.current = Some(token.clone());
                 st.failure = None;
-                st.failures_in_a_row = 0;
                 Ok(Obtained {
                     token,
                     source,
@@ -476,33 +498,16 @@ impl TokenCache {
                 })
             }
             Err(failure) => {
-                st.failures_in_a_row = st.failures_in_a_row.saturating_add(1);
-                let (cause, wait_ms, called_endpoint) = match failure {
-                    Failure::Endpoint(cause) => {
-                        let wait = match backoff_ms(st.failures_in_a_row, &cause) {
-                            long if cause.is_client_misconfigured() => long,
-                            wait => wait.min(self.max_backoff_ms),
-                        };
-                        (cause, wait, true)
-                    }
-                    // The coordinator's back-off is the deployment's: keep to it.
-                    Failure::Coordinator {
-                        cause,
-                        retry_after_secs,
-                        called,
-                    } => (cause, retry_after_secs * 1000, called),
+                let (cause, called_endpoint) = match failure {
+                    Failure::Endpoint(cause) => (cause, true),
+                    // The coordinator's answer that no token can be had: this isolate's probe
+                    // failed like an endpoint call would; its next ask is its next probe.
+                    Failure::Coordinator { cause, called } => (cause, called),
                 };
-                let mut until = now + wait_ms;
-                // A failed refresh ahead never keeps the endpoint untried past the moment the
-                // cached token stops being usable: an endpoint back up by then serves the first
-                // request after it, instead of requests getting 503 until the back-off ends.
-                if let Some(token) = st.current.as_ref().filter(|t| t.is_usable(now)) {
-                    until = until.min(token.usable_until_ms());
-                }
-                st.backoff_until_ms = until;
+                self.breaker.failed(attempt, now, retry_in_ms(&cause));
                 st.failure = Some(cause.clone());
                 Err(TokenUnavailable {
-                    retry_after_secs: retry_after_secs(st.backoff_until_ms, now),
+                    retry_after_secs: self.breaker.retry_after_secs(now),
                     cause,
                     called_endpoint,
                     coordinator,
@@ -512,13 +517,13 @@ impl TokenCache {
     }
 }
 
-/// How long to leave the endpoint alone after `failures` failed fills in a row.
-pub(super) fn backoff_ms(failures: u32, cause: &GrantError) -> u64 {
+/// How long after a failure the endpoint is next tried.
+pub(super) fn retry_in_ms(cause: &GrantError) -> u64 {
     if cause.is_client_misconfigured() {
         // Our credentials were refused: only an operator can fix that, so do not hammer.
-        return flight::MAX_BACKOFF_MS;
+        return REFUSED_RETRY_MS;
     }
-    flight::backoff_ms(failures)
+    PROBE_SPACING_MS
 }
 
 /// A token from KV when `accept` takes it, else from the coordinator when one is bound and
@@ -583,13 +588,8 @@ async fn ask_coordinator<P: Platform>(
         Some(Answer::Token { token }) if token.is_usable(p.clock().now_ms()) => {
             Ok(Ok((token, TokenSource::Coordinator)))
         }
-        Some(Answer::Unavailable {
-            retry_after_secs,
-            error,
-            called,
-        }) => Ok(Err(Failure::Coordinator {
+        Some(Answer::Unavailable { error, called, .. }) => Ok(Err(Failure::Coordinator {
             cause: error,
-            retry_after_secs,
             called,
         })),
         // Garbage, a token already spent, or an answer to another question.
@@ -644,30 +644,43 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_doubles_to_a_cap_and_is_long_for_refused_credentials() {
-        let down = GrantError::Unreachable;
-        assert_eq!(backoff_ms(1, &down), 2_000);
-        assert_eq!(backoff_ms(2, &down), 4_000);
-        assert_eq!(backoff_ms(5, &down), 32_000);
-        assert_eq!(backoff_ms(6, &down), 60_000);
-        assert_eq!(backoff_ms(u32::MAX, &down), 60_000);
-        let refused = GrantError::Status {
-            status: 401,
-            oauth_error: Some("invalid_client".into()),
-        };
-        assert_eq!(backoff_ms(1, &refused), 60_000);
+    fn refused_credentials_wait_a_minute_and_every_other_failure_is_probed_again_soon() {
+        for down in [
+            GrantError::Unreachable,
+            GrantError::Timeout,
+            GrantError::NotJson,
+            GrantError::Status {
+                status: 503,
+                oauth_error: None,
+            },
+            GrantError::Status {
+                status: 429,
+                oauth_error: None,
+            },
+        ] {
+            assert_eq!(retry_in_ms(&down), PROBE_SPACING_MS, "{down:?}");
+        }
+        for refused in [401, 403] {
+            let refused = GrantError::Status {
+                status: refused,
+                oauth_error: Some("invalid_client".into()),
+            };
+            assert_eq!(retry_in_ms(&refused), REFUSED_RETRY_MS);
+        }
     }
 
     #[test]
     fn a_dropped_fill_releases_its_mark() {
         let cache = TokenCache::new();
-        let Next::Fill(guard) = cache.next(0, 1_000) else {
+        let mut first = cache.breaker.ticket(0);
+        let Next::Fill(guard) = cache.next(&mut first, 0, 1_000) else {
             panic!("the first caller fills");
         };
-        assert!(matches!(cache.next(0, 1_000), Next::Wait));
+        let mut second = cache.breaker.ticket(0);
+        assert!(matches!(cache.next(&mut second, 0, 1_000), Next::Wait));
         drop(guard);
         assert!(
-            matches!(cache.next(0, 1_000), Next::Fill(_)),
+            matches!(cache.next(&mut second, 0, 1_000), Next::Fill(_)),
             "a waiter takes over"
         );
     }
@@ -675,11 +688,16 @@ mod tests {
     #[test]
     fn a_fill_never_finished_nor_dropped_is_taken_over_after_a_while() {
         let cache = TokenCache::new();
-        let Next::Fill(stuck) = cache.next(0, 1_000) else {
+        let mut first = cache.breaker.ticket(0);
+        let Next::Fill(stuck) = cache.next(&mut first, 0, 1_000) else {
             panic!("the first caller fills");
         };
-        assert!(matches!(cache.next(999, 1_000), Next::Wait));
-        assert!(matches!(cache.next(1_000, 1_000), Next::Fill(_)));
+        let mut second = cache.breaker.ticket(0);
+        assert!(matches!(cache.next(&mut second, 999, 1_000), Next::Wait));
+        assert!(matches!(
+            cache.next(&mut second, 1_000, 1_000),
+            Next::Fill(_)
+        ));
         std::mem::forget(stuck);
     }
 }

@@ -3,8 +3,9 @@
 //!
 //! It is the same `TokenCache`: memory, then its own storage, then the token endpoint; one fill
 //! at a time, with concurrent asks polling it; a refresh ahead of expiry; compare-before-drop
-//! after an origin refusal; and the back-off after endpoint failures, which, held here, is the
-//! deployment's: a dead endpoint sees one attempt per back-off step, not one per isolate.
+//! after an origin refusal; and the probes after endpoint failures (`crate::breaker`), which,
+//! held here, are the deployment's: a dead endpoint sees one probe at a time and at most two a
+//! second for the whole deployment, not that per isolate.
 //!
 //! Its storage (Durable Object storage in production) is the one it trusts; every token it
 //! writes there it also writes to KV, sealed the same way (`TOKEN_ENCRYPTION_KEY`), for the
@@ -13,10 +14,10 @@
 //! It refreshes earlier than any isolate would (the most jitter there is), so an isolate
 //! refreshing ahead finds the coordinator's token already renewed, or causes its renewal.
 //!
-//! Its back-off doubles from 2 s to `MAX_BACKOFF_MS` (4 s), not to the isolate's minute: one
-//! coordinator makes one call per step for the whole deployment, so a dead endpoint sees at most
-//! 15 calls a minute in all, and every isolate is served within 4 s of the endpoint's return.
-//! Refused credentials keep the long back-off: only an operator can fix those.
+//! An ask that arrives while the endpoint is backing off waits for the next probe (at most
+//! `breaker::HOLD_MS`) and takes its answer: the first good answer after an outage serves every
+//! isolate asking, and no ask is refused on a failure older than itself. Refused credentials
+//! are answered at once, and tried again a minute later: only an operator can fix those.
 
 use super::cache::{RefreshAhead, RefreshOutcome, Rejection, TokenCache};
 use super::entry::CachedToken;
@@ -60,9 +61,6 @@ pub struct Answered {
     pub refresh: Option<RefreshAhead>,
 }
 
-/// Longest back-off after token-endpoint failures (other than refused credentials).
-pub const MAX_BACKOFF_MS: u64 = 4_000;
-
 /// One per coordinator object.
 pub struct TokenCoordinator {
     cache: TokenCache,
@@ -77,7 +75,7 @@ impl Default for TokenCoordinator {
 impl TokenCoordinator {
     pub fn new() -> Self {
         Self {
-            cache: TokenCache::with_jitter(|| Jitter::MAX).with_max_backoff(MAX_BACKOFF_MS),
+            cache: TokenCache::with_jitter(|| Jitter::MAX),
         }
     }
 
@@ -146,7 +144,7 @@ impl TokenCoordinator {
                 RefreshOutcome::InFlight => clock.sleep(POLL_MS).await,
                 RefreshOutcome::Fresh | RefreshOutcome::Refreshed(_) => return None,
                 RefreshOutcome::Failed(error) | RefreshOutcome::BackingOff(error) => {
-                    let retry_after_secs = self.cache.backing_off_secs(clock.now_ms()).unwrap_or(1);
+                    let retry_after_secs = self.cache.retry_after_secs(clock.now_ms());
                     return Some(Answer::Unavailable {
                         retry_after_secs,
                         error,

@@ -272,7 +272,7 @@ impl HttpClient for FakeHttp {
             Body::Bytes(b) | Body::Stream(b) => b,
         };
         if bytes.len() > limit {
-            return Err(HttpError::Body("too big".into()));
+            return Err(HttpError::TooLarge);
         }
         Ok(bytes)
     }
