@@ -22,7 +22,10 @@ mod coordinator;
 pub use coordinator::DoCoordinator;
 // Routes' `rate_limit` over Workers rate-limiting bindings (issue 12).
 mod rate_limit;
+// The exported calls' promises, and failing the one whose poll trapped (issue 17).
+mod trap;
 pub use rate_limit::WorkerRateLimiters;
+pub use trap::call_promise;
 
 #[cfg(not(feature = "baseline-verify"))]
 mod webcrypto;
