@@ -45,7 +45,8 @@ static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_all
 /// wraps each callback for its async context and error reporting, which measured about 30 µs of
 /// CPU per forwarded request more than queueing the same callback with `Promise.then`
 /// (`bench/profile.mjs`). Both run the callback as a microtask, in order; nothing else in this
-/// Worker calls `queueMicrotask`. Runs at start-up, before any future is polled.
+/// Worker calls `queueMicrotask`. Runs at start-up, before any future is polled; the entry
+/// module (src/js/entry.js) then wraps it, to catch a trap where it unwinds out of a poll.
 pub fn use_promise_microtasks() {
     let global = js_sys::global();
     let resolved = js_sys::Promise::resolve(&JsValue::UNDEFINED);
