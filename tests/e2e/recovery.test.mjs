@@ -33,10 +33,12 @@ console.log = function (...args) {
   return log.apply(this, args);
 };
 
-// A request for a path with "/trap-in-fetch" traps calling fetch for the origin.
+// A request for a path with "/trap-in-fetch" traps calling fetch for the origin; one with
+// "/stuck" never gets an answer from it, whatever its deadline (a call that never ends).
 const fetch = globalThis.fetch;
 globalThis.fetch = function (input, init) {
   if (String(input).includes('/trap-in-fetch')) throw trap('the origin fetch');
+  if (String(input).includes('/stuck')) return new Promise(() => {});
   return fetch.call(this, input, init);
 };
 
@@ -154,7 +156,7 @@ function assertTrapProblem(answer, requestId, secrets) {
 }
 
 async function seenByGateway(gw, id) {
-  return waitFor(async () => (await (await gw.fetch(`/__test/seen?id=${id}`)).json()).seen, 5000);
+  return waitFor(async () => (await (await gw.fetch(`/__test/seen?id=${id}`)).json()).seen, 10000);
 }
 
 describe('a wasm trap fails only the request that trapped', () => {
@@ -183,7 +185,7 @@ describe('a wasm trap fails only the request that trapped', () => {
           })
           .then(read),
       );
-      await waitFor(() => hold.held === 2, 5000);
+      await waitFor(() => hold.held === 2, 10000);
       assert.equal(hold.held, 2, 'both requests reached the origin');
 
       // The trap: answered while the other two are still at the origin.
@@ -237,6 +239,33 @@ describe('a wasm trap fails only the request that trapped', () => {
     });
   }
 
+  test('a call that never ends holds the newcomers only until ORIGIN_TIMEOUT_MS + 15 s, then is abandoned', async (t) => {
+    const s = await startStack({ script: wrappedBuild(t), bindings: { ORIGIN_TIMEOUT_MS: '1000' } });
+    t.after(() => s.close());
+    const warm = await read(await s.gw.fetch('/account/getprofile', { headers: withJwt(s.jwt) }));
+    assert.equal(warm.status, 200, warm.text);
+    s.gw.fetch('/account/stuck', { headers: withJwt(s.jwt, { 'x-request-id': 'stuck-1' }) }).catch(() => {});
+    assert.ok(await seenByGateway(s.gw, 'stuck-1'), 'the stuck request reached the gateway');
+
+    const trapped = await settles(
+      s.gw.fetch('/account/trap-in-fetch', { headers: withJwt(s.jwt, { 'x-request-id': 'trap-in-fetch-2' }) }).then(read),
+      'the trapping request',
+    );
+    assertTrapProblem(trapped, 'trap-in-fetch-2', [CLIENT_SECRET, API_KEY, s.jwt, s.token.token]);
+    const c = await settles(
+      s.gw.fetch('/account/getprofile', { headers: withJwt(s.jwt, { 'x-request-id': 'behind-stuck' }) }).then(read),
+      'the request waiting behind the stuck one',
+      45000,
+    );
+    assert.equal(c.status, 200, c.text);
+    assert.equal((await requestLog(s.gw, 'behind-stuck')).token_source, 'kv', 'served by a fresh instance');
+    const events = s.gw.jsonLogs().filter((l) => typeof l.event === 'string' && l.event.startsWith('wasm_'));
+    assert.deepEqual(events, [
+      { event: 'wasm_trap', in_flight: 1 },
+      { event: 'wasm_instance_replaced', abandoned: 1 },
+    ]);
+  });
+
   test('a trap in the token coordinator: its answer is a prompt 500 problem+json; the requests in flight in its isolate complete', async (t) => {
     const [origin, token, key] = await Promise.all([
       startOrigin(),
@@ -258,7 +287,7 @@ describe('a wasm trap fails only the request that trapped', () => {
 
     // A request in flight in the coordinator's isolate.
     const held = track(get(0, '/account/held-0', 'coord-held'));
-    await waitFor(() => hold.held === 1, 5000);
+    await waitFor(() => hold.held === 1, 10000);
     assert.equal(hold.held, 1);
 
     // Isolate 1 asks the coordinator, which traps: the coordinator answers at once (the asking
@@ -283,7 +312,7 @@ describe('a wasm trap fails only the request that trapped', () => {
 
     // A gateway request arriving in the coordinator's isolate meanwhile waits for the drain.
     const during = track(get(0, '/account/getprofile', 'coord-during'));
-    await waitFor(async () => (await (await fleet.fetch(0, '/__test/seen?id=coord-during')).json()).seen, 5000);
+    await waitFor(async () => (await (await fleet.fetch(0, '/__test/seen?id=coord-during')).json()).seen, 10000);
 
     hold.release();
     const [rh, rd] = await settles(Promise.all([held.promise, during.promise]), 'the request in flight and the one that waited');
