@@ -120,8 +120,8 @@ mod glue {
 
     use crate::log::TaskLog;
     use crate::platform::{
-        to_gateway_request, to_worker_response, DoCoordinator, FetchClient, Kv, WorkerClock,
-        WorkerRateLimiters,
+        call_promise, to_gateway_request, to_worker_response, DoCoordinator, FetchClient, Kv,
+        WorkerClock, WorkerRateLimiters,
     };
     use crate::proxy::{Gateway, Services};
 
@@ -203,9 +203,18 @@ mod glue {
     // `request.cf`, the URL and the method eagerly on every request, none of which the gateway
     // needs in that form. Exported by hand rather than with `#[event(fetch)]`, whose wrapper
     // reports errors through `worker::Error` and `worker::Response` (issue 13: bytes); the
-    // same export, and the same answer to an error it would have caught.
+    // same export, and the same answer to an error it would have caught. Its promise is
+    // `call_promise`'s, so that a trap in its poll fails this request alone, at once (issue 17).
     #[wasm_bindgen(js_name = fetch)]
-    pub async fn fetch(
+    pub fn fetch(
+        req: web_sys::Request,
+        env: Env,
+        ctx: worker::worker_sys::Context,
+    ) -> js_sys::Promise {
+        call_promise(async move { serve(req, env, ctx).await.map(JsValue::from) })
+    }
+
+    async fn serve(
         req: web_sys::Request,
         env: Env,
         ctx: worker::worker_sys::Context,
@@ -243,9 +252,11 @@ mod glue {
     // By hand too: the run needs neither the event's cron nor its time, which
     // `#[event(scheduled)]` reads into a `worker::ScheduledEvent` first.
     #[wasm_bindgen(js_name = scheduled)]
-    pub async fn scheduled(_event: JsValue, env: Env, _ctx: JsValue) -> Result<JsValue, JsValue> {
-        let gateway = gateway(&env);
-        log_task(&gateway.on_schedule(&services(&env)).await);
-        Ok(JsValue::UNDEFINED)
+    pub fn scheduled(_event: JsValue, env: Env, _ctx: JsValue) -> js_sys::Promise {
+        call_promise(async move {
+            let gateway = gateway(&env);
+            log_task(&gateway.on_schedule(&services(&env)).await);
+            Ok(JsValue::UNDEFINED)
+        })
     }
 }

@@ -198,20 +198,20 @@ impl TokenCoordinator {
             })
             .clone()
     }
+}
 
-    /// `state.waitUntil(promise)`.
-    fn wait_until(&self, task: impl Future<Output = ()> + 'static) {
-        let promise = wasm_bindgen_futures::future_to_promise(async move {
-            task.await;
-            Ok(JsValue::UNDEFINED)
-        });
-        let wait_until = Reflect::get(&self.state, &JsValue::from_str("waitUntil"))
-            .and_then(|f| f.dyn_into::<Function>());
-        // Without `waitUntil` the task still runs; only the object's lifetime is not extended
-        // for it.
-        if let Ok(f) = wait_until {
-            let _ = f.call1(&self.state, &promise);
-        }
+/// `state.waitUntil(promise)`.
+fn wait_until(state: &JsValue, task: impl Future<Output = ()> + 'static) {
+    let promise = wasm_bindgen_futures::future_to_promise(async move {
+        task.await;
+        Ok(JsValue::UNDEFINED)
+    });
+    let wait_until =
+        Reflect::get(state, &JsValue::from_str("waitUntil")).and_then(|f| f.dyn_into::<Function>());
+    // Without `waitUntil` the task still runs; only the object's lifetime is not extended
+    // for it.
+    if let Ok(f) = wait_until {
+        let _ = f.call1(state, &promise);
     }
 }
 
@@ -245,55 +245,72 @@ impl TokenCoordinator {
         }
     }
 
-    pub async fn fetch(&self, req: web_sys::Request) -> Result<web_sys::Response, JsValue> {
-        // An answer that is not the protocol's makes the isolate work alone, as if unbound.
-        let Some(cfg) = self.config() else {
-            return respond("token settings are invalid", 500, None);
-        };
-        let ask = JsFuture::from(req.text()?)
-            .await?
-            .as_string()
-            .unwrap_or_default();
-        let storage = Reflect::get(&self.state, &JsValue::from_str("storage"))?;
-        // Its own storage, mirrored to KV; no coordinator (it is the one), and no JWT is
-        // checked here, so the verifier and rate limiters are never used.
-        let platform = Services {
-            http: FetchClient,
-            store: Mirrored {
-                own: DoStorage(storage),
-                kv: Kv::new(self.env.clone(), crate::KV_BINDING),
-            },
-            clock: WorkerClock,
-            verifier: RustCryptoVerifier,
-            coordinator: NoCoordinator,
-            rate_limiters: NoRateLimiters,
-        };
-        let answered = self.core.answer(&cfg, &platform, &ask).await;
-        let Some(answered) = answered else {
-            return respond("not an ask", 400, None);
-        };
-        if let Some(job) = answered.refresh {
-            // After the answer: the asking isolate does not wait for the endpoint.
-            let core = self.core.clone();
-            self.wait_until(async move {
-                let started = WorkerClock.now_ms();
-                let outcome = core.refresh(job, &cfg, &platform).await;
-                let log = TaskLog {
-                    event: "coordinator_refresh",
-                    token: outcome.as_str(),
-                    token_source: outcome.source().map(|s| s.as_str()),
-                    token_error: outcome.error().map(|e| e.code()),
-                    config_error: outcome.error().and_then(|e| e.config_problem()),
-                    jwks: None,
-                    total_ms: WorkerClock.now_ms().saturating_sub(started),
-                };
-                if log.config_error.is_some() {
-                    worker::console_error!("{}", log.to_json());
-                } else {
-                    worker::console_log!("{}", log.to_json());
-                }
-            });
-        }
-        respond(&answered.body, 200, Some("application/json"))
+    /// The answer to one ask. Its promise is `call_promise`'s, so that a trap in its poll
+    /// fails this ask alone, at once (issue 17); the asking isolate then fills its own cache.
+    pub fn fetch(&self, req: web_sys::Request) -> Promise {
+        let config = self.config();
+        let (state, env, core) = (self.state.clone(), self.env.clone(), Rc::clone(&self.core));
+        super::call_promise(async move {
+            answer(config, state, env, core, req)
+                .await
+                .map(JsValue::from)
+        })
     }
+}
+
+async fn answer(
+    config: Option<Rc<TokenConfig>>,
+    state: JsValue,
+    env: Env,
+    core: Rc<Core>,
+    req: web_sys::Request,
+) -> Result<web_sys::Response, JsValue> {
+    // An answer that is not the protocol's makes the isolate work alone, as if unbound.
+    let Some(cfg) = config else {
+        return respond("token settings are invalid", 500, None);
+    };
+    let ask = JsFuture::from(req.text()?)
+        .await?
+        .as_string()
+        .unwrap_or_default();
+    let storage = Reflect::get(&state, &JsValue::from_str("storage"))?;
+    // Its own storage, mirrored to KV; no coordinator (it is the one), and no JWT is
+    // checked here, so the verifier and rate limiters are never used.
+    let platform = Services {
+        http: FetchClient,
+        store: Mirrored {
+            own: DoStorage(storage),
+            kv: Kv::new(env, crate::KV_BINDING),
+        },
+        clock: WorkerClock,
+        verifier: RustCryptoVerifier,
+        coordinator: NoCoordinator,
+        rate_limiters: NoRateLimiters,
+    };
+    let answered = core.answer(&cfg, &platform, &ask).await;
+    let Some(answered) = answered else {
+        return respond("not an ask", 400, None);
+    };
+    if let Some(job) = answered.refresh {
+        // After the answer: the asking isolate does not wait for the endpoint.
+        wait_until(&state, async move {
+            let started = WorkerClock.now_ms();
+            let outcome = core.refresh(job, &cfg, &platform).await;
+            let log = TaskLog {
+                event: "coordinator_refresh",
+                token: outcome.as_str(),
+                token_source: outcome.source().map(|s| s.as_str()),
+                token_error: outcome.error().map(|e| e.code()),
+                config_error: outcome.error().and_then(|e| e.config_problem()),
+                jwks: None,
+                total_ms: WorkerClock.now_ms().saturating_sub(started),
+            };
+            if log.config_error.is_some() {
+                worker::console_error!("{}", log.to_json());
+            } else {
+                worker::console_log!("{}", log.to_json());
+            }
+        });
+    }
+    respond(&answered.body, 200, Some("application/json"))
 }

@@ -25,7 +25,10 @@ mod rate_limit;
 // The env's names and the kinds of their bindings, for the configuration check (issue 17).
 mod environment;
 pub use environment::{environment, text};
+// The exported calls' promises, and failing the one whose poll trapped (issue 17).
+mod trap;
 pub use rate_limit::WorkerRateLimiters;
+pub use trap::call_promise;
 
 #[cfg(not(feature = "baseline-verify"))]
 mod webcrypto;
@@ -45,7 +48,8 @@ static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_all
 /// wraps each callback for its async context and error reporting, which measured about 30 µs of
 /// CPU per forwarded request more than queueing the same callback with `Promise.then`
 /// (`bench/profile.mjs`). Both run the callback as a microtask, in order; nothing else in this
-/// Worker calls `queueMicrotask`. Runs at start-up, before any future is polled.
+/// Worker calls `queueMicrotask`. Runs at start-up, before any future is polled; the entry
+/// module (src/js/entry.js) then wraps it, to catch a trap where it unwinds out of a poll.
 pub fn use_promise_microtasks() {
     let global = js_sys::global();
     let resolved = js_sys::Promise::resolve(&JsValue::UNDEFINED);

@@ -14,9 +14,10 @@ import { SCRIPT, captureOutput, disposeOnce } from './harness.mjs';
  * Starts `n` isolates. `coordinator`: `true` (the first worker's TokenCoordinator), `false` (no
  * binding: today's behaviour), or `{ script }`, an inline module exporting a `TokenCoordinator`
  * class to bind instead (a broken coordinator, say). `workerOptions`: more Miniflare options for
- * every isolate (`ratelimits`, say).
+ * every isolate (`ratelimits`, say). `script`: another entry module for every isolate (default
+ * the build's `index.js`), in a directory that also holds what it imports.
  */
-export async function startFleet({ bindings, n = 4, coordinator = true, workerOptions = {}, verbose = process.env.E2E_VERBOSE === '1' } = {}) {
+export async function startFleet({ bindings, n = 4, coordinator = true, workerOptions = {}, script = SCRIPT, verbose = process.env.E2E_VERBOSE === '1' } = {}) {
   const out = captureOutput({ label: 'fleet', verbose });
   const names = Array.from({ length: n }, (_, i) => `isolate-${i}`);
   const external = typeof coordinator === 'object' && coordinator !== null;
@@ -26,9 +27,13 @@ export async function startFleet({ bindings, n = 4, coordinator = true, workerOp
   const workers = names.map((name) => ({
     name,
     modules: true,
-    scriptPath: SCRIPT,
-    modulesRoot: path.dirname(SCRIPT),
-    modulesRules: [{ type: 'CompiledWasm', include: ['**/*.wasm'] }],
+    scriptPath: script,
+    modulesRoot: path.dirname(script),
+    // `.js` as ES modules too: a wrapping `script` imports the build's `index.js`.
+    modulesRules: [
+      { type: 'ESModule', include: ['**/*.js'] },
+      { type: 'CompiledWasm', include: ['**/*.wasm'] },
+    ],
     compatibilityDate: '2026-04-01',
     kvNamespaces: { TOKEN_CACHE: `token-cache-${name}` },
     bindings,
