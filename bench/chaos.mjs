@@ -379,6 +379,15 @@ async function run(coordinated, lib) {
     introspection: idp.calls.map((c) => c.at),
     origin: origin.requests.map((r) => r.at),
   };
+  // The gateway's own account of each lost answer (its log line's reasons, never a credential).
+  await sleep(500);
+  const logs = new Map(fleet.requestLogs().map((l) => [l.request_id, l]));
+  const LOG_FIELDS = ['outcome', 'token_source', 'token_error', 'coordinator', 'jwks', 'introspection', 'introspection_error', 'origin_401', 'replayed', 'replay_skipped', 'config_error', 'token_refresh'];
+  for (const a of answers) {
+    if (a.verdict !== 'lost' && a.verdict !== 'accepted') continue;
+    const line = logs.get(a.requestId);
+    a.log = line ? Object.fromEntries(LOG_FIELDS.filter((f) => line[f] !== undefined).map((f) => [f, line[f]])) : null;
+  }
   const result = summarizeRun({ coordinated, plan, t0, end, answers, dependencyCalls, windows, faults });
   await fleet.dispose();
   await Promise.all([origin.close(), token.close(), idp.close(), keySet.close()]);
@@ -417,7 +426,7 @@ function summarizeRun({ coordinated, plan, t0, end, answers, dependencyCalls, wi
   const seconds = [];
   for (let t = 0; t0 + t * 1000 < end; t++) {
     const mine = answers.filter((a) => a.start >= t0 + t * 1000 && a.start < t0 + (t + 1) * 1000);
-    seconds.push({ t, statuses: count(mine, (a) => a.status), lost: mine.filter((a) => a.verdict === 'lost').length });
+    seconds.push({ t, statuses: count(mine, (a) => a.status), lost: mine.filter((a) => a.verdict === 'lost').length, p99_ms: quantile(mine.map((a) => a.end - a.start), 0.99) });
   }
   const lostAnswers = answers
     .filter((a) => a.verdict === 'lost' || a.verdict === 'accepted')
@@ -437,6 +446,7 @@ function summarizeRun({ coordinated, plan, t0, end, answers, dependencyCalls, wi
         ...(rec !== null && a.rule.endsWith('after recovery') ? { since_recovery_s: round((a.start - rec) / 1000, 2) } : {}),
         ms: a.end - a.start,
         origin_after_ms: a.originAfterMs,
+        log: a.log,
       };
     });
   return {
