@@ -26,8 +26,8 @@
 // token endpoint down (connections dropped) for longer than a token lives; the JWKS rotated to a
 // new key (published, then every new token signed with it); the JWKS down (503), a second new key
 // published meanwhile and used from a third of the outage on (a key the gateway never held);
-// introspection down; the origin refusing every access token issued so far (401 Bearer
-// error="invalid_token" to each, once per token: the drop and replay); origin latency spikes,
+// introspection down; the origin refusing every access token in use (401 Bearer
+// error="invalid_token", once per isolate: the drop and the replay); origin latency spikes,
 // one of them past ORIGIN_TIMEOUT_MS (8 s: far above what a loaded machine adds, so that a 504
 // means the origin's wait).
 
@@ -258,71 +258,82 @@ async function run(coordinated, lib) {
     windows.push(w);
     if (w.dep) faults.push({ dep: w.dep, from: w.from, to: w.to });
   };
+  const schedule = (when, run) => {
+    actions.push({ at: when, run });
+    actions.sort((a, b) => a.at - b.at);
+  };
+  // A fault lasts its whole length from the moment it actually began, even when a busy machine
+  // held the sending loop up: its end is scheduled as it begins.
+  const during = (when, ms, begin, finish) =>
+    schedule(when, () => {
+      begin();
+      schedule(Date.now() + ms, finish);
+    });
   for (const p of plan) {
     p.from = at;
     p.to = at + p.s * 1000;
-    const { from, to } = p;
+    const ms = p.s * 1000;
     switch (p.fault) {
       case 'token':
-        actions.push({ at: from, run: () => (token.setMode('down'), startFault('token', 'token', 'token endpoint down')) });
-        actions.push({ at: to, run: () => (token.setMode('ok'), endFault('token')) });
+        during(p.from, ms, () => (token.setMode('down'), startFault('token', 'token', 'token endpoint down')), () => (token.setMode('ok'), endFault('token')));
         break;
       case 'jwks-rotated':
-        actions.push({
-          at: from,
-          run: () => {
+        during(
+          p.from,
+          ms,
+          () => {
             keySet.setKeys(jwks(k2, k1));
             signer = k2;
             startFault(null, 'jwks-rotated', 'JWKS rotated: new key published and used');
           },
-        });
-        actions.push({ at: to, run: () => endFault('jwks-rotated') });
+          () => endFault('jwks-rotated'),
+        );
         break;
       case 'jwks': {
-        const newKeyAt = from + Math.round((to - from) / 3);
-        actions.push({
-          at: from,
-          run: () => {
+        const newKeyAfter = Math.round(ms / 3);
+        during(
+          p.from,
+          ms,
+          () => {
             keySet.setDown(true);
             keySet.setKeys(jwks(k3, k2));
-            startFault('jwks', 'jwks', `JWKS down (503); a new key in use from +${Math.round((newKeyAt - from) / 1000)} s`);
+            startFault('jwks', 'jwks', `JWKS down (503); a new key in use from +${Math.round(newKeyAfter / 1000)} s`);
+            schedule(Date.now() + newKeyAfter, () => (signer = k3));
           },
-        });
-        actions.push({ at: newKeyAt, run: () => (signer = k3) });
-        actions.push({ at: to, run: () => (keySet.setDown(false), endFault('jwks')) });
+          () => (keySet.setDown(false), endFault('jwks')),
+        );
         break;
       }
       case 'introspection':
-        actions.push({ at: from, run: () => (idp.setMode('down'), startFault('introspection', 'introspection', 'introspection down')) });
-        actions.push({ at: to, run: () => (idp.setMode('ok'), endFault('introspection')) });
+        during(p.from, ms, () => (idp.setMode('down'), startFault('introspection', 'introspection', 'introspection down')), () => (idp.setMode('ok'), endFault('introspection')));
         break;
       case 'origin-refusal':
-        actions.push({
-          at: from,
-          run: () => {
-            const now = Date.now();
-            for (const t of token.issued) {
-              origin.rejectToken(t);
-              revoked.set(t, now);
-            }
-            windows.push({ kind: 'origin-refusal', label: `origin refuses the ${token.issued.length} tokens issued so far, once each`, from: now, to: now + 300 });
-          },
+        // The origin stops accepting every access token it has been sent so far: each isolate's
+        // next request gets 401 Bearer error="invalid_token" once, drops its token and replays
+        // with a new one. Tokens issued but not yet sent stay good (a replay's fresh token must
+        // be accepted, or the gateway would rightly answer 502).
+        schedule(p.from, () => {
+          const now = Date.now();
+          const inUse = new Set(origin.requests.map((r) => /^Bearer (.+)$/.exec(r.headers.authorization ?? '')?.[1]).filter(Boolean));
+          for (const t of inUse) {
+            origin.rejectToken(t);
+            revoked.set(t, now);
+          }
+          windows.push({ kind: 'origin-refusal', label: `origin refuses the ${inUse.size} access tokens in use`, from: now, to: now + 300 });
         });
         break;
       case 'origin-slow':
         for (const [j, sp] of SPIKES.entries()) {
           const kind = `origin-slow-${j}`;
           const text = `origin +${sp.ms} ms${sp.ms >= ORIGIN_TIMEOUT_MS ? ' (past its timeout)' : ''}`;
-          actions.push({ at: from + sp.at * 1000, run: () => (origin.hang(sp.ms), startFault(null, kind, text)) });
-          actions.push({ at: from + (sp.at + sp.for) * 1000, run: () => (origin.hang(0), endFault(kind)) });
+          during(p.from + sp.at * 1000, sp.for * 1000, () => (origin.hang(sp.ms), startFault(null, kind, text)), () => (origin.hang(0), endFault(kind)));
         }
         break;
       default:
     }
-    at = to;
+    at = p.to;
   }
   const end = at;
-  actions.sort((a, b) => a.at - b.at);
 
   const inflight = new Set();
   const period = 1000 / RATE;
