@@ -52,6 +52,7 @@ const LIFETIME_S = num('BENCH_CHAOS_LIFETIME', QUICK ? 8 : 20);
 const RUNS = (process.env.BENCH_CHAOS_RUNS ?? 'without,with').split(',');
 const SEED = num('BENCH_CHAOS_SEED', 1);
 const ORIGIN_TIMEOUT_MS = 8000;
+const STALL_MS = 500;
 const BUILD = path.resolve(arg('--build') ?? process.env.BENCH_BUILD ?? path.join(ROOT, 'build'));
 const OUT = path.join(ROOT, 'bench/results', process.env.BENCH_OUT ?? (QUICK ? 'chaos-quick' : 'chaos'));
 
@@ -241,6 +242,26 @@ async function run(coordinated, lib) {
     answers.push({ k, isolate, kind, valid: r.valid, kid: r.kid, sid: r.sid, invalid: r.invalid, requestId, start, end: Date.now(), status, problem });
   }
 
+  // Warm-up, before the clock starts: each isolate compiles the wasm and fetches its access
+  // token, key set and one session's answer, so that the first phase measures a running fleet
+  // and not four cold starts on a shared machine.
+  for (let i = 0; i < ISOLATES; i++) {
+    const warm = async (p, init) => (await fleet.fetch(i, p, init)).arrayBuffer();
+    await warm('/account/getprofile', { method: 'POST', headers: { 'customer-auth': `JWT ${pools.get(k1.kid)[0]}` }, body: '{}' });
+    await warm('/session/profile', { headers: { cookie: `sid=${sessions[0]}` } });
+  }
+
+  // When the soak's own process stood still (a timer late by STALL_MS or more), every server
+  // in it did too: answers overlapping such a stall are flagged, so that a loaded machine is
+  // not read as the gateway's doing.
+  const stalls = [];
+  let tick = Date.now();
+  const ticker = setInterval(() => {
+    const now = Date.now();
+    if (now - tick >= 100 + STALL_MS) stalls.push([tick, now]);
+    tick = now;
+  }, 100);
+
   // The schedule: actions at absolute times, applied by the sending loop as their time comes.
   const plan = phases();
   const t0 = Date.now() + 500;
@@ -354,6 +375,8 @@ async function run(coordinated, lib) {
   while (actions.length) actions.shift().run();
   await Promise.all(inflight);
   await sleep(300);
+  clearInterval(ticker);
+  for (const a of answers) a.stalled = stalls.some(([from, to]) => from < a.end && to > a.start);
 
   // What the dependencies saw, as the classifier reads it.
   const tagOf = (url) => new URL(url, 'http://soak.test').searchParams.get('soak');
@@ -399,7 +422,7 @@ async function run(coordinated, lib) {
     const line = logs.get(a.requestId);
     a.log = line ? Object.fromEntries(LOG_FIELDS.filter((f) => line[f] !== undefined).map((f) => [f, line[f]])) : null;
   }
-  const result = summarizeRun({ coordinated, plan, t0, end, answers, dependencyCalls, windows, faults });
+  const result = summarizeRun({ coordinated, plan, t0, end, answers, dependencyCalls, windows, faults, stalls });
   await fleet.dispose();
   await Promise.all([origin.close(), token.close(), idp.close(), keySet.close()]);
   return result;
@@ -408,7 +431,7 @@ async function run(coordinated, lib) {
 // ---------------------------------------------------------------------------------------------
 // summaries
 
-function summarizeRun({ coordinated, plan, t0, end, answers, dependencyCalls, windows, faults }) {
+function summarizeRun({ coordinated, plan, t0, end, answers, dependencyCalls, windows, faults, stalls }) {
   const rel = (t) => round((t - t0) / 1000, 2);
   const phaseRows = plan.map((p) => {
     const mine = answers.filter((a) => a.start >= p.from && a.start < p.to);
@@ -427,6 +450,10 @@ function summarizeRun({ coordinated, plan, t0, end, answers, dependencyCalls, wi
       expected_by_rule: count(byVerdict('expected'), (a) => a.rule),
       lost: byVerdict('lost').length,
       lost_by_rule: count(byVerdict('lost'), (a) => a.rule),
+      lost_during_stall: byVerdict('lost').filter((a) => a.stalled).length,
+      // Seconds of the phase during which the soak's own process (and every server in it) stood
+      // still: a phase with stalls measured a starved machine as much as the gateway.
+      stalled_s: round(stalls.reduce((sum, [from, to]) => sum + Math.max(0, Math.min(to, p.to) - Math.max(from, p.from)), 0) / 1000, 1),
       accepted: byVerdict('accepted').length,
       // Verdicts that an edge of 0 instead of EDGE_MS would change (see chaos-classify.mjs).
       edge_dependent: mine.filter((a) => (a.verdict === 'lost') !== (a.strict === 'lost')).length,
@@ -457,6 +484,7 @@ function summarizeRun({ coordinated, plan, t0, end, answers, dependencyCalls, wi
         ...(rec !== null && a.rule.endsWith('after recovery') ? { since_recovery_s: round((a.start - rec) / 1000, 2) } : {}),
         ms: a.end - a.start,
         origin_after_ms: a.originAfterMs,
+        ...(a.stalled ? { during_stall: true } : {}),
         log: a.log,
       };
     });
@@ -467,6 +495,8 @@ function summarizeRun({ coordinated, plan, t0, end, answers, dependencyCalls, wi
     lost: answers.filter((a) => a.verdict === 'lost').length,
     accepted: answers.filter((a) => a.verdict === 'accepted').length,
     edge_dependent: phaseRows.reduce((s, r) => s + r.edge_dependent, 0),
+    lost_during_stall: phaseRows.reduce((s, r) => s + r.lost_during_stall, 0),
+    stalls: stalls.map(([from, to]) => ({ from_s: rel(from), to_s: rel(to) })),
     phases: phaseRows,
     windows: windows.map((w) => ({ kind: w.kind, label: w.label, from_s: rel(w.from), to_s: rel(w.to) })),
     seconds,
@@ -490,14 +520,17 @@ function tables(results) {
   const runs = results.runs;
   const name = (r) => (r.coordinator ? 'with the coordinator' : 'without');
   const lines = [];
-  lines.push(`| phase | s | ${runs.map((r) => `lost, ${name(r)}`).join(' | ')} | ${runs.map((r) => `expected, ${name(r)}`).join(' | ')} |`);
-  lines.push(`|---|---:|${runs.map(() => '---:|').join('')}${runs.map(() => '---:|').join('')}`);
+  const stalledS = (p) => p.stalled_s ?? 0;
+  lines.push(`| phase | s | ${runs.map((r) => `lost, ${name(r)}`).join(' | ')} | ${runs.map((r) => `expected, ${name(r)}`).join(' | ')} | soak stalled (s), ${runs.map(name).join(' / ')} |`);
+  lines.push(`|---|---:|${runs.map(() => '---:|').join('')}${runs.map(() => '---:|').join('')}---:|`);
   runs[0].phases.forEach((p, k) => {
-    lines.push(`| ${p.phase} | ${p.seconds} | ${runs.map((r) => `**${r.phases[k].lost}**`).join(' | ')} | ${runs.map((r) => r.phases[k].expected).join(' | ')} |`);
+    lines.push(`| ${p.phase} | ${p.seconds} | ${runs.map((r) => `**${r.phases[k].lost}**`).join(' | ')} | ${runs.map((r) => r.phases[k].expected).join(' | ')} | ${runs.map((r) => stalledS(r.phases[k])).join(' / ')} |`);
   });
-  lines.push(`| all | ${runs[0].phases.reduce((s, p) => s + p.seconds, 0)} | ${runs.map((r) => `**${r.lost}**`).join(' | ')} | ${runs.map((r) => r.phases.reduce((s, p) => s + p.expected, 0)).join(' | ')} |`);
+  const sum = (r, f) => round(r.phases.reduce((s, p) => s + f(p), 0));
+  lines.push(`| all | ${runs[0].phases.reduce((s, p) => s + p.seconds, 0)} | ${runs.map((r) => `**${r.lost}**`).join(' | ')} | ${runs.map((r) => sum(r, (p) => p.expected)).join(' | ')} | ${runs.map((r) => sum(r, stalledS)).join(' / ')} |`);
   for (const r of runs) {
-    lines.push('', `**${r.coordinator ? 'With the coordinator' : 'Without the coordinator'}**: ${r.answers} answers (${statusText(r.by_status)}), ${r.lost} lost, ${r.accepted} invalid let through, ${r.edge_dependent} verdicts that depend on the ${results.settings.edge_ms} ms edge.`, '');
+    const stalled = `${(r.stalls ?? []).length} stalls of the soak's own process (${results.settings.stall_ms ?? 500} ms or more) overlapping ${r.lost_during_stall ?? 0} of the lost answers`;
+    lines.push('', `**${r.coordinator ? 'With the coordinator' : 'Without the coordinator'}**: ${r.answers} answers (${statusText(r.by_status)}), ${r.lost} lost, ${r.accepted} invalid let through, ${r.edge_dependent} verdicts that depend on the ${results.settings.edge_ms} ms edge, ${stalled}.`, '');
     lines.push('| phase | answers by status | lost: why | expected: why | token / JWKS / introspection / origin calls per minute | p99 ms |');
     lines.push('|---|---|---|---|---|---:|');
     for (const p of r.phases) {
@@ -517,6 +550,7 @@ function svg(results) {
       label: `${r.coordinator ? 'With' : 'Without'} the token coordinator: ${r.lost} lost of ${r.answers}`,
       seconds: r.seconds,
       windows: r.windows.map((w) => ({ kind: w.kind.startsWith('origin-slow') ? 'origin-slow' : w.kind, label: w.label, from: w.from_s, to: w.to_s })),
+      stalls: (r.stalls ?? []).map((x) => ({ from: x.from_s, to: x.to_s })),
     })),
   });
 }
@@ -569,6 +603,7 @@ if (rendering) {
       origin_timeout_ms: ORIGIN_TIMEOUT_MS,
       seed: SEED,
       edge_ms: EDGE_MS,
+      stall_ms: STALL_MS,
       mix_per_20: Object.fromEntries(MIX),
       phases: phases().map((p) => ({ name: p.name, seconds: p.s, fault: p.fault ?? null })),
       origin_spikes: SPIKES,

@@ -34,12 +34,14 @@ export function timeStep(pxPerS, labelW) {
 export const STATUS_COLORS = { 200: '#2f9e44', 401: '#adb5bd', 400: '#868e96', 502: '#ae3ec9', 503: '#f59f00', 504: '#1c7ed6' };
 const OTHER = '#495057';
 const LOST = '#e03131';
+const STALL = '#212529';
 export const WINDOW_COLORS = { token: '#ffe8cc', jwks: '#d0ebff', 'jwks-rotated': '#e7f5ff', introspection: '#e5dbff', 'origin-refusal': '#ffdeeb', 'origin-slow': '#fff3bf' };
 const WINDOW_NAMES = { token: 'token endpoint down', jwks: 'JWKS down', 'jwks-rotated': 'JWKS rotated', introspection: 'introspection down', 'origin-refusal': 'origin refuses tokens', 'origin-slow': 'origin slow' };
 
 /**
  * `run`: `{ title, subtitle, variants: [{ label, seconds: [{ t, statuses: { [status]: n }, lost }],
- * windows: [{ kind, label, from, to }] }] }` (times in s from the run's start).
+ * windows: [{ kind, label, from, to }], stalls: [{ from, to }] }] }` (times in s from the run's
+ * start; `stalls`: when the soak's own process stood still, marked under the time axis).
  */
 export function renderTimeline(run) {
   const width = 1100;
@@ -105,6 +107,9 @@ export function renderTimeline(run) {
     const lostPts = v.seconds.map((s) => `${xOf(s.t) + barW / 2},${yOf(s.lost ?? 0)}`).join(' ');
     body.push(`<polyline points="${lostPts}" fill="none" stroke="${LOST}" stroke-width="1.5"/>`);
     body.push(`<line x1="${left}" x2="${left + plotW}" y1="${top + plotH}" y2="${top + plotH}" stroke="#495057"/>`);
+    for (const st of v.stalls ?? []) {
+      body.push(`<rect x="${xOf(st.from)}" y="${top + plotH + 1}" width="${Math.max(2, (st.to - st.from) * pxPerS)}" height="3" fill="${STALL}"/>`);
+    }
     for (let t = 0; t <= duration; t += step) {
       body.push(`<line x1="${xOf(t)}" x2="${xOf(t)}" y1="${top + plotH}" y2="${top + plotH + 4}" stroke="#495057"/>`);
       body.push(`<text x="${xOf(t)}" y="${top + plotH + 16}" text-anchor="middle" fill="#666">${t} s</text>`);
@@ -117,6 +122,7 @@ export function renderTimeline(run) {
   const items = [
     ...statuses.map((st) => ({ swatch: color(st), text: st })),
     { line: LOST, text: 'lost answers / s' },
+    ...(run.variants.some((v) => v.stalls?.length) ? [{ swatch: STALL, text: 'the soak itself stalled (under the axis)' }] : []),
     ...[...new Set(run.variants.flatMap((v) => v.windows.map((w) => w.kind)))].map((k) => ({ swatch: WINDOW_COLORS[k] ?? '#f1f3f5', text: WINDOW_NAMES[k] ?? k })),
   ];
   y += 22;
