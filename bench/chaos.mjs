@@ -500,8 +500,40 @@ function summarizeRun({ coordinated, plan, t0, end, answers, dependencyCalls, wi
     phases: phaseRows,
     windows: windows.map((w) => ({ kind: w.kind, label: w.label, from_s: rel(w.from), to_s: rel(w.to) })),
     seconds,
-    lost_answers: lostAnswers,
+    lost_groups: groupLost(lostAnswers),
   };
+}
+
+/**
+ * Lost (and accepted) answers grouped by phase, rule, status and the gateway's log reasons: how
+ * many, from which isolates and kinds of request, first and last (s from the start), how long
+ * after the dependency's recovery, and how many overlapped a stall of the soak's process.
+ */
+function groupLost(list) {
+  const groups = new Map();
+  for (const a of list) {
+    const key = JSON.stringify([a.phase, a.verdict, a.rule, a.status, a.problem, a.log]);
+    const g = groups.get(key) ?? { phase: a.phase, verdict: a.verdict, rule: a.rule, status: a.status, problem: a.problem, log: a.log, count: 0, isolates: {}, kinds: {}, first_s: a.t, last_s: a.t, during_stall: 0 };
+    g.count++;
+    g.isolates[a.isolate] = (g.isolates[a.isolate] ?? 0) + 1;
+    g.kinds[a.kind] = (g.kinds[a.kind] ?? 0) + 1;
+    g.first_s = Math.min(g.first_s, a.t);
+    g.last_s = Math.max(g.last_s, a.t);
+    if (a.since_recovery_s !== undefined) g.since_recovery_s = [Math.min(g.since_recovery_s?.[0] ?? Infinity, a.since_recovery_s), Math.max(g.since_recovery_s?.[1] ?? -Infinity, a.since_recovery_s)];
+    if (a.during_stall) g.during_stall++;
+    g.max_ms = Math.max(g.max_ms ?? 0, a.ms);
+    groups.set(key, g);
+  }
+  return [...groups.values()].sort((x, y) => x.first_s - y.first_s);
+}
+
+/** JSON with one line per item below the third level (a phase, a second, a group of lost answers). */
+function pretty(v, depth = 0) {
+  const pad = ' '.repeat(depth);
+  if (depth >= 4 || v === null || typeof v !== 'object') return JSON.stringify(v);
+  const items = Array.isArray(v) ? v.map((x) => pretty(x, depth + 1)) : Object.entries(v).filter(([, x]) => x !== undefined).map(([k, x]) => `${JSON.stringify(k)}: ${pretty(x, depth + 1)}`);
+  const [open, close] = Array.isArray(v) ? ['[', ']'] : ['{', '}'];
+  return items.length ? `${open}\n${items.map((x) => `${pad} ${x}`).join(',\n')}\n${pad}${close}` : `${open}${close}`;
 }
 
 const statusText = (m) =>
@@ -557,7 +589,7 @@ function svg(results) {
 
 function write(results) {
   mkdirSync(path.dirname(OUT), { recursive: true });
-  writeFileSync(`${OUT}.json`, `${JSON.stringify(results, null, 1)}\n`);
+  writeFileSync(`${OUT}.json`, `${pretty(results)}\n`);
   writeFileSync(`${OUT}.svg`, svg(results));
 }
 

@@ -54,7 +54,8 @@ export function renderTimeline(run) {
   const color = (st) => STATUS_COLORS[st] ?? OTHER;
   const duration = Math.max(1, ...run.variants.flatMap((v) => v.seconds.map((s) => s.t + 1)));
   const pxPerS = plotW / duration;
-  const xOf = (t) => left + t * pxPerS;
+  const r1 = (x) => Math.round(x * 10) / 10;
+  const xOf = (t) => r1(left + t * pxPerS);
   const maxPerS = Math.max(1, ...run.variants.flatMap((v) => v.seconds.map((s) => Object.values(s.statuses).reduce((a, b) => a + b, 0))));
   const scale = niceScale(maxPerS * 1.05);
   const step = timeStep(pxPerS, textWidth(`${duration} s`));
@@ -88,23 +89,23 @@ export function renderTimeline(run) {
       body.push(`<rect x="${x0}" y="${top}" width="${wpx}" height="${plotH}" fill="${WINDOW_COLORS[w.kind] ?? '#f1f3f5'}"/>`);
       body.push(`<line x1="${x0}" x2="${x0}" y1="${top - 3}" y2="${top + plotH}" stroke="#868e96" stroke-width="0.5"/>`);
     }
-    const yOf = (n) => top + plotH - (n / scale.max) * plotH;
+    const yOf = (n) => r1(top + plotH - (n / scale.max) * plotH);
     for (let k = 0; k * scale.step <= scale.max + 1e-9; k++) {
       const n = k * scale.step;
       body.push(`<line x1="${left}" x2="${left + plotW}" y1="${yOf(n)}" y2="${yOf(n)}" stroke="#dee2e6" stroke-width="0.5"/>`);
       body.push(`<text x="${left - 6}" y="${yOf(n) + 4}" text-anchor="end" fill="#666">${n}</text>`);
     }
-    const barW = Math.max(0.5, pxPerS - 0.3);
+    const barW = r1(Math.max(0.5, pxPerS - 0.3));
     for (const s of v.seconds) {
       let acc = 0;
       for (const st of statuses) {
         const n = s.statuses[st] ?? 0;
         if (!n) continue;
-        body.push(`<rect x="${xOf(s.t)}" y="${yOf(acc + n)}" width="${barW}" height="${yOf(acc) - yOf(acc + n)}" fill="${color(st)}"><title>${esc(`${s.t} s: ${n} × ${st}`)}</title></rect>`);
+        body.push(`<rect x="${xOf(s.t)}" y="${yOf(acc + n)}" width="${barW}" height="${r1(yOf(acc) - yOf(acc + n))}" fill="${color(st)}"><title>${s.t} s: ${n} × ${st}</title></rect>`);
         acc += n;
       }
     }
-    const lostPts = v.seconds.map((s) => `${xOf(s.t) + barW / 2},${yOf(s.lost ?? 0)}`).join(' ');
+    const lostPts = v.seconds.map((s) => `${r1(xOf(s.t) + barW / 2)},${yOf(s.lost ?? 0)}`).join(' ');
     body.push(`<polyline points="${lostPts}" fill="none" stroke="${LOST}" stroke-width="1.5"/>`);
     body.push(`<line x1="${left}" x2="${left + plotW}" y1="${top + plotH}" y2="${top + plotH}" stroke="#495057"/>`);
     for (const st of v.stalls ?? []) {
