@@ -3,10 +3,10 @@
 // Worker that only forwards); bottom row, the workerd process's CPU time per request.
 
 const COLORS = { 'edge-auth-proxy': '#e8590c', jose: '#1971c2', 'jose-cache': '#74c0fc', 'edge-auth-proxy-jwks-url': '#f59f00', 'jose-jwks-url': '#5f3dc4' };
-const esc = (s) => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+export const esc = (s) => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 
 /** An axis from 0 to at least `x` in 3 to 5 round steps. */
-function niceScale(x) {
+export function niceScale(x) {
   if (!(x > 0)) return { max: 1, step: 0.25 };
   const raw = x / 4;
   const p = 10 ** Math.floor(Math.log10(raw));

@@ -11,21 +11,22 @@ import { Miniflare } from 'miniflare';
 import { SCRIPT, captureOutput, disposeOnce } from './harness.mjs';
 
 /**
- * Starts `n` isolates. `coordinator`: `true` (the first worker's TokenCoordinator), `false` (no
- * binding: today's behaviour), or `{ script }`, an inline module exporting a `TokenCoordinator`
- * class to bind instead (a broken coordinator, say). `workerOptions`: more Miniflare options for
- * every isolate (`ratelimits`, say). `script`: another entry module for every isolate (default
- * the build's `index.js`), in a directory that also holds what it imports.
+ * Starts `n` isolates. `bindings`: the settings, or `(i) => settings` for isolate `i` (0-based).
+ * `coordinator`: `true` (the first worker's TokenCoordinator), `false` (no binding: today's
+ * behaviour), `{ script }`, an inline module exporting a `TokenCoordinator` class to bind instead
+ * (a broken coordinator, say), or `{ bindings }`, the built class hosted by a worker of its own
+ * with these settings (its own TOKEN_CACHE too), so that what the coordinator does can be told
+ * from what the isolates do. `workerOptions`: more Miniflare options for every isolate
+ * (`ratelimits`, say). `script`: another entry module for every isolate (default the build's
+ * `index.js`), in a directory that also holds what it imports.
  */
 export async function startFleet({ bindings, n = 4, coordinator = true, workerOptions = {}, script = SCRIPT, verbose = process.env.E2E_VERBOSE === '1' } = {}) {
   const out = captureOutput({ label: 'fleet', verbose });
   const names = Array.from({ length: n }, (_, i) => `isolate-${i}`);
   const external = typeof coordinator === 'object' && coordinator !== null;
-  const durableObjects = coordinator
-    ? { TOKEN_COORDINATOR: { className: 'TokenCoordinator', scriptName: external ? 'coordinator-stand-in' : names[0] } }
-    : undefined;
-  const workers = names.map((name) => ({
-    name,
+  const host = external ? (coordinator.script ? 'coordinator-stand-in' : 'coordinator-host') : names[0];
+  const durableObjects = coordinator ? { TOKEN_COORDINATOR: { className: 'TokenCoordinator', scriptName: host } } : undefined;
+  const built = {
     modules: true,
     scriptPath: script,
     modulesRoot: path.dirname(script),
@@ -35,18 +36,24 @@ export async function startFleet({ bindings, n = 4, coordinator = true, workerOp
       { type: 'CompiledWasm', include: ['**/*.wasm'] },
     ],
     compatibilityDate: '2026-04-01',
+  };
+  const workers = names.map((name, i) => ({
+    name,
+    ...built,
     kvNamespaces: { TOKEN_CACHE: `token-cache-${name}` },
-    bindings,
+    bindings: typeof bindings === 'function' ? bindings(i) : bindings,
     ...(durableObjects ? { durableObjects } : {}),
     ...workerOptions,
   }));
-  if (external) {
+  if (external && coordinator.script) {
     workers.push({
-      name: 'coordinator-stand-in',
+      name: host,
       modules: true,
       script: coordinator.script,
       compatibilityDate: '2026-04-01',
     });
+  } else if (external) {
+    workers.push({ name: host, ...built, kvNamespaces: { TOKEN_CACHE: `token-cache-${host}` }, bindings: coordinator.bindings });
   }
   const mf = new Miniflare({
     workers,

@@ -3,7 +3,7 @@
 
 import { randomBytes } from 'node:crypto';
 
-import { listen } from './servers.mjs';
+import { listen, stampAnswer } from './servers.mjs';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -27,7 +27,10 @@ function basicCredentials(header) {
 /**
  * The endpoint at `/introspect`. `sessions`: a Map from identifier to the answer's members
  * (`active: true` is added). Unknown identifiers get `{"active": false}`. Every call is
- * recorded as `{ headers, form, authMethod, token }`; `callsFor(id)` counts one identifier's.
+ * recorded as `{ headers, form, authMethod, token, url, at, doneAt, status, active }` (`at`,
+ * `doneAt`: arrival and end of the answer, epoch ms; `status` 0 for a dropped connection);
+ * `callsFor(id)` counts one identifier's. A query on the URL is ignored (a caller may tag its
+ * calls with one).
  *
  * Modes (`setMode`): 'ok', 'slow' (answers after `delayMs`), '500', 'garbage' (200, HTML),
  * 'down' (drops the connection).
@@ -37,6 +40,7 @@ export async function startIntrospection({ clientId, clientSecret, issuer = 'htt
   const calls = [];
   const opts = { mode, delayMs };
   const s = await listen(async (req, res) => {
+    const at = Date.now();
     const raw = await readText(req);
     const form = Object.fromEntries(new URLSearchParams(raw));
     const basic = basicCredentials(req.headers.authorization);
@@ -47,8 +51,11 @@ export async function startIntrospection({ clientId, clientSecret, issuer = 'htt
       form,
       authMethod: basic ? 'basic' : form.client_secret !== undefined ? 'post' : 'none',
       token: form.token,
+      url: req.url,
+      at,
     };
     calls.push(rec);
+    stampAnswer(res, rec);
     if (opts.delayMs > 0) await sleep(opts.delayMs);
     if (res.destroyed) return;
     const json = (status, obj) => {
@@ -71,9 +78,10 @@ export async function startIntrospection({ clientId, clientSecret, issuer = 'htt
     }
     const id = basic ? basic.id : form.client_id;
     const secret = basic ? basic.secret : form.client_secret;
-    if (req.method !== 'POST' || req.url !== '/introspect') return json(404, { error: 'not_found' });
+    if (req.method !== 'POST' || req.url.split('?')[0] !== '/introspect') return json(404, { error: 'not_found' });
     if (id !== clientId || secret !== clientSecret) return json(401, { error: 'invalid_client' });
     const known = sessions.get(form.token);
+    rec.active = Boolean(known);
     if (!known) return json(200, { active: false });
     json(200, { active: true, ...known });
   });

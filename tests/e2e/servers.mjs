@@ -71,6 +71,18 @@ function headerObject(req) {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * Stamps `rec` with when its answer ended: `doneAt` (epoch ms) and `status` (0 when the
+ * connection was dropped without an answer). With `rec.at`, the arrival, a record says when a
+ * caller was waiting on this server and what it got (the fault soak, bench/chaos.mjs, reads it).
+ */
+export function stampAnswer(res, rec) {
+  res.on('close', () => {
+    rec.doneAt = Date.now();
+    rec.status = res.headersSent ? res.statusCode : 0;
+  });
+}
+
 // ---------------------------------------------------------------------------------------------
 // the origin
 
@@ -91,6 +103,7 @@ export async function startOrigin({ name = 'origin' } = {}) {
   const rejectedTokens = new Set();
 
   const s = await listen(async (req, res) => {
+    const at = Date.now();
     const body = await readBody(req);
     const rec = {
       method: req.method,
@@ -98,6 +111,8 @@ export async function startOrigin({ name = 'origin' } = {}) {
       headers: headerObject(req),
       rawHeaders: req.rawHeaders.slice(),
       body,
+      at,
+      hungMs: hangMs,
     };
     requests.push(rec);
     const bearer = /^Bearer (.+)$/.exec(rec.headers.authorization ?? '')?.[1];
@@ -169,6 +184,7 @@ export async function startOrigin({ name = 'origin' } = {}) {
     name,
     url: s.url,
     port: s.port,
+    /** Every request: `{ method, url, headers, rawHeaders, body, at (arrival, epoch ms), hungMs }`. */
     requests,
     get count() {
       return requests.length;
@@ -185,7 +201,7 @@ export async function startOrigin({ name = 'origin' } = {}) {
       unauthorizedLeft = n;
       unauthorizedAnswer = { challenges, body };
     },
-    /** Every request waits `ms` before any answer. */
+    /** Every request from now on waits `ms` before any answer (its record's `hungMs`); 0 stops. */
     hang(ms) {
       hangMs = ms;
     },
@@ -246,7 +262,8 @@ function decodeBasic(header) {
 /**
  * The OAuth token endpoint at `/oauth/access_token`. Counts calls and records each one as
  * `{ method, url, headers, body, form, authMethod ('basic' | 'post' | 'none'), clientId,
- * clientSecret, basic }`. Credentials are checked against `clientId`/`clientSecret`; wrong ones
+ * clientSecret, basic, at, doneAt, status, token }` (`at`/`doneAt`: arrival and end of the
+ * answer, epoch ms; `status` 0 for a dropped connection; `token`: the access token issued). Credentials are checked against `clientId`/`clientSecret`; wrong ones
  * get 401 invalid_client.
  *
  * Modes (`setMode`): 'ok' (expires_in as the string "28799", the documented shape), 'ok-number'
@@ -263,6 +280,7 @@ export async function startTokenEndpoint({ clientId = 'test-client', clientSecre
   const opts = { mode, delayMs, expiresIn };
 
   const s = await listen(async (req, res) => {
+    const at = Date.now();
     const raw = (await readBody(req)).toString('utf8');
     const form = Object.fromEntries(new URLSearchParams(raw));
     const basic = decodeBasic(req.headers.authorization);
@@ -277,8 +295,10 @@ export async function startTokenEndpoint({ clientId = 'test-client', clientSecre
       basic,
       clientId: basic ? basic.id : form.client_id,
       clientSecret: basic ? basic.secret : form.client_secret,
+      at,
     };
     calls.push(rec);
+    stampAnswer(res, rec);
     const json = (status, obj) => {
       res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
       res.end(JSON.stringify(obj));
@@ -306,6 +326,7 @@ export async function startTokenEndpoint({ clientId = 'test-client', clientSecre
     if (rec.clientId !== clientId || rec.clientSecret !== clientSecret) return json(401, { error: 'invalid_client' });
     const token = `at-${calls.length}-${randomBytes(12).toString('hex')}`;
     issued.push(token);
+    rec.token = token;
     const now = Date.now();
     expiresAt.set(token, now + Number(opts.expiresIn) * 1000);
     if (opts.mode === 'no-access-token') {
@@ -355,7 +376,8 @@ export async function startTokenEndpoint({ clientId = 'test-client', clientSecre
 // the JWKS server
 
 /**
- * Serves `jwks` at `/.well-known/jwks.json`, counting hits. `setKeys` replaces the set,
+ * Serves `jwks` at `/.well-known/jwks.json`, counting hits (`{ method, url, at, doneAt, status,
+ * kids }`: `kids`, those of the set served, on a 200). `setKeys` replaces the set,
  * `setCacheControl` the `cache-control` it is served with.
  */
 export async function startJwksServer(jwks, { cacheControl: initialCacheControl = 'max-age=300' } = {}) {
@@ -365,7 +387,9 @@ export async function startJwksServer(jwks, { cacheControl: initialCacheControl 
   const hits = [];
   const s = await listen(async (req, res) => {
     await readBody(req);
-    hits.push({ method: req.method, url: req.url, at: Date.now() });
+    const hit = { method: req.method, url: req.url, at: Date.now() };
+    hits.push(hit);
+    stampAnswer(res, hit);
     if (req.url.split('?')[0] !== '/.well-known/jwks.json') {
       res.writeHead(404);
       res.end();
@@ -376,6 +400,7 @@ export async function startJwksServer(jwks, { cacheControl: initialCacheControl 
       res.end('down for maintenance');
       return;
     }
+    hit.kids = (current.keys ?? []).map((k) => k.kid);
     res.writeHead(200, { 'content-type': 'application/json', 'cache-control': cacheControl });
     res.end(JSON.stringify(current));
   });
