@@ -137,12 +137,11 @@ export function unavailable(a, ev, edge, lifetimeMs) {
     if (!kids?.includes(a.kid)) {
       if (downAround(ev.faults, 'jwks', start, edge)) reasons.push('jwks down, key not held');
       else if (probeInFlight(ev.jwks, [`i${i}`], start, end, edge)) reasons.push('jwks probe in flight, key not held');
-      else {
-        // The contract limits unknown-kid refetches to one per 10 s per isolate: within 10 s
-        // of its last call the isolate may not ask again, and so cannot have the new key.
-        const last = lastJwksCall(ev, i, start);
-        if (last && start - last.at < REFETCH_LIMIT_MS + edge) reasons.push('jwks refetch limit, key not held');
-      }
+      // The contract limits unknown-kid refetches to one per 10 s per isolate: within 10 s of
+      // its last call the isolate may not ask again, and so cannot have the new key, whether or
+      // not the set has gone down since (it has not tried: rule 4 then looks at that last call).
+      const last = lastJwksCall(ev, i, start);
+      if (last && start - last.at < REFETCH_LIMIT_MS + edge) reasons.push('jwks refetch limit, key not held');
     }
   }
   // An opaque session needs an introspection answer the isolate holds or can get.

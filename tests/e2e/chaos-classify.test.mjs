@@ -143,6 +143,14 @@ describe('the soak classifier: the key set', () => {
     assert.equal(judge(answer(229 * S, { ...K2, ...KEYS_503 }), failed).rule, 'jwks after recovery');
   });
 
+  test('the refetch limit holds across the start of an outage: a good fetch just before it lacked the kid, the isolate has not tried since', () => {
+    const justBefore = evidence({ jwks: [{ tag: 'i0', at: 195 * S, doneAt: 195 * S + 5, status: 200, kids: ['k1'] }] });
+    assert.equal(judge(answer(203 * S, { ...K2, ...UNKNOWN_KID_401 }), justBefore).rule, 'jwks refetch limit (last fetch good, kid new)');
+    // Past the limit the isolate may ask again, learns the set is down: 401 is lost, 503 expected.
+    assert.equal(verdict(answer(206 * S, { ...K2, ...UNKNOWN_KID_401 }), justBefore), 'lost');
+    assert.equal(judge(answer(206 * S, { ...K2, ...KEYS_503 }), justBefore).rule, 'jwks down, key not held');
+  });
+
   test('a fetch that already held the kid is no excuse for a 401', () => {
     const ev = evidence({ jwks: [{ tag: 'i0', at: 50 * S, doneAt: 50 * S + 5, status: 200, kids: ['k1', 'k2'] }] });
     assert.equal(verdict(answer(55 * S, { ...K2, ...UNKNOWN_KID_401 }), ev), 'lost');
