@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::error::GatewayError;
 use crate::headers::CustomerAuth;
 use crate::identifiers::{self, Cookies};
-use crate::io::Platform;
+use crate::io::{Clock, Platform};
 use crate::log::{clip, RequestLog};
 use crate::opaque::{self, OpaqueError, SessionCache, Unvouched};
 use crate::policy::{Defaults, Refusal};
@@ -73,7 +73,10 @@ pub async fn vouch_opaque<'h, P: Platform>(
     let found = opaque::extract(headers, cookie)
         .map_err(GatewayError::Opaque)?
         .ok_or(GatewayError::Opaque(OpaqueError::Missing))?;
-    match sessions.check(found.id, settings, &config.token, p).await {
+    let started = p.clock().now_ms();
+    let checked = sessions.check(found.id, settings, &config.token, p).await;
+    log.auth_ms = Some(p.clock().now_ms().saturating_sub(started));
+    match checked {
         Ok(vouched) => {
             log.introspection = Some(vouched.source.as_str());
             log.iss = vouched.claims.str("iss").map(clip);

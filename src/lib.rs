@@ -61,6 +61,7 @@
 //!   scheduled run.
 //! - `error`: the gateway's errors and their one mapping to problem+json.
 //! - `log`: the one JSON log line per request, and per background task.
+//! - `metrics`: the `METRICS` data points (Analytics Engine), built from those log lines.
 //! - `io`: the traits the core needs from a platform, and `Platform`, the one handle that
 //!   bundles them, which the core is passed by reference.
 //! - `platform` (wasm only): those traits over `fetch`, KV and `Date`, and the token
@@ -88,6 +89,7 @@ pub mod io;
 pub mod jwks;
 pub mod jwt;
 pub mod log;
+pub mod metrics;
 pub mod opaque;
 pub mod path;
 pub mod policy;
@@ -121,7 +123,7 @@ mod glue {
     use crate::log::TaskLog;
     use crate::platform::{
         call_promise, to_gateway_request, to_worker_response, DoCoordinator, FetchClient, Kv,
-        WorkerClock, WorkerRateLimiters,
+        WorkerClock, WorkerMetrics, WorkerRateLimiters,
     };
     use crate::proxy::{Gateway, Services};
 
@@ -195,8 +197,10 @@ mod glue {
         }
     }
 
-    fn log_task(log: &TaskLog) {
+    /// A background run's line, and its data points when `METRICS` is bound.
+    fn log_task(log: &TaskLog, metrics: &WorkerMetrics) {
         emit(log.to_json(), log.config_error.is_some());
+        crate::metrics::record_task(metrics, log);
     }
 
     // The raw `web_sys::Request` in and `web_sys::Response` out: `worker::Request` would read
@@ -225,13 +229,16 @@ mod glue {
             return plain_response("Bad Request", 400);
         };
         let services = services(&env);
-        let served = gateway.serve(&services, request).await;
+        let mut served = gateway.serve(&services, request).await;
+        crate::platform::stamp(&req, &mut served.log);
         emit(served.log.to_json(), served.log.config_error.is_some());
+        let metrics = WorkerMetrics::new(&env);
+        crate::metrics::record_request(&metrics, &served.log);
         if let Some(job) = served.refresh {
             // Runs in this request's context after the response: other requests never await
             // it, they keep using the current token (see src/token/cache.rs).
             ctx.wait_until(async move {
-                log_task(&gateway.refresh_ahead(job, &services).await);
+                log_task(&gateway.refresh_ahead(job, &services).await, &metrics);
             });
         }
         to_worker_response(served.response).or_else(|e| {
@@ -255,7 +262,8 @@ mod glue {
     pub fn scheduled(_event: JsValue, env: Env, _ctx: JsValue) -> js_sys::Promise {
         call_promise(async move {
             let gateway = gateway(&env);
-            log_task(&gateway.on_schedule(&services(&env)).await);
+            let log = gateway.on_schedule(&services(&env)).await;
+            log_task(&log, &WorkerMetrics::new(&env));
             Ok(JsValue::UNDEFINED)
         })
     }

@@ -367,12 +367,14 @@ impl Gateway {
 
         // Upstream token: memory, KV, or one shared call to the token endpoint.
         let token_started = svc.clock().now_ms();
-        let obtained = self.token(config, svc, log).await?;
+        let obtained = self.token(config, svc, log).await;
         log.token_ms = Some(svc.clock().now_ms().saturating_sub(token_started));
+        let obtained = obtained?;
 
         // Rewrite: the origin comes from configuration only, never from the request; the
         // identity headers carry the gateway's values only.
         let url = origin_url(config, route, &path, req.query.as_deref());
+        log.upstream = Some(crate::log::upstream(&url));
         let mut identity = verified
             .as_ref()
             .map(|v| route.policy.claim_headers(&v.claims))
@@ -550,7 +552,9 @@ impl Gateway {
                 )
             }
         };
+        let auth_started = svc.clock().now_ms();
         let (result, jwks) = self.auth.check_with(provider, token, settings, svc).await;
+        log.auth_ms = Some(svc.clock().now_ms().saturating_sub(auth_started));
         log.jwks = jwks.map(|e| e.as_str());
         let authenticated = result.map_err(|e| match e {
             AuthError::Jwt(e) => GatewayError::Jwt(e),
@@ -583,12 +587,14 @@ impl Gateway {
         let headers =
             headers::preflight_headers(&req.headers, request_id, &config.identity_headers)
                 .map_err(|e| GatewayError::Internal(e.0))?;
+        let url = origin_url(config, route, path, req.query.as_deref());
+        log.upstream = Some(crate::log::upstream(&url));
         let origin_started = svc.clock().now_ms();
         let response = svc
             .http()
             .forward(OutboundRequest {
                 method: req.method,
-                url: origin_url(config, route, path, req.query.as_deref()),
+                url,
                 headers,
                 // A preflight has no body (`is_preflight`): at most an empty one.
                 body: Body::Empty,

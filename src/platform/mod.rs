@@ -23,8 +23,12 @@ pub use coordinator::DoCoordinator;
 // Routes' `rate_limit` over Workers rate-limiting bindings (issue 12).
 mod rate_limit;
 // The env's names and the kinds of their bindings, for the configuration check (issue 17).
+mod edge;
 mod environment;
+pub use edge::stamp;
+mod metrics;
 pub use environment::{environment, text};
+pub use metrics::WorkerMetrics;
 // The exported calls' promises, and failing the one whose poll trapped (issue 17).
 mod trap;
 pub use rate_limit::WorkerRateLimiters;
