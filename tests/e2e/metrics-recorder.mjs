@@ -1,7 +1,7 @@
 // A `METRICS` binding of our own for the built Worker in Miniflare: Miniflare's Analytics Engine
 // binding drops every point, so this one records them. Given through `wrappedBindings`, it has
 // `writeDataPoint` (which is also how the gateway tells an Analytics Engine dataset from other
-// bindings) and prints each point as one console line, `{"metrics_point":{…}}`, which the
+// bindings) and prints each point as one console line, `{"metrics_point":{…},"at":…}`, which the
 // harness captures with the log lines. `MODE: 'throw'` makes every write throw, as a failing
 // dataset would, after printing `{"metrics_throw":<blobs[0]>}` (the write was attempted).
 
@@ -19,7 +19,7 @@ export default function (env) {
         console.log(JSON.stringify({ metrics_throw: point.blobs[0] }));
         throw new Error('dataset unavailable');
       }
-      console.log(JSON.stringify({ metrics_point: point }));
+      console.log(JSON.stringify({ metrics_point: point, at: Date.now() }));
     },
   };
 }
@@ -55,7 +55,9 @@ export async function startMeteredGateway({ bindings, mode = 'record', verbose =
     ],
   });
   await out.ready(mf);
-  const points = () => out.jsonLogs().flatMap((l) => (l.metrics_point ? [l.metrics_point] : []));
+  // Each point with `timestamp` (epoch ms, the Worker's clock when it was written), the column
+  // Analytics Engine adds.
+  const points = () => out.jsonLogs().flatMap((l) => (l.metrics_point ? [{ ...l.metrics_point, timestamp: l.at }] : []));
   return {
     mf,
     fetch(p, init = {}) {
