@@ -64,9 +64,9 @@
 //! - `metrics`: the `METRICS` data points (Analytics Engine), built from those log lines.
 //! - `io`: the traits the core needs from a platform, and `Platform`, the one handle that
 //!   bundles them, which the core is passed by reference.
-//! - `platform` (wasm only): those traits over `fetch`, KV and `Date`, and the token
-//!   coordinator's Durable Object (`TokenCoordinator`); with the exported `fetch` and
-//!   `scheduled` glue below, the only code that names `worker`.
+//! - `platform` (wasm only): those traits over `fetch`, KV and `Date`, the `METRICS` dataset,
+//!   and the token coordinator's Durable Object (`TokenCoordinator`); with the exported
+//!   `fetch` and `scheduled` glue below, the only code that names `worker`.
 
 pub mod auth;
 pub mod bounded;
