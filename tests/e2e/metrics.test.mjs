@@ -85,6 +85,22 @@ describe('METRICS', () => {
     assert.equal(line('m-none').upstream, undefined, 'sent nowhere');
     assert.equal(typeof line('m-first').auth_ms, 'number');
 
+    // A cf-ray that is not an id is left out, not copied.
+    const odd = [
+      ['r-dot', `${jwt.slice(0, 20)}.x-AMS`],
+      ['r-long', `${'a'.repeat(33)}-AMS`],
+      ['r-empty', '-AMS'],
+    ];
+    for (const [id, ray] of odd) {
+      const res = await gw.fetch('/public/ping', { headers: { 'x-request-id': id, 'cf-ray': ray } });
+      await res.arrayBuffer();
+    }
+    const more = await gw.waitForRequestLogs(plan.length + odd.length);
+    for (const [id] of odd) {
+      const l = more.find((x) => x.request_id === id);
+      assert.equal(l.ray, undefined, id);
+    }
+
     for (const secret of [jwt, jwt.split('.')[2], forged, CLIENT_SECRET, API_KEY, 'Pl4nted-sub', 'Pl4nted-query']) {
       assert.ok(!JSON.stringify(gw.points()).includes(secret), `a point carries ${secret.slice(0, 12)}…`);
     }
