@@ -9,6 +9,7 @@ import path from 'node:path';
 import { describe, test } from 'node:test';
 
 import { renderChart, textBoxes } from '../../bench/lib/chart.mjs';
+import { BEGIN, END, renderPage } from '../../bench/lib/page.mjs';
 import { summarize } from '../../bench/lib/report.mjs';
 import { ROOT } from './harness.mjs';
 
@@ -33,6 +34,32 @@ function overlaps(svg) {
 }
 
 describe('bench page', () => {
+  test('the first screen of bench/README.md is what node bench/run.mjs --page renders from the committed results', () => {
+    const readme = readFileSync(path.join(BENCH, 'README.md'), 'utf8');
+    const from = readme.indexOf(BEGIN);
+    const to = readme.indexOf(END);
+    assert.ok(from > 0 && to > from, 'bench/README.md has the generated block');
+    const block = readme.slice(from, to + END.length);
+    assert.equal(`${block}\n`, renderPage({ workerd: results('workerd-latest'), miniflare: results('latest') }), 'run node bench/run.mjs --page');
+    // One screen: a title line before it, and in it one table, the plain-workerd run first and
+    // its chart, one sentence of conclusion.
+    assert.ok(readme.slice(0, from).split('\n').length < 10);
+    const tables = block.split('\n').filter((l) => /^\|---/.test(l));
+    assert.equal(tables.length, 1);
+    const rows = block.split('\n').filter((l) => l.startsWith('| ') && !l.startsWith('| 8 connections'));
+    assert.deepEqual(
+      rows.map((l) => l.split(' | ')[0]),
+      ['| **plain workerd**: gateway', '| plain workerd: jose Worker', '| **through Miniflare**: gateway', '| through Miniflare: jose Worker'],
+    );
+    assert.match(block, /!\[[^\]]*\]\(results\/workerd-latest\.svg\)/);
+    assert.equal(block.match(/\*\*In one sentence\*\*: [^\n]*\n/g)?.length, 1);
+    // Numbers only the JSON could give (nothing typed): the bare forwarder's CPU in each run.
+    for (const stem of RUNS) {
+      const bare = results(stem).summary.baselines.find((b) => b.connections === 8).bareCpuUs;
+      assert.ok(block.includes(`${Math.round(bare)} µs`), `${stem}: bare ${bare}`);
+    }
+  });
+
   for (const stem of RUNS) {
     test(`results/${stem}.svg is the committed JSON drawn by bench/lib/chart.mjs: a latency row, no label over another`, () => {
       const committed = readFileSync(path.join(BENCH, 'results', `${stem}.svg`), 'utf8');
