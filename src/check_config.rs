@@ -36,6 +36,17 @@ pub struct Input {
     /// `--require-secrets`: a required secret not given is a failure, not a note.
     #[serde(default)]
     pub require_secrets: bool,
+    /// Settings whose value is still a `REPLACE_WITH_…` of the template (found by the script,
+    /// which sees the whole file: `[vars]`, binding ids, routes), with what to do about each.
+    #[serde(default)]
+    pub placeholders: Vec<Placeholder>,
+}
+
+/// A setting the template left for the user to fill in.
+#[derive(Debug, Deserialize)]
+pub struct Placeholder {
+    pub setting: String,
+    pub hint: String,
 }
 
 /// One binding the wrangler file declares.
@@ -90,7 +101,18 @@ pub fn run(input: &Input) -> Report {
         })
     };
 
-    let mut problems: Vec<String> = Vec::new();
+    // A placeholder is the one thing wrong with its setting: not also "not a URL".
+    let mut problems: Vec<String> = input
+        .placeholders
+        .iter()
+        .map(|p| {
+            format!(
+                "{} is still the template's placeholder: {}",
+                p.setting, p.hint
+            )
+        })
+        .collect();
+    let placeholder = |name: &str| input.placeholders.iter().any(|p| p.setting == name);
     let mut not_set: Vec<&'static str> = Vec::new();
     // Values written into wrangler.toml are committed, and shown in the dashboard.
     for setting in registry::SETTINGS.iter().filter(|s| s.kind == Kind::Secret) {
@@ -103,7 +125,7 @@ pub fn run(input: &Input) -> Report {
         }
     }
     if let Err(errors) = Config::from_environment(&lookup, &env) {
-        for e in &errors {
+        for e in errors.iter().filter(|e| !placeholder(&e.setting)) {
             match registry::find(&e.setting) {
                 // Absent here, so whatever is wrong with it is that it is absent.
                 Some(s) if s.kind == Kind::Secret && lookup(s.name).is_none() => {

@@ -230,7 +230,7 @@ describe('ORIGIN_TOKEN_REFUSAL', () => {
 describe('demo: a wrong password through the gateway', () => {
   let origin, gw;
   before(async () => {
-    const config = unstable_readConfig({ config: path.join(ROOT, 'wrangler.toml'), env: 'demo' });
+    const config = unstable_readConfig({ config: path.join(ROOT, 'demo/wrangler.toml') });
     origin = await startDemoOrigin({ port: 0, issuer: 'http://127.0.0.1:8788/' });
     gw = await startGateway({
       bindings: {
