@@ -8,13 +8,13 @@ use http::header::{
 use http::Method;
 use serde::Serialize;
 
-use crate::customer_id::MissingIdentity;
-use crate::identifiers::Ambiguity;
-use crate::jwks::KeysUnavailable;
-use crate::jwt::JwtError;
-use crate::opaque::{IntrospectionUnavailable, OpaqueError};
-use crate::path::PathError;
-use crate::setting::ConfigErrors;
+use crate::config::setting::ConfigErrors;
+use crate::edge::path::PathError;
+use crate::identity::customer_id::MissingIdentity;
+use crate::identity::identifiers::Ambiguity;
+use crate::identity::jwks::KeysUnavailable;
+use crate::identity::jwt::JwtError;
+use crate::identity::opaque::{IntrospectionUnavailable, OpaqueError};
 use crate::token::TokenUnavailable;
 
 pub const REALM: &str = "edge-auth-proxy";
@@ -234,7 +234,7 @@ impl GatewayError {
             "application/problem+json".into(),
         );
         put(&mut headers, CACHE_CONTROL, "no-store".into());
-        const REQUEST_ID: HeaderName = HeaderName::from_static(crate::headers::REQUEST_ID);
+        const REQUEST_ID: HeaderName = HeaderName::from_static(crate::edge::headers::REQUEST_ID);
         put(&mut headers, REQUEST_ID, request_id.into());
         let challenge = |value: String| Some((WWW_AUTHENTICATE, value));
         let retry_after = |secs: u64| Some((RETRY_AFTER, secs.to_string()));
@@ -314,7 +314,7 @@ fn bearer_error(request_error: bool, description: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::setting::ConfigError;
+    use crate::config::setting::ConfigError;
     use crate::token::GrantError;
 
     fn json(p: &Problem) -> serde_json::Value {
@@ -452,7 +452,7 @@ mod tests {
             .contains("error=\"invalid_token\""));
         let down = GatewayError::IntrospectionUnavailable(IntrospectionUnavailable {
             retry_after_secs: 4,
-            cause: crate::opaque::IntrospectionError::Timeout,
+            cause: crate::identity::opaque::IntrospectionError::Timeout,
             called_endpoint: true,
         })
         .to_problem("r");
@@ -468,7 +468,7 @@ mod tests {
 
     #[test]
     fn an_ambiguous_request_is_an_invalid_request_saying_where() {
-        use crate::identifiers::Source;
+        use crate::identity::identifiers::Source;
         for (a, code) in [
             (Ambiguity::DuplicateJwtCookie, "duplicate_jwt_cookie"),
             (

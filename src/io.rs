@@ -60,7 +60,7 @@ pub trait Fields: Clone {
 }
 
 /// What the gateway changes in the platform's fields: the names to remove, then the values to
-/// set (each replacing every value of its name). The core works it out (`crate::headers`); the
+/// set (each replacing every value of its name). The core works it out (`crate::edge::headers`); the
 /// platform applies it to its own object in one go (a Worker crosses into JavaScript once).
 #[derive(Debug, Default)]
 pub struct Edit<'a> {
@@ -249,7 +249,7 @@ pub trait Platform {
     type Http: HttpClient;
     type Store: KeyValue;
     type Clock: Clock;
-    type Verifier: crate::jwt::SignatureVerifier;
+    type Verifier: crate::identity::jwt::SignatureVerifier;
     type Coordinator: Coordinator;
     type RateLimiters: RateLimiters;
 

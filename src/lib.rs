@@ -67,39 +67,13 @@
 //!   coordinator's Durable Object (`TokenCoordinator`); with the exported `fetch` and
 //!   `scheduled` glue below, the only code that names `worker`.
 
-pub mod auth;
-pub mod bounded;
-pub mod breaker;
-pub mod challenge;
-#[cfg(not(target_arch = "wasm32"))]
-pub mod check_config;
-pub mod claims;
 pub mod config;
-pub mod cookies;
-pub mod customer_id;
-pub mod entries;
+pub mod edge;
 pub mod error;
-pub mod flight;
-pub mod headers;
-pub mod http_url;
-pub mod identifiers;
 pub mod identity;
 pub mod io;
-pub mod jwks;
-pub mod jwt;
-pub mod log;
-pub mod opaque;
-pub mod path;
-pub mod policy;
-pub mod providers;
 pub mod proxy;
-pub mod rate_limit;
-pub mod refusal;
-pub mod registry;
-pub mod replay;
-pub mod routes;
-pub mod setting;
-pub mod suggest;
+pub mod support;
 pub mod token;
 
 #[cfg(target_arch = "wasm32")]
@@ -118,11 +92,11 @@ mod glue {
     use wasm_bindgen::JsValue;
     use worker::{event, Context, Env};
 
-    use crate::log::TaskLog;
     use crate::platform::{
         call_promise, to_gateway_request, to_worker_response, DoCoordinator, FetchClient, Kv,
         WorkerClock, WorkerRateLimiters,
     };
+    use crate::proxy::log::TaskLog;
     use crate::proxy::{Gateway, Services};
 
     // `baseline-verify` builds check every token in full with jwt-compact's pure-Rust code:
@@ -131,7 +105,7 @@ mod glue {
     #[cfg(not(feature = "baseline-verify"))]
     type Verifier = crate::platform::WebCryptoVerifier;
     #[cfg(feature = "baseline-verify")]
-    type Verifier = crate::jwt::RustCryptoVerifier;
+    type Verifier = crate::identity::jwt::RustCryptoVerifier;
 
     use crate::KV_BINDING;
 
@@ -153,7 +127,10 @@ mod glue {
                 #[cfg(feature = "baseline-verify")]
                 let gateway = gateway.without_verified_memory();
                 if let Some(problems) = gateway.config_error() {
-                    worker::console_error!("{}", crate::log::config_error_line(problems, None));
+                    worker::console_error!(
+                        "{}",
+                        crate::proxy::log::config_error_line(problems, None)
+                    );
                 }
                 Rc::new(gateway)
             })

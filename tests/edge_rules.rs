@@ -10,9 +10,9 @@ mod common;
 use std::collections::HashMap;
 
 use common::{FakeClock, FakeHttp, MemoryKv, Seen};
+use edge_auth_proxy::identity::jwt::RustCryptoVerifier;
 use edge_auth_proxy::io::{Body, NoCoordinator, NoRateLimiters};
-use edge_auth_proxy::jwt::RustCryptoVerifier;
-use edge_auth_proxy::log::RequestLog;
+use edge_auth_proxy::proxy::log::RequestLog;
 use edge_auth_proxy::proxy::{Gateway, GatewayRequest, GatewayResponse, Services};
 use futures::executor::block_on;
 use http::{HeaderMap, Method};

@@ -6,8 +6,8 @@ mod common;
 use std::collections::HashMap;
 
 use common::{FakeClock, FakeHttp, MemoryKv};
+use edge_auth_proxy::identity::jwt::RustCryptoVerifier;
 use edge_auth_proxy::io::{Body, HttpError, NoCoordinator, NoRateLimiters};
-use edge_auth_proxy::jwt::RustCryptoVerifier;
 use edge_auth_proxy::proxy::{Gateway, GatewayRequest, GatewayResponse, Services};
 use futures::executor::block_on;
 use futures::future::join_all;

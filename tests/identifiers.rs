@@ -13,10 +13,10 @@ mod common;
 use std::collections::HashMap;
 
 use common::{FakeClock, FakeHttp, MemoryKv};
+use edge_auth_proxy::identity::jwt::RustCryptoVerifier;
 use edge_auth_proxy::io::Body;
 use edge_auth_proxy::io::{NoCoordinator, NoRateLimiters};
-use edge_auth_proxy::jwt::RustCryptoVerifier;
-use edge_auth_proxy::log::RequestLog;
+use edge_auth_proxy::proxy::log::RequestLog;
 use edge_auth_proxy::proxy::{Gateway, GatewayRequest, GatewayResponse, Services};
 use futures::executor::block_on;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};

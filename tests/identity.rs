@@ -7,9 +7,9 @@ mod common;
 use std::collections::HashMap;
 
 use common::{FakeClock, FakeHttp, MemoryKv};
+use edge_auth_proxy::identity::jwt::RustCryptoVerifier;
 use edge_auth_proxy::io::{Body, HttpError};
 use edge_auth_proxy::io::{NoCoordinator, NoRateLimiters};
-use edge_auth_proxy::jwt::RustCryptoVerifier;
 use edge_auth_proxy::proxy::{Gateway, GatewayRequest, GatewayResponse, Services};
 use futures::executor::block_on;
 use http::{HeaderMap, Method};
@@ -121,7 +121,10 @@ fn send(
     svc: &Svc,
     path: &str,
     headers: &[(&str, &str)],
-) -> (GatewayResponse<Vec<u8>>, edge_auth_proxy::log::RequestLog) {
+) -> (
+    GatewayResponse<Vec<u8>>,
+    edge_auth_proxy::proxy::log::RequestLog,
+) {
     let mut map = HeaderMap::new();
     for (k, v) in headers {
         map.append(

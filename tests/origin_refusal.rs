@@ -10,10 +10,10 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use common::{FakeClock, FakeHttp, MemoryKv, Reply};
+use edge_auth_proxy::identity::jwt::RustCryptoVerifier;
 use edge_auth_proxy::io::{Body, HttpError, NoCoordinator, NoRateLimiters};
-use edge_auth_proxy::jwt::RustCryptoVerifier;
+use edge_auth_proxy::proxy::replay::REPLAY_BODY_LIMIT;
 use edge_auth_proxy::proxy::{Gateway, GatewayRequest, Served, Services};
-use edge_auth_proxy::replay::REPLAY_BODY_LIMIT;
 use edge_auth_proxy::token::REJECT_COOLDOWN_MS;
 use futures::executor::block_on;
 use http::{HeaderMap, Method};

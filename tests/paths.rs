@@ -9,11 +9,11 @@ mod common;
 use std::collections::HashMap;
 
 use common::{FakeClock, FakeHttp, MemoryKv};
+use edge_auth_proxy::edge::path::{normalize, PathError, MAX_PATH_BYTES};
+use edge_auth_proxy::identity::jwt::RustCryptoVerifier;
 use edge_auth_proxy::io::{Body, NoCoordinator, NoRateLimiters};
-use edge_auth_proxy::jwt::RustCryptoVerifier;
-use edge_auth_proxy::path::{normalize, PathError, MAX_PATH_BYTES};
+use edge_auth_proxy::proxy::route::RouteTable;
 use edge_auth_proxy::proxy::{Gateway, GatewayRequest, GatewayResponse, Services};
-use edge_auth_proxy::routes::RouteTable;
 use futures::executor::block_on;
 use http::{HeaderMap, Method};
 use jwt_compact::alg::{Hs256, Hs256Key};

@@ -10,15 +10,15 @@ mod support;
 use std::collections::HashMap;
 
 use common::{FakeClock, FakeHttp, MemoryKv};
-use edge_auth_proxy::claims::Claims;
 use edge_auth_proxy::config::{Config, ConfigErrors};
+use edge_auth_proxy::identity::claims::Claims;
+use edge_auth_proxy::identity::jwt::{JwtError, RustCryptoVerifier, TokenDigest};
+use edge_auth_proxy::identity::policy::{Defaults, Refusal};
 use edge_auth_proxy::io::Body;
 use edge_auth_proxy::io::{NoCoordinator, NoRateLimiters};
-use edge_auth_proxy::jwt::{JwtError, RustCryptoVerifier, TokenDigest};
-use edge_auth_proxy::log::RequestLog;
-use edge_auth_proxy::policy::{Defaults, Refusal};
+use edge_auth_proxy::proxy::log::RequestLog;
+use edge_auth_proxy::proxy::route::RouteTable;
 use edge_auth_proxy::proxy::{Gateway, GatewayRequest, GatewayResponse, Services};
-use edge_auth_proxy::routes::RouteTable;
 use futures::executor::block_on;
 use http::{HeaderMap, Method};
 use jwt_compact::alg::Es256;
@@ -43,7 +43,7 @@ fn claims(v: Value) -> Claims {
 }
 
 /// The policy of a one-route table whose route carries `fields`.
-fn policy(fields: Value) -> edge_auth_proxy::policy::Policy {
+fn policy(fields: Value) -> edge_auth_proxy::identity::policy::Policy {
     let mut route = json!({"prefix": "/p"});
     route
         .as_object_mut()

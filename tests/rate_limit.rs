@@ -11,8 +11,8 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use common::{FakeClock, FakeHttp, MemoryKv};
+use edge_auth_proxy::identity::jwt::RustCryptoVerifier;
 use edge_auth_proxy::io::{Body, NoCoordinator, RateLimitError, RateLimiters};
-use edge_auth_proxy::jwt::RustCryptoVerifier;
 use edge_auth_proxy::proxy::{Gateway, GatewayRequest, Services};
 use futures::executor::block_on;
 use http::{HeaderMap, Method};

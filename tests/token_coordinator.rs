@@ -15,9 +15,9 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use common::{platform, FakeClock, FakeHttp, MemoryKv, Parts};
-use edge_auth_proxy::breaker::PROBE_SPACING_MS;
+use edge_auth_proxy::identity::jwt::RustCryptoVerifier;
 use edge_auth_proxy::io::{Coordinator, CoordinatorError, HttpError};
-use edge_auth_proxy::jwt::RustCryptoVerifier;
+use edge_auth_proxy::support::breaker::PROBE_SPACING_MS;
 use edge_auth_proxy::token::coordinator::{Mirrored, TokenCoordinator};
 use edge_auth_proxy::token::protocol::{digest, Answer, Ask};
 use edge_auth_proxy::token::refresh::refresh_from_ms;

@@ -15,11 +15,11 @@ use wasm_bindgen_futures::JsFuture;
 use worker::Env;
 
 use super::{js_message, FetchClient, Kv, WorkerClock};
+use crate::identity::jwt::RustCryptoVerifier;
 use crate::io::{
     Clock, Coordinator, CoordinatorError, KeyValue, NoCoordinator, NoRateLimiters, StoreError,
 };
-use crate::jwt::RustCryptoVerifier;
-use crate::log::TaskLog;
+use crate::proxy::log::TaskLog;
 use crate::proxy::Services;
 use crate::token::coordinator::{Mirrored, TokenCoordinator as Core};
 use crate::token::protocol::MAX_ANSWER_BYTES;
@@ -190,7 +190,7 @@ impl TokenCoordinator {
                     Err(e) => {
                         worker::console_error!(
                             "{}",
-                            crate::log::config_error_line(&e, Some("coordinator"))
+                            crate::proxy::log::config_error_line(&e, Some("coordinator"))
                         );
                         None
                     }

@@ -363,7 +363,7 @@ fn body_error(e: JsValue) -> HttpError {
 
 /// workerd's own `Headers`, the fields of the forwarded request and response: the caller's
 /// request's fields go to the origin in a copy of the object, and the origin's response's back
-/// to the caller, with only the contract's names removed or set (`crate::headers`). So every
+/// to the caller, with only the contract's names removed or set (`crate::edge::headers`). So every
 /// other field crosses as workerd holds it, never read into Rust and written back: a raw
 /// Latin-1 byte in a caller's or the origin's header arrives as that byte (checked in
 /// Miniflare, `tests/e2e/header-rules.test.mjs`), where a value read out as a JS string reads
@@ -555,7 +555,7 @@ pub fn to_gateway_request(
 /// path is what runs from the first `/` after `://` to `?` or `#`, exactly what a URL parser
 /// would give, without parsing the host again. Anything else goes through `http::Uri`.
 ///
-/// The path is handed on as it is; the route phase normalizes it (`crate::path`). What
+/// The path is handed on as it is; the route phase normalizes it (`crate::edge::path`). What
 /// workerd has already done to a raw request target (checked with raw request lines in
 /// Miniflare, tests/e2e/paths.test.mjs): `\` becomes `/` and `.`, `..`, `%2e`, `.%2E`… dot
 /// segments are resolved, as WHATWG parsing does for http(s); `//`, `..;`, `;x`, `%2F`, `%5c`,

@@ -1,6 +1,6 @@
 //! The isolate's access-token cache: memory, then KV, then the token endpoint; one fill in
 //! flight at a time; a refresh ahead of expiry that requests do not wait for; a compare-before-
-//! drop after the origin refuses a token; and, after a failed fill, probes (`crate::breaker`:
+//! drop after the origin refuses a token; and, after a failed fill, probes (`crate::support::breaker`:
 //! one at a time, one per half second, the first good answer ends the back-off) so an outage
 //! is not met with one endpoint call per request, nor a recovery with a minute of 503s.
 //!
@@ -34,12 +34,12 @@ use super::grant::{self, GrantError, MAX_RESPONSE_BYTES};
 use super::protocol::{self, Answer, Ask};
 use super::refresh::{self, Jitter};
 use super::TokenConfig;
-use crate::breaker::{Attempt, Breaker, Turn, PROBE_SPACING_MS, REFUSED_RETRY_MS};
-use crate::flight::{Flight, FlightGuard, POLL_MS};
 use crate::io::{
     Body, Clock, Coordinator, CoordinatorError, HttpClient, HttpError, KeyValue, OutboundRequest,
     Platform,
 };
+use crate::support::breaker::{Attempt, Breaker, Turn, PROBE_SPACING_MS, REFUSED_RETRY_MS};
+use crate::support::flight::{Flight, FlightGuard, POLL_MS};
 
 /// Where a request's access token came from, for the log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -437,7 +437,12 @@ impl TokenCache {
     }
 
     /// Decides, from the state at `now`, what this request does next.
-    fn next(&self, ticket: &mut crate::breaker::Ticket, now: u64, abandon_ms: u64) -> Next {
+    fn next(
+        &self,
+        ticket: &mut crate::support::breaker::Ticket,
+        now: u64,
+        abandon_ms: u64,
+    ) -> Next {
         let (busy, cause) = {
             let st = self.state.borrow();
             if let Some(token) = st.current.as_ref().filter(|t| t.is_usable(now)) {

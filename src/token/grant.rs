@@ -105,7 +105,7 @@ pub fn request(cfg: &TokenConfig) -> (HeaderMap, Vec<u8>) {
     let mut pairs = Vec::with_capacity(2);
     // The documented endpoint takes grant_type in its query; RFC 6749 §3.2 forbids a parameter
     // twice, so only add it to the body when the URL does not already carry it.
-    if !crate::http_url::has_query_param(&cfg.url, "grant_type") {
+    if !crate::support::http_url::has_query_param(&cfg.url, "grant_type") {
         pairs.push(("grant_type", "client_credentials"));
     }
     if let Some(scope) = &cfg.scope {

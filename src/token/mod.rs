@@ -25,7 +25,7 @@ pub use grant::{client_form, ClientAuth, GrantError};
 pub use refresh::Jitter;
 pub use seal::Sealer;
 
-use crate::setting::{
+use crate::config::setting::{
     endpoint_url, number, optional, required, ConfigError, ConfigErrors, Lookup, Problems,
 };
 

@@ -11,11 +11,11 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
+use edge_auth_proxy::identity::jwt::{RustCryptoVerifier, SignatureVerifier};
 use edge_auth_proxy::io::{
     Body, Bounded, Clock, Coordinator, HttpClient, HttpError, InboundResponse, KeyValue,
     NoCoordinator, NoRateLimiters, OutboundRequest, Platform, StoreError,
 };
-use edge_auth_proxy::jwt::{RustCryptoVerifier, SignatureVerifier};
 use http::HeaderMap;
 
 #[derive(Clone, Default)]

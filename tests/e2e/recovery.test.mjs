@@ -2,7 +2,7 @@
 // WebAssembly.RuntimeError) fails only the request that trapped, at once, with a 500
 // problem+json; the requests already in flight on that instance complete with the origin's
 // answers; requests that arrive meanwhile wait, and run on a fresh instance once none is in
-// flight (src/js/entry.js). The token coordinator's Durable Object, which shares its isolate's
+// flight (src/platform/entry.js). The token coordinator's Durable Object, which shares its isolate's
 // instance, follows the same rule.
 //
 // A real panic cannot be provoked from outside (that is the point of the fuzzing), so the trap
