@@ -79,10 +79,6 @@ pub mod token;
 #[cfg(target_arch = "wasm32")]
 mod platform;
 
-/// The KV namespace binding of cached tokens and key sets.
-#[cfg(target_arch = "wasm32")]
-const KV_BINDING: &str = "TOKEN_CACHE";
-
 #[cfg(target_arch = "wasm32")]
 mod glue {
     use std::cell::OnceCell;
@@ -92,12 +88,13 @@ mod glue {
     use wasm_bindgen::JsValue;
     use worker::{event, Context, Env};
 
+    use crate::io::Services;
     use crate::platform::{
         call_promise, to_gateway_request, to_worker_response, DoCoordinator, FetchClient, Kv,
-        WorkerClock, WorkerRateLimiters,
+        WorkerClock, WorkerRateLimiters, KV_BINDING,
     };
     use crate::proxy::log::TaskLog;
-    use crate::proxy::{Gateway, Services};
+    use crate::proxy::Gateway;
 
     // `baseline-verify` builds check every token in full with jwt-compact's pure-Rust code:
     // the baseline that `bench/verify-cost.mjs` measures WebCrypto and the verified-token
@@ -106,8 +103,6 @@ mod glue {
     type Verifier = crate::platform::WebCryptoVerifier;
     #[cfg(feature = "baseline-verify")]
     type Verifier = crate::identity::jwt::RustCryptoVerifier;
-
-    use crate::KV_BINDING;
 
     thread_local! {
         // One gateway per isolate: configuration is checked once and the caches live as long
@@ -172,7 +167,7 @@ mod glue {
         }
     }
 
-    fn log_task(log: &TaskLog) {
+    pub(crate) fn log_task(log: &TaskLog) {
         emit(log.to_json(), log.config_error.is_some());
     }
 
@@ -235,5 +230,141 @@ mod glue {
             log_task(&gateway.on_schedule(&services(&env)).await);
             Ok(JsValue::UNDEFINED)
         })
+    }
+}
+
+// The token coordinator's Durable Object class: glue like `fetch` above, running the core's
+// coordinator (`crate::token::coordinator`) over the platform's storage.
+#[cfg(target_arch = "wasm32")]
+mod coordinator_object {
+    use std::cell::OnceCell;
+    use std::rc::Rc;
+
+    use js_sys::{Promise, Reflect};
+    use wasm_bindgen::prelude::wasm_bindgen;
+    use wasm_bindgen::{JsCast, JsValue};
+    use wasm_bindgen_futures::JsFuture;
+    use worker::Env;
+
+    use crate::identity::jwt::RustCryptoVerifier;
+    use crate::io::{Clock, NoCoordinator, NoRateLimiters, Services};
+    use crate::platform::{
+        call_promise, respond, wait_until, DoStorage, FetchClient, Kv, WorkerClock, KV_BINDING,
+    };
+    use crate::proxy::log::TaskLog;
+    use crate::token::coordinator::{Mirrored, TokenCoordinator as Core};
+    use crate::token::TokenConfig;
+
+    use super::glue::log_task;
+
+    /// The coordinator object, exported as the Durable Object class `TokenCoordinator`: workerd
+    /// constructs it with `(state, env)` and calls `fetch(request)`; a plain class is enough (the
+    /// shim wraps it like any other exported class). Its memory (the current token, the back-off)
+    /// lasts as long as the object stays in memory; its storage, sealed like KV, outlives that.
+    #[wasm_bindgen]
+    pub struct TokenCoordinator {
+        state: JsValue,
+        env: Env,
+        core: Rc<Core>,
+        config: OnceCell<Option<Rc<TokenConfig>>>,
+    }
+
+    impl TokenCoordinator {
+        /// The token settings, read once per object from the Worker's own settings.
+        fn config(&self) -> Option<Rc<TokenConfig>> {
+            self.config
+                .get_or_init(|| {
+                    let lookup = |name: &str| {
+                        Reflect::get(&self.env, &JsValue::from_str(name))
+                            .ok()
+                            .and_then(|v| v.as_string())
+                    };
+                    match TokenConfig::from_settings(&lookup) {
+                        Ok(cfg) => Some(Rc::new(cfg)),
+                        Err(e) => {
+                            worker::console_error!(
+                                "{}",
+                                crate::proxy::log::config_error_line(&e, Some("coordinator"))
+                            );
+                            None
+                        }
+                    }
+                })
+                .clone()
+        }
+    }
+
+    #[wasm_bindgen]
+    impl TokenCoordinator {
+        #[wasm_bindgen(constructor)]
+        pub fn new(state: JsValue, env: JsValue) -> Self {
+            Self {
+                state,
+                env: env.unchecked_into(),
+                core: Rc::new(Core::new()),
+                config: OnceCell::new(),
+            }
+        }
+
+        /// The answer to one ask. Its promise is `call_promise`'s, so that a trap in its poll
+        /// fails this ask alone, at once (issue 17); the asking isolate then fills its own cache.
+        pub fn fetch(&self, req: web_sys::Request) -> Promise {
+            let config = self.config();
+            let (state, env, core) = (self.state.clone(), self.env.clone(), Rc::clone(&self.core));
+            call_promise(async move {
+                answer(config, state, env, core, req)
+                    .await
+                    .map(JsValue::from)
+            })
+        }
+    }
+
+    async fn answer(
+        config: Option<Rc<TokenConfig>>,
+        state: JsValue,
+        env: Env,
+        core: Rc<Core>,
+        req: web_sys::Request,
+    ) -> Result<web_sys::Response, JsValue> {
+        // An answer that is not the protocol's makes the isolate work alone, as if unbound.
+        let Some(cfg) = config else {
+            return respond("token settings are invalid", 500, None);
+        };
+        let ask = JsFuture::from(req.text()?)
+            .await?
+            .as_string()
+            .unwrap_or_default();
+        let storage = Reflect::get(&state, &JsValue::from_str("storage"))?;
+        // Its own storage, mirrored to KV; no coordinator (it is the one), and no JWT is
+        // checked here, so the verifier and rate limiters are never used.
+        let platform = Services {
+            http: FetchClient,
+            store: Mirrored {
+                own: DoStorage(storage),
+                kv: Kv::new(env, KV_BINDING),
+            },
+            clock: WorkerClock,
+            verifier: RustCryptoVerifier,
+            coordinator: NoCoordinator,
+            rate_limiters: NoRateLimiters,
+        };
+        let answered = core.answer(&cfg, &platform, &ask).await;
+        let Some(answered) = answered else {
+            return respond("not an ask", 400, None);
+        };
+        if let Some(job) = answered.refresh {
+            // After the answer: the asking isolate does not wait for the endpoint.
+            wait_until(&state, async move {
+                let started = WorkerClock.now_ms();
+                let outcome = core.refresh(job, &cfg, &platform).await;
+                let total_ms = WorkerClock.now_ms().saturating_sub(started);
+                log_task(&TaskLog::refreshed(
+                    "coordinator_refresh",
+                    &outcome,
+                    total_ms,
+                ));
+            });
+        }
+        respond(&answered.body, 200, Some("application/json"))
     }
 }

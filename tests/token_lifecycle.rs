@@ -12,8 +12,9 @@ use std::rc::Rc;
 use common::{platform, FakeClock, FakeHttp, MemoryKv};
 use edge_auth_proxy::identity::jwt::RustCryptoVerifier;
 use edge_auth_proxy::io::{Body, HttpError, NoCoordinator, NoRateLimiters};
+use edge_auth_proxy::io::{GatewayRequest, Services};
 use edge_auth_proxy::proxy::replay::REPLAY_BODY_LIMIT;
-use edge_auth_proxy::proxy::{Gateway, GatewayRequest, Services};
+use edge_auth_proxy::proxy::Gateway;
 use edge_auth_proxy::support::breaker::PROBE_SPACING_MS;
 use edge_auth_proxy::token::refresh::{
     max_jitter_ms, refresh_at_ms, refresh_from_ms, window_ms, MIN_WINDOW_MS,

@@ -15,11 +15,15 @@ use crate::io::{
     Body, Bounded, Clock, Edit, Fields, HttpClient, HttpError, InboundResponse, KeyValue,
     OutboundRequest, StoreError,
 };
-use crate::proxy::{GatewayRequest, GatewayResponse};
+use crate::io::{GatewayRequest, GatewayResponse};
 
 // The token coordinator's Durable Object and the isolate's handle on it (issue 12).
 mod coordinator;
-pub use coordinator::DoCoordinator;
+
+/// The KV namespace binding of cached tokens and key sets.
+pub const KV_BINDING: &str = "TOKEN_CACHE";
+
+pub use coordinator::{respond, wait_until, DoCoordinator, DoStorage};
 // Routes' `rate_limit` over Workers rate-limiting bindings (issue 12).
 mod rate_limit;
 // The env's names and the kinds of their bindings, for the configuration check (issue 17).

@@ -3,7 +3,11 @@
 //! its digest), an access token, a secret, an `api-key` or a query string (queries sometimes
 //! carry tokens).
 
+use http::HeaderMap;
 use serde::Serialize;
+
+use crate::edge::headers;
+use crate::token::RefreshOutcome;
 
 #[derive(Debug, Default, Serialize)]
 pub struct RequestLog {
@@ -175,6 +179,75 @@ pub fn config_error_line(
         within,
     })
     .unwrap_or_default()
+}
+
+impl TaskLog {
+    /// The line of a token refresh (`event`: ahead of expiry, scheduled, the coordinator's).
+    pub fn refreshed(event: &'static str, outcome: &RefreshOutcome, total_ms: u64) -> Self {
+        TaskLog {
+            event,
+            token: outcome.as_str(),
+            token_source: outcome.source().map(|s| s.as_str()),
+            token_error: outcome.error().map(|e| e.code()),
+            config_error: outcome.error().and_then(|e| e.config_problem()),
+            jwks: None,
+            total_ms,
+        }
+    }
+}
+
+/// The caller's `x-request-id` when it is a sane identifier, else a fresh random one: the id
+/// goes into headers and logs, so arbitrary caller text is not copied.
+pub fn request_id(headers: &HeaderMap) -> String {
+    let from_caller = headers
+        .get(headers::REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| {
+            (1..=128).contains(&v.len())
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:/+=".contains(&b))
+        });
+    match from_caller {
+        Some(id) => id.to_string(),
+        None => random_id(),
+    }
+}
+
+fn random_id() -> String {
+    let bytes = random_bytes();
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = String::with_capacity(32);
+    for b in bytes {
+        id.push(char::from(HEX[usize::from(b >> 4)]));
+        id.push(char::from(HEX[usize::from(b & 0x0f)]));
+    }
+    id
+}
+
+/// 16 random bytes, drawn from a pool that `getrandom` refills 64 ids at a time: in a Worker
+/// each `getrandom` call is four calls into JavaScript (`crypto.getRandomValues` on a fresh
+/// typed array, then a copy).
+fn random_bytes() -> [u8; 16] {
+    use std::cell::RefCell;
+    const POOL: usize = 16 * 64;
+    thread_local! {
+        static RANDOM: RefCell<([u8; POOL], usize)> = const { RefCell::new(([0; POOL], POOL)) };
+    }
+    RANDOM.with_borrow_mut(|(pool, used)| {
+        if *used == POOL {
+            // Ids only correlate log lines: without entropy an all-zero id beats failing the
+            // request.
+            if getrandom::getrandom(pool).is_err() {
+                pool.fill(0);
+            }
+            *used = 0;
+        }
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&pool[*used..*used + 16]);
+        *used += 16;
+        out
+    })
 }
 
 #[cfg(test)]

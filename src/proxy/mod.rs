@@ -16,14 +16,14 @@ use crate::config::{Config, ConfigErrors, Lookup};
 use crate::edge::headers::{self, Credentials};
 use crate::edge::refusal::Judged;
 use crate::error::GatewayError;
-use crate::identity::jwt::{self, JwtError, SignatureVerifier};
+use crate::identity::jwt::{self, JwtError};
 use crate::identity::mechanism::jwt::{AuthError, Authenticator};
 use crate::identity::opaque::SessionCache;
 use crate::identity::policy::Defaults;
 use crate::identity::{self, Presented, Verified};
 use crate::io::{
-    Body, Clock, Coordinator, Fields, FieldsOf, HttpClient, HttpError, KeyValue, NoCoordinator,
-    NoRateLimiters, OutboundRequest, Platform, RateLimiters, StreamOf,
+    Body, Clock, Fields, FieldsOf, GatewayRequest, GatewayResponse, HttpClient, HttpError,
+    OutboundRequest, Platform, StreamOf,
 };
 use crate::proxy::log::{clip, RequestLog, TaskLog};
 use crate::proxy::replay::Outgoing;
@@ -34,30 +34,6 @@ use crate::token::{Obtained, RefreshAhead, RefreshOutcome, Rejection, TokenCache
 /// of the 5-minute cron in wrangler.toml, so one missed run does not leave requests to fetch.
 pub const SCHEDULED_KEYS_AHEAD_MS: u64 = 10 * 60 * 1000;
 
-/// A request as the gateway sees it; `S` is the platform's streaming body, `F` its header
-/// fields (`io::Fields`), of which the core reads only `headers::CALLER_READS` (and a few more when a request needs
-/// them).
-#[derive(Debug)]
-pub struct GatewayRequest<S, F = HeaderMap> {
-    pub method: Method,
-    /// The URL's path as the platform handed it over; the route phase normalizes it
-    /// (`path::normalize`) before anything else looks at it.
-    pub path: String,
-    /// The URL's query without `?`; `None` when the URL had no `?`.
-    pub query: Option<String>,
-    pub headers: F,
-    pub body: Body<S>,
-}
-
-/// The origin's response with its fields passed through (`headers::downstream_headers`), or
-/// the gateway's own answer.
-#[derive(Debug)]
-pub struct GatewayResponse<S, F = HeaderMap> {
-    pub status: u16,
-    pub headers: F,
-    pub body: Body<S>,
-}
-
 /// A served request: the answer, its log line, and the work it claimed for after the answer.
 #[derive(Debug)]
 pub struct Served<S, F = HeaderMap> {
@@ -66,55 +42,6 @@ pub struct Served<S, F = HeaderMap> {
     /// The isolate's refresh ahead of expiry, claimed by this request: run it with
     /// `Gateway::refresh_ahead` once the response is on its way (`ctx.wait_until`).
     pub refresh: Option<RefreshAhead>,
-}
-
-/// What a request needs from the platform: the `io::Platform` handle the core is passed.
-/// `coordinator`: the deployment's token coordinator (`TOKEN_COORDINATOR`), or
-/// `NoCoordinator`; `rate_limiters`: the Workers rate-limiting bindings that routes'
-/// `rate_limit` name.
-pub struct Services<H, S, C, V, K = NoCoordinator, R = NoRateLimiters> {
-    pub http: H,
-    pub store: S,
-    pub clock: C,
-    pub verifier: V,
-    pub coordinator: K,
-    pub rate_limiters: R,
-}
-
-impl<H, S, C, V, K, R> Platform for Services<H, S, C, V, K, R>
-where
-    H: HttpClient,
-    S: KeyValue,
-    C: Clock,
-    V: SignatureVerifier,
-    K: Coordinator,
-    R: RateLimiters,
-{
-    type Http = H;
-    type Store = S;
-    type Clock = C;
-    type Verifier = V;
-    type Coordinator = K;
-    type RateLimiters = R;
-
-    fn http(&self) -> &H {
-        &self.http
-    }
-    fn store(&self) -> &S {
-        &self.store
-    }
-    fn clock(&self) -> &C {
-        &self.clock
-    }
-    fn verifier(&self) -> &V {
-        &self.verifier
-    }
-    fn coordinator(&self) -> &K {
-        &self.coordinator
-    }
-    fn rate_limiters(&self) -> &R {
-        &self.rate_limiters
-    }
 }
 
 /// The isolate's gateway: configuration checked once, and the caches every request shares.
@@ -185,7 +112,7 @@ impl Gateway {
             }
         }
         let seen = req.headers.read(&names);
-        let request_id = request_id(&seen);
+        let request_id = crate::proxy::log::request_id(&seen);
         let mut log = RequestLog {
             request_id: request_id.clone(),
             method: req.method.to_string(),
@@ -231,7 +158,7 @@ impl Gateway {
             // Unreachable in practice: a refresh is only claimed under a valid configuration.
             Err(_) => RefreshOutcome::Fresh,
         };
-        task_log("token_refresh", &outcome, svc.clock().now_ms() - started)
+        TaskLog::refreshed("token_refresh", &outcome, svc.clock().now_ms() - started)
     }
 
     /// The scheduled (cron) run: pre-warms the access token, so that the first request after a
@@ -264,7 +191,7 @@ impl Gateway {
         }
         TaskLog {
             jwks: jwks.map(|e| e.as_str()),
-            ..task_log("scheduled", &outcome, svc.clock().now_ms() - started)
+            ..TaskLog::refreshed("scheduled", &outcome, svc.clock().now_ms() - started)
         }
     }
 
@@ -681,70 +608,4 @@ fn skip_replay(log: &mut RequestLog, why: &'static str) {
 fn refused_again(log: &mut RequestLog) -> GatewayError {
     log.config_error = Some("origin_refused_token");
     GatewayError::OriginRefusedToken
-}
-
-fn task_log(event: &'static str, outcome: &RefreshOutcome, total_ms: u64) -> TaskLog {
-    TaskLog {
-        event,
-        token: outcome.as_str(),
-        token_source: outcome.source().map(|s| s.as_str()),
-        token_error: outcome.error().map(|e| e.code()),
-        config_error: outcome.error().and_then(|e| e.config_problem()),
-        jwks: None,
-        total_ms,
-    }
-}
-
-/// The caller's `x-request-id` when it is a sane identifier, else a fresh random one: the id
-/// goes into headers and logs, so arbitrary caller text is not copied.
-fn request_id(headers: &HeaderMap) -> String {
-    let from_caller = headers
-        .get(headers::REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| {
-            (1..=128).contains(&v.len())
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:/+=".contains(&b))
-        });
-    match from_caller {
-        Some(id) => id.to_string(),
-        None => random_id(),
-    }
-}
-
-fn random_id() -> String {
-    let bytes = random_bytes();
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut id = String::with_capacity(32);
-    for b in bytes {
-        id.push(char::from(HEX[usize::from(b >> 4)]));
-        id.push(char::from(HEX[usize::from(b & 0x0f)]));
-    }
-    id
-}
-
-/// 16 random bytes, drawn from a pool that `getrandom` refills 64 ids at a time: in a Worker
-/// each `getrandom` call is four calls into JavaScript (`crypto.getRandomValues` on a fresh
-/// typed array, then a copy).
-fn random_bytes() -> [u8; 16] {
-    use std::cell::RefCell;
-    const POOL: usize = 16 * 64;
-    thread_local! {
-        static RANDOM: RefCell<([u8; POOL], usize)> = const { RefCell::new(([0; POOL], POOL)) };
-    }
-    RANDOM.with_borrow_mut(|(pool, used)| {
-        if *used == POOL {
-            // Ids only correlate log lines: without entropy an all-zero id beats failing the
-            // request.
-            if getrandom::getrandom(pool).is_err() {
-                pool.fill(0);
-            }
-            *used = 0;
-        }
-        let mut out = [0u8; 16];
-        out.copy_from_slice(&pool[*used..*used + 16]);
-        *used += 16;
-        out
-    })
 }
