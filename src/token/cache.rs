@@ -31,7 +31,7 @@ use http::Method;
 
 use super::entry::CachedToken;
 use super::grant::{self, GrantError, MAX_RESPONSE_BYTES};
-use super::protocol::{self, Answer, Ask};
+use super::protocol::{self, Answer, Ask, Rejection};
 use super::refresh::{self, Jitter};
 use super::TokenConfig;
 use crate::io::{
@@ -124,20 +124,6 @@ impl RefreshOutcome {
             _ => None,
         }
     }
-}
-
-/// What `reject` did with a token the origin refused. Travels in a coordinator answer by its
-/// snake_case name (src/token/protocol.rs).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rejection {
-    /// It was the cached token: dropped from memory, and from KV if KV still held it.
-    Dropped,
-    /// The cache already holds another token (or none): nothing dropped.
-    AlreadyReplaced,
-    /// It is the cached token, but a token was dropped after a 401 less than
-    /// `REJECT_COOLDOWN_MS` ago: an origin that refuses every token must not turn each request
-    /// into an endpoint call, so this one is kept.
-    Kept,
 }
 
 /// A fill still marked after the token timeout plus this long is taken to be abandoned.

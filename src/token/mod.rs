@@ -16,12 +16,13 @@ pub mod refresh;
 mod seal;
 
 pub use cache::{
-    Obtained, RefreshAhead, RefreshOutcome, Rejection, TokenCache, TokenSource, TokenUnavailable,
+    Obtained, RefreshAhead, RefreshOutcome, TokenCache, TokenSource, TokenUnavailable,
     COORDINATOR_GRACE_MS, REJECT_COOLDOWN_MS,
 };
 pub use entry::CachedToken;
 pub(crate) use grant::decimal_string;
 pub use grant::{client_form, ClientAuth, GrantError};
+pub use protocol::Rejection;
 pub use refresh::Jitter;
 pub use seal::Sealer;
 
