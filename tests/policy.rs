@@ -51,7 +51,7 @@ fn policy(fields: Value) -> edge_auth_proxy::identity::policy::Policy {
         .unwrap()
         .extend(fields.as_object().unwrap().clone());
     let table = RouteTable::parse(&json!([route]).to_string()).unwrap();
-    table.routes()[0].policy.clone()
+    table.routes()[0].requirement.policy.clone()
 }
 
 #[test]

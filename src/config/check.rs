@@ -15,7 +15,8 @@ use serde_json::Value;
 use crate::config::registry::{self, Binding, Bound, Environment, Kind};
 use crate::config::setting::Plaintext;
 use crate::config::Config;
-use crate::proxy::route::{AuthMode, RouteTable};
+use crate::identity::requirement::AuthMode;
+use crate::proxy::route::RouteTable;
 
 /// What the script read: the environment's `[vars]` (any JSON: wrangler passes tables and
 /// arrays as such), the secrets given, the bindings declared.

@@ -125,7 +125,7 @@ impl Config {
         let any_opaque = routes.as_ref().is_some_and(|r| {
             r.routes()
                 .iter()
-                .any(|r| r.auth == crate::proxy::route::AuthMode::Opaque)
+                .any(|r| r.auth == crate::identity::requirement::AuthMode::Opaque)
         });
         let introspection = p.take_all(
             crate::identity::opaque::IntrospectionSettings::from_settings(get, any_opaque),
@@ -162,7 +162,13 @@ impl Config {
                 routes
                     .routes()
                     .iter()
-                    .flat_map(|r| r.policy.claims_to_headers.iter().map(|h| &h.header))
+                    .flat_map(|r| {
+                        r.requirement
+                            .policy
+                            .claims_to_headers
+                            .iter()
+                            .map(|h| &h.header)
+                    })
                     .chain(customer_id.as_ref().map(|ids| ids.header())),
             );
             Some(Self {
@@ -244,7 +250,7 @@ fn check_routes_against(
     for (i, route) in routes.routes().iter().enumerate() {
         if let (Some(providers), Some(issuers), true) = (
             providers,
-            route.policy.issuers.as_ref(),
+            route.requirement.policy.issuers.as_ref(),
             route.auth.reads_jwt(),
         ) {
             if issuers.iter().any(|iss| providers.find(iss).is_none()) {
@@ -257,6 +263,7 @@ fn check_routes_against(
         }
         if let Some(ids) = customer_id {
             if route
+                .requirement
                 .policy
                 .claims_to_headers
                 .iter()

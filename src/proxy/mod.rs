@@ -1,38 +1,56 @@
-//! The request path, as named phases in one function with one error exit:
-//! route → rate limit by address → authenticate → rate limit by identity → upstream token →
-//! rewrite → forward (replayed once after
-//! the origin refuses the token, as `ORIGIN_TOKEN_REFUSAL` judges its 401s) → respond; and the
-//! isolate's background work: the token refresh ahead of expiry that a request claims, and the
-//! scheduled run.
+//! The request path, as named phases run in order by one function (`Gateway::proxy`, the
+//! conductor) with one error exit: route → rate limit by address → preflight → authenticate →
+//! rate limit by identity → token → rewrite → forward (replayed once after the origin refuses
+//! the token) → respond. Each phase lives in the file named for it and says whether the request
+//! goes on (`Step::Continue`) or is answered now (`Step::Respond`, or an error); the isolate's
+//! background work (the refresh ahead of expiry, the scheduled run) is in `background`.
 
+pub mod background;
+pub mod credentials;
+pub mod forward;
 pub mod log;
+pub mod preflight;
 pub mod rate_limit;
 pub mod replay;
 pub mod route;
 
-use http::{HeaderMap, HeaderValue, Method};
+use http::{HeaderMap, Method};
 
 use crate::config::{Config, ConfigErrors, Lookup};
-use crate::edge::headers::{self, Credentials};
-use crate::edge::refusal::Judged;
+use crate::edge::headers;
 use crate::error::GatewayError;
-use crate::identity::jwt::{self, JwtError};
-use crate::identity::mechanism::jwt::{AuthError, Authenticator};
-use crate::identity::opaque::SessionCache;
-use crate::identity::policy::Defaults;
-use crate::identity::{self, Presented, Verified};
+use crate::identity::Identities;
 use crate::io::{
-    Body, Clock, Fields, FieldsOf, GatewayRequest, GatewayResponse, HttpClient, HttpError,
-    OutboundRequest, Platform, StreamOf,
+    Body, Clock, Fields, FieldsOf, GatewayRequest, GatewayResponse, Platform, StreamOf,
 };
-use crate::proxy::log::{clip, RequestLog, TaskLog};
-use crate::proxy::replay::Outgoing;
-use crate::proxy::route::{AuthMode, Route, RouteError};
-use crate::token::{Obtained, RefreshAhead, RefreshOutcome, Rejection, TokenCache};
+use crate::proxy::log::{clip, RequestLog};
+use crate::proxy::rate_limit::Limits;
+use crate::proxy::route::Route;
+use crate::token::{RefreshAhead, TokenCache};
 
-/// The scheduled run refreshes `JWKS_URL`'s set when it would go stale within this: two runs
-/// of the 5-minute cron in wrangler.toml, so one missed run does not leave requests to fetch.
-pub const SCHEDULED_KEYS_AHEAD_MS: u64 = 10 * 60 * 1000;
+/// The request as the platform hands it to the core.
+pub type Request<P> = GatewayRequest<StreamOf<P>, FieldsOf<P>>;
+/// The answer the core hands back: the origin's, or the gateway's own.
+pub type Response<P> = GatewayResponse<StreamOf<P>, FieldsOf<P>>;
+
+/// What a phase decided: go on to the next phase with `T`, or answer now with `R`. (A phase
+/// that refuses returns its `GatewayError`, the conductor's one error exit.)
+pub enum Step<T, R> {
+    Continue(T),
+    Respond(R),
+}
+
+/// What the phases after routing know of the request: its configuration, route, normalized
+/// path, the caller's fields the core reads, and its id.
+pub struct Routed<'a> {
+    pub config: &'a Config,
+    pub route: &'a Route,
+    /// The normalized path: what the route matched, what the log names and what the origin
+    /// receives.
+    pub path: String,
+    pub seen: &'a HeaderMap,
+    pub request_id: &'a str,
+}
 
 /// A served request: the answer, its log line, and the work it claimed for after the answer.
 #[derive(Debug)]
@@ -47,9 +65,8 @@ pub struct Served<S, F = HeaderMap> {
 /// The isolate's gateway: configuration checked once, and the caches every request shares.
 pub struct Gateway {
     config: Result<Config, ConfigErrors>,
-    auth: Authenticator,
+    identities: Identities,
     tokens: TokenCache,
-    sessions: SessionCache,
 }
 
 impl Gateway {
@@ -59,17 +76,16 @@ impl Gateway {
 
     pub fn from_config(config: Result<Config, ConfigErrors>) -> Self {
         Self {
-            auth: Authenticator::for_providers(provider_count(&config)),
+            identities: Identities::new(&config),
             config,
             tokens: TokenCache::new(),
-            sessions: SessionCache::new(),
         }
     }
 
     /// Verifies every token in full, every time: only to measure what the verified-token
     /// memory saves (`baseline-verify` builds).
     pub fn without_verified_memory(mut self) -> Self {
-        self.auth = Authenticator::for_providers(provider_count(&self.config)).forgetting();
+        self.identities = Identities::new(&self.config).forgetting();
         self
     }
 
@@ -81,11 +97,7 @@ impl Gateway {
     /// Serves one request: the origin's response or the gateway's own problem+json, and the
     /// request's log line. For callers that cannot run work after the response: the refresh
     /// ahead is not run, so the token is refreshed in the foreground once it stops being usable.
-    pub async fn handle<P: Platform>(
-        &self,
-        svc: &P,
-        req: GatewayRequest<StreamOf<P>, FieldsOf<P>>,
-    ) -> (GatewayResponse<StreamOf<P>, FieldsOf<P>>, RequestLog) {
+    pub async fn handle<P: Platform>(&self, svc: &P, req: Request<P>) -> (Response<P>, RequestLog) {
         let served = self.serve(svc, req).await;
         (served.response, served.log)
     }
@@ -95,24 +107,11 @@ impl Gateway {
     pub async fn serve<P: Platform>(
         &self,
         svc: &P,
-        req: GatewayRequest<StreamOf<P>, FieldsOf<P>>,
+        req: Request<P>,
     ) -> Served<StreamOf<P>, FieldsOf<P>> {
         let started = svc.clock().now_ms();
-        // The few caller fields the core reads; the rest is only passed on.
-        let mut names = headers::CALLER_READS.to_vec();
-        if !matches!(req.body, Body::Empty) {
-            names.extend(headers::BODY_READS);
-        }
-        if req.method == Method::OPTIONS {
-            // `Content-Length` may be there already (a body); a name read twice reads twice.
-            for name in headers::PREFLIGHT_READS {
-                if !names.contains(&name) {
-                    names.push(name);
-                }
-            }
-        }
-        let seen = req.headers.read(&names);
-        let request_id = crate::proxy::log::request_id(&seen);
+        let seen = req.headers.read(&read_names(&req.method, &req.body));
+        let request_id = log::request_id(&seen);
         let mut log = RequestLog {
             request_id: request_id.clone(),
             method: req.method.to_string(),
@@ -122,6 +121,7 @@ impl Gateway {
         };
         let response = match self.proxy(svc, req, &seen, &request_id, &mut log).await {
             Ok(response) => response,
+            // The one error exit: every refusal becomes problem+json here.
             Err(err) => {
                 log.outcome = err.outcome();
                 let problem = err.to_problem(&request_id);
@@ -149,259 +149,67 @@ impl Gateway {
         }
     }
 
-    /// Runs the refresh ahead that a request claimed; requests meanwhile keep using the current
-    /// token. Returns the task's log line.
-    pub async fn refresh_ahead<P: Platform>(&self, job: RefreshAhead, svc: &P) -> TaskLog {
-        let started = svc.clock().now_ms();
-        let outcome = match &self.config {
-            Ok(config) => self.tokens.refresh(job, &config.token, svc).await,
-            // Unreachable in practice: a refresh is only claimed under a valid configuration.
-            Err(_) => RefreshOutcome::Fresh,
-        };
-        TaskLog::refreshed("token_refresh", &outcome, svc.clock().now_ms() - started)
-    }
-
-    /// The scheduled (cron) run: pre-warms the access token, so that the first request after a
-    /// quiet spell finds one in KV instead of waiting for the endpoint. One log line.
-    pub async fn on_schedule<P: Platform>(&self, svc: &P) -> TaskLog {
-        let started = svc.clock().now_ms();
-        let config = match &self.config {
-            Ok(config) => config,
-            Err(_) => {
-                return TaskLog {
-                    event: "scheduled",
-                    token: "not_configured",
-                    ..TaskLog::default()
-                }
-            }
-        };
-        let outcome = self.tokens.prewarm(&config.token, svc).await;
-        // Each key source in turn (one per provider); the line names the last that did work.
-        let sources: Vec<&crate::identity::jwt::JwtSettings> = match &config.providers {
-            None => vec![&config.jwt],
-            Some(providers) => providers.list().iter().map(|p| &p.settings).collect(),
-        };
-        let mut jwks = None;
-        for (id, settings) in sources.into_iter().enumerate() {
-            let event = self
-                .auth
-                .refresh_provider_keys(id, settings, SCHEDULED_KEYS_AHEAD_MS, svc)
-                .await;
-            jwks = event.or(jwks);
-        }
-        TaskLog {
-            jwks: jwks.map(|e| e.as_str()),
-            ..TaskLog::refreshed("scheduled", &outcome, svc.clock().now_ms() - started)
-        }
-    }
-
+    /// The conductor: each phase in order; `?` is the one error exit.
     async fn proxy<P: Platform>(
         &self,
         svc: &P,
-        req: GatewayRequest<StreamOf<P>, FieldsOf<P>>,
+        req: Request<P>,
         seen: &HeaderMap,
         request_id: &str,
         log: &mut RequestLog,
-    ) -> Result<GatewayResponse<StreamOf<P>, FieldsOf<P>>, GatewayError> {
+    ) -> Result<Response<P>, GatewayError> {
         let config = self
             .config
             .as_ref()
             .map_err(|e| GatewayError::Config(e.clone()))?;
 
-        // Route: before anything else, so unknown paths cost nothing and reach nobody. The
-        // path is normalized first, and from here on only the normalized path exists: it is
-        // what the routes match, what the log names and what the origin receives.
-        let path = crate::edge::path::normalize(&req.path).map_err(|e| {
-            log.path_problem = Some(e.code());
-            GatewayError::InvalidPath(e)
-        })?;
-        log.path = clip(&path);
-        let route = config
-            .routes
-            .select(&req.method, &path)
-            .map_err(|e| match e {
-                RouteError::NoRoute => GatewayError::NoRoute,
-                RouteError::MethodNotAllowed { allow } => GatewayError::MethodNotAllowed(allow),
-            })?;
-        log.route = Some(route.configured.clone());
+        // Route: before anything else, so unknown paths cost nothing and reach nobody; from
+        // here on only the normalized path exists.
+        let (route, path) = route::phase(&config.routes, &req.method, &req.path, log)?;
+        let at = Routed {
+            config,
+            route,
+            path,
+            seen,
+            request_id,
+        };
 
         // Rate limit by address: before the identifier is verified or introspected, so that a
         // flood of bad tokens or random session ids from one address costs at most the limit;
         // preflights count too.
-        let (by_address, by_identity) = match &route.rate_limit {
-            Some(limit) if limit.by_address() => (Some(limit), None),
-            limit => (None, limit.as_ref()),
-        };
-        if let Some(limit) = by_address {
-            crate::proxy::rate_limit::count(svc, route, limit, None, &req.headers, log).await?;
-        }
+        let limits = Limits::of(route);
+        limits.by_address(svc, route, &req.headers, log).await?;
 
-        // A CORS preflight, on a route that forwards them: it carries no identity, so it goes
-        // on with none of the three credentials, and no token is fetched for it. Counted
-        // under its address by an identity's limit (it has no identity).
-        if route.policy.forward_preflight && is_preflight(&req.method, seen, &req.body) {
-            if let Some(limit) = by_identity {
-                crate::proxy::rate_limit::count(svc, route, limit, None, &req.headers, log).await?;
-            }
-            return self
-                .forward_preflight(config, svc, req, route, &path, request_id, log)
-                .await;
-        }
+        // Preflight: on a route that forwards them, a CORS preflight goes on with no identity
+        // and none of the three credentials, and no token is fetched for it.
+        let req = match preflight::phase(&at, svc, req, &limits, log).await? {
+            Step::Continue(req) => req,
+            Step::Respond(response) => return Ok(response),
+        };
 
-        // Authenticate, then the route's policy and the customer id: on every verified
-        // request, verified-token memory hits too. First, on every route that reads an
-        // identifier (`report` included): one identifier per request.
-        let cookies = match route.auth {
-            AuthMode::Public => Default::default(),
-            _ => identity::one_identifier(config, seen, log)?,
-        };
-        let (verified, customer_id) = match route.auth {
-            AuthMode::Public => (None, None),
-            AuthMode::Opaque => {
-                let verified =
-                    identity::vouch_opaque(&self.sessions, config, seen, cookies.session, svc, log)
-                        .await?;
-                let id = identity::admit(route, config, &verified, Defaults::default(), log)?;
-                (Some(verified), id)
-            }
-            AuthMode::Jwt | AuthMode::Optional | AuthMode::Report => {
-                let checked = match jwt::extract(seen, cookies.jwt) {
-                    Ok(None) if route.auth == AuthMode::Optional => Ok(None),
-                    Ok(None) => Err(GatewayError::Jwt(JwtError::Missing)),
-                    Ok(Some(token)) => {
-                        log.identity = Some("jwt");
-                        self.verify_jwt(route, config, svc, token, log)
-                            .await
-                            .map(Some)
-                    }
-                    Err(e) => Err(GatewayError::Jwt(e)),
-                };
-                match (route.auth, checked) {
-                    // Forwarded whatever the outcome; the identity only when it passed.
-                    (AuthMode::Report, Ok(passed)) => {
-                        log.report = Some("forwarded");
-                        passed.map_or((None, None), |(v, id)| (Some(v), id))
-                    }
-                    (AuthMode::Report, Err(refused)) => {
-                        log.report = Some(refused.outcome());
-                        (None, None)
-                    }
-                    (_, checked) => checked?.map_or((None, None), |(v, id)| (Some(v), id)),
-                }
-            }
-        };
+        // Authenticate: the route's requirement, on every request that reads an identity
+        // (verified-token memory hits too): mechanism, policy, customer id.
+        let identity = self
+            .identities
+            .authenticate(&route.requirement, config, seen, svc, log)
+            .await?;
+
         // Rate limit by identity: after authentication (an invalid token is refused before it
         // is counted), before anything costs a token or reaches the origin.
-        if let Some(limit) = by_identity {
-            let identity = verified.as_ref().map(|v| &v.claims);
-            crate::proxy::rate_limit::count(svc, route, limit, identity, &req.headers, log).await?;
-        }
+        let claims = identity.as_ref().map(|i| &i.verified.claims);
+        limits
+            .by_identity(svc, route, claims, &req.headers, log)
+            .await?;
 
-        // Upstream token: memory, KV, or one shared call to the token endpoint.
-        let token_started = svc.clock().now_ms();
-        let obtained = self.token(config, svc, log).await?;
-        log.token_ms = Some(svc.clock().now_ms().saturating_sub(token_started));
+        // Token: memory, KV, or one shared call to the token endpoint.
+        let obtained = credentials::phase(&self.tokens, config, svc, log).await?;
 
-        // Rewrite: the origin comes from configuration only, never from the request; the
-        // identity headers carry the gateway's values only.
-        let url = origin_url(config, route, &path, req.query.as_deref());
-        let mut identity = verified
-            .as_ref()
-            .map(|v| route.policy.claim_headers(&v.claims))
-            .unwrap_or_default();
-        if let (Some(ids), Some(id)) = (&config.customer_id, customer_id.as_deref()) {
-            let id =
-                HeaderValue::from_str(id).map_err(|_| GatewayError::Internal("customer id"))?;
-            identity.push((ids.header().clone(), id));
-        }
-        let upstream = |access_token: &str| {
-            headers::upstream_headers(
-                &req.headers,
-                &Credentials {
-                    access_token,
-                    customer_auth: verified.as_ref().map(Verified::customer_auth),
-                    api_key: &config.api_key,
-                    request_id,
-                    identity_headers: &config.identity_headers,
-                    identity: &identity,
-                },
-            )
-            .map_err(|e| GatewayError::Internal(e.0))
-        };
-        // A small body is kept so that the request can be sent again after a 401.
-        let mut body = Outgoing::prepare(svc, seen, req.body)
-            .await
-            .map_err(|_| GatewayError::RequestBody)?;
+        // Rewrite: the origin comes from configuration only; the identity headers carry the
+        // gateway's values only.
+        let rewrite = forward::Rewrite::new(&at, req.query.as_deref(), identity.as_ref())?;
 
-        // Forward: method and body as received; a body too big to keep streams through.
-        let origin_started = svc.clock().now_ms();
-        let send = |headers: FieldsOf<P>, body: Body<StreamOf<P>>| {
-            svc.http().forward(OutboundRequest {
-                method: req.method.clone(),
-                url: url.clone(),
-                headers,
-                body,
-                timeout_ms: config.origin_timeout_ms,
-            })
-        };
-        let first_body = body.next_send().unwrap_or(Body::Empty);
-        let response = send(upstream(obtained.token.access_token())?, first_body)
-            .await
-            .map_err(origin_error)?;
-
-        // A 401 the mode counts as a refusal of the token: drop it (if still cached), get one
-        // new token for every request that hit this, and replay once. Any other 401 is the
-        // origin's answer to the caller and goes back untouched (src/refusal.rs has the table).
-        let mode = config.origin_token_refusal;
-        let judged = (response.status == 401).then(|| mode.judge(&challenges(&response.headers)));
-        log.origin_401 = judged.map(Judged::as_str);
-        let response = if judged == Some(Judged::Refusal) {
-            async {
-                let rejection = self
-                    .tokens
-                    .reject(&obtained.token, &config.token, svc)
-                    .await;
-                if rejection == Rejection::Dropped {
-                    log.token_refresh = Some("after_401");
-                }
-                let Some(again) = body.next_send() else {
-                    skip_replay(log, "body_not_kept");
-                    return match (mode.challenge_is_ours(), rejection) {
-                        (false, _) => Ok(response),
-                        // The cooldown kept the token: it is the one fetched after the last
-                        // refusal, and a retry now would carry it again.
-                        (true, Rejection::Kept) => Err(refused_again(log)),
-                        (true, _) => Err(GatewayError::OriginRefusedUnreplayed),
-                    };
-                };
-                let fresh = self.token(config, svc, log).await?;
-                if fresh.token.access_token() == obtained.token.access_token() {
-                    skip_replay(log, "no_new_token");
-                    return if mode.challenge_is_ours() {
-                        Err(refused_again(log))
-                    } else {
-                        Ok(response)
-                    };
-                }
-                log.replayed = Some(true);
-                let replayed = send(upstream(fresh.token.access_token())?, again)
-                    .await
-                    .map_err(origin_error)?;
-                if mode.challenge_is_ours()
-                    && replayed.status == 401
-                    && mode.judge(&challenges(&replayed.headers)) == Judged::Refusal
-                {
-                    return Err(refused_again(log));
-                }
-                Ok(replayed)
-            }
-            .await
-        } else {
-            Ok(response)
-        };
-        // Also when the gateway answers instead: the time went to the origin.
-        log.origin_ms = Some(svc.clock().now_ms().saturating_sub(origin_started));
-        let response = response?;
+        // Forward, and replay once after the origin refuses the token.
+        let response = forward::phase(&self.tokens, &at, svc, req, &rewrite, obtained, log).await?;
 
         // Respond: the origin's status and body, minus hop-by-hop headers.
         Ok(GatewayResponse {
@@ -410,202 +218,21 @@ impl Gateway {
             body: response.body,
         })
     }
+}
 
-    /// The customer JWT checked for `route`: matched to its provider (with `JWT_PROVIDERS`),
-    /// verified (or found in the verified-token memory), then the route's policy with the
-    /// provider's or flat settings as defaults, and the customer id.
-    async fn verify_jwt<'h, P: Platform>(
-        &self,
-        route: &Route,
-        config: &Config,
-        svc: &P,
-        token: &'h str,
-        log: &mut RequestLog,
-    ) -> Result<(Verified<'h>, Option<String>), GatewayError> {
-        let (provider, settings, defaults) = match &config.providers {
-            None => (
-                0,
-                &config.jwt,
-                Defaults {
-                    issuers: &config.jwt_issuers,
-                    audiences: &config.jwt_audiences,
-                    max_lifetime_secs: None,
-                },
-            ),
-            Some(providers) => {
-                // The unverified `iss` only chooses whose keys to try.
-                let (id, p) = providers.for_token(token).map_err(GatewayError::Jwt)?;
-                if route
-                    .policy
-                    .issuers
-                    .as_ref()
-                    .is_some_and(|accepted| !accepted.contains(&p.issuer))
-                {
-                    log.policy = Some("issuers");
-                    return Err(GatewayError::Jwt(JwtError::WrongIssuer));
-                }
-                (
-                    id,
-                    &p.settings,
-                    Defaults {
-                        issuers: std::slice::from_ref(&p.issuer),
-                        audiences: &p.audiences,
-                        max_lifetime_secs: p.max_lifetime_secs,
-                    },
-                )
-            }
-        };
-        let (result, jwks) = self.auth.check_with(provider, token, settings, svc).await;
-        log.jwks = jwks.map(|e| e.as_str());
-        let authenticated = result.map_err(|e| match e {
-            AuthError::Jwt(e) => GatewayError::Jwt(e),
-            AuthError::KeysUnavailable(u) => GatewayError::KeysUnavailable(u),
-        })?;
-        log.jwt_check = Some(authenticated.check.as_str());
-        log.kid = authenticated.claims.kid.as_deref().map(clip);
-        log.iss = authenticated.claims.iss.as_deref().map(clip);
-        let verified = Verified {
-            presented: Presented::Jwt(token),
-            claims: authenticated.claims.claims,
-        };
-        let customer_id = identity::admit(route, config, &verified, defaults, log)?;
-        Ok((verified, customer_id))
+/// The few caller fields the core reads; the rest is only passed on.
+fn read_names<S>(method: &Method, body: &Body<S>) -> Vec<http::HeaderName> {
+    let mut names = headers::CALLER_READS.to_vec();
+    if !matches!(body, Body::Empty) {
+        names.extend(headers::BODY_READS);
     }
-
-    /// Forwards a CORS preflight without a customer JWT and without any credentials.
-    #[allow(clippy::too_many_arguments)]
-    async fn forward_preflight<P: Platform>(
-        &self,
-        config: &Config,
-        svc: &P,
-        req: GatewayRequest<StreamOf<P>, FieldsOf<P>>,
-        route: &Route,
-        path: &str,
-        request_id: &str,
-        log: &mut RequestLog,
-    ) -> Result<GatewayResponse<StreamOf<P>, FieldsOf<P>>, GatewayError> {
-        log.cors_preflight = Some("forwarded");
-        let headers =
-            headers::preflight_headers(&req.headers, request_id, &config.identity_headers)
-                .map_err(|e| GatewayError::Internal(e.0))?;
-        let origin_started = svc.clock().now_ms();
-        let response = svc
-            .http()
-            .forward(OutboundRequest {
-                method: req.method,
-                url: origin_url(config, route, path, req.query.as_deref()),
-                headers,
-                // A preflight has no body (`is_preflight`): at most an empty one.
-                body: Body::Empty,
-                timeout_ms: config.origin_timeout_ms,
-            })
-            .await;
-        log.origin_ms = Some(svc.clock().now_ms().saturating_sub(origin_started));
-        let response = response.map_err(origin_error)?;
-        Ok(GatewayResponse {
-            status: response.status,
-            headers: headers::downstream_headers(&response.headers, request_id),
-            body: response.body,
-        })
-    }
-
-    /// The token phase: a token, and where it came from, in the log line; or 503.
-    async fn token<P: Platform>(
-        &self,
-        config: &Config,
-        svc: &P,
-        log: &mut RequestLog,
-    ) -> Result<Obtained, GatewayError> {
-        match self.tokens.get(&config.token, svc).await {
-            Ok(obtained) => {
-                log.token_source = Some(obtained.source.as_str());
-                log.coordinator = log.coordinator.or(obtained.coordinator);
-                Ok(obtained)
-            }
-            Err(unavailable) => {
-                log.coordinator = log.coordinator.or(unavailable.coordinator);
-                if unavailable.called_endpoint {
-                    log.token_error = Some(unavailable.cause.code());
-                    log.config_error = unavailable.cause.config_problem();
-                }
-                Err(GatewayError::TokenUnavailable(unavailable))
+    if method == Method::OPTIONS {
+        // `Content-Length` may be there already (a body); a name read twice reads twice.
+        for name in headers::PREFLIGHT_READS {
+            if !names.contains(&name) {
+                names.push(name);
             }
         }
     }
-}
-
-/// An origin 401's `WWW-Authenticate` fields: all that judging it reads.
-fn challenges<F: Fields>(headers: &F) -> HeaderMap {
-    headers.read(&[http::header::WWW_AUTHENTICATE])
-}
-
-/// One key set cache per provider, or one for the flat settings.
-fn provider_count(config: &Result<Config, ConfigErrors>) -> usize {
-    match config {
-        Ok(Config {
-            providers: Some(p), ..
-        }) => p.list().len(),
-        _ => 1,
-    }
-}
-
-/// The route's origin (or `ORIGIN_URL`) + the normalized path + the query, untouched: the
-/// origin comes from configuration only, never from the request.
-fn origin_url(config: &Config, route: &Route, path: &str, query: Option<&str>) -> String {
-    let base = route.origin.as_deref().unwrap_or(&config.origin);
-    match query {
-        Some(q) => format!("{base}{path}?{q}"),
-        None => format!("{base}{path}"),
-    }
-}
-
-/// A CORS preflight (Fetch standard): `OPTIONS` with `Origin` and
-/// `Access-Control-Request-Method`, and no body. A plain `OPTIONS` is not one, and neither is
-/// one with a body: browsers never send a body with a preflight, so a request that has one is
-/// an ordinary request and needs what the route requires.
-fn is_preflight<S>(method: &Method, seen: &HeaderMap, body: &Body<S>) -> bool {
-    method == Method::OPTIONS
-        && seen.contains_key(http::header::ORIGIN)
-        && seen.contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
-        && !has_body(seen, body)
-}
-
-/// Whether a request has a body, by any sign of one: `Transfer-Encoding`, a `Content-Length`
-/// other than one `0`, or, without a declared length, a body the platform hands over (a
-/// stream whose length nobody declared counts as a body).
-fn has_body<S>(seen: &HeaderMap, body: &Body<S>) -> bool {
-    if seen.contains_key(http::header::TRANSFER_ENCODING) {
-        return true;
-    }
-    let mut declared = seen.get_all(http::header::CONTENT_LENGTH).iter();
-    match (declared.next(), declared.next()) {
-        (None, _) => match body {
-            Body::Empty => false,
-            Body::Bytes(bytes) => !bytes.is_empty(),
-            Body::Stream(_) => true,
-        },
-        // Only a declared zero (`0`, `00`) says "no body"; anything else, a body.
-        (Some(n), None) => n.is_empty() || n.as_bytes().iter().any(|&b| b != b'0'),
-        _ => true,
-    }
-}
-
-fn origin_error(e: HttpError) -> GatewayError {
-    match e {
-        HttpError::Timeout => GatewayError::OriginTimeout,
-        _ => GatewayError::OriginUnreachable,
-    }
-}
-
-/// The refused request is not sent again, for `why`.
-fn skip_replay(log: &mut RequestLog, why: &'static str) {
-    log.replayed = Some(false);
-    log.replay_skipped = Some(why);
-}
-
-/// The origin refused the token that replaced a refused one (or no other could be had): the
-/// gateway's credentials are wrong for this origin, which only an operator can fix.
-fn refused_again(log: &mut RequestLog) -> GatewayError {
-    log.config_error = Some("origin_refused_token");
-    GatewayError::OriginRefusedToken
+    names
 }

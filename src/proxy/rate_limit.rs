@@ -123,6 +123,58 @@ fn value_text(value: &serde_json::Value) -> Option<String> {
     }
 }
 
+/// A route's rate limit, split by when it is counted: an `ip` limit before authentication (so
+/// floods of bad tokens are throttled), any other after it, on the verified identity.
+pub struct Limits<'a> {
+    by_address: Option<&'a RateLimit>,
+    by_identity: Option<&'a RateLimit>,
+}
+
+impl<'a> Limits<'a> {
+    pub fn of(route: &'a Route) -> Self {
+        match &route.rate_limit {
+            Some(limit) if limit.by_address() => Self {
+                by_address: Some(limit),
+                by_identity: None,
+            },
+            limit => Self {
+                by_address: None,
+                by_identity: limit.as_ref(),
+            },
+        }
+    }
+
+    /// The phase before authentication: an `ip` limit, if the route has one.
+    pub async fn by_address<P: Platform, F: Fields>(
+        &self,
+        svc: &P,
+        route: &Route,
+        caller: &F,
+        log: &mut RequestLog,
+    ) -> Result<(), GatewayError> {
+        match self.by_address {
+            Some(limit) => count(svc, route, limit, None, caller, log).await,
+            None => Ok(()),
+        }
+    }
+
+    /// The phase after authentication: an identity's limit, on its claims; a request without
+    /// an identity (a preflight, an `optional` route without one) is counted by its address.
+    pub async fn by_identity<P: Platform, F: Fields>(
+        &self,
+        svc: &P,
+        route: &Route,
+        identity: Option<&Claims>,
+        caller: &F,
+        log: &mut RequestLog,
+    ) -> Result<(), GatewayError> {
+        match self.by_identity {
+            Some(limit) => count(svc, route, limit, identity, caller, log).await,
+            None => Ok(()),
+        }
+    }
+}
+
 /// Counts the request against `limit`: `Ok` to go on, 429 over the limit, 500 naming
 /// `ROUTES` when the binding is not bound. A limiter that fails lets the request through (it
 /// costs protection, not availability) and says so in the log line.

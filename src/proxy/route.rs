@@ -8,52 +8,12 @@ use http::Method;
 
 use crate::config::entries::Entry;
 use crate::config::setting::{ConfigError, ConfigErrors, Plaintext, Problems};
+use crate::edge::path::PathError;
 use crate::identity::policy::{Policy, RawPolicy};
+use crate::identity::requirement::{AuthMode, Requirement, MODES};
+use crate::proxy::log::{clip, RequestLog};
 
 const SETTING: &str = "ROUTES";
-
-/// What a route requires of the caller.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthMode {
-    /// A valid customer JWT; all three credentials go to the origin.
-    Jwt,
-    /// No customer JWT; `Authorization` and `api-key` go to the origin.
-    Public,
-    /// An opaque customer identifier (a session id), vouched for by `INTROSPECTION_URL`; all
-    /// three credentials go to the origin, `customer-auth` carrying the caller's identifier.
-    Opaque,
-    /// No customer JWT: as `public`. A JWT that is present must pass as on a `jwt` route.
-    Optional,
-    /// The JWT is checked and the outcome logged (`report`); the request is forwarded
-    /// whatever the outcome, with `customer-auth` only when it passed.
-    Report,
-}
-
-/// `auth`'s words, in the order the reference lists them.
-const MODES: [&str; 5] = ["jwt", "public", "optional", "report", "opaque"];
-
-impl AuthMode {
-    fn from_word(word: &str) -> Option<Self> {
-        Some(match word {
-            "jwt" => Self::Jwt,
-            "public" => Self::Public,
-            "optional" => Self::Optional,
-            "report" => Self::Report,
-            "opaque" => Self::Opaque,
-            _ => return None,
-        })
-    }
-
-    /// The modes that verify an identity, and so may carry a policy such as `scopes`.
-    pub fn verifies_identity(self) -> bool {
-        !matches!(self, AuthMode::Public)
-    }
-
-    /// The modes that read a customer JWT.
-    pub fn reads_jwt(self) -> bool {
-        matches!(self, AuthMode::Jwt | AuthMode::Optional | AuthMode::Report)
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
@@ -68,8 +28,9 @@ pub struct Route {
     pub methods: Option<Vec<Method>>,
     /// Base URL overriding `ORIGIN_URL` for this route.
     pub origin: Option<String>,
-    /// What the route requires of a verified identity, and the claims it passes on.
-    pub policy: Policy,
+    /// What the route requires of its caller (`auth` and the policy, compiled): who vouches
+    /// for them, what a missing or failed identity gets, and the policy.
+    pub requirement: Requirement,
     /// `rate_limit`: the Workers rate-limiting binding and what requests are counted by.
     pub rate_limit: Option<RateLimit>,
 }
@@ -113,8 +74,12 @@ impl RateKey {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RouteError {
+    /// The path is refused before any route is looked at (`edge::path`).
+    InvalidPath(PathError),
     NoRoute,
-    MethodNotAllowed { allow: Vec<Method> },
+    MethodNotAllowed {
+        allow: Vec<Method>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,7 +113,7 @@ impl Default for RouteTable {
                 auth: AuthMode::Jwt,
                 methods: None,
                 origin: None,
-                policy: Policy::default(),
+                requirement: Requirement::default(),
                 rate_limit: None,
             }],
         }
@@ -202,6 +167,25 @@ impl RouteTable {
             _ => Ok(route),
         }
     }
+}
+
+/// The route phase: the path normalized (`edge::path`), then the first route matching it and
+/// its method rule. Returns the route and the normalized path, which is all that exists from
+/// here on: what the routes match, what the log names and what the origin receives.
+pub fn phase<'c>(
+    routes: &'c RouteTable,
+    method: &Method,
+    raw_path: &str,
+    log: &mut RequestLog,
+) -> Result<(&'c Route, String), RouteError> {
+    let path = crate::edge::path::normalize(raw_path).map_err(|e| {
+        log.path_problem = Some(e.code());
+        RouteError::InvalidPath(e)
+    })?;
+    log.path = clip(&path);
+    let route = routes.select(method, &path)?;
+    log.route = Some(route.configured.clone());
+    Ok((route, path))
 }
 
 impl Route {
@@ -269,7 +253,7 @@ impl Route {
                 auth: auth?,
                 methods: methods?,
                 origin: origin?,
-                policy: policy?,
+                requirement: Requirement::compile(auth?, policy?),
                 rate_limit: rate_limit?,
             })
         })
@@ -519,9 +503,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(t.routes()[0].auth, AuthMode::Opaque);
-        assert_eq!(t.routes()[0].policy.scopes, ["profile:read", "openid"]);
+        assert_eq!(
+            t.routes()[0].requirement.policy.scopes,
+            ["profile:read", "openid"]
+        );
         assert_eq!(t.routes()[1].auth, AuthMode::Jwt);
-        assert_eq!(t.routes()[1].policy.scopes, ["a"]);
+        assert_eq!(t.routes()[1].requirement.policy.scopes, ["a"]);
     }
 
     #[test]

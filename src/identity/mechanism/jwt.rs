@@ -1,4 +1,5 @@
-//! The authenticate phase: a token already verified in this isolate is taken from memory;
+//! The JWT mechanism: the customer JWT read from the request and matched to its provider; a
+//! token already verified in this isolate is taken from memory;
 //! otherwise the key set (configured, or `JWKS_URL`'s via `jwks`) checks it, with one
 //! rate-limited refetch when it names a `kid` the set lacks. While the provider's set cannot be
 //! fetched, such a token is 503 (`KeysUnavailable`), never 401: the gateway's keys are missing,
@@ -13,7 +14,13 @@ use crate::identity::jwt::{
     self, JwtError, JwtSettings, SignatureVerifier, TokenDigest, VerifiedCache, VerifiedToken,
     MAX_TOKEN_BYTES,
 };
+use http::HeaderMap;
+
+use crate::config::Config;
+use crate::identity::policy::Defaults;
+use crate::identity::{IdentityError, Presented, Verified};
 use crate::io::{Clock, Platform};
+use crate::proxy::log::{clip, RequestLog};
 
 /// One per isolate: the key sets and the verified tokens every request shares.
 pub struct Authenticator {
@@ -176,6 +183,68 @@ impl Authenticator {
             (Err(e), _) => Err(AuthError::Jwt(e)),
         };
         (outcome, event)
+    }
+
+    /// The JWT mechanism: the customer JWT found in the request (`cookie`: the `JWT_COOKIE`
+    /// value as `identifiers` found it), matched to its provider (with `JWT_PROVIDERS`, one of
+    /// `issuers` when the route names them), verified (or found in the verified-token memory);
+    /// `Ok(None)` when the request presents none. The provider's or flat settings come with it,
+    /// as the defaults of the route's policy.
+    pub async fn authenticate<'h, 'c, P: Platform>(
+        &self,
+        issuers: Option<&[String]>,
+        config: &'c Config,
+        seen: &'h HeaderMap,
+        cookie: Option<&'h [u8]>,
+        svc: &P,
+        log: &mut RequestLog,
+    ) -> Result<Option<(Verified<'h>, Defaults<'c>)>, IdentityError> {
+        let Some(token) = jwt::extract(seen, cookie).map_err(IdentityError::Jwt)? else {
+            return Ok(None);
+        };
+        log.identity = Some("jwt");
+        let (provider, settings, defaults) = match &config.providers {
+            None => (
+                0,
+                &config.jwt,
+                Defaults {
+                    issuers: &config.jwt_issuers,
+                    audiences: &config.jwt_audiences,
+                    max_lifetime_secs: None,
+                },
+            ),
+            Some(providers) => {
+                // The unverified `iss` only chooses whose keys to try.
+                let (id, p) = providers.for_token(token).map_err(IdentityError::Jwt)?;
+                if issuers.is_some_and(|accepted| !accepted.contains(&p.issuer)) {
+                    log.policy = Some("issuers");
+                    return Err(IdentityError::Jwt(JwtError::WrongIssuer));
+                }
+                (
+                    id,
+                    &p.settings,
+                    Defaults {
+                        issuers: std::slice::from_ref(&p.issuer),
+                        audiences: &p.audiences,
+                        max_lifetime_secs: p.max_lifetime_secs,
+                    },
+                )
+            }
+        };
+        let (result, jwks) = self.check_with(provider, token, settings, svc).await;
+        log.jwks = jwks.map(|e| e.as_str());
+        let authenticated = result.map_err(|e| match e {
+            AuthError::Jwt(e) => IdentityError::Jwt(e),
+            AuthError::KeysUnavailable(u) => IdentityError::KeysUnavailable(u),
+        })?;
+        log.jwt_check = Some(authenticated.check.as_str());
+        log.kid = authenticated.claims.kid.as_deref().map(clip);
+        log.iss = authenticated.claims.iss.as_deref().map(clip);
+        let verified = Verified {
+            presented: Presented::Jwt(token),
+            claims: authenticated.claims.claims,
+        };
+        Ok(Some((verified, defaults)))
     }
 
     /// For the scheduled handler: refreshes `JWKS_URL`'s set when it would go stale within

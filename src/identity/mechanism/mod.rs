@@ -2,3 +2,4 @@
 //! (`jwt`), or an opaque identifier vouched for by introspection (`opaque`).
 
 pub mod jwt;
+pub mod opaque;
