@@ -4,6 +4,10 @@
 
 #![allow(dead_code)]
 
+mod gateway;
+#[allow(unused_imports)]
+pub use gateway::*;
+
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::future::Future;
