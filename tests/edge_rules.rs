@@ -13,7 +13,7 @@ use std::collections::HashMap;
 
 use common::{FakeHttp, Seen};
 use edge_auth_proxy::io::Body;
-use edge_auth_proxy::io::{GatewayRequest, GatewayResponse};
+use edge_auth_proxy::io::GatewayResponse;
 use edge_auth_proxy::proxy::log::RequestLog;
 use edge_auth_proxy::proxy::Gateway;
 use futures::executor::block_on;
@@ -100,21 +100,7 @@ fn send(
     headers: &[(&str, &str)],
     body: Body<Vec<u8>>,
 ) -> (GatewayResponse<Vec<u8>>, RequestLog) {
-    let mut map = HeaderMap::new();
-    for (k, v) in headers {
-        map.append(
-            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-            v.parse().unwrap(),
-        );
-    }
-    let req = GatewayRequest {
-        method,
-        path: path.to_string(),
-        query: None,
-        headers: map,
-        body,
-    };
-    block_on(gw.handle(svc, req))
+    block_on(gw.handle(svc, request(method, path, headers, body)))
 }
 
 fn last_origin_call(svc: &Svc) -> Seen {

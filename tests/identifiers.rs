@@ -16,11 +16,11 @@ use std::collections::HashMap;
 
 use common::FakeHttp;
 use edge_auth_proxy::io::Body;
-use edge_auth_proxy::io::{GatewayRequest, GatewayResponse};
+use edge_auth_proxy::io::GatewayResponse;
 use edge_auth_proxy::proxy::log::RequestLog;
 use edge_auth_proxy::proxy::Gateway;
 use futures::executor::block_on;
-use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use http::Method;
 use serde_json::{json, Value};
 
 const ROUTES: &str = r#"[
@@ -89,23 +89,8 @@ struct Answer {
 }
 
 fn send(gw: &Gateway, svc: &Svc, path: &str, headers: &[(&str, &[u8])]) -> Answer {
-    let mut map = HeaderMap::new();
-    for (k, v) in headers {
-        map.append(
-            HeaderName::from_bytes(k.as_bytes()).unwrap(),
-            HeaderValue::from_bytes(v).unwrap(),
-        );
-    }
-    let (resp, log): (GatewayResponse<Vec<u8>>, RequestLog) = block_on(gw.handle(
-        svc,
-        GatewayRequest {
-            method: Method::GET,
-            path: path.into(),
-            query: None,
-            headers: map,
-            body: Body::Empty,
-        },
-    ));
+    let req = request(Method::GET, path, headers, Body::Empty);
+    let (resp, log): (GatewayResponse<Vec<u8>>, RequestLog) = block_on(gw.handle(svc, req));
     let body = match resp.body {
         Body::Bytes(b) | Body::Stream(b) => String::from_utf8_lossy(&b).into_owned(),
         Body::Empty => String::new(),

@@ -9,11 +9,11 @@ use common::*;
 use std::collections::HashMap;
 
 use common::FakeHttp;
+use edge_auth_proxy::io::GatewayResponse;
 use edge_auth_proxy::io::{Body, HttpError};
-use edge_auth_proxy::io::{GatewayRequest, GatewayResponse};
 use edge_auth_proxy::proxy::Gateway;
 use futures::executor::block_on;
-use http::{HeaderMap, Method};
+use http::Method;
 use serde_json::{json, Value};
 
 const KEY_B64: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
@@ -97,23 +97,7 @@ fn send(
     GatewayResponse<Vec<u8>>,
     edge_auth_proxy::proxy::log::RequestLog,
 ) {
-    let mut map = HeaderMap::new();
-    for (k, v) in headers {
-        map.append(
-            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-            v.parse().unwrap(),
-        );
-    }
-    block_on(gw.handle(
-        svc,
-        GatewayRequest {
-            method: Method::GET,
-            path: path.into(),
-            query: None,
-            headers: map,
-            body: Body::Empty,
-        },
-    ))
+    block_on(gw.handle(svc, request(Method::GET, path, headers, Body::Empty)))
 }
 
 fn detail(resp: &GatewayResponse<Vec<u8>>) -> String {
