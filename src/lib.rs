@@ -5,67 +5,59 @@
 //! # Layout
 //!
 //! The core knows nothing of Workers; it reaches time, storage and HTTP through `io`, so
-//! `cargo test` runs it natively with a fixed clock and in-memory fakes.
+//! `cargo test` runs it natively with a fixed clock and in-memory fakes. `src/` holds nine
+//! wings and this file:
 //!
-//! - `config`: the typed `Config`, assembled once per isolate from each part's settings, with
-//!   every problem found at once.
-//! - `setting`: reading one setting (lookup, optional or required, numbers, flags, header
-//!   values, URLs), with errors that name it: what every part's settings use, so none imports
-//!   `config`.
-//! - `registry`: the one list of the gateway's settings and bindings, and the check of an
-//!   environment's names against it (unknown names, wrong kinds of binding).
-//! - `entries`: reading the JSON settings (`ROUTES`, `JWT_PROVIDERS`) field by field, with
-//!   errors naming entry and field, and the rule of what an error may repeat.
-//! - `suggest`: the closest known word to a misspelled one ("did you mean").
-//! - `check_config` (native only): `npm run check-config`, the configuration check before a
-//!   deploy, run on a wrangler file's settings, bindings and secrets.
-//! - `http_url`: the absolute http(s) URLs settings hold, checked and normalised.
-//! - `path`: the request path's canonical form (decoded unreserved characters, dot segments
-//!   resolved, `//` merged), and the refusal of paths an origin could read another way.
-//! - `cookies`: the credential cookies read from a request, names folded as origins fold
-//!   them (case, percent-escapes), a second copy refused.
-//! - `identifiers`: one identifier per request: every source read on every route that reads
-//!   one, two different identifiers refused.
-//! - `routes`: the `ROUTES` table: segment-boundary prefixes, auth mode, methods, origin.
-//! - `jwt`: finding the customer JWT, keys (JWKS), signature and claim checks, and the
-//!   isolate's memory of verified tokens.
-//! - `jwks`: `JWKS_URL`'s key set: memory, KV, provider; refresh; unknown-`kid` refetch.
-//! - `providers`: `JWT_PROVIDERS`: several issuers, each with its own keys, audiences,
-//!   algorithms and lifetime limit; a token is matched to one by its `iss`.
-//! - `auth`: the authenticate phase: verified-token memory, key set, full check.
-//! - `claims`: a verified identity's claims (JWT payload or introspection answer): dotted
-//!   paths, granted scopes.
-//! - `opaque`: opaque customer identifiers (cookie sessions) vouched for by RFC 7662
-//!   introspection: where they are read, the request and its answer, the isolate's cache.
-//! - `policy`: a route's requirement (issuers, audiences, lifetime, scopes, claims) and its
-//!   claim headers, compiled once, checked on every verified request without I/O.
-//! - `identity`: the verified caller whatever vouched for them; the route's `scopes` and the
-//!   customer id, decided from their claims.
-//! - `customer_id`: the opaque, stable customer id sent to the origin (`CUSTOMER_ID_HEADER`).
-//! - `bounded`: a map bounded in entries and bytes, oldest out first: every per-isolate memory
-//!   of what callers sent.
-//! - `flight`: one fill at a time per isolate, without sharing futures between requests.
-//! - `breaker`: a dependency after a failure (token endpoint, key set, introspection): one
-//!   probe at a time, one per half second, the first good answer ends the back-off.
-//! - `token`: the client-credentials grant and the isolate's token cache (memory, KV,
-//!   endpoint; one fill at a time; refresh ahead of expiry; drop after an origin 401;
-//!   back-off after failures), and the token coordinator that runs the same cache once for
-//!   the deployment (`TOKEN_COORDINATOR`).
-//! - `replay`: which request bodies are kept so a request can be replayed after a 401.
-//! - `refusal`: which origin 401s refuse the gateway's access token (`ORIGIN_TOKEN_REFUSAL`).
-//! - `challenge`: `WWW-Authenticate` parsing, for the origin's `Bearer error="invalid_token"`.
-//! - `headers`: hop-by-hop, caller-controlled and identity header rules.
-//! - `rate_limit`: the rate-limit phase: the bucket a request is counted in (an identity's
-//!   value qualified by its issuer, else the caller's address), and the count.
-//! - `proxy`: the request path as phases with one error exit; the background refresh and the
-//!   scheduled run.
-//! - `error`: the gateway's errors and their one mapping to problem+json.
-//! - `log`: the one JSON log line per request, and per background task.
-//! - `io`: the traits the core needs from a platform, and `Platform`, the one handle that
-//!   bundles them, which the core is passed by reference.
-//! - `platform` (wasm only): those traits over `fetch`, KV and `Date`, and the token
-//!   coordinator's Durable Object (`TokenCoordinator`); with the exported `fetch` and
-//!   `scheduled` glue below, the only code that names `worker`.
+//! - `io`: the traits the core needs from a platform (clock, KV, HTTP, signature checks, the
+//!   token coordinator, rate limiters), `Platform` and `Services`, the one handle bundling them
+//!   that the core is passed by reference, and the request and response types.
+//! - `config`: the typed `Config`, assembled once per isolate from each wing's own settings
+//!   with every problem found at once (`setting` reads one setting, `registry` lists them all,
+//!   `entries` reads `ROUTES` and `JWT_PROVIDERS` field by field, `suggest` says "did you
+//!   mean"); `check` is `npm run check-config`, the same code run before a deploy.
+//! - `proxy`: the request path. `Gateway::proxy` is the conductor: route → rate limit by
+//!   address → preflight → authenticate → rate limit by identity → token → rewrite → forward
+//!   (replayed once when the origin refuses the token) → respond, each phase in the file named
+//!   for it, returning `Step::Continue` or `Step::Respond`, with one error exit. Also the
+//!   isolate's background work (`background`) and the one JSON log line per request (`log`).
+//! - `identity`: who is calling. Each route's `auth` and policy are compiled at configuration
+//!   time into a `requirement::Requirement` (Envoy jwt_authn's requirement per route): the
+//!   mechanism that produces an identity (`mechanism::jwt`: a customer JWT from the route's
+//!   providers; `mechanism::opaque`: an identifier vouched for by introspection), what a
+//!   missing identity and a failed one get (refuse, forward, report), and the checks after it
+//!   (the policy, then the customer id). `Identities::authenticate` runs it and returns the
+//!   verified caller or an `IdentityError`. Below it: one identifier per request
+//!   (`identifiers`), token verification (`jwt`), key sets (`jwks`), providers, introspection
+//!   (`opaque`), claims, policy, customer id.
+//! - `token`: the gateway's own credential: the client-credentials grant, the isolate's token
+//!   cache (memory, KV, endpoint; one fill at a time; refresh ahead; drop after an origin 401;
+//!   back-off), and the coordinator that runs the same cache once for the deployment.
+//! - `edge`: HTTP at the gateway's two edges, without I/O: the canonical request path, the
+//!   credential cookies, the header rules both ways, `WWW-Authenticate` challenges and which
+//!   origin 401s refuse the gateway's token.
+//! - `error`: the gateway's errors (identity's wrapped once), each described in one place, and
+//!   their one mapping to problem+json.
+//! - `support`: building blocks that know nothing of the gateway: a bounded map, one fill at
+//!   a time, a dependency's back-off, the URLs settings hold.
+//! - `platform` (wasm only): the `io` traits over `fetch`, KV, `Date` and WebCrypto, the
+//!   Durable Object pieces, and the entry module (`entry.js`); with the glue below, the only
+//!   code that names `worker`. It imports neither `proxy` nor this file.
+//!
+//! # A new identity mechanism
+//!
+//! A mechanism that produces an identity (a signed assertion, say) is one new file in
+//! `identity/mechanism/` and one variant of `requirement::Mechanism` (with its arm in
+//! `Identities::run`, and the `auth` word or route field that selects it in
+//! `requirement::Requirement::compile`); its refusals are variants of `IdentityError`,
+//! described once in `error::describe_identity`. A check on the request or on the verified
+//! identity (a client certificate, `bind`, a sender constraint) is one new file and one
+//! variant of `requirement::Check`, run in order after the mechanism. A proof bound to a JWT
+//! (DPoP, `cnf.x5t#S256`) is a check of the JWT mechanism. Nothing in `proxy` changes: the
+//! conductor only runs the requirement. (Before this layout, such a change touched routes,
+//! proxy, identity, headers, error in five parallel matches, log and config.)
+//!
+//! The exported `fetch`, `scheduled` and `TokenCoordinator` below are glue: they build the
+//! platform's adapters, run the core and hand back its answer.
 
 pub mod config;
 pub mod edge;
