@@ -16,17 +16,21 @@ use std::rc::Rc;
 
 use common::{platform, FakeClock, FakeHttp, MemoryKv, Parts};
 use edge_auth_proxy::identity::jwt::RustCryptoVerifier;
-use edge_auth_proxy::io::{Coordinator, CoordinatorError, HttpError};
+use edge_auth_proxy::io::{
+    Body, Coordinator, CoordinatorError, GatewayRequest, HttpError, NoRateLimiters, Services,
+};
+use edge_auth_proxy::proxy::{Gateway, Served};
 use edge_auth_proxy::support::breaker::PROBE_SPACING_MS;
 use edge_auth_proxy::token::coordinator::{Mirrored, TokenCoordinator};
 use edge_auth_proxy::token::protocol::{digest, Answer, Ask};
 use edge_auth_proxy::token::refresh::refresh_from_ms;
 use edge_auth_proxy::token::{
     CachedToken, GrantError, Jitter, Obtained, RefreshAhead, RefreshOutcome, Rejection, TokenCache,
-    TokenConfig, TokenSource, TokenUnavailable,
+    TokenConfig, TokenSource, TokenUnavailable, REJECT_COOLDOWN_MS,
 };
 use futures::executor::block_on;
 use futures::future::join_all;
+use http::{HeaderMap, Method};
 
 const IDP: &str = "https://idp.example/";
 const TOKEN_URL: &str = "https://idp.example/oauth/access_token?grant_type=client_credentials";
@@ -348,7 +352,13 @@ fn one_refusal_costs_the_deployment_one_new_token() {
     // The origin refuses tok-1 in every isolate, one after the other.
     for (i, (cache, kv)) in f.isolates.iter().enumerate() {
         let r = block_on(cache.reject(&used[i], &f.cfg, &f.on(kv)));
-        assert_eq!(r, Rejection::Dropped, "isolate {i}");
+        // The first isolate's drop is the coordinator's; the others find tok-2 in its place.
+        let verdict = if i == 0 {
+            Rejection::Dropped
+        } else {
+            Rejection::AlreadyReplaced
+        };
+        assert_eq!(r, verdict, "isolate {i}");
         let fresh = f.get(i).unwrap();
         assert_eq!(fresh.token.access_token(), "tok-2", "isolate {i}");
     }
@@ -360,6 +370,83 @@ fn one_refusal_costs_the_deployment_one_new_token() {
     assert!(drops
         .iter()
         .all(|a| !a.contains("tok-1") && a.contains(&digest("tok-1"))));
+}
+
+/// The origin revokes every token it has seen at once (a key rotation on its side): an isolate
+/// still holding the older token, while the coordinator already holds a newer one that is
+/// refused too. Each refusal of a different token reaches the coordinator, which drops its own
+/// once; the isolate's own ten-second cooldown does not hold the refused token back.
+#[test]
+fn after_a_mass_revocation_an_isolate_reaches_a_token_fetched_after_it() {
+    let f = fleet(2, 3_600, &[]);
+    let old = f.get(1).unwrap().token;
+    assert_eq!(old.access_token(), "tok-1");
+    // The coordinator moves on to tok-2 (another isolate's refusal of tok-1), which isolate 0
+    // takes; isolate 1 still holds tok-1.
+    assert_eq!(
+        f.stub.ask(&Ask::Drop {
+            digest: digest("tok-1")
+        }),
+        Answer::Dropped {
+            rejection: Rejection::Dropped
+        }
+    );
+    assert_eq!(f.get(0).unwrap().token.access_token(), "tok-2");
+    // A moment later (past the coordinator's cooldown), the origin refuses both.
+    f.clock.advance(REJECT_COOLDOWN_MS);
+    let (cache, kv) = &f.isolates[1];
+    let first = block_on(cache.reject(&old, &f.cfg, &f.on(kv)));
+    assert_eq!(
+        first,
+        Rejection::AlreadyReplaced,
+        "the coordinator's newer token was not fetched for this refusal"
+    );
+    let newer = f.get(1).unwrap().token;
+    assert_eq!(newer.access_token(), "tok-2");
+    // tok-2 is refused as well, at once: this drop is the deployment's first of tok-2.
+    let second = block_on(cache.reject(&newer, &f.cfg, &f.on(kv)));
+    assert_eq!(second, Rejection::Dropped);
+    assert_eq!(f.get(1).unwrap().token.access_token(), "tok-3");
+    assert_eq!(f.ep.calls.get(), 3);
+}
+
+/// An origin that refuses every token: the coordinator's cooldown keeps the token, and the
+/// isolate remembers that, so that each further refusal costs no ask to the coordinator.
+#[test]
+fn a_token_the_coordinator_kept_is_not_asked_about_again_within_the_cooldown() {
+    let f = fleet(1, 3_600, &[]);
+    let (cache, kv) = &f.isolates[0];
+    let t1 = f.get(0).unwrap().token;
+    assert_eq!(
+        block_on(cache.reject(&t1, &f.cfg, &f.on(kv))),
+        Rejection::Dropped
+    );
+    let t2 = f.get(0).unwrap().token;
+    assert_eq!(t2.access_token(), "tok-2");
+    assert_eq!(
+        block_on(cache.reject(&t2, &f.cfg, &f.on(kv))),
+        Rejection::Kept,
+        "the coordinator dropped tok-1 a moment ago"
+    );
+    let again = f.get(0).unwrap().token;
+    assert_eq!(again.access_token(), "tok-2");
+    let asks = f.stub.asks();
+    for _ in 0..5 {
+        assert_eq!(
+            block_on(cache.reject(&again, &f.cfg, &f.on(kv))),
+            Rejection::Kept
+        );
+        assert_eq!(f.get(0).unwrap().token.access_token(), "tok-2");
+    }
+    assert_eq!(f.stub.asks(), asks, "no ask per refused request");
+    // After the cooldown, the next refusal is told to the coordinator again and costs one token.
+    f.clock.advance(REJECT_COOLDOWN_MS);
+    assert_eq!(
+        block_on(cache.reject(&again, &f.cfg, &f.on(kv))),
+        Rejection::Dropped
+    );
+    assert_eq!(f.get(0).unwrap().token.access_token(), "tok-3");
+    assert_eq!(f.ep.calls.get(), 3);
 }
 
 #[test]
@@ -597,4 +684,130 @@ fn the_coordinators_back_off_answer_is_a_503_that_names_the_endpoint_failure() {
     assert_eq!(err.retry_after_secs, 1);
     assert!(err.called_endpoint, "this ask made the coordinator call it");
     assert_eq!(err.coordinator, None);
+}
+
+// ---------------------------------------------------------------------------------------------
+// through the gateway
+
+type Svc = Services<FakeHttp, MemoryKv, FakeClock, RustCryptoVerifier, Stub>;
+
+/// Isolate `i` of the fleet as a whole gateway with a public route; the origin is the fleet's
+/// `https://origin.example/`.
+fn gateway_on(f: &Fleet, i: usize) -> (Gateway, Svc) {
+    let vars: HashMap<&str, &str> = [
+        ("ORIGIN_URL", "https://origin.example"),
+        ("TOKEN_URL", TOKEN_URL),
+        ("CLIENT_ID", "client-1"),
+        ("CLIENT_SECRET", "s3cret-value"),
+        ("API_KEY", "api-key-value"),
+        ("JWT_ALGORITHMS", "HS256"),
+        ("JWT_HMAC_SECRET", "an-hmac-secret-of-decent-length!"),
+        ("ROUTES", r#"[{"prefix":"/","auth":"public"}]"#),
+    ]
+    .into_iter()
+    .collect();
+    let gw = Gateway::new(&|n: &str| vars.get(n).map(|v| v.to_string()));
+    let svc = Services {
+        http: f.http.clone(),
+        store: f.isolates[i].1.clone(),
+        clock: f.clock.clone(),
+        verifier: RustCryptoVerifier,
+        coordinator: f.stub.clone(),
+        rate_limiters: NoRateLimiters,
+    };
+    (gw, svc)
+}
+
+fn post(gw: &Gateway, svc: &Svc) -> Served<Vec<u8>> {
+    let mut headers = HeaderMap::new();
+    headers.insert("content-length", 2.into());
+    let req = GatewayRequest {
+        method: Method::POST,
+        path: "/orders".into(),
+        query: None,
+        headers,
+        body: Body::Stream(b"{}".to_vec()),
+    };
+    block_on(gw.serve(svc, req))
+}
+
+/// An origin that answers 200, or `401 Bearer error="invalid_token"` to the tokens in the set.
+fn refusing_origin(http: &FakeHttp) -> Rc<RefCell<Vec<String>>> {
+    let refused: Rc<RefCell<Vec<String>>> = Rc::default();
+    let set = refused.clone();
+    http.on("https://origin.example/", move |seen| {
+        let auth = seen.headers["authorization"].to_str().unwrap();
+        let bearer = auth.strip_prefix("Bearer ").unwrap();
+        if set.borrow().iter().any(|t| t == bearer) {
+            let challenge = r#"Bearer error="invalid_token""#.to_string();
+            return Ok((401, vec![("www-authenticate", challenge)], vec![]));
+        }
+        Ok((200, vec![], bearer.as_bytes().to_vec()))
+    });
+    refused
+}
+
+/// The soak's "origin refuses tokens": the origin revokes every token it has seen at once while
+/// an isolate still holds an older token than the coordinator's. The isolate's replay carries
+/// the coordinator's token, refused too; that one was not fetched for this refusal, so it is
+/// dropped at the coordinator and the request is served with the token fetched after it.
+#[test]
+fn a_request_refused_twice_for_tokens_older_than_the_refusal_is_served_with_a_newer_one() {
+    let f = fleet(2, 3_600, &[]);
+    let refused = refusing_origin(&f.http);
+    let (gw, svc) = gateway_on(&f, 1);
+    let warm = post(&gw, &svc);
+    assert_eq!(warm.response.status, 200, "{:?}", warm.log);
+    // The coordinator moves on to tok-2 (isolate 0's refusal, say); isolate 1 holds tok-1.
+    f.stub.ask(&Ask::Drop {
+        digest: digest("tok-1"),
+    });
+    assert_eq!(f.get(0).unwrap().token.access_token(), "tok-2");
+    f.clock.advance(REJECT_COOLDOWN_MS);
+    refused
+        .borrow_mut()
+        .extend(["tok-1".into(), "tok-2".into()]);
+    let origin_calls = f.http.calls_to("https://origin.example/").len();
+    let served = post(&gw, &svc);
+    assert_eq!(served.response.status, 200, "{:?}", served.log);
+    let sent: Vec<_> = f.http.calls_to("https://origin.example/")[origin_calls..]
+        .iter()
+        .map(|c| c.headers["authorization"].to_str().unwrap().to_string())
+        .collect();
+    assert_eq!(sent, ["Bearer tok-1", "Bearer tok-2", "Bearer tok-3"]);
+    assert_eq!(served.log.replayed, Some(true));
+    assert_eq!(f.ep.calls.get(), 3);
+    // The next request is served at once with tok-3.
+    assert_eq!(post(&gw, &svc).response.status, 200);
+    assert_eq!(f.ep.calls.get(), 3);
+}
+
+/// An origin that refuses every token, the gateway's credentials' fault: the replay's token was
+/// fetched for this refusal, so its refusal is a 502 and costs no third send.
+#[test]
+fn a_refused_token_fetched_for_the_refusal_is_502_without_a_second_replay() {
+    let f = fleet(1, 3_600, &[]);
+    let refused = refusing_origin(&f.http);
+    let (gw, svc) = gateway_on(&f, 0);
+    assert_eq!(post(&gw, &svc).response.status, 200);
+    refused
+        .borrow_mut()
+        .extend(["tok-1".into(), "tok-2".into(), "tok-3".into()]);
+    let origin_calls = f.http.calls_to("https://origin.example/").len();
+    let served = post(&gw, &svc);
+    assert_eq!(served.response.status, 502);
+    assert_eq!(
+        f.http.calls_to("https://origin.example/").len() - origin_calls,
+        2
+    );
+    assert_eq!(f.ep.calls.get(), 2);
+    // The next refusal (of tok-2) is told to the coordinator, whose cooldown keeps it; from
+    // then on, within that cooldown, refusals cost no new token and no ask.
+    assert_eq!(post(&gw, &svc).response.status, 502);
+    let asks = f.stub.asks();
+    for _ in 0..3 {
+        assert_eq!(post(&gw, &svc).response.status, 502);
+    }
+    assert_eq!(f.ep.calls.get(), 2);
+    assert_eq!(f.stub.asks(), asks);
 }

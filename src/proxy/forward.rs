@@ -152,10 +152,35 @@ pub async fn phase<P: Platform>(
             log.replayed = Some(true);
             let headers = rewrite.headers(&caller, fresh.token.access_token())?;
             let replayed = send(headers, again).await.map_err(origin_error)?;
-            if mode.challenge_is_ours()
-                && replayed.status == 401
-                && mode.judge(&challenges(&replayed.headers)) == Judged::Refusal
-            {
+            let refused = |r: &Answer<P>| {
+                mode.challenge_is_ours()
+                    && r.status == 401
+                    && mode.judge(&challenges(&r.headers)) == Judged::Refusal
+            };
+            if !refused(&replayed) {
+                return Ok(replayed);
+            }
+            // The replay carried a token someone else had already put in place, perhaps
+            // before the origin started refusing (it revoked every token at once): that
+            // one is dropped too, and the request gets one more replay only if a token
+            // fetched after it can be had. A refused token fetched for this refusal is
+            // the origin refusing the gateway's credentials.
+            if rejection != Rejection::AlreadyReplaced {
+                return Err(refused_again(log));
+            }
+            if tokens.reject(&fresh.token, &config.token, svc).await == Rejection::Dropped {
+                log.token_refresh = Some("after_401");
+            }
+            let last = credentials::token(tokens, config, svc, log).await?;
+            let (Some(again), false) = (
+                body.next_send(),
+                last.token.access_token() == fresh.token.access_token(),
+            ) else {
+                return Err(refused_again(log));
+            };
+            let headers = rewrite.headers(&caller, last.token.access_token())?;
+            let replayed = send(headers, again).await.map_err(origin_error)?;
+            if refused(&replayed) {
                 return Err(refused_again(log));
             }
             Ok(replayed)

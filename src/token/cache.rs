@@ -150,6 +150,9 @@ struct State {
     rejected: Option<Rc<CachedToken>>,
     /// When this isolate last dropped a token after an origin 401.
     last_drop_ms: Option<u64>,
+    /// The token the coordinator last kept on a drop (its cooldown), and when: refused again
+    /// within the cooldown, it is kept here without asking again.
+    kept_by_coordinator: Option<(Rc<CachedToken>, u64)>,
 }
 
 /// One per isolate. Requests share it; nothing in it is `Send` because an isolate is one thread.
@@ -345,6 +348,7 @@ impl TokenCache {
         used: &Rc<CachedToken>,
         cfg: &TokenConfig,
         p: &P,
+        cooldown: bool,
     ) -> Rejection {
         let store = p.store();
         let now = p.clock().now_ms();
@@ -353,9 +357,10 @@ impl TokenCache {
             if !same(st.current.as_ref(), used) {
                 return Rejection::AlreadyReplaced;
             }
-            if st
-                .last_drop_ms
-                .is_some_and(|t| now < t.saturating_add(REJECT_COOLDOWN_MS))
+            if cooldown
+                && st
+                    .last_drop_ms
+                    .is_some_and(|t| now < t.saturating_add(REJECT_COOLDOWN_MS))
             {
                 return Rejection::Kept;
             }
@@ -380,11 +385,16 @@ impl TokenCache {
     /// the cached token there (another request, or another isolate, may have replaced it), so
     /// that the next `get` fetches one new token for every request that hit this.
     ///
-    /// Then, when this isolate dropped the token and the platform's coordinator is bound, the
-    /// same compare-before-drop at the coordinator, so that one refusal costs the whole
-    /// deployment one new token. The coordinator's verdict wins: when it kept the token (its
-    /// cooldown), the next `get` hands the same token back. An unreachable coordinator leaves
-    /// this isolate's own verdict.
+    /// Without a coordinator, at most one drop per `REJECT_COOLDOWN_MS`: each drop costs an
+    /// endpoint call, and an origin that refuses every token must not turn every request into
+    /// one. With the platform's coordinator bound, the endpoint is the coordinator's to
+    /// protect, so its cooldown decides and this isolate tells it of every refused token it
+    /// has not already kept: after an origin revokes every token at once, the coordinator's
+    /// newer token may be refused a moment after the isolate's older one, and a cooldown here
+    /// would hold that refused token for ten seconds. The coordinator's verdict is returned:
+    /// `AlreadyReplaced` when it holds another token (not fetched for this refusal), `Kept`
+    /// when its cooldown kept this one (the next `get` hands the same token back). An
+    /// unreachable coordinator leaves this isolate's own verdict.
     pub async fn reject<P: Platform>(
         &self,
         used: &Rc<CachedToken>,
@@ -392,23 +402,46 @@ impl TokenCache {
         p: &P,
     ) -> Rejection {
         let coord = p.coordinator();
-        let local = self.reject_here(used, cfg, p).await;
-        if local != Rejection::Dropped || !coord.is_bound() {
+        if !coord.is_bound() {
+            return self.reject_here(used, cfg, p, true).await;
+        }
+        let now = p.clock().now_ms();
+        if self
+            .state
+            .borrow()
+            .kept_by_coordinator
+            .as_ref()
+            .is_some_and(|(t, at)| {
+                t.access_token() == used.access_token()
+                    && now < at.saturating_add(REJECT_COOLDOWN_MS)
+            })
+        {
+            return Rejection::Kept;
+        }
+        let local = self.reject_here(used, cfg, p, false).await;
+        if local != Rejection::Dropped {
             return local;
         }
         let ask = Ask::Drop {
             digest: protocol::digest(used.access_token()),
         };
-        match coord.exchange(&ask.to_json(), COORDINATOR_GRACE_MS).await {
-            Ok(text) => match Answer::from_json(&text) {
-                Some(Answer::Dropped {
-                    rejection: Rejection::Kept,
-                }) => Rejection::Kept,
-                // Dropped there, or already replaced there by another isolate's refusal:
-                // either way a new token is waiting.
-                _ => local,
-            },
-            Err(_) => local,
+        let answer = match coord.exchange(&ask.to_json(), COORDINATOR_GRACE_MS).await {
+            Ok(text) => Answer::from_json(&text),
+            Err(_) => None,
+        };
+        match answer {
+            Some(Answer::Dropped {
+                rejection: Rejection::Kept,
+            }) => {
+                self.state.borrow_mut().kept_by_coordinator = Some((used.clone(), now));
+                Rejection::Kept
+            }
+            Some(Answer::Dropped {
+                rejection: Rejection::AlreadyReplaced,
+            }) => Rejection::AlreadyReplaced,
+            // Dropped there; or the coordinator could not be told (garbage, unreachable): the
+            // isolate's own drop stands and the next `get` finds a new token.
+            _ => local,
         }
     }
 
