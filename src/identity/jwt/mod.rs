@@ -15,6 +15,7 @@
 
 mod alg;
 mod extract;
+mod jwk;
 mod keys;
 mod settings;
 pub(crate) mod unique_json;
