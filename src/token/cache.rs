@@ -27,17 +27,13 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use http::Method;
-
+use super::client_auth;
 use super::entry::CachedToken;
 use super::grant::{self, GrantError, MAX_RESPONSE_BYTES};
 use super::protocol::{self, Answer, Ask, Rejection};
 use super::refresh::{self, Jitter};
 use super::TokenConfig;
-use crate::io::{
-    Body, Clock, Coordinator, CoordinatorError, HttpClient, HttpError, KeyValue, OutboundRequest,
-    Platform,
-};
+use crate::io::{Clock, Coordinator, CoordinatorError, HttpClient, HttpError, KeyValue, Platform};
 use crate::support::breaker::{Attempt, Breaker, Turn, PROBE_SPACING_MS, REFUSED_RETRY_MS};
 use crate::support::flight::{Flight, FlightGuard, POLL_MS};
 
@@ -627,15 +623,7 @@ async fn fetch<P: Platform>(
     p: &P,
 ) -> Result<(CachedToken, TokenSource), GrantError> {
     let (http, clock) = (p.http(), p.clock());
-    let (headers, form) = grant::request(cfg);
-    let response = http
-        .send(OutboundRequest {
-            method: Method::POST,
-            url: cfg.url.clone(),
-            headers,
-            body: Body::Bytes(form),
-            timeout_ms: cfg.timeout_ms,
-        })
+    let response = client_auth::post_form(p, cfg, &cfg.url, &grant::pairs(cfg), cfg.timeout_ms)
         .await
         .map_err(|e| match e {
             HttpError::Timeout => GrantError::Timeout,

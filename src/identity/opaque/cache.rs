@@ -25,13 +25,12 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use http::Method;
 use sha2::{Digest, Sha256};
 
 use super::introspect::{self, Answer, Blame, IntrospectionError, MAX_ANSWER_BYTES};
 use super::IntrospectionSettings;
 use crate::identity::claims::Claims;
-use crate::io::{Body, Clock, HttpClient, HttpError, OutboundRequest, Platform};
+use crate::io::{Clock, HttpClient, HttpError, Platform};
 use crate::support::bounded::BoundedMap;
 use crate::support::breaker::{Attempt, Breaker, Ticket, Turn, PROBE_SPACING_MS, REFUSED_RETRY_MS};
 use crate::support::flight::POLL_MS;
@@ -358,15 +357,8 @@ async fn call<P: Platform>(
     p: &P,
 ) -> Result<Answer, IntrospectionError> {
     let http = p.http();
-    let (headers, form) = introspect::request(identifier, client);
-    let response = http
-        .send(OutboundRequest {
-            method: Method::POST,
-            url: settings.url.clone(),
-            headers,
-            body: Body::Bytes(form),
-            timeout_ms: settings.timeout_ms,
-        })
+    let pairs = introspect::pairs(identifier);
+    let response = crate::token::post_form(p, client, &settings.url, &pairs, settings.timeout_ms)
         .await
         .map_err(|e| match e {
             HttpError::Timeout => IntrospectionError::Timeout,

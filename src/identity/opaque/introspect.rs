@@ -128,11 +128,17 @@ pub enum Answer {
     Inactive,
 }
 
-/// Headers and form body of the request for `identifier`: `token=<id>`, form-urlencoded,
-/// `accept: application/json`, the gateway authenticated as its OAuth client per
-/// `TOKEN_CLIENT_AUTH` (the same way as at the token endpoint).
+/// The form of the request for `identifier`: `token=<id>`; `token::post_form` sends it
+/// form-urlencoded, `accept: application/json`, the gateway authenticated as its OAuth client
+/// per `TOKEN_CLIENT_AUTH` (the same way as at the token endpoint).
+pub fn pairs(identifier: &str) -> [(&'static str, &str); 1] {
+    [("token", identifier)]
+}
+
+/// Headers and form body of the request for `identifier` (`pairs`), as `token::post_form`
+/// sends them.
 pub fn request(identifier: &str, client: &TokenConfig) -> (HeaderMap, Vec<u8>) {
-    crate::token::client_form(client, &[("token", identifier)])
+    crate::token::client_form(client, &pairs(identifier))
 }
 
 /// Reads the endpoint's answer, `now_secs` being when it arrived.
