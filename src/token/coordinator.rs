@@ -19,10 +19,10 @@
 //! isolate asking, and no ask is refused on a failure older than itself. Refused credentials
 //! are answered at once, and tried again a minute later: only an operator can fix those.
 
-use super::cache::{RefreshAhead, RefreshOutcome, TokenCache};
 use super::entry::CachedToken;
 use super::protocol::{digest, Answer, Ask, Rejection};
 use super::refresh::Jitter;
+use super::state::{RefreshAhead, RefreshOutcome, TokenCache};
 use super::TokenConfig;
 use crate::io::{Clock, KeyValue, NoCoordinator, Platform, StoreError};
 use crate::support::flight::POLL_MS;

@@ -15,11 +15,8 @@ mod grant;
 pub mod protocol;
 pub mod refresh;
 mod seal;
+mod state;
 
-pub use cache::{
-    Obtained, RefreshAhead, RefreshOutcome, TokenCache, TokenSource, TokenUnavailable,
-    COORDINATOR_GRACE_MS, REJECT_COOLDOWN_MS,
-};
 pub use client_auth::{form as client_form, post_form, ClientAuth};
 pub use entry::CachedToken;
 pub(crate) use grant::decimal_string;
@@ -27,6 +24,10 @@ pub use grant::GrantError;
 pub use protocol::Rejection;
 pub use refresh::Jitter;
 pub use seal::Sealer;
+pub use state::{
+    Obtained, RefreshAhead, RefreshOutcome, TokenCache, TokenSource, TokenUnavailable,
+    COORDINATOR_GRACE_MS, REJECT_COOLDOWN_MS,
+};
 
 use crate::config::setting::{
     endpoint_url, number, optional, required, ConfigError, ConfigErrors, Lookup, Problems,
