@@ -5,7 +5,7 @@
 //! a wrangler file can get wrong that a running Worker cannot see: a required secret not given
 //! ("not set here"), and a secret written into `[vars]`.
 //!
-//! Native only: `src/bin/check-config.rs` feeds it the JSON the script writes.
+//! Native only: `tools/check-config.rs` feeds it the JSON the script writes.
 
 use std::collections::BTreeMap;
 

@@ -7,7 +7,7 @@
 //! gateway throw away a good token, call the token endpoint and send the request twice, and
 //! while that endpoint is down turn the caller's 401 into a 503.
 //!
-//! What the proxy does with an origin 401, per mode (`src/proxy.rs`):
+//! What the proxy does with an origin 401, per mode (`src/proxy/forward.rs`):
 //!
 //! | mode | the 401 | first answer | replay refused again | body not kept | no new token | no token at all |
 //! |---|---|---|---|---|---|---|

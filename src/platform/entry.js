@@ -131,7 +131,7 @@ addEventListener('unhandledrejection', (event) => {
   if (isTrap(event.reason) && !trapped) noteTrap(event.reason);
 });
 
-// The gateway's own request-id rule (src/proxy.rs, `request_id`): the caller's `x-request-id`
+// The gateway's own request-id rule (src/proxy/log.rs, `request_id`): the caller's `x-request-id`
 // when it is 1 to 128 of these characters, else 32 random hex digits.
 const CALLER_ID = /^[A-Za-z0-9\-_.:/+=]{1,128}$/;
 function requestId(request) {
