@@ -45,13 +45,41 @@ pub fn services(http: FakeHttp) -> Svc {
 
 /// A platform over `http`, with a fresh KV and a clock at `now_ms`.
 pub fn services_at(http: FakeHttp, now_ms: u64) -> Svc {
+    services_over(http, MemoryKv::default(), FakeClock::at(now_ms))
+}
+
+/// A platform over fakes the test shares with others (a fleet's clock, an isolate's KV).
+pub fn services_over(http: FakeHttp, store: MemoryKv, clock: FakeClock) -> Svc {
     Services {
         http,
-        store: MemoryKv::default(),
-        clock: FakeClock::at(now_ms),
+        store,
+        clock,
         verifier: RustCryptoVerifier,
         coordinator: NoCoordinator,
         rate_limiters: NoRateLimiters,
+    }
+}
+
+/// `svc` with the token coordinator `coordinator` (`TOKEN_COORDINATOR` bound).
+pub fn with_coordinator<K, R>(
+    svc: Svc<R>,
+    coordinator: K,
+) -> Services<FakeHttp, MemoryKv, FakeClock, RustCryptoVerifier, K, R> {
+    let Services {
+        http,
+        store,
+        clock,
+        verifier,
+        rate_limiters,
+        ..
+    } = svc;
+    Services {
+        http,
+        store,
+        clock,
+        verifier,
+        coordinator,
+        rate_limiters,
     }
 }
 
