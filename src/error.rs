@@ -82,6 +82,8 @@ pub const RATE_LIMIT_RETRY_AFTER_SECS: u64 = 10;
 #[derive(Debug)]
 pub struct Problem {
     pub status: u16,
+    /// The log line's `outcome` for it.
+    pub outcome: &'static str,
     pub headers: HeaderMap,
     pub body: Vec<u8>,
 }
@@ -230,7 +232,7 @@ impl GatewayError {
     pub fn to_problem(&self, request_id: &str) -> Problem {
         let Described {
             status,
-            outcome: _,
+            outcome,
             slug,
             title,
             detail,
@@ -257,6 +259,7 @@ impl GatewayError {
         }
         Problem {
             status,
+            outcome,
             headers,
             // Serialising plain strings and numbers cannot fail.
             body: serde_json::to_vec(&body).unwrap_or_default(),

@@ -123,8 +123,8 @@ impl Gateway {
             Ok(response) => response,
             // The one error exit: every refusal becomes problem+json here.
             Err(err) => {
-                log.outcome = err.outcome();
                 let problem = err.to_problem(&request_id);
+                log.outcome = problem.outcome;
                 GatewayResponse {
                     status: problem.status,
                     headers: FieldsOf::<P>::from_map(problem.headers),
