@@ -203,7 +203,7 @@ impl Identities {
             };
         };
         let mut customer_id = None;
-        for check in &requirement.checks {
+        for check in requirement.checks {
             match check {
                 Check::Policy => {
                     customer_id = admit(requirement, config, &verified, defaults, log)?;

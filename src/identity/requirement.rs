@@ -67,7 +67,7 @@ pub struct Requirement {
     /// What a request whose identifier fails (any refusal of the mechanism or a check) gets.
     pub failure: Failure,
     /// The checks after the mechanism, in order. Today: the policy, on a verified identity.
-    pub checks: Vec<Check>,
+    pub checks: &'static [Check],
     /// The route's policy (issuers, audiences, lifetime, scopes, claims, claim headers,
     /// preflights); also what `Check::Policy` checks.
     pub policy: Policy,
@@ -128,9 +128,9 @@ impl Requirement {
         };
         Self {
             checks: if mechanism.is_some() {
-                vec![Check::Policy]
+                &[Check::Policy]
             } else {
-                Vec::new()
+                &[]
             },
             mechanism,
             missing,
