@@ -308,7 +308,7 @@ async fn fetch<P: Platform>(
     p: &P,
 ) -> Result<(CachedToken, TokenSource), GrantError> {
     let (http, clock) = (p.http(), p.clock());
-    let response = client_auth::post_form(p, cfg, &cfg.url, &grant::pairs(cfg), cfg.timeout_ms)
+    let response = client_auth::post_form(http, cfg, &cfg.url, &grant::pairs(cfg), cfg.timeout_ms)
         .await
         .map_err(|e| match e {
             HttpError::Timeout => GrantError::Timeout,

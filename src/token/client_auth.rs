@@ -6,7 +6,7 @@ use base64::Engine as _;
 use http::{HeaderMap, HeaderValue, Method};
 
 use super::TokenConfig;
-use crate::io::{Body, HttpClient, HttpError, InboundResponse, OutboundRequest, Platform};
+use crate::io::{Body, HttpClient, HttpError, InboundResponse, OutboundRequest};
 
 /// How the client authenticates to the token endpoint (RFC 6749 §2.3.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,22 +62,22 @@ fn authenticate_client(
 }
 
 /// POSTs `pairs` to `url` as the gateway's OAuth client (`form`), waiting `timeout_ms` for the
-/// answer's head: the token request and every introspection request.
-pub async fn post_form<P: Platform>(
-    p: &P,
+/// answer's head: the token request and every introspection request. Generic over the HTTP
+/// client only, so that every platform handle shares one copy.
+pub async fn post_form<H: HttpClient>(
+    http: &H,
     cfg: &TokenConfig,
     url: &str,
     pairs: &[(&str, &str)],
     timeout_ms: u64,
-) -> Result<InboundResponse<<P::Http as HttpClient>::Stream>, HttpError> {
+) -> Result<InboundResponse<H::Stream>, HttpError> {
     let (headers, body) = form(cfg, pairs);
-    p.http()
-        .send(OutboundRequest {
-            method: Method::POST,
-            url: url.to_string(),
-            headers,
-            body: Body::Bytes(body),
-            timeout_ms,
-        })
-        .await
+    http.send(OutboundRequest {
+        method: Method::POST,
+        url: url.to_string(),
+        headers,
+        body: Body::Bytes(body),
+        timeout_ms,
+    })
+    .await
 }

@@ -358,12 +358,13 @@ async fn call<P: Platform>(
 ) -> Result<Answer, IntrospectionError> {
     let http = p.http();
     let pairs = introspect::pairs(identifier);
-    let response = crate::token::post_form(p, client, &settings.url, &pairs, settings.timeout_ms)
-        .await
-        .map_err(|e| match e {
-            HttpError::Timeout => IntrospectionError::Timeout,
-            _ => IntrospectionError::Unreachable,
-        })?;
+    let response =
+        crate::token::post_form(http, client, &settings.url, &pairs, settings.timeout_ms)
+            .await
+            .map_err(|e| match e {
+                HttpError::Timeout => IntrospectionError::Timeout,
+                _ => IntrospectionError::Unreachable,
+            })?;
     if response.status != 200 {
         // Before reading: a large error page is the endpoint's failure, not this identifier's.
         return Err(IntrospectionError::Status(response.status));
