@@ -182,10 +182,9 @@ impl Gateway {
 
         // Preflight: on a route that forwards them, a CORS preflight goes on with no identity
         // and none of the three credentials, and no token is fetched for it.
-        let req = match preflight::phase(&at, svc, req, &limits, log).await? {
-            Step::Continue(req) => req,
-            Step::Respond(response) => return Ok(response),
-        };
+        if let Step::Respond(response) = preflight::phase(&at, svc, &req, &limits, log).await? {
+            return Ok(response);
+        }
 
         // Authenticate: the route's requirement, on every request that reads an identity
         // (verified-token memory hits too): mechanism, policy, customer id.

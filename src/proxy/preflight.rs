@@ -13,18 +13,19 @@ use crate::proxy::rate_limit::Limits;
 use crate::proxy::{Request, Response, Routed, Step};
 
 /// A forwarded preflight is answered by the origin here; any other request continues.
-/// Counted under its address by an identity's limit (it has no identity).
+/// Counted under its address by an identity's limit (it has no identity). Reads the request
+/// only: its body, if any, stays with it.
 pub async fn phase<P: Platform>(
     at: &Routed<'_>,
     svc: &P,
-    req: Request<P>,
+    req: &Request<P>,
     limits: &Limits<'_>,
     log: &mut RequestLog,
-) -> Result<Step<Request<P>, Response<P>>, GatewayError> {
+) -> Result<Step<(), Response<P>>, GatewayError> {
     if !(at.route.requirement.policy.forward_preflight
         && is_preflight(&req.method, at.seen, &req.body))
     {
-        return Ok(Step::Continue(req));
+        return Ok(Step::Continue(()));
     }
     limits
         .by_identity(svc, at.route, None, &req.headers, log)
@@ -37,7 +38,7 @@ pub async fn phase<P: Platform>(
     let response = svc
         .http()
         .forward(OutboundRequest {
-            method: req.method,
+            method: req.method.clone(),
             url: origin_url(config, at.route, &at.path, req.query.as_deref()),
             headers,
             // A preflight has no body (`is_preflight`): at most an empty one.
