@@ -2,6 +2,8 @@
 //! and the one form-encoded POST that both its token request and its introspection requests
 //! are (RFC 7662 §2.1 asks for the same client authentication as the token endpoint's).
 
+use std::future::Future;
+
 use base64::Engine as _;
 use http::{HeaderMap, HeaderValue, Method};
 
@@ -64,13 +66,14 @@ fn authenticate_client(
 /// POSTs `pairs` to `url` as the gateway's OAuth client (`form`), waiting `timeout_ms` for the
 /// answer's head: the token request and every introspection request. Generic over the HTTP
 /// client only, so that every platform handle shares one copy.
-pub async fn post_form<H: HttpClient>(
-    http: &H,
+pub fn post_form<'h, H: HttpClient>(
+    http: &'h H,
     cfg: &TokenConfig,
     url: &str,
     pairs: &[(&str, &str)],
     timeout_ms: u64,
-) -> Result<InboundResponse<H::Stream>, HttpError> {
+) -> impl Future<Output = Result<InboundResponse<H::Stream>, HttpError>> + 'h {
+    // The form is built now; the future only sends it (no state machine of its own).
     let (headers, body) = form(cfg, pairs);
     http.send(OutboundRequest {
         method: Method::POST,
@@ -79,5 +82,4 @@ pub async fn post_form<H: HttpClient>(
         body: Body::Bytes(body),
         timeout_ms,
     })
-    .await
 }
