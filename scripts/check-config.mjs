@@ -2,7 +2,7 @@
 // npm run check-config [-- --env NAME] [--config PATH] [--secrets PATH] [--require-secrets]
 //
 // Checks a wrangler file's configuration of the gateway before a deploy: everything the
-// Worker checks on its first request, with the gateway's own code (src/check_config.rs, run
+// Worker checks on its first request, with the gateway's own code (src/config/check.rs, run
 // natively with cargo). This script only reads: the wrangler file with wrangler's own reader
 // (so environments merge exactly as wrangler deploy merges them), and the secrets, from
 // --secrets or as `wrangler dev` finds them, read by wrangler too (.dev.vars.<env> or

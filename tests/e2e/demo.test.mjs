@@ -18,7 +18,7 @@ import {
   demoKeys,
   startDemoOrigin,
 } from '../../demo/origin.mjs';
-import { ROOT, read, startGateway } from './harness.mjs';
+import { ROOT, read, startStack } from './harness.mjs';
 
 const DEMO_ISSUER = 'http://127.0.0.1:8788/';
 
@@ -150,7 +150,7 @@ describe('demo: the gateway with demo/wrangler.toml in front of the demo origin'
       API_KEY: DEMO_API_KEY,
       CUSTOMER_ID_KEY: DEMO_CUSTOMER_ID_KEY,
     };
-    gw = await startGateway({ bindings });
+    gw = (await startStack({ servers: false, bindings })).gw;
   });
   after(async () => {
     await gw?.dispose();
