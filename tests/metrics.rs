@@ -8,24 +8,17 @@ mod common;
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use common::{FakeClock, FakeHttp, MemoryKv};
-use edge_auth_proxy::io::{Body, DataPoint, Metrics, NoCoordinator, RateLimitError, RateLimiters};
-use edge_auth_proxy::jwt::RustCryptoVerifier;
-use edge_auth_proxy::log::{RequestLog, TaskLog};
-use edge_auth_proxy::metrics::{self, record_request, request_events, request_point, task_points};
-use edge_auth_proxy::proxy::{Gateway, GatewayRequest, Services};
+use common::{gateway, jwt, request, FakeHttp, HMAC_SECRET, INTROSPECT, ISSUER, NOW, TOKEN_URL};
+use edge_auth_proxy::io::{Body, DataPoint, Metrics, RateLimitError, RateLimiters};
+use edge_auth_proxy::proxy::log::{RequestLog, TaskLog};
+use edge_auth_proxy::proxy::metrics::{
+    self, record_request, request_events, request_point, task_points,
+};
+use edge_auth_proxy::proxy::Gateway;
 use futures::executor::block_on;
-use http::{HeaderMap, Method};
-use jwt_compact::alg::{Hs256, Hs256Key};
-use jwt_compact::{AlgorithmExt, Claims, Header};
-use serde_json::{json, Value};
+use http::Method;
+use serde_json::json;
 
-const NOW_MS: u64 = 1_700_000_000_000;
-const NOW: u64 = NOW_MS / 1000;
-const HMAC_SECRET: &str = "an-hmac-secret-of-decent-length!";
-const ISSUER: &str = "https://login.example/";
-const TOKEN_URL: &str = "https://idp.example/oauth/access_token";
-const INTROSPECT: &str = "https://idp.example/introspect";
 const ROUTES: &str = r#"[
   { "prefix": "/public", "auth": "public" },
   { "prefix": "/limited/", "auth": "jwt", "rate_limit": { "binding": "LIMIT", "key": "sub" } },
@@ -44,7 +37,7 @@ impl RateLimiters for Refusing {
     }
 }
 
-type Svc = Services<FakeHttp, MemoryKv, FakeClock, RustCryptoVerifier, NoCoordinator, Refusing>;
+type Svc = common::Svc<Refusing>;
 
 fn settings(extra: &[(&'static str, &str)]) -> HashMap<&'static str, String> {
     let mut vars: HashMap<&str, String> = [
@@ -67,11 +60,6 @@ fn settings(extra: &[(&'static str, &str)]) -> HashMap<&'static str, String> {
         vars.insert(k, v.to_string());
     }
     vars
-}
-
-fn gateway(vars: &HashMap<&'static str, String>) -> Gateway {
-    let get = |n: &str| vars.get(n).cloned();
-    Gateway::new(&get)
 }
 
 /// The token endpoint answers `access_token` (or `status` with no token); the introspection
@@ -98,21 +86,7 @@ fn services(access_token: &str, token_status: u16) -> Svc {
     http.on("https://origin.example/", |_| {
         Ok((200, vec![], b"{}".to_vec()))
     });
-    Services {
-        http,
-        store: MemoryKv::default(),
-        clock: FakeClock::at(NOW_MS),
-        verifier: RustCryptoVerifier,
-        coordinator: NoCoordinator,
-        rate_limiters: Refusing,
-    }
-}
-
-fn jwt(claims: Value) -> String {
-    let key = Hs256Key::new(HMAC_SECRET.as_bytes());
-    Hs256
-        .token(&Header::empty(), &Claims::new(claims), &key)
-        .unwrap()
+    common::with_rate_limiters(common::services(http), Refusing)
 }
 
 fn good_jwt() -> String {
@@ -126,27 +100,7 @@ fn send(
     path: &str,
     headers: &[(&str, &str)],
 ) -> RequestLog {
-    let (path, query) = match path.split_once('?') {
-        Some((p, q)) => (p.to_string(), Some(q.to_string())),
-        None => (path.to_string(), None),
-    };
-    let mut map = HeaderMap::new();
-    for (k, v) in headers {
-        map.append(
-            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-            v.parse().unwrap(),
-        );
-    }
-    let (_, log) = block_on(gw.handle(
-        svc,
-        GatewayRequest {
-            method,
-            path,
-            query,
-            headers: map,
-            body: Body::Empty,
-        },
-    ));
+    let (_, log) = block_on(gw.handle(svc, request(method, path, headers, Body::Empty)));
     log
 }
 
@@ -584,28 +538,21 @@ fn the_refresh_ahead_and_the_scheduled_run_write_their_events() {
         &[("customer-auth", &format!("JWT {token}"))],
     );
     svc.clock.advance(3_000_000);
-    let served = block_on(
-        gw.serve(
-            &svc,
-            GatewayRequest {
-                method: Method::GET,
-                path: "/account/x".into(),
-                query: None,
-                headers: [(
-                    http::HeaderName::from_static("customer-auth"),
-                    format!(
-                        "JWT {}",
-                        jwt(json!({"iss": ISSUER, "sub": "c", "exp": NOW + 7200}))
-                    )
-                    .parse()
-                    .unwrap(),
-                )]
-                .into_iter()
-                .collect(),
-                body: Body::Empty,
-            },
+    let served = block_on(gw.serve(
+        &svc,
+        request(
+            Method::GET,
+            "/account/x",
+            &[(
+                "customer-auth",
+                format!(
+                    "JWT {}",
+                    jwt(json!({"iss": ISSUER, "sub": "c", "exp": NOW + 7200}))
+                ),
+            )],
+            Body::Empty,
         ),
-    );
+    ));
     let job = served.refresh.expect("the refresh ahead is claimed");
     let log = block_on(gw.refresh_ahead(job, &svc));
     assert_eq!(
