@@ -7,7 +7,11 @@
 // default `build`. `bare` means bench/workers/bare. A `+policy` suffix (`build+policy`) runs that
 // build with one realistic route policy (issuers, audiences, scopes, one claim, one
 // claims_to_headers) on the measured route; every other target's route carries none, so
-// `node bench/profile.mjs build build+policy` measures what the policy check costs. Every target runs in its own workerd
+// `node bench/profile.mjs build build+policy` measures what the policy check costs. A `+metrics`
+// suffix binds METRICS to Miniflare's Analytics Engine dataset (whose writeDataPoint drops the
+// point: what is measured is the gateway's side, building and handing over each point;
+// Miniflare runtime only, plain workerd binds a dataset only under --experimental), so
+// `node bench/profile.mjs build build+metrics` measures what writing metrics costs. Every target runs in its own workerd
 // (Miniflare), in front of the same loopback servers as bench/run.mjs, and is measured in
 // rounds, one target after another, so that the machine's noise hits them alike. The number to
 // read is workerd CPU µs per request (from /proc), median over rounds.
@@ -59,8 +63,9 @@ async function startServers(jwks) {
 }
 
 let nextInspector = 9400;
-async function startWorker(dir, bindings, inspect) {
+async function startWorker(dir, bindings, inspect, { metrics = false } = {}) {
   if (RUNTIME === 'workerd') {
+    if (metrics) throw new Error('+metrics: PROFILE_RUNTIME=workerd cannot bind an Analytics Engine dataset');
     const inspectorPort = inspect ? nextInspector++ : undefined;
     const w = await startWorkerd({ outdir: dir, bindings, kv: true, inspectorPort });
     return { url: w.url, pid: w.pid, mf: w, inspectorPort };
@@ -76,6 +81,7 @@ async function startWorker(dir, bindings, inspect) {
     compatibilityDate: '2026-04-01',
     kvNamespaces: ['TOKEN_CACHE'],
     bindings,
+    ...(metrics ? { analyticsEngineDatasets: { METRICS: { dataset: 'bench' } } } : {}),
     cf: false,
     host: '127.0.0.1',
     port: 0,
@@ -221,11 +227,11 @@ async function main() {
   try {
     for (const [k, d] of dirs.entries()) {
       const bare = d === 'bare';
-      const withPolicy = d.endsWith('+policy');
-      const name = withPolicy ? d.slice(0, -'+policy'.length) : d;
+      const [name, ...suffixes] = d.split('+');
+      const withPolicy = suffixes.includes('policy');
       const dir = bare ? path.join(BENCH, 'workers', 'bare') : path.resolve(ROOT, name);
       const routes = JSON.stringify([withPolicy ? { ...route, ...policy } : route]);
-      const w = await startWorker(dir, bare ? { ORIGIN_URL: servers.origin } : { ...bindings, ROUTES: routes }, CPUPROFILE && k === 0);
+      const w = await startWorker(dir, bare ? { ORIGIN_URL: servers.origin } : { ...bindings, ROUTES: routes }, CPUPROFILE && k === 0, { metrics: suffixes.includes('metrics') });
       targets.push({ name: d, ...w, samples: [] });
       const r = await fetch(w.url + PATH, { headers: { 'customer-auth': `JWT ${hot}` } });
       await r.arrayBuffer();

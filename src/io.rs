@@ -240,6 +240,23 @@ impl RateLimiters for NoRateLimiters {
     }
 }
 
+// --- Metrics (issue 19) --------------------------------------------------------------------
+
+/// One Workers Analytics Engine data point, as `writeDataPoint` takes it. Borrowed from the
+/// log line it is built from (`crate::proxy::metrics`), so that writing one copies nothing.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DataPoint<'a> {
+    pub indexes: Vec<&'a str>,
+    pub blobs: Vec<&'a str>,
+    pub doubles: Vec<f64>,
+}
+
+/// Where data points go: the `METRICS` dataset in production. Writing never fails a request:
+/// a sink that cannot write drops the point (the dataset itself is best effort).
+pub trait Metrics {
+    fn write(&self, point: &DataPoint<'_>);
+}
+
 // --- The platform handle ----------------------------------------------------------------------
 
 /// Everything the platform supplies, as one handle the core is passed by reference (the way

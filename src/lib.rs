@@ -19,7 +19,8 @@
 //!   address → preflight → authenticate → rate limit by identity → token → rewrite → forward
 //!   (replayed once when the origin refuses the token) → respond, each phase in the file named
 //!   for it, returning `Step::Continue` or `Step::Respond`, with one error exit. Also the
-//!   isolate's background work (`background`) and the one JSON log line per request (`log`).
+//!   isolate's background work (`background`), the one JSON log line per request (`log`), and
+//!   the `METRICS` data points (Analytics Engine) built from the log lines (`metrics`).
 //! - `identity`: who is calling. Each route's `auth` and policy are compiled at configuration
 //!   time into a `requirement::Requirement` (Envoy jwt_authn's requirement per route): the
 //!   mechanism that produces an identity (`mechanism::jwt`: a customer JWT from the route's
@@ -40,8 +41,9 @@
 //! - `support`: building blocks that know nothing of the gateway: a bounded map, one fill at
 //!   a time, a dependency's back-off, the URLs settings hold.
 //! - `platform` (wasm only): the `io` traits over `fetch`, KV, `Date` and WebCrypto, the
-//!   Durable Object pieces, and the entry module (`entry.js`); with the glue below, the only
-//!   code that names `worker`. It imports neither `proxy` nor this file.
+//!   Durable Object pieces, the `METRICS` dataset, the request's colo and Ray ID, and the entry
+//!   module (`entry.js`); with the glue below, the only code that names `worker`. It imports
+//!   neither `proxy` nor this file.
 //!
 //! # A new identity mechanism
 //!
@@ -83,7 +85,7 @@ mod glue {
     use crate::io::Services;
     use crate::platform::{
         call_promise, to_gateway_request, to_worker_response, DoCoordinator, FetchClient, Kv,
-        WorkerClock, WorkerRateLimiters, KV_BINDING,
+        WorkerClock, WorkerMetrics, WorkerRateLimiters, KV_BINDING,
     };
     use crate::proxy::log::TaskLog;
     use crate::proxy::Gateway;
@@ -163,6 +165,12 @@ mod glue {
         emit(log.to_json(), log.config_error.is_some());
     }
 
+    /// A background run's line, and its data points when `METRICS` is bound.
+    fn log_and_record_task(log: &TaskLog, metrics: &WorkerMetrics) {
+        log_task(log);
+        crate::proxy::metrics::record_task(metrics, log);
+    }
+
     // The raw `web_sys::Request` in and `web_sys::Response` out: `worker::Request` would read
     // `request.cf`, the URL and the method eagerly on every request, none of which the gateway
     // needs in that form. Exported by hand rather than with `#[event(fetch)]`, whose wrapper
@@ -189,13 +197,16 @@ mod glue {
             return plain_response("Bad Request", 400);
         };
         let services = services(&env);
-        let served = gateway.serve(&services, request).await;
+        let mut served = gateway.serve(&services, request).await;
+        (served.log.colo, served.log.ray) = crate::platform::colo_and_ray(&req);
         emit(served.log.to_json(), served.log.config_error.is_some());
+        let metrics = WorkerMetrics::new(&env);
+        crate::proxy::metrics::record_request(&metrics, &served.log);
         if let Some(job) = served.refresh {
             // Runs in this request's context after the response: other requests never await
             // it, they keep using the current token (see src/token/cache.rs).
             ctx.wait_until(async move {
-                log_task(&gateway.refresh_ahead(job, &services).await);
+                log_and_record_task(&gateway.refresh_ahead(job, &services).await, &metrics);
             });
         }
         to_worker_response(served.response).or_else(|e| {
@@ -219,7 +230,8 @@ mod glue {
     pub fn scheduled(_event: JsValue, env: Env, _ctx: JsValue) -> js_sys::Promise {
         call_promise(async move {
             let gateway = gateway(&env);
-            log_task(&gateway.on_schedule(&services(&env)).await);
+            let log = gateway.on_schedule(&services(&env)).await;
+            log_and_record_task(&log, &WorkerMetrics::new(&env));
             Ok(JsValue::UNDEFINED)
         })
     }

@@ -120,6 +120,7 @@ pub const SETTINGS: &[Setting] = &[
     var("CUSTOMER_ID_HEADER", No),
     secret("CUSTOMER_ID_KEY", When("with `CUSTOMER_ID_HEADER`")),
     binding("TOKEN_COORDINATOR", Binding::DurableObjectNamespace, No),
+    binding("METRICS", Binding::AnalyticsEngine, No),
 ];
 
 /// Names under these prefixes belong to the gateway: one that is not a setting is a mistake.
@@ -302,6 +303,37 @@ mod tests {
                     "{name}"
                 ),
             }
+        }
+    }
+
+    #[test]
+    fn metrics_is_an_optional_analytics_engine_dataset_and_nothing_else() {
+        let dataset = Bound::Binding(Binding::AnalyticsEngine);
+        assert_eq!(
+            check(&env(&[("TOKEN_CACHE", KV), ("METRICS", dataset)]), &[]),
+            []
+        );
+        assert_eq!(check(&env(&[("TOKEN_CACHE", KV)]), &[]), [], "optional");
+        let wrong = [
+            (KV, "but another kind of binding"),
+            (
+                Bound::Binding(Binding::RateLimiter),
+                "but another kind of binding",
+            ),
+            (Bound::Other, "but another kind of binding"),
+            (Bound::Text, "but a var or secret"),
+            (Bound::Json, "but a var or secret"),
+        ];
+        for (bound, why) in wrong {
+            let problems = check(&env(&[("TOKEN_CACHE", KV), ("METRICS", bound)]), &[]);
+            assert_eq!(problems.len(), 1, "{bound:?}");
+            assert_eq!(problems[0].setting, "METRICS");
+            let text = problems[0].to_string();
+            assert!(
+                text.starts_with("METRICS must be an Analytics Engine dataset binding, ")
+                    && text.contains(why),
+                "{text}"
+            );
         }
     }
 

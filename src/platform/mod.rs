@@ -1,6 +1,7 @@
 //! The only code that knows it runs in a Worker: `fetch` (`fetch`), Workers KV (`kv`), `Date`
 //! and WebCrypto (`webcrypto`) behind the core's traits, workerd's `Headers` as the core's
-//! fields (`fields`), and Workers' request and response objects as the core's (`convert`).
+//! fields (`fields`), Workers' request and response objects as the core's (`convert`), where
+//! the request ran (`cf`), and the `METRICS` dataset (`metrics`).
 
 use std::time::Duration;
 
@@ -25,9 +26,15 @@ pub const KV_BINDING: &str = "TOKEN_CACHE";
 pub use coordinator::{respond, wait_until, DoCoordinator, DoStorage};
 // Routes' `rate_limit` over Workers rate-limiting bindings (issue 12).
 mod rate_limit;
+// Where the request ran (`request.cf.colo`, `cf-ray`), for its log line (issue 19).
+mod cf;
+pub use cf::colo_and_ray;
 // The env's names and the kinds of their bindings, for the configuration check (issue 17).
 mod environment;
 pub use environment::{environment, text};
+// The `METRICS` Analytics Engine dataset (issue 19).
+mod metrics;
+pub use metrics::WorkerMetrics;
 // The exported calls' promises, and failing the one whose poll trapped (issue 17).
 mod trap;
 pub use rate_limit::WorkerRateLimiters;

@@ -7,7 +7,7 @@ use crate::io::{Clock, Platform};
 use crate::proxy::log::RequestLog;
 use crate::token::{Obtained, TokenCache};
 
-/// The phase, timed (`token_ms`, when a token was had).
+/// The phase, timed (`token_ms`, also when no token was had: the 503's wait).
 pub async fn phase<P: Platform>(
     tokens: &TokenCache,
     config: &Config,
@@ -15,9 +15,9 @@ pub async fn phase<P: Platform>(
     log: &mut RequestLog,
 ) -> Result<Obtained, GatewayError> {
     let started = svc.clock().now_ms();
-    let obtained = token(tokens, config, svc, log).await?;
+    let obtained = token(tokens, config, svc, log).await;
     log.token_ms = Some(svc.clock().now_ms().saturating_sub(started));
-    Ok(obtained)
+    obtained
 }
 
 /// A token, and where it came from, in the log line; or 503. Also the replay's new token.

@@ -97,6 +97,7 @@ pub async fn phase<P: Platform>(
     log: &mut RequestLog,
 ) -> Result<Answer<P>, GatewayError> {
     let config = at.config;
+    log.upstream = Some(crate::proxy::log::upstream(&rewrite.url));
     // A small body is kept so that the request can be sent again after a 401.
     let mut body = Outgoing::prepare(svc, at.seen, req.body)
         .await

@@ -109,6 +109,19 @@ pub struct RequestLog {
     /// `origin_refused_token`, the origin refusing a token just obtained for it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub config_error: Option<&'static str>,
+    /// Time spent proving the caller's identity: the key set and signature check, or the
+    /// introspection call (in a Worker the clock moves only across I/O: this is their I/O).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_ms: Option<u64>,
+    /// Where the request was sent: the origin's host and path, never the query.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
+    /// The Cloudflare data center that ran the request (`request.cf.colo`, e.g. `AMS`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub colo: Option<String>,
+    /// The request's Ray ID: the id of Cloudflare's `cf-ray` header, without its data center.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ray: Option<String>,
 }
 
 /// The line of a background task: `event` is `token_refresh` (ahead of expiry, after a
@@ -147,6 +160,14 @@ impl RequestLog {
         // A struct of strings and numbers always serialises.
         serde_json::to_string(self).unwrap_or_default()
     }
+}
+
+/// The `upstream` field of an origin URL: host and path, without the scheme, the query or a
+/// fragment (a query sometimes carries a token), clipped.
+pub fn upstream(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let end = rest.find(['?', '#']).unwrap_or(rest.len());
+    clip(&rest[..end])
 }
 
 /// Truncates an attacker-influenced identifier to a sane length on a char boundary.

@@ -3,12 +3,14 @@
 //! rate limit by identity → token → rewrite → forward (replayed once after the origin refuses
 //! the token) → respond. Each phase lives in the file named for it and says whether the request
 //! goes on (`Step::Continue`) or is answered now (`Step::Respond`, or an error); the isolate's
-//! background work (the refresh ahead of expiry, the scheduled run) is in `background`.
+//! background work (the refresh ahead of expiry, the scheduled run) is in `background`; the log
+//! line is `log`, and the `METRICS` data points built from it `metrics`.
 
 pub mod background;
 pub mod credentials;
 pub mod forward;
 pub mod log;
+pub mod metrics;
 pub mod preflight;
 pub mod rate_limit;
 pub mod replay;

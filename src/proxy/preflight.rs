@@ -34,12 +34,14 @@ pub async fn phase<P: Platform>(
     let config = at.config;
     let headers = headers::preflight_headers(&req.headers, at.request_id, &config.identity_headers)
         .map_err(|e| GatewayError::Internal(e.0))?;
+    let url = origin_url(config, at.route, &at.path, req.query.as_deref());
+    log.upstream = Some(crate::proxy::log::upstream(&url));
     let origin_started = svc.clock().now_ms();
     let response = svc
         .http()
         .forward(OutboundRequest {
             method: req.method.clone(),
-            url: origin_url(config, at.route, &at.path, req.query.as_deref()),
+            url,
             headers,
             // A preflight has no body (`is_preflight`): at most an empty one.
             body: Body::Empty,

@@ -199,6 +199,21 @@ ${GOOD_VARS.replace('"Pl4nted-client-id"', '"Pl4nted-client-id REPLACE_WITH_CLIE
     ]);
   });
 
+  test('METRICS is accepted as an Analytics Engine dataset and refused bound as anything else', async (t) => {
+    const dataset = `${GOOD}\n[[analytics_engine_datasets]]\nbinding = "METRICS"\ndataset = "gw_metrics"\n`;
+    const kv = `${GOOD}\n[[kv_namespaces]]\nbinding = "METRICS"\nid = "y"\n`;
+    const [ok, wrong] = await Promise.all(
+      [dataset, kv].map((text) => {
+        const dir = project(t, { 'wrangler.toml': text, '.dev.vars': SECRETS });
+        return checkConfig(['--config', path.join(dir, 'wrangler.toml')]);
+      }),
+    );
+    assert.equal(ok.status, 0, ok.stdout + ok.stderr);
+    assert.match(ok.lines.at(-1), /^configuration ok: /);
+    assert.equal(wrong.status, 1, wrong.stdout);
+    assert.deepEqual(wrong.lines, ['METRICS must be an Analytics Engine dataset binding, but another kind of binding is bound under that name']);
+  });
+
   test('--env checks the environment as wrangler merges it (vars and bindings not inherited), and reads .dev.vars.<env>', async (t) => {
     const stagingVars = GOOD_VARS.replace(/^ROUTES = .*$/m, `ROUTES = '[{ "prefix": "/login", "auth": "public" }, { "prefix": "/account/", "auth": "Pl4nted-route" }]'`);
     const withEnv = `${GOOD}

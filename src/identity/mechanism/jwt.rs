@@ -231,7 +231,9 @@ impl Authenticator {
                 )
             }
         };
+        let auth_started = svc.clock().now_ms();
         let (result, jwks) = self.check_with(provider, token, settings, svc).await;
+        log.auth_ms = Some(svc.clock().now_ms().saturating_sub(auth_started));
         log.jwks = jwks.map(|e| e.as_str());
         let authenticated = result.map_err(|e| match e {
             AuthError::Jwt(e) => IdentityError::Jwt(e),

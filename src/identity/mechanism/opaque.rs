@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::identity::opaque::{self, OpaqueError, SessionCache, Unvouched};
 use crate::identity::policy::Defaults;
 use crate::identity::{IdentityError, Presented, Verified};
-use crate::io::Platform;
+use crate::io::{Clock, Platform};
 use crate::proxy::log::{clip, RequestLog};
 
 /// The identifier from the request (`cookie`: the session cookie as `identifiers` found it),
@@ -33,7 +33,10 @@ pub async fn vouch<'h, 'c, P: Platform>(
     let Some(found) = opaque::extract(headers, cookie).map_err(IdentityError::Opaque)? else {
         return Ok(None);
     };
-    match sessions.check(found.id, settings, &config.token, p).await {
+    let started = p.clock().now_ms();
+    let checked = sessions.check(found.id, settings, &config.token, p).await;
+    log.auth_ms = Some(p.clock().now_ms().saturating_sub(started));
+    match checked {
         Ok(vouched) => {
             log.introspection = Some(vouched.source.as_str());
             log.iss = vouched.claims.str("iss").map(clip);
