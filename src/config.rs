@@ -46,6 +46,8 @@ pub struct Config {
     /// Every route's `claims_to_headers` names and `CUSTOMER_ID_HEADER`: removed from every
     /// request on every route.
     pub identity_headers: crate::headers::IdentityHeaders,
+    /// `GATEWAY_ASSERTION_HEADER`, `GATEWAY_SIGNING_KEY` and `GATEWAY_ISSUER`.
+    pub assertion: Option<crate::assertion::AssertionSettings>,
 }
 
 impl Config {
@@ -114,6 +116,12 @@ impl Config {
             None => None,
         };
         let customer_id = p.take_all(crate::customer_id::CustomerIdSettings::from_settings(get));
+        let assertion = p.take_all(crate::assertion::AssertionSettings::from_settings(
+            get,
+            customer_id
+                .as_ref()
+                .and_then(|c| c.as_ref().map(|c| c.header())),
+        ));
         let any_opaque = routes.as_ref().is_some_and(|r| {
             r.routes()
                 .iter()
@@ -148,12 +156,14 @@ impl Config {
             let (jwt, jwt_issuers, jwt_audiences) = jwt?;
             let routes = routes?;
             let customer_id = customer_id?;
+            let assertion = assertion?;
             let identity_headers = crate::headers::IdentityHeaders::new(
                 routes
                     .routes()
                     .iter()
                     .flat_map(|r| r.policy.claims_to_headers.iter().map(|h| &h.header))
-                    .chain(customer_id.as_ref().map(|ids| ids.header())),
+                    .chain(customer_id.as_ref().map(|ids| ids.header()))
+                    .chain(assertion.as_ref().map(|a| a.header())),
             );
             Some(Self {
                 origin: origin?,
@@ -170,6 +180,7 @@ impl Config {
                 identifier_cookies: identifier_cookies?,
                 customer_id,
                 identity_headers,
+                assertion,
             })
         })
     }

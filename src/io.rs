@@ -250,6 +250,8 @@ pub trait Platform {
     type Store: KeyValue;
     type Clock: Clock;
     type Verifier: crate::jwt::SignatureVerifier;
+    /// Signs with the gateway's own keys (`crate::signing`): the gateway assertion.
+    type Signer: crate::signing::Signer;
     type Coordinator: Coordinator;
     type RateLimiters: RateLimiters;
 
@@ -257,6 +259,7 @@ pub trait Platform {
     fn store(&self) -> &Self::Store;
     fn clock(&self) -> &Self::Clock;
     fn verifier(&self) -> &Self::Verifier;
+    fn signer(&self) -> &Self::Signer;
     fn coordinator(&self) -> &Self::Coordinator;
     fn rate_limiters(&self) -> &Self::RateLimiters;
 }

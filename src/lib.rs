@@ -54,6 +54,10 @@
 //! - `replay`: which request bodies are kept so a request can be replayed after a 401.
 //! - `refusal`: which origin 401s refuse the gateway's access token (`ORIGIN_TOKEN_REFUSAL`).
 //! - `challenge`: `WWW-Authenticate` parsing, for the origin's `Bearer error="invalid_token"`.
+//! - `signing`: the gateway's own private keys (JWK), the key set it publishes, and signing a
+//!   JWS through the platform's `Signer`.
+//! - `assertion`: the gateway-signed assertion bound to each forwarded request, and the
+//!   gateway's own `/.well-known/edge-auth-proxy/jwks.json`.
 //! - `headers`: hop-by-hop, caller-controlled and identity header rules.
 //! - `rate_limit`: the rate-limit phase: the bucket a request is counted in (an identity's
 //!   value qualified by its issuer, else the caller's address), and the count.
@@ -67,6 +71,7 @@
 //!   coordinator's Durable Object (`TokenCoordinator`); with the exported `fetch` and
 //!   `scheduled` glue below, the only code that names `worker`.
 
+pub mod assertion;
 pub mod auth;
 pub mod bounded;
 pub mod breaker;
@@ -99,6 +104,7 @@ pub mod registry;
 pub mod replay;
 pub mod routes;
 pub mod setting;
+pub mod signing;
 pub mod suggest;
 pub mod token;
 
@@ -225,7 +231,10 @@ mod glue {
             return plain_response("Bad Request", 400);
         };
         let services = services(&env);
-        let served = gateway.serve(&services, request).await;
+        let url = req.url();
+        let served = gateway
+            .serve_at(&services, request, crate::platform::url_origin(&url))
+            .await;
         emit(served.log.to_json(), served.log.config_error.is_some());
         if let Some(job) = served.refresh {
             // Runs in this request's context after the response: other requests never await

@@ -5,7 +5,7 @@
 //! isolate's background work: the token refresh ahead of expiry that a request claims, and the
 //! scheduled run.
 
-use http::{HeaderMap, HeaderValue, Method};
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
 use crate::auth::{AuthError, Authenticator};
 use crate::config::{Config, ConfigErrors, Lookup};
@@ -81,7 +81,7 @@ where
     H: HttpClient,
     S: KeyValue,
     C: Clock,
-    V: SignatureVerifier,
+    V: SignatureVerifier + crate::signing::Signer,
     K: Coordinator,
     R: RateLimiters,
 {
@@ -89,6 +89,8 @@ where
     type Store = S;
     type Clock = C;
     type Verifier = V;
+    // The platform's one crypto provider verifies and signs (as rustls' `CryptoProvider`).
+    type Signer = V;
     type Coordinator = K;
     type RateLimiters = R;
 
@@ -102,6 +104,9 @@ where
         &self.clock
     }
     fn verifier(&self) -> &V {
+        &self.verifier
+    }
+    fn signer(&self) -> &V {
         &self.verifier
     }
     fn coordinator(&self) -> &K {
@@ -165,6 +170,17 @@ impl Gateway {
         svc: &P,
         req: GatewayRequest<StreamOf<P>, FieldsOf<P>>,
     ) -> Served<StreamOf<P>, FieldsOf<P>> {
+        self.serve_at(svc, req, None).await
+    }
+
+    /// `serve`, told the origin (`scheme://host[:port]`) of the URL the caller requested: the
+    /// gateway assertion's default `iss` (the Worker's glue always says).
+    pub async fn serve_at<P: Platform>(
+        &self,
+        svc: &P,
+        req: GatewayRequest<StreamOf<P>, FieldsOf<P>>,
+        caller_origin: Option<&str>,
+    ) -> Served<StreamOf<P>, FieldsOf<P>> {
         let started = svc.clock().now_ms();
         // The few caller fields the core reads; the rest is only passed on.
         let mut names = headers::CALLER_READS.to_vec();
@@ -188,7 +204,10 @@ impl Gateway {
             outcome: "forwarded",
             ..RequestLog::default()
         };
-        let response = match self.proxy(svc, req, &seen, &request_id, &mut log).await {
+        let response = match self
+            .proxy(svc, req, &seen, &request_id, caller_origin, &mut log)
+            .await
+        {
             Ok(response) => response,
             Err(err) => {
                 log.outcome = err.outcome();
@@ -269,6 +288,7 @@ impl Gateway {
         req: GatewayRequest<StreamOf<P>, FieldsOf<P>>,
         seen: &HeaderMap,
         request_id: &str,
+        caller_origin: Option<&str>,
         log: &mut RequestLog,
     ) -> Result<GatewayResponse<StreamOf<P>, FieldsOf<P>>, GatewayError> {
         let config = self
@@ -284,6 +304,17 @@ impl Gateway {
             GatewayError::InvalidPath(e)
         })?;
         log.path = clip(&path);
+        // The gateway's own paths (its public keys): answered here, before any route.
+        if let Some(own) = crate::assertion::own_path(config.assertion.as_ref(), &req.method, &path)
+        {
+            log.outcome = "gateway_jwks";
+            let (headers, body) = own?;
+            return Ok(GatewayResponse {
+                status: 200,
+                headers: FieldsOf::<P>::from_map(headers),
+                body: Body::Bytes(body),
+            });
+        }
         let route = config
             .routes
             .select(&req.method, &path)
@@ -382,7 +413,29 @@ impl Gateway {
                 HeaderValue::from_str(id).map_err(|_| GatewayError::Internal("customer id"))?;
             identity.push((ids.header().clone(), id));
         }
-        let upstream = |access_token: &str| {
+        // The gateway assertion, signed anew for each send (`GATEWAY_ASSERTION_HEADER`).
+        let assertion = crate::assertion::Assertion::prepare(
+            config.assertion.as_ref(),
+            &crate::assertion::Forwarded {
+                caller_origin,
+                origin_base: route.origin.as_deref().unwrap_or(&config.origin),
+                origin_url: &url,
+                method: &req.method,
+                request_id,
+                identity: verified
+                    .as_ref()
+                    .map(|v| (&v.claims, customer_id.as_deref())),
+            },
+        );
+        let upstream = |access_token: &str, signed: Option<(HeaderName, HeaderValue)>| {
+            let with_assertion;
+            let identity = match signed {
+                None => &identity,
+                Some(signed) => {
+                    with_assertion = [identity.as_slice(), &[signed]].concat();
+                    &with_assertion
+                }
+            };
             headers::upstream_headers(
                 &req.headers,
                 &Credentials {
@@ -391,11 +444,12 @@ impl Gateway {
                     api_key: &config.api_key,
                     request_id,
                     identity_headers: &config.identity_headers,
-                    identity: &identity,
+                    identity,
                 },
             )
             .map_err(|e| GatewayError::Internal(e.0))
         };
+        let sign = || crate::assertion::sign_for(assertion.as_ref(), svc);
         // A small body is kept so that the request can be sent again after a 401.
         let mut body = Outgoing::prepare(svc, seen, req.body)
             .await
@@ -413,9 +467,12 @@ impl Gateway {
             })
         };
         let first_body = body.next_send().unwrap_or(Body::Empty);
-        let response = send(upstream(obtained.token.access_token())?, first_body)
-            .await
-            .map_err(origin_error)?;
+        let response = send(
+            upstream(obtained.token.access_token(), sign().await?)?,
+            first_body,
+        )
+        .await
+        .map_err(origin_error)?;
 
         // A 401 the mode counts as a refusal of the token: drop it (if still cached), get one
         // new token for every request that hit this, and replay once. Any other 401 is the
@@ -452,7 +509,7 @@ impl Gateway {
                     };
                 }
                 log.replayed = Some(true);
-                let replayed = send(upstream(fresh.token.access_token())?, again)
+                let replayed = send(upstream(fresh.token.access_token(), sign().await?)?, again)
                     .await
                     .map_err(origin_error)?;
                 let refused = |r: &InboundResponse<StreamOf<P>, FieldsOf<P>>| {
@@ -482,7 +539,7 @@ impl Gateway {
                 ) else {
                     return Err(refused_again(log));
                 };
-                let replayed = send(upstream(last.token.access_token())?, again)
+                let replayed = send(upstream(last.token.access_token(), sign().await?)?, again)
                     .await
                     .map_err(origin_error)?;
                 if refused(&replayed) {

@@ -34,6 +34,8 @@ pub use trap::call_promise;
 mod webcrypto;
 #[cfg(not(feature = "baseline-verify"))]
 pub use webcrypto::WebCryptoVerifier;
+#[cfg(not(feature = "baseline-verify"))]
+mod signing;
 
 /// The wasm heap's allocator: talc rather than Rust's default dlmalloc. A Worker is one thread,
 /// and every request allocates (header values, the parsed token, the log line): measured with
@@ -547,6 +549,15 @@ pub fn to_gateway_request(
         headers: JsFields::new(raw.headers()),
         body: raw.body().map_or(Body::Empty, Body::Stream),
     })
+}
+
+/// The origin (`scheme://authority`) of the request's URL as workerd serialised it.
+pub fn url_origin(url: &str) -> Option<&str> {
+    let start = url.find("://")? + 3;
+    let end = url[start..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| start + i);
+    Some(&url[..end])
 }
 
 /// Path and query of the request's URL. workerd hands over a URL it has already parsed and
