@@ -7,7 +7,10 @@
 // default `build`. `bare` means bench/workers/bare. A `+policy` suffix (`build+policy`) runs that
 // build with one realistic route policy (issuers, audiences, scopes, one claim, one
 // claims_to_headers) on the measured route; every other target's route carries none, so
-// `node bench/profile.mjs build build+policy` measures what the policy check costs. Every target runs in its own workerd
+// `node bench/profile.mjs build build+policy` measures what the policy check costs. A
+// `+assert-es256` or `+assert-ed25519` suffix runs the build with the gateway assertion on
+// (GATEWAY_ASSERTION_HEADER, GATEWAY_SIGNING_KEY with that test key): `node bench/profile.mjs
+// build build+assert-es256 build+assert-ed25519` measures what signing it costs. Every target runs in its own workerd
 // (Miniflare), in front of the same loopback servers as bench/run.mjs, and is measured in
 // rounds, one target after another, so that the machine's noise hits them alike. The number to
 // read is workerd CPU µs per request (from /proc), median over rounds.
@@ -24,7 +27,7 @@
 // printed).
 
 import { fork } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -48,6 +51,13 @@ const EXTRA = Object.fromEntries(Array.from({ length: Number(process.env.PROFILE
 const PATH = '/account/getprofile';
 const log = (...a) => console.error(...a);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** The gateway assertion's settings with the test key `es256` or `ed25519` (tests/fixtures). */
+function assertionBindings(key) {
+  if (!['es256', 'ed25519'].includes(key)) throw new Error(`+assert-${key}: the keys are es256 and ed25519`);
+  const keys = JSON.parse(readFileSync(path.join(ROOT, 'tests', 'fixtures', 'signing-keys.json'), 'utf8'));
+  return { GATEWAY_ASSERTION_HEADER: 'x-gateway-assertion', GATEWAY_SIGNING_KEY: JSON.stringify(keys[key === 'es256' ? 'es256_a' : 'ed25519']) };
+}
 
 async function startServers(jwks) {
   const child = fork(path.join(BENCH, 'lib', 'servers.mjs'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
@@ -221,11 +231,12 @@ async function main() {
   try {
     for (const [k, d] of dirs.entries()) {
       const bare = d === 'bare';
-      const withPolicy = d.endsWith('+policy');
-      const name = withPolicy ? d.slice(0, -'+policy'.length) : d;
+      const [name, suffix] = d.split('+');
+      const withPolicy = suffix === 'policy';
+      const signing = suffix?.startsWith('assert-') ? assertionBindings(suffix.slice('assert-'.length)) : {};
       const dir = bare ? path.join(BENCH, 'workers', 'bare') : path.resolve(ROOT, name);
       const routes = JSON.stringify([withPolicy ? { ...route, ...policy } : route]);
-      const w = await startWorker(dir, bare ? { ORIGIN_URL: servers.origin } : { ...bindings, ROUTES: routes }, CPUPROFILE && k === 0);
+      const w = await startWorker(dir, bare ? { ORIGIN_URL: servers.origin } : { ...bindings, ...signing, ROUTES: routes }, CPUPROFILE && k === 0);
       targets.push({ name: d, ...w, samples: [] });
       const r = await fetch(w.url + PATH, { headers: { 'customer-auth': `JWT ${hot}` } });
       await r.arrayBuffer();

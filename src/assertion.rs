@@ -250,12 +250,25 @@ fn unusable_key() -> GatewayError {
     )
 }
 
-/// 16 random bytes, base64url: never the caller's, never repeated.
+/// 16 random bytes, base64url: never the caller's, never repeated. Drawn from a pool that
+/// `getrandom` refills 64 at a time (in a Worker each call is several calls into JavaScript).
 fn fresh_jti() -> Result<String, GatewayError> {
-    let mut bytes = [0u8; 16];
-    // Without entropy there is no assertion: an origin may rely on `jti` for replay checks.
-    getrandom::getrandom(&mut bytes).map_err(|_| GatewayError::Internal("random jti"))?;
-    Ok(URL_SAFE_NO_PAD.encode(bytes))
+    use std::cell::RefCell;
+    const POOL: usize = 16 * 64;
+    thread_local! {
+        static RANDOM: RefCell<([u8; POOL], usize)> = const { RefCell::new(([0; POOL], POOL)) };
+    }
+    RANDOM.with_borrow_mut(|(pool, used)| {
+        if *used == POOL {
+            // Without entropy there is no assertion: an origin may rely on `jti` for replay
+            // checks.
+            getrandom::getrandom(pool).map_err(|_| GatewayError::Internal("random jti"))?;
+            *used = 0;
+        }
+        let jti = URL_SAFE_NO_PAD.encode(&pool[*used..*used + 16]);
+        *used += 16;
+        Ok(jti)
+    })
 }
 
 /// The gateway's own answer for a path under `/.well-known/edge-auth-proxy/`, or `None` for

@@ -47,6 +47,9 @@ pub struct SigningKey {
     kid: String,
     alg: Alg,
     private: Private,
+    /// `alg`, `kid` and the public members, worked out once: what a platform knows an imported
+    /// key by (a key rotated under a reused `kid` is another key).
+    identity: String,
     #[cfg(any(not(target_arch = "wasm32"), feature = "baseline-verify"))]
     native: native::NativeKey,
 }
@@ -96,6 +99,11 @@ impl SigningKey {
 
     pub fn private(&self) -> &Private {
         &self.private
+    }
+
+    /// What tells this key from any other: `alg`, `kid` and the public JWK.
+    pub fn identity(&self) -> &str {
+        &self.identity
     }
 
     /// The private JWK the platform imports (`kty`, curve, public and private members), every
@@ -345,13 +353,15 @@ fn parse_key(jwk: &Value, families: &[KeyFamily]) -> Result<SigningKey, String> 
             d: sized("d", 32)?,
         },
     };
-    let key = SigningKey {
+    let mut key = SigningKey {
         kid,
         alg,
         #[cfg(any(not(target_arch = "wasm32"), feature = "baseline-verify"))]
         native: native::NativeKey::from_private(&private)?,
         private,
+        identity: String::new(),
     };
+    key.identity = format!("{} {}", key.alg.name(), key.public_jwk());
     Ok(key)
 }
 

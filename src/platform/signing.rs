@@ -48,7 +48,7 @@ async fn sign(key: &SigningKey, input: &[u8]) -> Result<Vec<u8>, JsValue> {
 
 /// The key's `CryptoKey` and sign algorithm: from the isolate's list, else imported now.
 async fn imported(subtle: &SubtleCrypto, key: &SigningKey) -> Result<(CryptoKey, Object), JsValue> {
-    let identity = format!("{} {} {}", key.alg().name(), key.kid(), key.public_jwk());
+    let identity = key.identity();
     let found = IMPORTED.with(|list| {
         list.borrow()
             .iter()
@@ -71,7 +71,7 @@ async fn imported(subtle: &SubtleCrypto, key: &SigningKey) -> Result<(CryptoKey,
             list.clear();
         }
         list.push(Imported {
-            identity,
+            identity: identity.to_string(),
             key: crypto_key.clone(),
             algorithm: algorithm.clone(),
         });
