@@ -8,14 +8,13 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
-use serde_json::{Map, Value};
 
 use crate::claims::Claims;
 use crate::error::GatewayError;
 use crate::io::{Clock, Platform};
 use crate::jwt::KeyFamily;
 use crate::setting::{optional, ConfigError, ConfigErrors, Lookup, Problems};
-use crate::signing::{sign_jwt, SigningKeys};
+use crate::signing::{jws_header, push_json_str, sign_compact, SigningKeys};
 
 const HEADER: &str = "GATEWAY_ASSERTION_HEADER";
 const KEY: &str = "GATEWAY_SIGNING_KEY";
@@ -44,6 +43,8 @@ pub struct AssertionSettings {
     header: HeaderName,
     keys: SigningKeys,
     issuer: Option<String>,
+    /// The signing key's encoded JWS header, worked out once.
+    jws_header: String,
 }
 
 impl AssertionSettings {
@@ -94,9 +95,11 @@ impl AssertionSettings {
             Some(raw) => p.take(issuer_url(&raw)).map(Some),
         };
         p.finish(|| {
+            let keys = keys?;
             Some(Some(Self {
                 header: header?,
-                keys: keys?,
+                jws_header: jws_header(keys.signing(), Some(TYP)),
+                keys,
                 issuer: issuer?,
             }))
         })
@@ -154,10 +157,12 @@ fn issuer_url(raw: &str) -> Result<String, ConfigError> {
     Ok(raw.to_string())
 }
 
-/// What the assertion says about one forwarded request, apart from its times and `jti`.
+/// What the assertion says about one forwarded request, apart from its times and `jti`: the
+/// claims' JSON members, written once per request.
 pub struct Assertion<'a> {
     settings: &'a AssertionSettings,
-    claims: Map<String, Value>,
+    /// `"iss":…,"aud":…,…` without braces.
+    claims: String,
 }
 
 /// The request an assertion is made for.
@@ -179,28 +184,38 @@ impl<'a> Assertion<'a> {
     /// `None` without the assertion's settings.
     pub fn prepare(settings: Option<&'a AssertionSettings>, req: &Forwarded<'_>) -> Option<Self> {
         let settings = settings?;
-        let mut claims = Map::new();
+        let mut claims = String::with_capacity(256);
+        let mut member = |name: &str, value: &str| {
+            if !claims.is_empty() {
+                claims.push(',');
+            }
+            push_json_str(&mut claims, name);
+            claims.push(':');
+            push_json_str(&mut claims, value);
+        };
         let iss = settings
             .issuer
             .as_deref()
             .or(req.caller_origin)
             .unwrap_or(req.origin_base);
-        claims.insert("iss".into(), iss.into());
-        claims.insert("aud".into(), req.origin_base.into());
-        claims.insert("rid".into(), req.request_id.into());
-        claims.insert("htm".into(), req.method.as_str().into());
-        let htu = req.origin_url.split(['?', '#']).next().unwrap_or_default();
-        claims.insert("htu".into(), htu.into());
+        member("iss", iss);
+        member("aud", req.origin_base);
+        member("rid", req.request_id);
+        member("htm", req.method.as_str());
+        member(
+            "htu",
+            req.origin_url.split(['?', '#']).next().unwrap_or_default(),
+        );
         if let Some((verified, customer_id)) = req.identity {
             if let Some(sub) = customer_id.or_else(|| verified.str("sub")) {
-                claims.insert("sub".into(), sub.into());
+                member("sub", sub);
             }
             if let Some(idp) = verified.str("iss") {
-                claims.insert("idp".into(), idp.into());
+                member("idp", idp);
             }
             let scopes: Vec<&str> = verified.granted_scopes().collect();
             if !scopes.is_empty() {
-                claims.insert("scope".into(), scopes.join(" ").into());
+                member("scope", &scopes.join(" "));
             }
         }
         Some(Self { settings, claims })
@@ -213,14 +228,22 @@ impl<'a> Assertion<'a> {
         svc: &P,
     ) -> Result<(HeaderName, HeaderValue), GatewayError> {
         let iat = svc.clock().now_ms() / 1000;
-        let mut claims = self.claims.clone();
-        claims.insert("iat".into(), iat.into());
-        claims.insert("exp".into(), (iat + LIFETIME_SECS).into());
-        claims.insert("jti".into(), fresh_jti()?.into());
+        let exp = iat + LIFETIME_SECS;
+        let jti = fresh_jti()?;
+        // `jti` is base64url: no escaping needed.
+        let payload = format!(
+            "{{{},\"iat\":{iat},\"exp\":{exp},\"jti\":\"{jti}\"}}",
+            self.claims
+        );
         let key = self.settings.keys.signing();
-        let jws = sign_jwt(svc.signer(), key, Some(TYP), &claims)
-            .await
-            .map_err(|_| unusable_key())?;
+        let jws = sign_compact(
+            svc.signer(),
+            key,
+            &self.settings.jws_header,
+            payload.as_bytes(),
+        )
+        .await
+        .map_err(|_| unusable_key())?;
         let mut value = HeaderValue::from_str(&jws).map_err(|_| unusable_key())?;
         value.set_sensitive(true);
         Ok((self.settings.header.clone(), value))

@@ -449,30 +449,35 @@ impl Gateway {
             )
             .map_err(|e| GatewayError::Internal(e.0))
         };
-        let sign = || crate::assertion::sign_for(assertion.as_ref(), svc);
         // A small body is kept so that the request can be sent again after a 401.
         let mut body = Outgoing::prepare(svc, seen, req.body)
             .await
             .map_err(|_| GatewayError::RequestBody)?;
 
-        // Forward: method and body as received; a body too big to keep streams through.
+        // Forward: method and body as received; a body too big to keep streams through. Each
+        // send signs its own assertion (one future type for the three sends: awaited inline
+        // at each, the signing would be copied into this function's state machine three times).
         let origin_started = svc.clock().now_ms();
-        let send = |headers: FieldsOf<P>, body: Body<StreamOf<P>>| {
-            svc.http().forward(OutboundRequest {
-                method: req.method.clone(),
-                url: url.clone(),
-                headers,
-                body,
-                timeout_ms: config.origin_timeout_ms,
-            })
+        let (method, upstream, assertion) = (&req.method, &upstream, &assertion);
+        let send = |access_token: &str, body: Body<StreamOf<P>>| {
+            let access_token = access_token.to_owned();
+            let url = url.clone();
+            async move {
+                let signed = crate::assertion::sign_for(assertion.as_ref(), svc).await?;
+                svc.http()
+                    .forward(OutboundRequest {
+                        method: method.clone(),
+                        url,
+                        headers: upstream(&access_token, signed)?,
+                        body,
+                        timeout_ms: config.origin_timeout_ms,
+                    })
+                    .await
+                    .map_err(origin_error)
+            }
         };
         let first_body = body.next_send().unwrap_or(Body::Empty);
-        let response = send(
-            upstream(obtained.token.access_token(), sign().await?)?,
-            first_body,
-        )
-        .await
-        .map_err(origin_error)?;
+        let response = send(obtained.token.access_token(), first_body).await?;
 
         // A 401 the mode counts as a refusal of the token: drop it (if still cached), get one
         // new token for every request that hit this, and replay once. Any other 401 is the
@@ -509,9 +514,7 @@ impl Gateway {
                     };
                 }
                 log.replayed = Some(true);
-                let replayed = send(upstream(fresh.token.access_token(), sign().await?)?, again)
-                    .await
-                    .map_err(origin_error)?;
+                let replayed = send(fresh.token.access_token(), again).await?;
                 let refused = |r: &InboundResponse<StreamOf<P>, FieldsOf<P>>| {
                     mode.challenge_is_ours()
                         && r.status == 401
@@ -539,9 +542,7 @@ impl Gateway {
                 ) else {
                     return Err(refused_again(log));
                 };
-                let replayed = send(upstream(last.token.access_token(), sign().await?)?, again)
-                    .await
-                    .map_err(origin_error)?;
+                let replayed = send(last.token.access_token(), again).await?;
                 if refused(&replayed) {
                     return Err(refused_again(log));
                 }

@@ -13,7 +13,7 @@ use base64::alphabet::URL_SAFE;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine as _;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use crate::jwt::{Alg, KeyFamily};
 use crate::setting::ConfigError;
@@ -106,11 +106,10 @@ impl SigningKey {
         &self.identity
     }
 
-    /// The private JWK the platform imports (`kty`, curve, public and private members), every
-    /// member base64url without padding.
-    pub fn private_jwk(&self) -> Map<String, Value> {
-        let mut jwk = self.public_members();
-        let b = |bytes: &[u8]| Value::String(URL_SAFE_NO_PAD.encode(bytes));
+    /// The private JWK the platform imports (`kty`, curve, public and private members), as
+    /// JSON, every member base64url without padding.
+    pub fn private_jwk_json(&self) -> String {
+        let mut members = self.public_members();
         match &self.private {
             Private::Rsa {
                 d,
@@ -121,38 +120,51 @@ impl SigningKey {
                 qi,
                 ..
             } => {
-                for (name, v) in [("d", d), ("p", p), ("q", q), ("dp", dp), ("dq", dq)] {
-                    jwk.insert(name.into(), b(v));
+                for (name, v) in [
+                    ("d", d),
+                    ("p", p),
+                    ("q", q),
+                    ("dp", dp),
+                    ("dq", dq),
+                    ("qi", qi),
+                ] {
+                    members.push((name, URL_SAFE_NO_PAD.encode(v)));
                 }
-                jwk.insert("qi".into(), b(qi));
             }
             Private::Ec { d, .. } | Private::Ed25519 { d, .. } => {
-                jwk.insert("d".into(), b(d));
+                members.push(("d", URL_SAFE_NO_PAD.encode(d)));
             }
         }
-        jwk
+        json_object(&members)
     }
 
-    /// The public JWK the gateway publishes: type, curve and public members, `kid`, `alg`
-    /// and `use: "sig"`.
-    pub fn public_jwk(&self) -> Value {
-        let mut jwk = self.public_members();
-        jwk.insert("kid".into(), self.kid.clone().into());
-        jwk.insert("alg".into(), self.alg.name().into());
-        jwk.insert("use".into(), "sig".into());
-        Value::Object(jwk)
+    /// The public JWK the gateway publishes, as JSON: type, curve and public members, `kid`,
+    /// `alg` and `use: "sig"`.
+    pub fn public_jwk_json(&self) -> String {
+        let mut members = self.public_members();
+        members.push(("kid", self.kid.clone()));
+        members.push(("alg", self.alg.name().to_string()));
+        members.push(("use", "sig".to_string()));
+        json_object(&members)
     }
 
-    fn public_members(&self) -> Map<String, Value> {
-        let b = |bytes: &[u8]| Value::String(URL_SAFE_NO_PAD.encode(bytes));
-        let v = match &self.private {
-            Private::Rsa { n, e, .. } => json!({"kty": "RSA", "n": b(n), "e": b(e)}),
-            Private::Ec { x, y, .. } => json!({"kty": "EC", "crv": "P-256", "x": b(x), "y": b(y)}),
-            Private::Ed25519 { x, .. } => json!({"kty": "OKP", "crv": "Ed25519", "x": b(x)}),
-        };
-        match v {
-            Value::Object(m) => m,
-            _ => unreachable!("json! of an object"),
+    fn public_members(&self) -> Vec<(&'static str, String)> {
+        let b = |bytes: &[u8]| URL_SAFE_NO_PAD.encode(bytes);
+        match &self.private {
+            Private::Rsa { n, e, .. } => vec![("kty", "RSA".into()), ("n", b(n)), ("e", b(e))],
+            Private::Ec { x, y, .. } => vec![
+                ("kty", "EC".into()),
+                ("crv", "P-256".into()),
+                ("x", b(x)),
+                ("y", b(y)),
+            ],
+            Private::Ed25519 { x, .. } => {
+                vec![
+                    ("kty", "OKP".into()),
+                    ("crv", "Ed25519".into()),
+                    ("x", b(x)),
+                ]
+            }
         }
     }
 
@@ -180,27 +192,27 @@ impl SigningKeys {
         raw: &str,
         families: &[KeyFamily],
     ) -> Result<Self, ConfigError> {
-        let value: Value = serde_json::from_str(raw.trim())
-            .map_err(|_| ConfigError::new(setting, "is not JSON: a private JWK is expected"))?;
-        let members = match &value {
-            Value::Object(o) if o.contains_key("keys") => match o.get("keys") {
-                Some(Value::Array(keys)) if !keys.is_empty() => {
-                    keys.iter().enumerate().map(|(i, k)| (Some(i), k)).collect()
-                }
-                _ => {
-                    return Err(ConfigError::new(
-                        setting,
-                        "has a \"keys\" member that is not a non-empty array of private JWKs",
-                    ))
-                }
-            },
-            Value::Object(_) => vec![(None, &value)],
-            _ => {
-                return Err(ConfigError::new(
+        // Read as `jwt::keys` and `jwks::stored` read theirs (`from_slice` into a map): one
+        // JSON reader in the wasm for all of them.
+        let value: Map<String, Value> =
+            serde_json::from_slice(raw.trim().as_bytes()).map_err(|_| {
+                ConfigError::new(
                     setting,
                     "is not a JSON object: a private JWK (or {\"keys\": [...]}) is expected",
+                )
+            })?;
+        let single = Value::Object(value);
+        let members = match single.get("keys") {
+            Some(Value::Array(keys)) if !keys.is_empty() => {
+                keys.iter().enumerate().map(|(i, k)| (Some(i), k)).collect()
+            }
+            Some(_) => {
+                return Err(ConfigError::new(
+                    setting,
+                    "has a \"keys\" member that is not a non-empty array of private JWKs",
                 ))
             }
+            None => vec![(None, &single)],
         };
         let mut keys: Vec<SigningKey> = Vec::with_capacity(members.len());
         for (index, jwk) in members {
@@ -214,9 +226,8 @@ impl SigningKeys {
             }
             keys.push(key);
         }
-        let public: Vec<Value> = keys.iter().map(SigningKey::public_jwk).collect();
-        let jwks_json = serde_json::to_vec(&json!({ "keys": public }))
-            .map_err(|_| ConfigError::new(setting, "could not be published"))?;
+        let public: Vec<String> = keys.iter().map(SigningKey::public_jwk_json).collect();
+        let jwks_json = format!("{{\"keys\":[{}]}}", public.join(",")).into_bytes();
         Ok(Self { keys, jwks_json })
     }
 
@@ -361,7 +372,7 @@ fn parse_key(jwk: &Value, families: &[KeyFamily]) -> Result<SigningKey, String> 
         private,
         identity: String::new(),
     };
-    key.identity = format!("{} {}", key.alg.name(), key.public_jwk());
+    key.identity = format!("{} {}", key.alg.name(), key.public_jwk_json());
     Ok(key)
 }
 
@@ -375,31 +386,71 @@ fn family_name(family: KeyFamily) -> &'static str {
     }
 }
 
-/// A compact JWS of `claims` under `key`: header `alg`, `kid` and, when given, `typ`.
+/// The encoded JWS header for `key`: `alg`, `typ` when given, `kid`. Worked out once by a
+/// caller that signs often (it never changes for a key).
+pub fn jws_header(key: &SigningKey, typ: Option<&str>) -> String {
+    let mut json = String::from("{\"alg\":");
+    push_json_str(&mut json, key.alg().name());
+    if let Some(typ) = typ {
+        json.push_str(",\"typ\":");
+        push_json_str(&mut json, typ);
+    }
+    json.push_str(",\"kid\":");
+    push_json_str(&mut json, key.kid());
+    json.push('}');
+    URL_SAFE_NO_PAD.encode(json)
+}
+
+/// A compact JWS: `header` (from `jws_header`), then `payload` (the claims' JSON), signed with
+/// `key` by the platform.
+pub async fn sign_compact<S: Signer>(
+    signer: &S,
+    key: &SigningKey,
+    header: &str,
+    payload: &[u8],
+) -> Result<String, SignError> {
+    let mut jws = String::with_capacity(header.len() + payload.len() * 4 / 3 + 100);
+    jws.push_str(header);
+    jws.push('.');
+    URL_SAFE_NO_PAD.encode_string(payload, &mut jws);
+    let signature = signer.sign(key, jws.as_bytes()).await?;
+    jws.push('.');
+    URL_SAFE_NO_PAD.encode_string(signature, &mut jws);
+    Ok(jws)
+}
+
+/// A compact JWS of `claims` under `key`, header `alg`, `kid` and, when given, `typ`: for a
+/// caller that signs rarely (a client assertion per token request).
 pub async fn sign_jwt<S: Signer>(
     signer: &S,
     key: &SigningKey,
     typ: Option<&str>,
     claims: &Map<String, Value>,
 ) -> Result<String, SignError> {
-    let mut header = Map::new();
-    header.insert("alg".into(), key.alg().name().into());
-    if let Some(typ) = typ {
-        header.insert("typ".into(), typ.into());
+    let payload = serde_json::to_vec(claims)
+        .map_err(|_| SignError("claims could not be serialised".into()))?;
+    sign_compact(signer, key, &jws_header(key, typ), &payload).await
+}
+
+/// `{"name":"value",...}`, the values JSON strings.
+fn json_object(members: &[(&str, String)]) -> String {
+    let mut json = String::from("{");
+    for (i, (name, value)) in members.iter().enumerate() {
+        if i > 0 {
+            json.push(',');
+        }
+        push_json_str(&mut json, name);
+        json.push(':');
+        push_json_str(&mut json, value);
     }
-    header.insert("kid".into(), key.kid().into());
-    let encode = |v: &Map<String, Value>| {
-        serde_json::to_vec(v)
-            .map(|bytes| URL_SAFE_NO_PAD.encode(bytes))
-            .map_err(|_| SignError("claims could not be serialised".into()))
-    };
-    let mut jws = encode(&header)?;
-    jws.push('.');
-    jws.push_str(&encode(claims)?);
-    let signature = signer.sign(key, jws.as_bytes()).await?;
-    jws.push('.');
-    jws.push_str(&URL_SAFE_NO_PAD.encode(signature));
-    Ok(jws)
+    json.push('}');
+    json
+}
+
+/// `s` as a JSON string (quoted and escaped), appended to `out`.
+pub fn push_json_str(out: &mut String, s: &str) {
+    // A `str` always serialises.
+    out.push_str(&serde_json::to_string(s).unwrap_or_default());
 }
 
 /// The Worker's wasm carries no pure-Rust signing (WebCrypto signs): like its verification of

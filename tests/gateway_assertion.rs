@@ -589,7 +589,7 @@ fn every_unusable_key_is_a_configuration_error_naming_the_setting_not_the_value(
         (with("es256_a", |k| { k.insert("crv".into(), "P-384".into()); }), "curve other than P-256"),
         (with("es256_a", |k| { k.insert("d".into(), other["d"].clone()); }), "does not match"),
         (with("es256_a", |k| { k.insert("use".into(), "enc".into()); }), "\"use\""),
-        ("not json".into(), "is not JSON"),
+        ("not json".into(), "is not a JSON object"),
         ("[]".into(), "is not a JSON object"),
         (json!({"keys": []}).to_string(), "non-empty array"),
         (json!({"keys": [a.clone(), a.clone()]}).to_string(), "keys[1]: repeats the kid"),

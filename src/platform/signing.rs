@@ -60,8 +60,7 @@ async fn imported(subtle: &SubtleCrypto, key: &SigningKey) -> Result<(CryptoKey,
     }
     let (import, algorithm) = algorithms(key.alg())?;
     // The private JWK goes into JavaScript this once, and the key is not extractable.
-    let jwk_text = serde_json::Value::Object(key.private_jwk()).to_string();
-    let jwk: Object = js_sys::JSON::parse(&jwk_text)?.dyn_into()?;
+    let jwk: Object = js_sys::JSON::parse(&key.private_jwk_json())?.dyn_into()?;
     let usages = Array::of1(&JsValue::from_str("sign"));
     let promise = subtle.import_key_with_object("jwk", &jwk, &import, false, &usages)?;
     let crypto_key: CryptoKey = JsFuture::from(promise).await?.dyn_into()?;
