@@ -699,3 +699,49 @@ fn the_reference_shows_the_recipes_as_the_tested_files_hold_them() {
         );
     }
 }
+
+/// The seam `private_key_jwt` reuses: RSA (RS256 by default, PS256 when the JWK says so),
+/// ES256 and EdDSA keys, signed natively, checked with the key set the seam publishes.
+#[test]
+fn the_signing_seam_signs_with_rsa_ec_and_ed25519_keys() {
+    use edge_auth_proxy::jwt::KeyFamily;
+    use edge_auth_proxy::signing::{sign_jwt, SigningKeys};
+    let all = [KeyFamily::Rsa, KeyFamily::EcP256, KeyFamily::OkpEd25519];
+    let ps256 = with("rs256", |k| {
+        k.insert("alg".into(), "PS256".into());
+    });
+    for (raw, alg) in [
+        (key("rs256"), "RS256"),
+        (ps256, "PS256"),
+        (key("es256_b"), "ES256"),
+        (key("ed25519"), "EdDSA"),
+    ] {
+        let keys = SigningKeys::from_setting("CLIENT_PRIVATE_KEY", &raw, &all).unwrap();
+        let claims = json!({"iss": "client-1", "sub": "client-1", "jti": "j"});
+        let jws = block_on(sign_jwt(
+            &RustCryptoVerifier,
+            keys.signing(),
+            None,
+            claims.as_object().unwrap(),
+        ))
+        .unwrap();
+        let set = KeySet::from_jwks_json(std::str::from_utf8(keys.jwks_json()).unwrap()).unwrap();
+        let (header, got) = checked(&jws, &set);
+        assert_eq!(header["alg"], alg);
+        assert!(header.get("typ").is_none());
+        assert_eq!(got, claims);
+        let published: Value = serde_json::from_slice(keys.jwks_json()).unwrap();
+        for private in ["d", "p", "q", "dp", "dq", "qi"] {
+            assert!(
+                published["keys"][0].get(private).is_none(),
+                "{alg}: {private}"
+            );
+        }
+    }
+    // A setting may refuse a family the seam knows (the assertion takes no RSA key).
+    let err = SigningKeys::from_setting("X", &key("rs256"), &[KeyFamily::EcP256]).unwrap_err();
+    assert!(
+        err.to_string().contains("this setting takes an EC P-256"),
+        "{err}"
+    );
+}
