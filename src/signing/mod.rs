@@ -9,9 +9,7 @@
 //! Key material never reaches an error, a log line or `Debug`: errors name the setting and
 //! the member, never a value.
 
-use base64::alphabet::URL_SAFE;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine as _;
 use serde_json::{Map, Value};
 
@@ -29,16 +27,6 @@ pub trait Signer {
 /// key material).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignError(pub String);
-
-/// JWK members are base64url; padding is read too (some tools write it).
-const JWK_BASE64: GeneralPurpose = GeneralPurpose::new(
-    &URL_SAFE,
-    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
-);
-
-/// RFC 7518 §3.3 and the `rsa` crate's limit, as for verification keys (`jwt::keys`).
-const MIN_RSA_BITS: usize = 2048;
-const MAX_RSA_BITS: usize = 4096;
 
 /// A private key, checked: its `kid`, the algorithm it signs with, its members (for the
 /// platform's import) and, natively, the RustCrypto key.
@@ -220,7 +208,7 @@ impl SigningKeys {
                 Some(i) => ConfigError::at(setting, format!(".keys[{i}]"), problem),
                 None => ConfigError::new(setting, problem),
             };
-            let key = parse_key(jwk, families).map_err(at)?;
+            let key = jwk::parse_key(jwk, families).map_err(at)?;
             if keys.iter().any(|k| k.kid == key.kid) {
                 return Err(at("repeats the kid of an earlier key".into()));
             }
@@ -243,146 +231,6 @@ impl SigningKeys {
     /// The public JWK set, `{"keys": [...]}`, every key in the setting's order.
     pub fn jwks_json(&self) -> &[u8] {
         &self.jwks_json
-    }
-}
-
-/// One private JWK, checked. The problem text names members, never their values.
-fn parse_key(jwk: &Value, families: &[KeyFamily]) -> Result<SigningKey, String> {
-    let Value::Object(o) = jwk else {
-        return Err("is not a JSON object: a private JWK is expected".into());
-    };
-    let text = |name: &str| -> Result<Option<&str>, String> {
-        match o.get(name) {
-            None => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s)),
-            Some(_) => Err(format!("has a \"{name}\" that is not a string")),
-        }
-    };
-    let bytes = |name: &str| -> Result<Vec<u8>, String> {
-        let s = text(name)?.ok_or_else(|| format!("has no \"{name}\""))?;
-        JWK_BASE64
-            .decode(s)
-            .map_err(|_| format!("has a \"{name}\" that is not base64url"))
-    };
-    let sized = |name: &str, len: usize| -> Result<Vec<u8>, String> {
-        let b = bytes(name)?;
-        if b.len() != len {
-            return Err(format!("has a \"{name}\" that is not {len} bytes"));
-        }
-        Ok(b)
-    };
-    let kty = text("kty")?.ok_or("has no \"kty\"")?;
-    let family = match (kty, text("crv")?) {
-        ("oct", _) => {
-            return Err(
-                "is a symmetric key (kty \"oct\"): an asymmetric private JWK (EC P-256, \
-                        Ed25519 or RSA) is expected"
-                    .into(),
-            )
-        }
-        ("RSA", _) => KeyFamily::Rsa,
-        ("EC", Some("P-256")) => KeyFamily::EcP256,
-        ("EC", _) => return Err("is an EC key on a curve other than P-256".into()),
-        ("OKP", Some("Ed25519")) => KeyFamily::OkpEd25519,
-        ("OKP", _) => return Err("is an OKP key on a curve other than Ed25519".into()),
-        _ => return Err("has a \"kty\" other than RSA, EC or OKP".into()),
-    };
-    if !families.contains(&family) {
-        let takes: Vec<&str> = families.iter().map(|f| family_name(*f)).collect();
-        return Err(format!(
-            "is {} key: this setting takes {}",
-            family_name(family),
-            takes.join(" or ")
-        ));
-    }
-    if !o.contains_key("d") {
-        return Err("is a public key (it has no \"d\"): the private JWK is needed".into());
-    }
-    let kid = match text("kid")? {
-        Some(kid) if !kid.trim().is_empty() => kid.to_string(),
-        _ => return Err("has no \"kid\": give the key an id (the origin finds it by it)".into()),
-    };
-    let alg = match text("alg")? {
-        None => match family {
-            KeyFamily::Rsa => Alg::Rs256,
-            KeyFamily::OkpEd25519 => Alg::EdDsa,
-            _ => Alg::Es256,
-        },
-        Some(name) => match Alg::from_name(name) {
-            Some(alg) if alg.family() == family => alg,
-            _ => {
-                return Err(format!(
-                    "has an \"alg\" that does not fit its {} key",
-                    family_name(family)
-                ))
-            }
-        },
-    };
-    if text("use")?.is_some_and(|u| u != "sig") {
-        return Err("has a \"use\" other than \"sig\"".into());
-    }
-    if let Some(ops) = o.get("key_ops") {
-        let signs = ops
-            .as_array()
-            .is_some_and(|ops| ops.iter().any(|op| op == "sign"));
-        if !signs {
-            return Err("has \"key_ops\" without \"sign\"".into());
-        }
-    }
-    let private = match family {
-        KeyFamily::Rsa => {
-            let n = bytes("n")?;
-            let bits = n.iter().skip_while(|&&b| b == 0).count() * 8;
-            if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) {
-                return Err(format!(
-                    "has a modulus outside {MIN_RSA_BITS} to {MAX_RSA_BITS} bits"
-                ));
-            }
-            if o.contains_key("oth") {
-                return Err(
-                    "is a multi-prime RSA key (\"oth\"), which WebCrypto cannot import".into(),
-                );
-            }
-            Private::Rsa {
-                n,
-                e: bytes("e")?,
-                d: bytes("d")?,
-                p: bytes("p")?,
-                q: bytes("q")?,
-                dp: bytes("dp")?,
-                dq: bytes("dq")?,
-                qi: bytes("qi")?,
-            }
-        }
-        KeyFamily::EcP256 => Private::Ec {
-            x: sized("x", 32)?,
-            y: sized("y", 32)?,
-            d: sized("d", 32)?,
-        },
-        _ => Private::Ed25519 {
-            x: sized("x", 32)?,
-            d: sized("d", 32)?,
-        },
-    };
-    let mut key = SigningKey {
-        kid,
-        alg,
-        #[cfg(any(not(target_arch = "wasm32"), feature = "baseline-verify"))]
-        native: native::NativeKey::from_private(&private)?,
-        private,
-        identity: String::new(),
-    };
-    key.identity = format!("{} {}", key.alg.name(), key.public_jwk_json());
-    Ok(key)
-}
-
-fn family_name(family: KeyFamily) -> &'static str {
-    match family {
-        KeyFamily::Rsa => "an RSA",
-        KeyFamily::EcP256 => "an EC P-256",
-        KeyFamily::OkpEd25519 => "an Ed25519",
-        KeyFamily::Hmac => "a symmetric",
-        _ => "an EC",
     }
 }
 
@@ -463,90 +311,6 @@ impl Signer for crate::jwt::RustCryptoVerifier {
     }
 }
 
-/// The RustCrypto keys (natively, and in `baseline-verify` builds): built at configuration,
-/// so a private part that does not match its public members is refused there.
+mod jwk;
 #[cfg(any(not(target_arch = "wasm32"), feature = "baseline-verify"))]
-pub(crate) mod native {
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    use base64::Engine as _;
-    use jwt_compact::alg::{Ed25519, Es256, Rsa, RsaPrivateKey};
-    use jwt_compact::jwk::JsonWebKey;
-    use jwt_compact::{Algorithm, AlgorithmSignature};
-    use serde_json::json;
-
-    use super::{Private, SignError, Signer, SigningKey};
-    use crate::jwt::{Alg, RustCryptoVerifier};
-
-    #[derive(Clone)]
-    pub(crate) enum NativeKey {
-        Rsa(Box<RsaPrivateKey>),
-        P256(<Es256 as Algorithm>::SigningKey),
-        Ed25519(<Ed25519 as Algorithm>::SigningKey),
-    }
-
-    impl NativeKey {
-        pub(crate) fn from_private(private: &Private) -> Result<Self, String> {
-            let b = |bytes: &[u8]| URL_SAFE_NO_PAD.encode(bytes);
-            let jwk = match private {
-                Private::Rsa {
-                    n,
-                    e,
-                    d,
-                    p,
-                    q,
-                    dp,
-                    dq,
-                    qi,
-                } => json!({"kty": "RSA", "n": b(n), "e": b(e), "d": b(d), "p": b(p),
-                            "q": b(q), "dp": b(dp), "dq": b(dq), "qi": b(qi)}),
-                Private::Ec { x, y, d } => {
-                    json!({"kty": "EC", "crv": "P-256", "x": b(x), "y": b(y), "d": b(d)})
-                }
-                Private::Ed25519 { x, d } => {
-                    json!({"kty": "OKP", "crv": "Ed25519", "x": b(x), "d": b(d)})
-                }
-            };
-            const MISMATCH: &str =
-                "is not a usable private key (its private part does not match its public members)";
-            let jwk: JsonWebKey<'_> = serde_json::from_value(jwk).map_err(|_| MISMATCH)?;
-            Ok(match private {
-                Private::Rsa { .. } => NativeKey::Rsa(Box::new(
-                    RsaPrivateKey::try_from(&jwk).map_err(|_| MISMATCH)?,
-                )),
-                Private::Ec { .. } => NativeKey::P256(
-                    <Es256 as Algorithm>::SigningKey::try_from(&jwk).map_err(|_| MISMATCH)?,
-                ),
-                Private::Ed25519 { .. } => NativeKey::Ed25519(
-                    <Ed25519 as Algorithm>::SigningKey::try_from(&jwk).map_err(|_| MISMATCH)?,
-                ),
-            })
-        }
-    }
-
-    /// The pure-Rust crypto both verifies (`jwt::SignatureVerifier`) and signs: the native
-    /// tests' platform, and `baseline-verify` builds'.
-    impl Signer for RustCryptoVerifier {
-        async fn sign(&self, key: &SigningKey, input: &[u8]) -> Result<Vec<u8>, SignError> {
-            let sig = match (key.alg(), key.native()) {
-                (Alg::Es256, NativeKey::P256(k)) => Es256.sign(k, input).as_bytes().into_owned(),
-                (Alg::EdDsa, NativeKey::Ed25519(k)) => {
-                    Ed25519.sign(k, input).as_bytes().into_owned()
-                }
-                (alg, NativeKey::Rsa(k)) => {
-                    let rsa = match alg {
-                        Alg::Rs256 => Rsa::rs256(),
-                        Alg::Rs384 => Rsa::rs384(),
-                        Alg::Rs512 => Rsa::rs512(),
-                        Alg::Ps256 => Rsa::ps256(),
-                        Alg::Ps384 => Rsa::ps384(),
-                        Alg::Ps512 => Rsa::ps512(),
-                        _ => return Err(SignError("algorithm does not fit the key".into())),
-                    };
-                    rsa.sign(k, input).as_bytes().into_owned()
-                }
-                _ => return Err(SignError("algorithm does not fit the key".into())),
-            };
-            Ok(sig)
-        }
-    }
-}
+mod native;
