@@ -1,5 +1,5 @@
 // The fault soak (issue 19), re-runnable: does the gateway lose answers it could have given when
-// its dependencies fail and come back? A fleet of isolates of a BUILT Worker (tests/e2e/fleet.mjs:
+// its dependencies fail and come back? A fleet of isolates of a BUILT Worker (startStack with a size, tests/e2e/harness.mjs:
 // one Miniflare, each isolate with its own TOKEN_CACHE), run twice, without and with the
 // TokenCoordinator, takes mixed traffic at a steady rate while a schedule of faults plays on the
 // loopback dependencies of tests/e2e (token endpoint, JWKS server, introspection endpoint,
@@ -125,7 +125,7 @@ const round = (x, d = 1) => (x == null ? null : Math.round(x * 10 ** d) / 10 ** 
 // one run
 
 async function run(coordinated, lib) {
-  const { harness, servers, fleetLib, introspection } = lib;
+  const { harness, servers, introspection } = lib;
   const { CLIENT_ID, CLIENT_SECRET, ISSUER, baseBindings, sleep } = harness;
   const { startOrigin, startTokenEndpoint, startJwksServer, makeKey, signJwt, unsignedJwt, jwks } = servers;
   const [origin, token, idp, k1, k2, k3, forger] = await Promise.all([
@@ -150,9 +150,10 @@ async function run(coordinated, lib) {
     ROUTES: JSON.stringify(ROUTES),
     ORIGIN_TIMEOUT_MS: String(ORIGIN_TIMEOUT_MS),
   });
-  const fleet = await fleetLib.startFleet({
+  const { fleet } = await harness.startStack({
+    servers: false,
     bindings: (i) => settings(`i${i}`),
-    n: ISOLATES,
+    size: ISOLATES,
     coordinator: coordinated ? { bindings: settings('coordinator') } : false,
     verbose: false,
   });
@@ -607,7 +608,6 @@ if (rendering) {
   const lib = {
     harness: await import('../tests/e2e/harness.mjs'),
     servers: await import('../tests/e2e/servers.mjs'),
-    fleetLib: await import('../tests/e2e/fleet.mjs'),
     introspection: await import('../tests/e2e/introspection.mjs'),
   };
   const require = createRequire(import.meta.url);

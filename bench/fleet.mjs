@@ -29,8 +29,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
-import { CLIENT_ID, CLIENT_SECRET, ISSUER, ROOT, baseBindings, sleep, withJwt } from '../tests/e2e/harness.mjs';
-import { startFleet } from '../tests/e2e/fleet.mjs';
+import { CLIENT_ID, CLIENT_SECRET, ISSUER, ROOT, baseBindings, sleep, startStack, withJwt } from '../tests/e2e/harness.mjs';
 import { startIntrospection } from '../tests/e2e/introspection.mjs';
 import { jwks, makeKey, signJwt, startJwksServer, startOrigin, startTokenEndpoint } from '../tests/e2e/servers.mjs';
 
@@ -62,7 +61,7 @@ async function stack({ n, coordinator }) {
     startTokenEndpoint({ clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, expiresIn: LIFETIME_S }),
     makeKey('RS256'),
   ]);
-  const fleet = await startFleet({ bindings: baseBindings({ origin, token, key }), n, coordinator, verbose: false });
+  const fleet = (await startStack({ servers: false, size: n, coordinator, bindings: baseBindings({ origin, token, key }), verbose: false })).fleet;
   const jwt = await signJwt(key);
   let ids = 0;
   return {
@@ -267,7 +266,7 @@ async function outageRun(dependency, { n, coordinator }) {
     await Promise.all(servers.map((x) => x.close()));
     throw err;
   }
-  const fleet = await startFleet({ bindings, n, coordinator, verbose: false });
+  const fleet = (await startStack({ servers: false, size: n, coordinator, bindings, verbose: false })).fleet;
   const s = {
     n,
     async call(i) {

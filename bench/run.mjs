@@ -5,6 +5,8 @@
 //   npm run bench              # setup + release build + this file (about 6 minutes on 2 cores)
 //   BENCH_QUICK=1 node bench/run.mjs   # a smoke run of well under a minute
 //   BENCH_ONLY=startup node bench/run.mjs   # bundle sizes and spawn → first 200 only (medians)
+//   node bench/run.mjs --render FILE.json   # a run's chart and tables again, from its JSON
+//   node bench/run.mjs --page               # both runs' charts and tables, and the top of bench/README.md
 //
 // Knobs (environment): BENCH_QUICK=1, BENCH_DURATION (seconds per cell), BENCH_CONNECTIONS
 // ("1,8,64"), BENCH_WORKLOADS ("hot,first-rs256,first-es256,invalid,mixed,reject-early"), BENCH_TARGETS
@@ -33,6 +35,7 @@ import { Miniflare } from 'miniflare';
 import { cpuMicros, machine, workerdPids } from './lib/proc.mjs';
 import { AUDIENCE, ISSUER, invalidTokens, makeKey, signJwt, signMany } from './lib/tokens.mjs';
 import { renderChart } from './lib/chart.mjs';
+import { BEGIN as PAGE_BEGIN, END as PAGE_END, renderPage } from './lib/page.mjs';
 import { renderMarkdown, summarize } from './lib/report.mjs';
 import { startWorkerd } from './lib/workerd.mjs';
 
@@ -628,8 +631,33 @@ function render(file) {
   log(`bench: wrote ${stem}.{svg,md}`);
 }
 
+/**
+ * `node bench/run.mjs --page [workerd.json miniflare.json]`: the charts and tables of both runs
+ * again (results/workerd-latest.json and results/latest.json by default), and the one screen at
+ * the top of bench/README.md rewritten from them (bench/lib/page.mjs).
+ */
+function page(files) {
+  const [workerdFile, miniflareFile] = files.length === 2 ? files : [path.join(BENCH, 'results/workerd-latest.json'), path.join(BENCH, 'results/latest.json')];
+  for (const f of [workerdFile, miniflareFile]) render(f);
+  const read = (f) => {
+    const results = JSON.parse(readFileSync(f, 'utf8'));
+    results.summary = summarize(results);
+    return results;
+  };
+  const readme = path.join(BENCH, 'README.md');
+  const text = readFileSync(readme, 'utf8');
+  const from = text.indexOf(PAGE_BEGIN);
+  const to = text.indexOf(PAGE_END);
+  if (from < 0 || to < from) throw new Error(`bench/README.md has no block between ${PAGE_BEGIN} and ${PAGE_END}`);
+  const block = renderPage({ workerd: read(workerdFile), miniflare: read(miniflareFile) });
+  writeFileSync(readme, `${text.slice(0, from)}${block.trimEnd()}${text.slice(to + PAGE_END.length)}`);
+  log('bench: wrote the page block of bench/README.md');
+}
+
 const renderAt = process.argv.indexOf('--render');
-(renderAt > 0 ? Promise.resolve().then(() => render(process.argv[renderAt + 1])) : main()).then(
+const pageAt = process.argv.indexOf('--page');
+const job = renderAt > 0 ? () => render(process.argv[renderAt + 1]) : pageAt > 0 ? () => page(process.argv.slice(pageAt + 1)) : main;
+Promise.resolve().then(job).then(
   () => process.exit(0),
   (err) => {
     console.error(err);

@@ -51,9 +51,9 @@ const USERS = {
 
 const PRIVATE_JWK_PATH = fileURLToPath(new URL('./demo-key.private.jwk.json', import.meta.url));
 
-/** The header of the gateway's assertion (GATEWAY_ASSERTION_HEADER in [env.demo.vars]). */
+/** The header of the gateway's assertion (GATEWAY_ASSERTION_HEADER in demo/wrangler.toml). */
 export const DEMO_ASSERTION_HEADER = 'x-gateway-assertion';
-/** The demo gateway's address, and its GATEWAY_ISSUER in [env.demo.vars]. */
+/** The demo gateway's address, and its GATEWAY_ISSUER in demo/wrangler.toml. */
 export const DEMO_GATEWAY = 'http://127.0.0.1:8787';
 /** GATEWAY_SIGNING_KEY of the demo gateway (DEMO ONLY: committed), as the secret's text. */
 export const DEMO_GATEWAY_SIGNING_KEY = (() => {

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the Worker into build/: build/index.js (one ES module: src/js/entry.js and
+# Builds the Worker into build/: build/index.js (one ES module: src/platform/entry.js and
 # wasm-bindgen's glue) and build/index_bg.wasm. Arguments go to `cargo build` (for example
 # `--features baseline-verify`).
 #
@@ -7,7 +7,7 @@
 # JS bindings, and a reset function for after a panic), wasm-opt from npm's binaryen (-O, no
 # function-name section: about a tenth of the gzip bundle, there only to name wasm frames in a
 # panic's stack trace) and esbuild from npm (one minified module, as wrangler uploads it).
-# worker-build did the same with a heavier per-request shim (src/js/entry.js says why) and
+# worker-build did the same with a heavier per-request shim (src/platform/entry.js says why) and
 # would download wasm-bindgen, wasm-opt and esbuild from hosts not every machine reaches.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +16,7 @@ WASM_BINDGEN_BIN="${WASM_BINDGEN_BIN:-$(command -v wasm-bindgen)}"
 WASM_OPT_BIN="${WASM_OPT_BIN:-$PWD/node_modules/.bin/wasm-opt}"
 ESBUILD_BIN="${ESBUILD_BIN:-$PWD/node_modules/.bin/esbuild}"
 
-# `--lib`: the Worker only; the crate's native tool (src/bin/check-config.rs, for
+# `--lib`: the Worker only; the crate's native tool (tools/check-config.rs, for
 # `npm run check-config`) is not built for wasm.
 cargo build --release --target wasm32-unknown-unknown --lib "$@"
 
@@ -41,7 +41,7 @@ mkdir -p "$gen"
 sed -i 's/^import source \(.*\)"\.\/index_bg\.wasm";$/import \1".\/index_bg.wasm";/' "$gen/index.js"
 grep -q '^import wasmModule from "./index_bg.wasm";$' "$gen/index.js" \
   || { echo "build.sh: wasm-bindgen's wasm import is not the expected one" >&2; exit 1; }
-cp src/js/entry.js "$gen/entry.js"
+cp src/platform/entry.js "$gen/entry.js"
 "$ESBUILD_BIN" "$gen/entry.js" --bundle --format=esm --minify --log-level=warning \
   --external:./index_bg.wasm --external:'cloudflare:*' --outfile=build/index.js.new
 

@@ -2,7 +2,7 @@
 // npm run check-config [-- --env NAME] [--config PATH] [--secrets PATH] [--require-secrets]
 //
 // Checks a wrangler file's configuration of the gateway before a deploy: everything the
-// Worker checks on its first request, with the gateway's own code (src/check_config.rs, run
+// Worker checks on its first request, with the gateway's own code (src/config/check.rs, run
 // natively with cargo). This script only reads: the wrangler file with wrangler's own reader
 // (so environments merge exactly as wrangler deploy merges them), and the secrets, from
 // --secrets or as `wrangler dev` finds them, read by wrangler too (.dev.vars.<env> or
@@ -114,6 +114,46 @@ function declaredBindings(config) {
   return out;
 }
 
+const PLACEHOLDER = /REPLACE_WITH_/;
+
+/**
+ * Every setting whose value still holds one of the template's `REPLACE_WITH_…` (wrangler.toml
+ * ships them for what each user must fill in), named by where it is, never by its value, with
+ * what to do about it. The whole file is looked at, not only [vars]: a KV id, a route.
+ */
+function placeholders(config, secrets, { configName, env, secretsFile }) {
+  const out = [];
+  const where = env ? `[env.${env}] of ${configName}` : configName;
+  for (const [name, value] of Object.entries(config.vars ?? {})) {
+    if (PLACEHOLDER.test(JSON.stringify(value))) out.push({ setting: name, hint: `set it in [vars] of ${where}` });
+  }
+  for (const [name, value] of Object.entries(secrets)) {
+    if (PLACEHOLDER.test(String(value))) {
+      out.push({ setting: name, hint: `set it in ${secretsFile ?? 'the secrets file'} (and with wrangler secret put ${name}${env ? ` --env ${env}` : ''})` });
+    }
+  }
+  for (const [key, value] of Object.entries(config)) {
+    if (key === 'vars' || key === 'configPath' || key === 'userConfigPath' || key === 'topLevelName') continue;
+    walk(value, key);
+  }
+  function walk(value, at) {
+    if (typeof value === 'string') {
+      if (PLACEHOLDER.test(value)) out.push({ setting: at, hint: hintFor(at) });
+    } else if (Array.isArray(value)) {
+      // A binding is named by its binding name rather than its index.
+      value.forEach((v, i) => walk(v, `${at}[${typeof v?.binding === 'string' ? v.binding : typeof v?.name === 'string' ? v.name : i}]`));
+    } else if (value && typeof value === 'object') {
+      for (const [k, v] of Object.entries(value)) walk(v, `${at}.${k}`);
+    }
+  }
+  function hintFor(at) {
+    const kv = /^kv_namespaces\[(.*)\]\.id$/.exec(at);
+    if (kv) return `npx wrangler kv namespace create ${kv[1]} prints the id to put in ${where}`;
+    return `set it in ${where}`;
+  }
+  return out;
+}
+
 async function main() {
   const args = parseArgs(process.argv.slice(2));
   const configPath = path.resolve(args.config ?? 'wrangler.toml');
@@ -155,6 +195,7 @@ async function main() {
     secrets_file: secretsFile,
     bindings: declaredBindings(config),
     require_secrets: args.requireSecrets,
+    placeholders: placeholders(config, secrets, { configName: path.basename(configPath), env: args.env, secretsFile }),
   };
 
   // The checker, natively. `cargo run` rebuilds it when the gateway's code changed (the first

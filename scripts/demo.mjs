@@ -1,16 +1,14 @@
 #!/usr/bin/env node
 // `npm run demo` (after the Worker is built): the demo origin on 127.0.0.1:8788 and the gateway
-// in `wrangler dev --env demo` on 127.0.0.1:8787, with the demo's secrets passed as --var.
+// in `wrangler dev --config demo/wrangler.toml` on 127.0.0.1:8787, with the demo's secrets passed as --var.
 // Ctrl-C (or SIGTERM) stops both.
 //
-// wrangler dev always runs wrangler.toml's [build] command, and again from its file watcher;
-// `npm run demo` has just built the Worker, so this script hands wrangler a generated copy of
-// the [env.demo] configuration without [build] (.wrangler/demo/wrangler.json, read from
-// wrangler.toml each time, so wrangler.toml stays the only place to edit). Pass --rebuild to
-// use wrangler.toml as it is instead, [build] included.
+// The gateway's configuration is demo/wrangler.toml (its own file, not an environment of the
+// production wrangler.toml). It has no [build]: this script runs on the bundle `npm run demo` has
+// just built, and wrangler dev reloads it when build/ changes (`npm run build` elsewhere).
 
-import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -21,7 +19,6 @@ const HOST = '127.0.0.1';
 const ORIGIN_PORT = 8788;
 const GATEWAY_PORT = 8787;
 const GATEWAY = `http://${HOST}:${GATEWAY_PORT}`;
-const rebuild = process.argv.includes('--rebuild');
 
 const say = (line = '') => process.stdout.write(`${line}\n`);
 const fail = (line) => {
@@ -29,40 +26,8 @@ const fail = (line) => {
   process.exit(1);
 };
 
-if (!existsSync(path.join(ROOT, 'build/index.js')) && !rebuild) {
+if (!existsSync(path.join(ROOT, 'build/index.js'))) {
   fail('build/index.js is missing: build the Worker first (npm run build), or run npm run demo');
-}
-
-/** wrangler.toml's [env.demo], resolved by wrangler itself, minus [build]. */
-function demoConfigWithoutBuild() {
-  // In a child process: importing wrangler installs signal handlers that exit at once on
-  // SIGINT/SIGTERM, before this script could stop wrangler dev and the origin.
-  const read = `import { unstable_readConfig } from 'wrangler';
-    const c = unstable_readConfig({ config: 'wrangler.toml', env: 'demo' });
-    process.stdout.write(JSON.stringify(c));`;
-  const demo = JSON.parse(
-    execFileSync(process.execPath, ['--input-type=module', '-e', read], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }),
-  );
-  const config = {
-    name: 'edge-auth-proxy',
-    main: path.resolve(ROOT, demo.main ?? 'build/index.js'),
-    compatibility_date: demo.compatibility_date,
-    compatibility_flags: demo.compatibility_flags ?? [],
-    // scripts/build.sh's output is already one bundle: no second bundling either.
-    no_bundle: true,
-    env: {
-      demo: {
-        name: demo.name,
-        kv_namespaces: demo.kv_namespaces.map(({ binding, id }) => ({ binding, id })),
-        vars: demo.vars,
-      },
-    },
-  };
-  const dir = path.join(ROOT, '.wrangler/demo');
-  mkdirSync(dir, { recursive: true });
-  const file = path.join(dir, 'wrangler.json');
-  writeFileSync(file, `${JSON.stringify(config, null, 2)}\n`);
-  return file;
 }
 
 let origin;
@@ -77,18 +42,16 @@ try {
 }
 say(`demo origin on ${origin.url} (token endpoint, customer_authenticate, JWKS, getprofile, session_login, introspect)`);
 
-const configArgs = rebuild ? [] : ['--config', demoConfigWithoutBuild()];
 const args = [
   'dev',
-  ...configArgs,
-  '--env', 'demo',
+  '--config', path.join(ROOT, 'demo/wrangler.toml'),
   '--ip', HOST,
   '--port', String(GATEWAY_PORT),
   '--var', `CLIENT_SECRET:${DEMO_CLIENT_SECRET}`,
   '--var', `API_KEY:${DEMO_API_KEY}`,
   '--var', `CUSTOMER_ID_KEY:${DEMO_CUSTOMER_ID_KEY}`,
   '--var', `GATEWAY_SIGNING_KEY:${DEMO_GATEWAY_SIGNING_KEY}`,
-  // The project's usual local state, whichever config file wrangler is given.
+  // The project's usual local state (.wrangler/ at the root, not next to demo/wrangler.toml).
   '--persist-to', path.join(ROOT, '.wrangler/state'),
 ];
 const wrangler = spawn(path.join(ROOT, 'node_modules/.bin/wrangler'), args, {

@@ -1,5 +1,8 @@
 //! The gateway's own errors, tagged with where they came from, and the one place where they
-//! become HTTP: RFC 9457 problem+json that never carries a token, a secret or a stack.
+//! become HTTP: RFC 9457 problem+json that never carries a token, a secret or a stack. Each
+//! error is described once, in `describe`: its status, its log outcome, its problem type,
+//! title and detail, and the one header that goes with it (a challenge, `Retry-After`,
+//! `Allow`).
 
 use http::header::{
     HeaderMap, HeaderName, HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER,
@@ -8,13 +11,12 @@ use http::header::{
 use http::Method;
 use serde::Serialize;
 
-use crate::customer_id::MissingIdentity;
-use crate::identifiers::Ambiguity;
-use crate::jwks::KeysUnavailable;
-use crate::jwt::JwtError;
-use crate::opaque::{IntrospectionUnavailable, OpaqueError};
-use crate::path::PathError;
-use crate::setting::ConfigErrors;
+use crate::config::setting::ConfigErrors;
+use crate::edge::path::PathError;
+use crate::identity::jwt::JwtError;
+use crate::identity::opaque::OpaqueError;
+use crate::identity::IdentityError;
+use crate::proxy::route::RouteError;
 use crate::token::TokenUnavailable;
 
 pub const REALM: &str = "edge-auth-proxy";
@@ -32,13 +34,8 @@ pub enum GatewayError {
     NoRoute,
     /// The route exists but not for this method.
     MethodNotAllowed(Vec<Method>),
-    /// The request names its caller more than one way: two different identifiers, or an
-    /// identifier cookie sent twice (`identifiers`). Refused before anything is verified.
-    Ambiguous(Ambiguity),
-    /// The customer JWT is missing, malformed or fails a check.
-    Jwt(JwtError),
-    /// `JWKS_URL`'s key set was never obtained and the configured keys cannot check the token.
-    KeysUnavailable(KeysUnavailable),
+    /// The authenticate phase refused the caller (`identity::IdentityError` says why).
+    Identity(IdentityError),
     /// No access token could be obtained, and none cached is still usable.
     TokenUnavailable(TokenUnavailable),
     /// The origin refused the connection or could not be reached.
@@ -57,18 +54,24 @@ pub enum GatewayError {
     Internal(&'static str),
     /// The caller's body could not be read (it broke off, or ran past its `content-length`).
     RequestBody,
-    /// The opaque customer identifier is missing, malformed or not active (`opaque` routes).
-    Opaque(OpaqueError),
-    /// The introspection endpoint gave no answer (down, slow, garbage), or is being backed off.
-    IntrospectionUnavailable(IntrospectionUnavailable),
-    /// The verified identity lacks one of the route's `scopes` (the route's list).
-    InsufficientScope(Vec<String>),
-    /// The verified identity fails the route's `claims`.
-    ClaimsRefused,
-    /// `CUSTOMER_ID_HEADER` is set and the verified identity has no `sub` (or `iss`).
-    NoCustomerId(MissingIdentity),
     /// Over the route's `rate_limit`: answered here, never forwarded.
     RateLimited,
+}
+
+impl From<RouteError> for GatewayError {
+    fn from(e: RouteError) -> Self {
+        match e {
+            RouteError::InvalidPath(e) => Self::InvalidPath(e),
+            RouteError::NoRoute => Self::NoRoute,
+            RouteError::MethodNotAllowed { allow } => Self::MethodNotAllowed(allow),
+        }
+    }
+}
+
+impl From<IdentityError> for GatewayError {
+    fn from(e: IdentityError) -> Self {
+        Self::Identity(e)
+    }
 }
 
 /// `Retry-After` of a 429. A rate-limiting binding does not say when its window ends; its
@@ -79,6 +82,8 @@ pub const RATE_LIMIT_RETRY_AFTER_SECS: u64 = 10;
 #[derive(Debug)]
 pub struct Problem {
     pub status: u16,
+    /// The log line's `outcome` for it.
+    pub outcome: &'static str,
     pub headers: HeaderMap,
     pub body: Vec<u8>,
 }
@@ -93,138 +98,151 @@ struct ProblemBody<'a> {
     request_id: &'a str,
 }
 
+/// One error as the caller and the log line see it.
+struct Described {
+    status: u16,
+    /// The log line's `outcome`: a stable id.
+    outcome: &'static str,
+    /// The last part of the problem `type` (`urn:edge-auth-proxy:problem:<slug>`).
+    slug: &'static str,
+    title: &'static str,
+    detail: String,
+    /// The header that goes with it: a challenge, `Retry-After` or `Allow`.
+    extra: Option<(HeaderName, String)>,
+}
+
+const INVALID_REQUEST: (&str, &str) = ("invalid-request", "Invalid request");
+const MISSING_TOKEN: (&str, &str) = ("missing-token", "Authentication required");
+const INVALID_TOKEN: (&str, &str) = ("invalid-token", "Invalid token");
+const UNAVAILABLE: &str = "Service unavailable";
+
 impl GatewayError {
     pub fn status(&self) -> u16 {
-        match self {
-            Self::Config(_) | Self::Internal(_) => 500,
-            Self::NoRoute => 404,
-            Self::MethodNotAllowed(_) => 405,
-            Self::Jwt(e) if e.is_request_error() => 400,
-            Self::Jwt(_) => 401,
-            Self::TokenUnavailable(_) | Self::KeysUnavailable(_) => 503,
-            Self::OriginRefusedUnreplayed => 503,
-            Self::OriginUnreachable | Self::OriginRefusedToken => 502,
-            Self::OriginTimeout => 504,
-            Self::RequestBody | Self::InvalidPath(_) | Self::Ambiguous(_) => 400,
-            Self::Opaque(e) if e.is_request_error() => 400,
-            Self::Opaque(_) | Self::NoCustomerId(_) => 401,
-            Self::IntrospectionUnavailable(_) => 503,
-            Self::InsufficientScope(_) | Self::ClaimsRefused => 403,
-            Self::RateLimited => 429,
-        }
+        self.describe().status
     }
 
     /// A stable id for the log line's `outcome`.
     pub fn outcome(&self) -> &'static str {
-        match self {
-            Self::Config(_) => "config_error",
-            Self::NoRoute => "no_route",
-            Self::MethodNotAllowed(_) => "method_not_allowed",
-            Self::Ambiguous(a) => a.code(),
-            Self::Jwt(e) => e.code(),
-            Self::TokenUnavailable(t) => t.cause.code(),
-            Self::KeysUnavailable(k) => k.cause.code(),
-            Self::OriginUnreachable => "origin_unreachable",
-            Self::OriginTimeout => "origin_timeout",
-            Self::OriginRefusedToken => "origin_refused_token",
-            Self::OriginRefusedUnreplayed => "origin_refused_token_unreplayed",
-            Self::Internal(_) => "internal_error",
-            Self::RequestBody => "request_body_unreadable",
-            Self::InvalidPath(_) => "invalid_path",
-            Self::Opaque(e) => e.code(),
-            Self::IntrospectionUnavailable(u) => u.cause.code(),
-            Self::InsufficientScope(_) => "insufficient_scope",
-            Self::ClaimsRefused => "claims_refused",
-            Self::NoCustomerId(m) => m.code(),
-            Self::RateLimited => "rate_limited",
-        }
+        self.describe().outcome
     }
 
-    fn slug_and_title(&self) -> (&'static str, &'static str) {
+    /// Every error, once: the only description of what it is on the wire.
+    fn describe(&self) -> Described {
+        let d = |status, outcome, (slug, title): (&'static str, &'static str), detail: String| {
+            Described {
+                status,
+                outcome,
+                slug,
+                title,
+                detail,
+                extra: None,
+            }
+        };
+        let retry_after = |secs: u64| Some((RETRY_AFTER, secs.to_string()));
         match self {
-            Self::Config(_) => ("configuration", "Gateway configuration error"),
-            Self::NoRoute => ("no-route", "Not found"),
-            Self::MethodNotAllowed(_) => ("method-not-allowed", "Method not allowed"),
-            Self::Jwt(JwtError::Missing) => ("missing-token", "Authentication required"),
-            Self::Jwt(e) if e.is_request_error() => ("invalid-request", "Invalid request"),
-            Self::Jwt(_) => ("invalid-token", "Invalid token"),
-            Self::TokenUnavailable(_) => ("upstream-credentials", "Service unavailable"),
-            Self::KeysUnavailable(_) => ("key-set-unavailable", "Service unavailable"),
-            Self::OriginUnreachable => ("origin-unreachable", "Bad gateway"),
-            Self::OriginTimeout => ("origin-timeout", "Gateway timeout"),
-            Self::OriginRefusedToken => ("origin-refused-credentials", "Bad gateway"),
-            Self::OriginRefusedUnreplayed => ("origin-refused-credentials", "Service unavailable"),
-            Self::Internal(_) => ("internal", "Internal error"),
-            Self::RequestBody | Self::InvalidPath(_) | Self::Ambiguous(_) => {
-                ("invalid-request", "Invalid request")
+            Self::Config(problems) => d(
+                500,
+                "config_error",
+                ("configuration", "Gateway configuration error"),
+                config_detail(problems),
+            ),
+            Self::InvalidPath(e) => d(
+                400,
+                "invalid_path",
+                INVALID_REQUEST,
+                format!("The request path contains {}.", e.description()),
+            ),
+            Self::NoRoute => d(
+                404,
+                "no_route",
+                ("no-route", "Not found"),
+                "No route is configured for this path.".into(),
+            ),
+            Self::MethodNotAllowed(allow) => {
+                let list: Vec<&str> = allow.iter().map(Method::as_str).collect();
+                Described {
+                    extra: Some((ALLOW, list.join(", "))),
+                    ..d(
+                        405,
+                        "method_not_allowed",
+                        ("method-not-allowed", "Method not allowed"),
+                        "This route does not accept this method.".into(),
+                    )
+                }
             }
-            Self::Opaque(OpaqueError::Missing) => ("missing-token", "Authentication required"),
-            Self::Opaque(e) if e.is_request_error() => ("invalid-request", "Invalid request"),
-            Self::Opaque(_) | Self::NoCustomerId(_) => ("invalid-token", "Invalid token"),
-            Self::IntrospectionUnavailable(_) => {
-                ("introspection-unavailable", "Service unavailable")
-            }
-            Self::InsufficientScope(_) => ("insufficient-scope", "Forbidden"),
-            Self::ClaimsRefused => ("claims-refused", "Forbidden"),
-            Self::RateLimited => ("rate-limited", "Too many requests"),
-        }
-    }
-
-    fn detail(&self) -> String {
-        match self {
-            Self::Config(problems) => config_detail(problems),
-            Self::NoRoute => "No route is configured for this path.".into(),
-            Self::MethodNotAllowed(_) => "This route does not accept this method.".into(),
-            Self::Jwt(JwtError::Missing) => {
-                "A customer JWT is required: send customer-auth: JWT <token> or Authorization: Bearer <token>.".into()
-            }
-            Self::Jwt(e) => format!("{}.", e.description()),
-            Self::Ambiguous(a) => a.detail(),
-            Self::TokenUnavailable(_) => {
-                "The gateway could not obtain credentials for the origin; retry later.".into()
-            }
-            Self::KeysUnavailable(_) => {
-                "The gateway could not obtain the keys that check the customer JWT; retry later.".into()
-            }
-            Self::OriginUnreachable => "The origin could not be reached.".into(),
-            Self::OriginTimeout => "The origin did not answer in time.".into(),
+            Self::Identity(e) => describe_identity(e),
+            Self::TokenUnavailable(t) => Described {
+                extra: retry_after(t.retry_after_secs),
+                ..d(
+                    503,
+                    t.cause.code(),
+                    ("upstream-credentials", UNAVAILABLE),
+                    "The gateway could not obtain credentials for the origin; retry later.".into(),
+                )
+            },
+            Self::OriginUnreachable => d(
+                502,
+                "origin_unreachable",
+                ("origin-unreachable", "Bad gateway"),
+                "The origin could not be reached.".into(),
+            ),
+            Self::OriginTimeout => d(
+                504,
+                "origin_timeout",
+                ("origin-timeout", "Gateway timeout"),
+                "The origin did not answer in time.".into(),
+            ),
             // Never the origin's challenge: it is about the gateway's token, not the caller's.
-            Self::OriginRefusedToken => {
-                "The origin refused the gateway's own credentials.".into()
-            }
-            Self::OriginRefusedUnreplayed => {
-                "The origin refused the gateway's own credentials; they have been replaced, retry the request.".into()
-            }
-            Self::Internal(what) => format!("The gateway could not build the origin request ({what})."),
-            Self::RequestBody => "The request body could not be read.".into(),
-            Self::InvalidPath(e) => format!("The request path contains {}.", e.description()),
-            Self::Opaque(OpaqueError::Missing) => {
-                "A customer identifier is required: send customer-auth: <scheme> <id>, Authorization: Bearer <id> or the session cookie.".into()
-            }
-            Self::Opaque(e) => format!("{}.", e.description()),
-            Self::IntrospectionUnavailable(_) => {
-                "The gateway could not check the customer identifier; retry later.".into()
-            }
-            Self::ClaimsRefused => {
-                "The customer's credentials do not meet this route's claim requirements.".into()
-            }
-            Self::InsufficientScope(_) => {
-                "The customer's credentials do not grant the scopes this route requires.".into()
-            }
-            Self::NoCustomerId(m) => format!("{}.", m.description()),
-            Self::RateLimited => "Too many requests for this route; retry later.".into(),
+            Self::OriginRefusedToken => d(
+                502,
+                "origin_refused_token",
+                ("origin-refused-credentials", "Bad gateway"),
+                "The origin refused the gateway's own credentials.".into(),
+            ),
+            // The refused token is gone from the cache: the next attempt gets another one.
+            Self::OriginRefusedUnreplayed => Described {
+                extra: retry_after(1),
+                ..d(
+                    503,
+                    "origin_refused_token_unreplayed",
+                    ("origin-refused-credentials", UNAVAILABLE),
+                    "The origin refused the gateway's own credentials; they have been replaced, retry the request.".into(),
+                )
+            },
+            Self::Internal(what) => internal(what),
+            Self::RequestBody => d(
+                400,
+                "request_body_unreadable",
+                INVALID_REQUEST,
+                "The request body could not be read.".into(),
+            ),
+            Self::RateLimited => Described {
+                extra: retry_after(RATE_LIMIT_RETRY_AFTER_SECS),
+                ..d(
+                    429,
+                    "rate_limited",
+                    ("rate-limited", "Too many requests"),
+                    "Too many requests for this route; retry later.".into(),
+                )
+            },
         }
     }
 
     /// The response for this error. The only error-to-HTTP mapping in the gateway.
     pub fn to_problem(&self, request_id: &str) -> Problem {
-        let status = self.status();
-        let (slug, title) = self.slug_and_title();
+        let Described {
+            status,
+            outcome,
+            slug,
+            title,
+            detail,
+            extra,
+        } = self.describe();
         let body = ProblemBody {
             kind: format!("urn:edge-auth-proxy:problem:{slug}"),
             title,
             status,
-            detail: self.detail(),
+            detail,
             request_id,
         };
         let mut headers = HeaderMap::new();
@@ -234,48 +252,126 @@ impl GatewayError {
             "application/problem+json".into(),
         );
         put(&mut headers, CACHE_CONTROL, "no-store".into());
-        const REQUEST_ID: HeaderName = HeaderName::from_static(crate::headers::REQUEST_ID);
+        const REQUEST_ID: HeaderName = HeaderName::from_static(crate::edge::headers::REQUEST_ID);
         put(&mut headers, REQUEST_ID, request_id.into());
-        let challenge = |value: String| Some((WWW_AUTHENTICATE, value));
-        let retry_after = |secs: u64| Some((RETRY_AFTER, secs.to_string()));
-        let extra = match self {
-            Self::Jwt(JwtError::Missing) | Self::Opaque(OpaqueError::Missing) => {
-                challenge(format!("Bearer realm=\"{REALM}\""))
-            }
-            Self::Jwt(e) => challenge(bearer_error(e.is_request_error(), e.description())),
-            Self::Opaque(e) => challenge(bearer_error(e.is_request_error(), e.description())),
-            Self::Ambiguous(a) => challenge(bearer_error(true, a.description())),
-            Self::NoCustomerId(m) => challenge(format!(
-                "Bearer realm=\"{REALM}\", error=\"invalid_token\", error_description=\"{}\"",
-                m.description()
-            )),
-            // RFC 6750 §3.1; the scopes were checked at configuration time to be scope tokens,
-            // which cannot break out of the quoted string.
-            Self::InsufficientScope(scopes) => challenge(format!(
-                "Bearer realm=\"{REALM}\", error=\"insufficient_scope\", scope=\"{}\"",
-                scopes.join(" ")
-            )),
-            Self::IntrospectionUnavailable(u) => retry_after(u.retry_after_secs),
-            Self::MethodNotAllowed(allow) => {
-                let list: Vec<&str> = allow.iter().map(Method::as_str).collect();
-                Some((ALLOW, list.join(", ")))
-            }
-            Self::TokenUnavailable(t) => retry_after(t.retry_after_secs),
-            Self::KeysUnavailable(k) => retry_after(k.retry_after_secs),
-            // The refused token is gone from the cache: the next attempt gets another one.
-            Self::OriginRefusedUnreplayed => retry_after(1),
-            Self::RateLimited => retry_after(RATE_LIMIT_RETRY_AFTER_SECS),
-            _ => None,
-        };
         if let Some((name, value)) = extra {
             put(&mut headers, name, value);
         }
         Problem {
             status,
+            outcome,
             headers,
             // Serialising plain strings and numbers cannot fail.
             body: serde_json::to_vec(&body).unwrap_or_default(),
         }
+    }
+}
+
+/// The authenticate phase's refusals, each once (a part of `GatewayError::describe`).
+fn describe_identity(e: &IdentityError) -> Described {
+    let outcome = e.code();
+    let d =
+        |status, (slug, title): (&'static str, &'static str), detail: String, extra| Described {
+            status,
+            outcome,
+            slug,
+            title,
+            detail,
+            extra,
+        };
+    let challenge = |value: String| Some((WWW_AUTHENTICATE, value));
+    let retry_after = |secs: u64| Some((RETRY_AFTER, secs.to_string()));
+    let bare = || challenge(format!("Bearer realm=\"{REALM}\""));
+    match e {
+        IdentityError::Ambiguous(a) => d(
+            400,
+            INVALID_REQUEST,
+            a.detail(),
+            challenge(bearer_error(true, a.description())),
+        ),
+        IdentityError::Jwt(JwtError::Missing) => d(
+            401,
+            MISSING_TOKEN,
+            "A customer JWT is required: send customer-auth: JWT <token> or Authorization: Bearer <token>.".into(),
+            bare(),
+        ),
+        IdentityError::Jwt(e) if e.is_request_error() => d(
+            400,
+            INVALID_REQUEST,
+            format!("{}.", e.description()),
+            challenge(bearer_error(true, e.description())),
+        ),
+        IdentityError::Jwt(e) => d(
+            401,
+            INVALID_TOKEN,
+            format!("{}.", e.description()),
+            challenge(bearer_error(false, e.description())),
+        ),
+        IdentityError::KeysUnavailable(k) => d(
+            503,
+            ("key-set-unavailable", UNAVAILABLE),
+            "The gateway could not obtain the keys that check the customer JWT; retry later.".into(),
+            retry_after(k.retry_after_secs),
+        ),
+        IdentityError::Opaque(OpaqueError::Missing) => d(
+            401,
+            MISSING_TOKEN,
+            "A customer identifier is required: send customer-auth: <scheme> <id>, Authorization: Bearer <id> or the session cookie.".into(),
+            bare(),
+        ),
+        IdentityError::Opaque(e) if e.is_request_error() => d(
+            400,
+            INVALID_REQUEST,
+            format!("{}.", e.description()),
+            challenge(bearer_error(true, e.description())),
+        ),
+        IdentityError::Opaque(e) => d(
+            401,
+            INVALID_TOKEN,
+            format!("{}.", e.description()),
+            challenge(bearer_error(false, e.description())),
+        ),
+        IdentityError::IntrospectionUnavailable(u) => d(
+            503,
+            ("introspection-unavailable", UNAVAILABLE),
+            "The gateway could not check the customer identifier; retry later.".into(),
+            retry_after(u.retry_after_secs),
+        ),
+        // RFC 6750 §3.1; the scopes were checked at configuration time to be scope tokens,
+        // which cannot break out of the quoted string.
+        IdentityError::InsufficientScope(scopes) => d(
+            403,
+            ("insufficient-scope", "Forbidden"),
+            "The customer's credentials do not grant the scopes this route requires.".into(),
+            challenge(format!(
+                "Bearer realm=\"{REALM}\", error=\"insufficient_scope\", scope=\"{}\"",
+                scopes.join(" ")
+            )),
+        ),
+        IdentityError::ClaimsRefused => d(
+            403,
+            ("claims-refused", "Forbidden"),
+            "The customer's credentials do not meet this route's claim requirements.".into(),
+            None,
+        ),
+        IdentityError::NoCustomerId(m) => d(
+            401,
+            INVALID_TOKEN,
+            format!("{}.", m.description()),
+            challenge(bearer_error(false, m.description())),
+        ),
+        IdentityError::Internal(what) => internal(what),
+    }
+}
+
+fn internal(what: &str) -> Described {
+    Described {
+        status: 500,
+        outcome: "internal_error",
+        slug: "internal",
+        title: "Internal error",
+        detail: format!("The gateway could not build the origin request ({what})."),
+        extra: None,
     }
 }
 
@@ -314,7 +410,10 @@ fn bearer_error(request_error: bool, description: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::setting::ConfigError;
+    use crate::config::setting::ConfigError;
+    use crate::identity::customer_id::MissingIdentity;
+    use crate::identity::identifiers::Ambiguity;
+    use crate::identity::opaque::IntrospectionUnavailable;
     use crate::token::GrantError;
 
     fn json(p: &Problem) -> serde_json::Value {
@@ -323,7 +422,7 @@ mod tests {
 
     #[test]
     fn a_missing_token_gets_a_bare_bearer_challenge() {
-        let p = GatewayError::Jwt(JwtError::Missing).to_problem("r1");
+        let p = GatewayError::Identity(IdentityError::Jwt(JwtError::Missing)).to_problem("r1");
         assert_eq!(p.status, 401);
         assert_eq!(
             p.headers["www-authenticate"],
@@ -340,7 +439,7 @@ mod tests {
 
     #[test]
     fn an_invalid_token_says_invalid_token() {
-        let p = GatewayError::Jwt(JwtError::Expired).to_problem("r");
+        let p = GatewayError::Identity(IdentityError::Jwt(JwtError::Expired)).to_problem("r");
         assert_eq!(p.status, 401);
         let challenge = p.headers["www-authenticate"].to_str().unwrap();
         assert!(challenge.starts_with(
@@ -426,8 +525,11 @@ mod tests {
 
     #[test]
     fn a_missing_scope_gets_an_insufficient_scope_challenge() {
-        let p = GatewayError::InsufficientScope(vec!["profile:read".into(), "openid".into()])
-            .to_problem("r");
+        let p = GatewayError::Identity(IdentityError::InsufficientScope(vec![
+            "profile:read".into(),
+            "openid".into(),
+        ]))
+        .to_problem("r");
         assert_eq!(p.status, 403);
         assert_eq!(
             p.headers["www-authenticate"],
@@ -438,27 +540,32 @@ mod tests {
 
     #[test]
     fn opaque_identifier_answers() {
-        let missing = GatewayError::Opaque(OpaqueError::Missing).to_problem("r");
+        let missing =
+            GatewayError::Identity(IdentityError::Opaque(OpaqueError::Missing)).to_problem("r");
         assert_eq!(missing.status, 401);
         assert_eq!(
             missing.headers["www-authenticate"],
             "Bearer realm=\"edge-auth-proxy\""
         );
-        let inactive = GatewayError::Opaque(OpaqueError::Inactive).to_problem("r");
+        let inactive =
+            GatewayError::Identity(IdentityError::Opaque(OpaqueError::Inactive)).to_problem("r");
         assert_eq!(inactive.status, 401);
         assert!(inactive.headers["www-authenticate"]
             .to_str()
             .unwrap()
             .contains("error=\"invalid_token\""));
-        let down = GatewayError::IntrospectionUnavailable(IntrospectionUnavailable {
-            retry_after_secs: 4,
-            cause: crate::opaque::IntrospectionError::Timeout,
-            called_endpoint: true,
-        })
+        let down = GatewayError::Identity(IdentityError::IntrospectionUnavailable(
+            IntrospectionUnavailable {
+                retry_after_secs: 4,
+                cause: crate::identity::opaque::IntrospectionError::Timeout,
+                called_endpoint: true,
+            },
+        ))
         .to_problem("r");
         assert_eq!(down.status, 503);
         assert_eq!(down.headers["retry-after"], "4");
-        let no_sub = GatewayError::NoCustomerId(MissingIdentity::Sub).to_problem("r");
+        let no_sub = GatewayError::Identity(IdentityError::NoCustomerId(MissingIdentity::Sub))
+            .to_problem("r");
         assert_eq!(no_sub.status, 401);
         assert!(json(&no_sub)["detail"]
             .as_str()
@@ -468,7 +575,7 @@ mod tests {
 
     #[test]
     fn an_ambiguous_request_is_an_invalid_request_saying_where() {
-        use crate::identifiers::Source;
+        use crate::identity::identifiers::Source;
         for (a, code) in [
             (Ambiguity::DuplicateJwtCookie, "duplicate_jwt_cookie"),
             (
@@ -480,7 +587,7 @@ mod tests {
                 "two_identifiers",
             ),
         ] {
-            let err = GatewayError::Ambiguous(a);
+            let err = GatewayError::Identity(IdentityError::Ambiguous(a));
             assert_eq!(err.outcome(), code);
             let p = err.to_problem("r");
             assert_eq!(p.status, 400);

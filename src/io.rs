@@ -6,6 +6,8 @@
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
+use crate::identity::jwt::SignatureVerifier;
+
 /// Time: milliseconds since the Unix epoch, and waiting. In a Worker `now_ms` only advances
 /// across I/O, which is all the precision the caches need.
 #[allow(async_fn_in_trait)]
@@ -60,7 +62,7 @@ pub trait Fields: Clone {
 }
 
 /// What the gateway changes in the platform's fields: the names to remove, then the values to
-/// set (each replacing every value of its name). The core works it out (`crate::headers`); the
+/// set (each replacing every value of its name). The core works it out (`crate::edge::headers`); the
 /// platform applies it to its own object in one go (a Worker crosses into JavaScript once).
 #[derive(Debug, Default)]
 pub struct Edit<'a> {
@@ -242,16 +244,16 @@ impl RateLimiters for NoRateLimiters {
 
 /// Everything the platform supplies, as one handle the core is passed by reference (the way
 /// rustls hands its core one `CryptoProvider`): HTTP, the KV store, the clock, signature
-/// checks, the token coordinator and the rate limiters. `proxy::Services` implements it (the
-/// Worker's, the token coordinator's, the gateway tests'); a part that needs only the clock
+/// checks and signing, the token coordinator and the rate limiters. `Services` implements it
+/// (the Worker's, the token coordinator's, the gateway tests'); a part that needs only the clock
 /// and store still takes the whole handle, so every signature reads the same.
 pub trait Platform {
     type Http: HttpClient;
     type Store: KeyValue;
     type Clock: Clock;
-    type Verifier: crate::jwt::SignatureVerifier;
-    /// Signs with the gateway's own keys (`crate::signing`): the gateway assertion.
-    type Signer: crate::signing::Signer;
+    type Verifier: crate::identity::jwt::SignatureVerifier;
+    /// Signs with the gateway's own keys (`crate::identity::signing`): the gateway assertion.
+    type Signer: crate::identity::signing::Signer;
     type Coordinator: Coordinator;
     type RateLimiters: RateLimiters;
 
@@ -268,3 +270,81 @@ pub trait Platform {
 pub type StreamOf<P> = <<P as Platform>::Http as HttpClient>::Stream;
 /// The platform's own header fields.
 pub type FieldsOf<P> = <<P as Platform>::Http as HttpClient>::Fields;
+
+/// A request as the gateway sees it; `S` is the platform's streaming body, `F` its header
+/// fields (`io::Fields`), of which the core reads only `headers::CALLER_READS` (and a few more when a request needs
+/// them).
+#[derive(Debug)]
+pub struct GatewayRequest<S, F = HeaderMap> {
+    pub method: Method,
+    /// The URL's path as the platform handed it over; the route phase normalizes it
+    /// (`path::normalize`) before anything else looks at it.
+    pub path: String,
+    /// The URL's query without `?`; `None` when the URL had no `?`.
+    pub query: Option<String>,
+    pub headers: F,
+    pub body: Body<S>,
+}
+
+/// The origin's response with its fields passed through (`headers::downstream_headers`), or
+/// the gateway's own answer.
+#[derive(Debug)]
+pub struct GatewayResponse<S, F = HeaderMap> {
+    pub status: u16,
+    pub headers: F,
+    pub body: Body<S>,
+}
+
+/// What a request needs from the platform: the `io::Platform` handle the core is passed.
+/// `coordinator`: the deployment's token coordinator (`TOKEN_COORDINATOR`), or
+/// `NoCoordinator`; `rate_limiters`: the Workers rate-limiting bindings that routes'
+/// `rate_limit` name.
+pub struct Services<H, S, C, V, K = NoCoordinator, R = NoRateLimiters> {
+    pub http: H,
+    pub store: S,
+    pub clock: C,
+    pub verifier: V,
+    pub coordinator: K,
+    pub rate_limiters: R,
+}
+
+impl<H, S, C, V, K, R> Platform for Services<H, S, C, V, K, R>
+where
+    H: HttpClient,
+    S: KeyValue,
+    C: Clock,
+    V: SignatureVerifier + crate::identity::signing::Signer,
+    K: Coordinator,
+    R: RateLimiters,
+{
+    type Http = H;
+    type Store = S;
+    type Clock = C;
+    type Verifier = V;
+    // The platform's one crypto provider verifies and signs (as rustls' `CryptoProvider`).
+    type Signer = V;
+    type Coordinator = K;
+    type RateLimiters = R;
+
+    fn http(&self) -> &H {
+        &self.http
+    }
+    fn store(&self) -> &S {
+        &self.store
+    }
+    fn clock(&self) -> &C {
+        &self.clock
+    }
+    fn verifier(&self) -> &V {
+        &self.verifier
+    }
+    fn signer(&self) -> &V {
+        &self.verifier
+    }
+    fn coordinator(&self) -> &K {
+        &self.coordinator
+    }
+    fn rate_limiters(&self) -> &R {
+        &self.rate_limiters
+    }
+}

@@ -5,115 +5,76 @@
 //! # Layout
 //!
 //! The core knows nothing of Workers; it reaches time, storage and HTTP through `io`, so
-//! `cargo test` runs it natively with a fixed clock and in-memory fakes.
+//! `cargo test` runs it natively with a fixed clock and in-memory fakes. `src/` holds nine
+//! wings and this file:
 //!
-//! - `config`: the typed `Config`, assembled once per isolate from each part's settings, with
-//!   every problem found at once.
-//! - `setting`: reading one setting (lookup, optional or required, numbers, flags, header
-//!   values, URLs), with errors that name it: what every part's settings use, so none imports
-//!   `config`.
-//! - `registry`: the one list of the gateway's settings and bindings, and the check of an
-//!   environment's names against it (unknown names, wrong kinds of binding).
-//! - `entries`: reading the JSON settings (`ROUTES`, `JWT_PROVIDERS`) field by field, with
-//!   errors naming entry and field, and the rule of what an error may repeat.
-//! - `suggest`: the closest known word to a misspelled one ("did you mean").
-//! - `check_config` (native only): `npm run check-config`, the configuration check before a
-//!   deploy, run on a wrangler file's settings, bindings and secrets.
-//! - `http_url`: the absolute http(s) URLs settings hold, checked and normalised.
-//! - `path`: the request path's canonical form (decoded unreserved characters, dot segments
-//!   resolved, `//` merged), and the refusal of paths an origin could read another way.
-//! - `cookies`: the credential cookies read from a request, names folded as origins fold
-//!   them (case, percent-escapes), a second copy refused.
-//! - `identifiers`: one identifier per request: every source read on every route that reads
-//!   one, two different identifiers refused.
-//! - `routes`: the `ROUTES` table: segment-boundary prefixes, auth mode, methods, origin.
-//! - `jwt`: finding the customer JWT, keys (JWKS), signature and claim checks, and the
-//!   isolate's memory of verified tokens.
-//! - `jwks`: `JWKS_URL`'s key set: memory, KV, provider; refresh; unknown-`kid` refetch.
-//! - `providers`: `JWT_PROVIDERS`: several issuers, each with its own keys, audiences,
-//!   algorithms and lifetime limit; a token is matched to one by its `iss`.
-//! - `auth`: the authenticate phase: verified-token memory, key set, full check.
-//! - `claims`: a verified identity's claims (JWT payload or introspection answer): dotted
-//!   paths, granted scopes.
-//! - `opaque`: opaque customer identifiers (cookie sessions) vouched for by RFC 7662
-//!   introspection: where they are read, the request and its answer, the isolate's cache.
-//! - `policy`: a route's requirement (issuers, audiences, lifetime, scopes, claims) and its
-//!   claim headers, compiled once, checked on every verified request without I/O.
-//! - `identity`: the verified caller whatever vouched for them; the route's `scopes` and the
-//!   customer id, decided from their claims.
-//! - `customer_id`: the opaque, stable customer id sent to the origin (`CUSTOMER_ID_HEADER`).
-//! - `bounded`: a map bounded in entries and bytes, oldest out first: every per-isolate memory
-//!   of what callers sent.
-//! - `flight`: one fill at a time per isolate, without sharing futures between requests.
-//! - `breaker`: a dependency after a failure (token endpoint, key set, introspection): one
-//!   probe at a time, one per half second, the first good answer ends the back-off.
-//! - `token`: the client-credentials grant and the isolate's token cache (memory, KV,
-//!   endpoint; one fill at a time; refresh ahead of expiry; drop after an origin 401;
-//!   back-off after failures), and the token coordinator that runs the same cache once for
-//!   the deployment (`TOKEN_COORDINATOR`).
-//! - `replay`: which request bodies are kept so a request can be replayed after a 401.
-//! - `refusal`: which origin 401s refuse the gateway's access token (`ORIGIN_TOKEN_REFUSAL`).
-//! - `challenge`: `WWW-Authenticate` parsing, for the origin's `Bearer error="invalid_token"`.
-//! - `signing`: the gateway's own private keys (JWK), the key set it publishes, and signing a
-//!   JWS through the platform's `Signer`.
-//! - `assertion`: the gateway-signed assertion bound to each forwarded request, and the
-//!   gateway's own `/.well-known/edge-auth-proxy/jwks.json`.
-//! - `headers`: hop-by-hop, caller-controlled and identity header rules.
-//! - `rate_limit`: the rate-limit phase: the bucket a request is counted in (an identity's
-//!   value qualified by its issuer, else the caller's address), and the count.
-//! - `proxy`: the request path as phases with one error exit; the background refresh and the
-//!   scheduled run.
-//! - `error`: the gateway's errors and their one mapping to problem+json.
-//! - `log`: the one JSON log line per request, and per background task.
-//! - `io`: the traits the core needs from a platform, and `Platform`, the one handle that
-//!   bundles them, which the core is passed by reference.
-//! - `platform` (wasm only): those traits over `fetch`, KV and `Date`, and the token
-//!   coordinator's Durable Object (`TokenCoordinator`); with the exported `fetch` and
-//!   `scheduled` glue below, the only code that names `worker`.
+//! - `io`: the traits the core needs from a platform (clock, KV, HTTP, signature checks and
+//!   signing, the token coordinator, rate limiters), `Platform` and `Services`, the one handle
+//!   bundling them that the core is passed by reference, and the request and response types.
+//! - `config`: the typed `Config`, assembled once per isolate from each wing's own settings
+//!   with every problem found at once (`setting` reads one setting, `registry` lists them all,
+//!   `entries` reads `ROUTES` and `JWT_PROVIDERS` field by field, `suggest` says "did you
+//!   mean"); `check` is `npm run check-config`, the same code run before a deploy.
+//! - `proxy`: the request path. `Gateway::proxy` is the conductor: route → rate limit by
+//!   address → preflight → authenticate → rate limit by identity → token → rewrite → forward
+//!   (replayed once when the origin refuses the token) → respond, each phase in the file named
+//!   for it, returning `Step::Continue` or `Step::Respond`, with one error exit. Also the
+//!   isolate's background work (`background`) and the one JSON log line per request (`log`).
+//!   Before routing, the gateway's own paths (its public keys,
+//!   `/.well-known/edge-auth-proxy/jwks.json`); at forwarding, the gateway-signed assertion
+//!   bound to each sent request (`assertion`).
+//! - `identity`: who is calling. Each route's `auth` and policy are compiled at configuration
+//!   time into a `requirement::Requirement` (Envoy jwt_authn's requirement per route): the
+//!   mechanism that produces an identity (`mechanism::jwt`: a customer JWT from the route's
+//!   providers; `mechanism::opaque`: an identifier vouched for by introspection), what a
+//!   missing identity and a failed one get (refuse, forward, report), and the checks after it
+//!   (the policy, then the customer id). `Identities::authenticate` runs it and returns the
+//!   verified caller or an `IdentityError`. Below it: one identifier per request
+//!   (`identifiers`), token verification (`jwt`), key sets (`jwks`), providers, introspection
+//!   (`opaque`), claims, policy, customer id. Beside them, the gateway's own identity:
+//!   its private keys (JWK), the key set it publishes and signing a JWS through the
+//!   platform's `Signer` (`signing`), the same JOSE algorithms from the other side.
+//! - `token`: the gateway's own credential: the client-credentials grant, the isolate's token
+//!   cache (memory, KV, endpoint; one fill at a time; refresh ahead; drop after an origin 401;
+//!   back-off), and the coordinator that runs the same cache once for the deployment.
+//! - `edge`: HTTP at the gateway's two edges, without I/O: the canonical request path, the
+//!   credential cookies, the header rules both ways, `WWW-Authenticate` challenges and which
+//!   origin 401s refuse the gateway's token.
+//! - `error`: the gateway's errors (identity's wrapped once), each described in one place, and
+//!   their one mapping to problem+json.
+//! - `support`: building blocks that know nothing of the gateway: a bounded map, one fill at
+//!   a time, a dependency's back-off, the URLs settings hold.
+//! - `platform` (wasm only): the `io` traits over `fetch`, KV, `Date` and WebCrypto, the
+//!   Durable Object pieces, and the entry module (`entry.js`); with the glue below, the only
+//!   code that names `worker`. It imports neither `proxy` nor this file.
+//!
+//! # A new identity mechanism
+//!
+//! A mechanism that produces an identity (a signed assertion, say) is one new file in
+//! `identity/mechanism/` and one variant of `requirement::Mechanism` (with its arm in
+//! `Identities::run`, and the `auth` word or route field that selects it in
+//! `requirement::Requirement::compile`); its refusals are variants of `IdentityError`,
+//! described once in `error::describe_identity`. A check on the request or on the verified
+//! identity (a client certificate, `bind`, a sender constraint) is one new file and one
+//! variant of `requirement::Check`, run in order after the mechanism. A proof bound to a JWT
+//! (DPoP, `cnf.x5t#S256`) is a check of the JWT mechanism. Nothing in `proxy` changes: the
+//! conductor only runs the requirement. (Before this layout, such a change touched routes,
+//! proxy, identity, headers, error in five parallel matches, log and config.)
+//!
+//! The exported `fetch`, `scheduled` and `TokenCoordinator` below are glue: they build the
+//! platform's adapters, run the core and hand back its answer.
 
-pub mod assertion;
-pub mod auth;
-pub mod bounded;
-pub mod breaker;
-pub mod challenge;
-#[cfg(not(target_arch = "wasm32"))]
-pub mod check_config;
-pub mod claims;
 pub mod config;
-pub mod cookies;
-pub mod customer_id;
-pub mod entries;
+pub mod edge;
 pub mod error;
-pub mod flight;
-pub mod headers;
-pub mod http_url;
-pub mod identifiers;
 pub mod identity;
 pub mod io;
-pub mod jwks;
-pub mod jwt;
-pub mod log;
-pub mod opaque;
-pub mod path;
-pub mod policy;
-pub mod providers;
 pub mod proxy;
-pub mod rate_limit;
-pub mod refusal;
-pub mod registry;
-pub mod replay;
-pub mod routes;
-pub mod setting;
-pub mod signing;
-pub mod suggest;
+pub mod support;
 pub mod token;
 
 #[cfg(target_arch = "wasm32")]
 mod platform;
-
-/// The KV namespace binding of cached tokens and key sets.
-#[cfg(target_arch = "wasm32")]
-const KV_BINDING: &str = "TOKEN_CACHE";
 
 #[cfg(target_arch = "wasm32")]
 mod glue {
@@ -124,12 +85,13 @@ mod glue {
     use wasm_bindgen::JsValue;
     use worker::{event, Context, Env};
 
-    use crate::log::TaskLog;
+    use crate::io::Services;
     use crate::platform::{
         call_promise, to_gateway_request, to_worker_response, DoCoordinator, FetchClient, Kv,
-        WorkerClock, WorkerRateLimiters,
+        WorkerClock, WorkerRateLimiters, KV_BINDING,
     };
-    use crate::proxy::{Gateway, Services};
+    use crate::proxy::log::TaskLog;
+    use crate::proxy::Gateway;
 
     // `baseline-verify` builds check every token in full with jwt-compact's pure-Rust code:
     // the baseline that `bench/verify-cost.mjs` measures WebCrypto and the verified-token
@@ -137,9 +99,7 @@ mod glue {
     #[cfg(not(feature = "baseline-verify"))]
     type Verifier = crate::platform::WebCryptoVerifier;
     #[cfg(feature = "baseline-verify")]
-    type Verifier = crate::jwt::RustCryptoVerifier;
-
-    use crate::KV_BINDING;
+    type Verifier = crate::identity::jwt::RustCryptoVerifier;
 
     thread_local! {
         // One gateway per isolate: configuration is checked once and the caches live as long
@@ -159,7 +119,10 @@ mod glue {
                 #[cfg(feature = "baseline-verify")]
                 let gateway = gateway.without_verified_memory();
                 if let Some(problems) = gateway.config_error() {
-                    worker::console_error!("{}", crate::log::config_error_line(problems, None));
+                    worker::console_error!(
+                        "{}",
+                        crate::proxy::log::config_error_line(problems, None)
+                    );
                 }
                 Rc::new(gateway)
             })
@@ -201,7 +164,7 @@ mod glue {
         }
     }
 
-    fn log_task(log: &TaskLog) {
+    pub(crate) fn log_task(log: &TaskLog) {
         emit(log.to_json(), log.config_error.is_some());
     }
 
@@ -267,5 +230,141 @@ mod glue {
             log_task(&gateway.on_schedule(&services(&env)).await);
             Ok(JsValue::UNDEFINED)
         })
+    }
+}
+
+// The token coordinator's Durable Object class: glue like `fetch` above, running the core's
+// coordinator (`crate::token::coordinator`) over the platform's storage.
+#[cfg(target_arch = "wasm32")]
+mod coordinator_object {
+    use std::cell::OnceCell;
+    use std::rc::Rc;
+
+    use js_sys::{Promise, Reflect};
+    use wasm_bindgen::prelude::wasm_bindgen;
+    use wasm_bindgen::{JsCast, JsValue};
+    use wasm_bindgen_futures::JsFuture;
+    use worker::Env;
+
+    use crate::identity::jwt::RustCryptoVerifier;
+    use crate::io::{Clock, NoCoordinator, NoRateLimiters, Services};
+    use crate::platform::{
+        call_promise, respond, wait_until, DoStorage, FetchClient, Kv, WorkerClock, KV_BINDING,
+    };
+    use crate::proxy::log::TaskLog;
+    use crate::token::coordinator::{Mirrored, TokenCoordinator as Core};
+    use crate::token::TokenConfig;
+
+    use super::glue::log_task;
+
+    /// The coordinator object, exported as the Durable Object class `TokenCoordinator`: workerd
+    /// constructs it with `(state, env)` and calls `fetch(request)`; a plain class is enough (the
+    /// shim wraps it like any other exported class). Its memory (the current token, the back-off)
+    /// lasts as long as the object stays in memory; its storage, sealed like KV, outlives that.
+    #[wasm_bindgen]
+    pub struct TokenCoordinator {
+        state: JsValue,
+        env: Env,
+        core: Rc<Core>,
+        config: OnceCell<Option<Rc<TokenConfig>>>,
+    }
+
+    impl TokenCoordinator {
+        /// The token settings, read once per object from the Worker's own settings.
+        fn config(&self) -> Option<Rc<TokenConfig>> {
+            self.config
+                .get_or_init(|| {
+                    let lookup = |name: &str| {
+                        Reflect::get(&self.env, &JsValue::from_str(name))
+                            .ok()
+                            .and_then(|v| v.as_string())
+                    };
+                    match TokenConfig::from_settings(&lookup) {
+                        Ok(cfg) => Some(Rc::new(cfg)),
+                        Err(e) => {
+                            worker::console_error!(
+                                "{}",
+                                crate::proxy::log::config_error_line(&e, Some("coordinator"))
+                            );
+                            None
+                        }
+                    }
+                })
+                .clone()
+        }
+    }
+
+    #[wasm_bindgen]
+    impl TokenCoordinator {
+        #[wasm_bindgen(constructor)]
+        pub fn new(state: JsValue, env: JsValue) -> Self {
+            Self {
+                state,
+                env: env.unchecked_into(),
+                core: Rc::new(Core::new()),
+                config: OnceCell::new(),
+            }
+        }
+
+        /// The answer to one ask. Its promise is `call_promise`'s, so that a trap in its poll
+        /// fails this ask alone, at once (issue 17); the asking isolate then fills its own cache.
+        pub fn fetch(&self, req: web_sys::Request) -> Promise {
+            let config = self.config();
+            let (state, env, core) = (self.state.clone(), self.env.clone(), Rc::clone(&self.core));
+            call_promise(async move {
+                answer(config, state, env, core, req)
+                    .await
+                    .map(JsValue::from)
+            })
+        }
+    }
+
+    async fn answer(
+        config: Option<Rc<TokenConfig>>,
+        state: JsValue,
+        env: Env,
+        core: Rc<Core>,
+        req: web_sys::Request,
+    ) -> Result<web_sys::Response, JsValue> {
+        // An answer that is not the protocol's makes the isolate work alone, as if unbound.
+        let Some(cfg) = config else {
+            return respond("token settings are invalid", 500, None);
+        };
+        let ask = JsFuture::from(req.text()?)
+            .await?
+            .as_string()
+            .unwrap_or_default();
+        let storage = Reflect::get(&state, &JsValue::from_str("storage"))?;
+        // Its own storage, mirrored to KV; no coordinator (it is the one), and no JWT is
+        // checked here, so the verifier and rate limiters are never used.
+        let platform = Services {
+            http: FetchClient,
+            store: Mirrored {
+                own: DoStorage(storage),
+                kv: Kv::new(env, KV_BINDING),
+            },
+            clock: WorkerClock,
+            verifier: RustCryptoVerifier,
+            coordinator: NoCoordinator,
+            rate_limiters: NoRateLimiters,
+        };
+        let answered = core.answer(&cfg, &platform, &ask).await;
+        let Some(answered) = answered else {
+            return respond("not an ask", 400, None);
+        };
+        if let Some(job) = answered.refresh {
+            // After the answer: the asking isolate does not wait for the endpoint.
+            wait_until(&state, async move {
+                let started = WorkerClock.now_ms();
+                let outcome = core.refresh(job, &cfg, &platform).await;
+                let total_ms = WorkerClock.now_ms().saturating_sub(started);
+                log_task(&TaskLog::refreshed(
+                    "coordinator_refresh",
+                    &outcome,
+                    total_ms,
+                ));
+            });
+        }
+        respond(&answered.body, 200, Some("application/json"))
     }
 }

@@ -3,7 +3,7 @@
 //! values with escapes and commas, token68, whitespace, several fields) are read back as
 //! written, so a refusal is found exactly when one was written.
 
-use edge_auth_proxy::challenge::{self, refuses_bearer_token};
+use edge_auth_proxy::edge::challenge::{self, refuses_bearer_token};
 use http::{HeaderMap, HeaderValue};
 use proptest::prelude::*;
 

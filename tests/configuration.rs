@@ -5,8 +5,8 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 
+use edge_auth_proxy::config::registry::{self, Binding, Bound, Environment, Kind, Required};
 use edge_auth_proxy::config::{Config, ConfigErrors};
-use edge_auth_proxy::registry::{self, Binding, Bound, Environment, Kind, Required};
 use serde_json::json;
 
 const HMAC_SECRET: &str = "planted-hmac-secret-0123456789abcdef";

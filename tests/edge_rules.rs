@@ -7,26 +7,19 @@
 
 mod common;
 
+use common::*;
+
 use std::collections::HashMap;
 
-use common::{FakeClock, FakeHttp, MemoryKv, Seen};
-use edge_auth_proxy::io::{Body, NoCoordinator, NoRateLimiters};
-use edge_auth_proxy::jwt::RustCryptoVerifier;
-use edge_auth_proxy::log::RequestLog;
-use edge_auth_proxy::proxy::{Gateway, GatewayRequest, GatewayResponse, Services};
+use common::{FakeHttp, Seen};
+use edge_auth_proxy::io::Body;
+use edge_auth_proxy::io::GatewayResponse;
+use edge_auth_proxy::proxy::log::RequestLog;
+use edge_auth_proxy::proxy::Gateway;
 use futures::executor::block_on;
 use http::{HeaderMap, Method};
-use jwt_compact::alg::{Hs256, Hs256Key};
-use jwt_compact::{AlgorithmExt, Claims, Header};
 use serde_json::{json, Value};
 
-const NOW_MS: u64 = 1_700_000_000_000;
-const NOW: u64 = NOW_MS / 1000;
-const HMAC_SECRET: &str = "an-hmac-secret-of-decent-length!";
-const ISSUER: &str = "https://login.example/";
-const INTROSPECT: &str = "https://idp.example/introspect";
-const ORIGIN: &str = "https://origin.example/";
-const API_KEY: &str = "api-key-value";
 const SESSION: &str = "sess-0123456789";
 
 /// One route of each kind; two of them map claims to headers, and the customer id is on.
@@ -41,7 +34,6 @@ const ROUTES: &str = r#"[
   { "prefix": "/", "auth": "public" }
 ]"#;
 
-type Svc = Services<FakeHttp, MemoryKv, FakeClock, RustCryptoVerifier>;
 type Headers<'a> = Vec<(&'a str, &'a str)>;
 
 fn gateway() -> Gateway {
@@ -91,26 +83,13 @@ fn services(origin_headers: Vec<(&'static str, String)>) -> Svc {
     http.on(ORIGIN, move |_| {
         Ok((200, origin_headers.clone(), b"{}".to_vec()))
     });
-    Services {
-        http,
-        store: MemoryKv::default(),
-        clock: FakeClock::at(NOW_MS),
-        verifier: RustCryptoVerifier,
-        coordinator: NoCoordinator,
-        rate_limiters: NoRateLimiters,
-    }
+    common::services(http)
 }
 
 fn customer_jwt() -> String {
     let claims = json!({"iss": ISSUER, "sub": "cust-42", "email": "alice@example.com",
                         "exp": NOW + 600});
-    Hs256
-        .token(
-            &Header::empty(),
-            &Claims::new(claims),
-            &Hs256Key::new(HMAC_SECRET.as_bytes()),
-        )
-        .unwrap()
+    jwt(claims)
 }
 
 fn send(
@@ -121,21 +100,7 @@ fn send(
     headers: &[(&str, &str)],
     body: Body<Vec<u8>>,
 ) -> (GatewayResponse<Vec<u8>>, RequestLog) {
-    let mut map = HeaderMap::new();
-    for (k, v) in headers {
-        map.append(
-            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-            v.parse().unwrap(),
-        );
-    }
-    let req = GatewayRequest {
-        method,
-        path: path.to_string(),
-        query: None,
-        headers: map,
-        body,
-    };
-    block_on(gw.handle(svc, req))
+    block_on(gw.handle(svc, request(method, path, headers, body)))
 }
 
 fn last_origin_call(svc: &Svc) -> Seen {

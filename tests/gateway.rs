@@ -5,24 +5,13 @@ mod common;
 
 use std::collections::HashMap;
 
-use common::{FakeClock, FakeHttp, MemoryKv};
-use edge_auth_proxy::io::{Body, HttpError, NoCoordinator, NoRateLimiters};
-use edge_auth_proxy::jwt::RustCryptoVerifier;
-use edge_auth_proxy::proxy::{Gateway, GatewayRequest, GatewayResponse, Services};
+use common::{gateway, jwt, FakeHttp, Svc, API_KEY, CLIENT_SECRET, HMAC_SECRET, NOW};
+use edge_auth_proxy::io::{Body, HttpError};
+use edge_auth_proxy::io::{GatewayRequest, GatewayResponse};
 use futures::executor::block_on;
 use futures::future::join_all;
-use http::{HeaderMap, Method};
-use jwt_compact::alg::{Hs256, Hs256Key};
-use jwt_compact::{AlgorithmExt, Claims, Header};
+use http::Method;
 use serde_json::{json, Value};
-
-const NOW_MS: u64 = 1_700_000_000_000;
-const NOW: u64 = NOW_MS / 1000;
-const HMAC_SECRET: &str = "an-hmac-secret-of-decent-length!";
-const CLIENT_SECRET: &str = "client-secret-value";
-const API_KEY: &str = "api-key-value";
-
-type Svc = Services<FakeHttp, MemoryKv, FakeClock, RustCryptoVerifier>;
 
 fn settings(extra: &[(&'static str, &'static str)]) -> HashMap<&'static str, &'static str> {
     let mut vars: HashMap<&str, &str> = [
@@ -43,11 +32,6 @@ fn settings(extra: &[(&'static str, &'static str)]) -> HashMap<&'static str, &'s
     vars
 }
 
-fn gateway(vars: &HashMap<&str, &str>) -> Gateway {
-    let get = |n: &str| vars.get(n).map(|v| v.to_string());
-    Gateway::new(&get)
-}
-
 fn services() -> Svc {
     let http = FakeHttp::default();
     http.on("https://idp.example/", |_| {
@@ -64,21 +48,7 @@ fn services() -> Svc {
             format!(r#"{{"echo":{}}}"#, seen.body.len()).into_bytes(),
         ))
     });
-    Services {
-        http,
-        store: MemoryKv::default(),
-        clock: FakeClock::at(NOW_MS),
-        verifier: RustCryptoVerifier,
-        coordinator: NoCoordinator,
-        rate_limiters: NoRateLimiters,
-    }
-}
-
-fn jwt(claims: Value) -> String {
-    let key = Hs256Key::new(HMAC_SECRET.as_bytes());
-    Hs256
-        .token(&Header::empty(), &Claims::new(claims), &key)
-        .unwrap()
+    common::services(http)
 }
 
 fn good_jwt() -> String {
@@ -93,24 +63,12 @@ fn request(
     path_and_query: &str,
     headers: &[(&str, &str)],
 ) -> GatewayRequest<Vec<u8>> {
-    let (path, query) = match path_and_query.split_once('?') {
-        Some((p, q)) => (p.to_string(), Some(q.to_string())),
-        None => (path_and_query.to_string(), None),
-    };
-    let mut map = HeaderMap::new();
-    for (k, v) in headers {
-        map.append(
-            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-            v.parse().unwrap(),
-        );
-    }
-    GatewayRequest {
+    common::request(
         method,
-        path,
-        query,
-        headers: map,
-        body: Body::Stream(b"{\"q\":1}".to_vec()),
-    }
+        path_and_query,
+        headers,
+        Body::Stream(b"{\"q\":1}".to_vec()),
+    )
 }
 
 fn body_json(resp: &GatewayResponse<Vec<u8>>) -> Value {

@@ -9,23 +9,18 @@ use std::collections::HashMap;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use common::{FakeClock, FakeHttp, MemoryKv};
-use edge_auth_proxy::assertion::JWKS_PATH;
-use edge_auth_proxy::io::{Body, NoCoordinator, NoRateLimiters};
-use edge_auth_proxy::jwt::{Alg, KeySet, RustCryptoVerifier};
-use edge_auth_proxy::proxy::{Gateway, GatewayRequest, GatewayResponse, Services};
+use common::{
+    gateway, jwt, FakeHttp, Svc, API_KEY, CLIENT_SECRET, HMAC_SECRET, INTROSPECT, ISSUER, NOW,
+    ORIGIN, TOKEN_URL,
+};
+use edge_auth_proxy::identity::jwt::{Alg, KeySet, RustCryptoVerifier};
+use edge_auth_proxy::io::{Body, GatewayResponse};
+use edge_auth_proxy::proxy::assertion::JWKS_PATH;
+use edge_auth_proxy::proxy::Gateway;
 use futures::executor::block_on;
-use http::{HeaderMap, Method};
-use jwt_compact::alg::{Hs256, Hs256Key};
-use jwt_compact::{AlgorithmExt, Claims, Header};
+use http::Method;
 use serde_json::{json, Value};
 
-const NOW_MS: u64 = 1_700_000_000_000;
-const NOW: u64 = NOW_MS / 1000;
-const HMAC_SECRET: &str = "an-hmac-secret-of-decent-length!";
-const ISSUER: &str = "https://login.example/";
-const INTROSPECT: &str = "https://idp.example/introspect";
-const ORIGIN: &str = "https://origin.example/";
 const CUSTOMER_KEY_B64: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 const HEADER: &str = "x-gateway-assertion";
 const CALLER_ORIGIN: &str = "https://gateway.example";
@@ -35,8 +30,6 @@ const ROUTES: &str = r#"[
   { "prefix": "/partner", "auth": "jwt", "origin": "https://partner.example/v2" },
   { "prefix": "/", "auth": "jwt" }
 ]"#;
-
-type Svc = Services<FakeHttp, MemoryKv, FakeClock, RustCryptoVerifier>;
 
 fn keys() -> Value {
     serde_json::from_str(include_str!("fixtures/signing-keys.json")).unwrap()
@@ -49,10 +42,10 @@ fn key(name: &str) -> String {
 fn vars(extra: &[(&'static str, String)]) -> HashMap<&'static str, String> {
     let mut vars: HashMap<&str, String> = [
         ("ORIGIN_URL", "https://origin.example/api"),
-        ("TOKEN_URL", "https://idp.example/oauth/access_token"),
+        ("TOKEN_URL", TOKEN_URL),
         ("CLIENT_ID", "client-1"),
-        ("CLIENT_SECRET", "client-secret-value"),
-        ("API_KEY", "api-key-value"),
+        ("CLIENT_SECRET", CLIENT_SECRET),
+        ("API_KEY", API_KEY),
         ("JWT_ALGORITHMS", "HS256"),
         ("JWT_HMAC_SECRET", HMAC_SECRET),
         ("JWT_ISSUER", ISSUER),
@@ -70,11 +63,6 @@ fn vars(extra: &[(&'static str, String)]) -> HashMap<&'static str, String> {
     }
     vars.retain(|_, v| !v.is_empty());
     vars
-}
-
-fn gateway(vars: &HashMap<&str, String>) -> Gateway {
-    let get = |n: &str| vars.get(n).cloned();
-    Gateway::new(&get)
 }
 
 fn services() -> Svc {
@@ -100,50 +88,11 @@ fn services() -> Svc {
     http.on("https://partner.example/", |_| {
         Ok((200, vec![], b"{}".to_vec()))
     });
-    Services {
-        http,
-        store: MemoryKv::default(),
-        clock: FakeClock::at(NOW_MS),
-        verifier: RustCryptoVerifier,
-        coordinator: NoCoordinator,
-        rate_limiters: NoRateLimiters,
-    }
+    common::services(http)
 }
 
 fn customer_jwt(sub: &str, scope: &str) -> String {
-    let claims = json!({"iss": ISSUER, "sub": sub, "scope": scope, "exp": NOW + 600});
-    Hs256
-        .token(
-            &Header::empty(),
-            &Claims::new(claims),
-            &Hs256Key::new(HMAC_SECRET.as_bytes()),
-        )
-        .unwrap()
-}
-
-fn request(
-    method: Method,
-    path_and_query: &str,
-    headers: &[(&str, &str)],
-) -> GatewayRequest<Vec<u8>> {
-    let (path, query) = match path_and_query.split_once('?') {
-        Some((p, q)) => (p.to_string(), Some(q.to_string())),
-        None => (path_and_query.to_string(), None),
-    };
-    let mut map = HeaderMap::new();
-    for (k, v) in headers {
-        map.append(
-            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-            v.parse().unwrap(),
-        );
-    }
-    GatewayRequest {
-        method,
-        path,
-        query,
-        headers: map,
-        body: Body::Empty,
-    }
+    jwt(json!({"iss": ISSUER, "sub": sub, "scope": scope, "exp": NOW + 600}))
 }
 
 fn send(
@@ -153,7 +102,8 @@ fn send(
     path: &str,
     headers: &[(&str, &str)],
 ) -> GatewayResponse<Vec<u8>> {
-    block_on(gw.serve_at(svc, request(method, path, headers), Some(CALLER_ORIGIN))).response
+    let req = common::request(method, path, headers, Body::Empty);
+    block_on(gw.serve_at(svc, req, Some(CALLER_ORIGIN))).response
 }
 
 fn body(resp: &GatewayResponse<Vec<u8>>) -> Vec<u8> {
@@ -704,8 +654,8 @@ fn the_reference_shows_the_recipes_as_the_tested_files_hold_them() {
 /// ES256 and EdDSA keys, signed natively, checked with the key set the seam publishes.
 #[test]
 fn the_signing_seam_signs_with_rsa_ec_and_ed25519_keys() {
-    use edge_auth_proxy::jwt::KeyFamily;
-    use edge_auth_proxy::signing::{sign_jwt, SigningKeys};
+    use edge_auth_proxy::identity::jwt::KeyFamily;
+    use edge_auth_proxy::identity::signing::{sign_jwt, SigningKeys};
     let all = [KeyFamily::Rsa, KeyFamily::EcP256, KeyFamily::OkpEd25519];
     let ps256 = with("rs256", |k| {
         k.insert("alg".into(), "PS256".into());

@@ -10,27 +10,19 @@
 
 mod common;
 
+use common::*;
+
 use std::collections::HashMap;
 
-use common::{FakeClock, FakeHttp, MemoryKv};
+use common::FakeHttp;
 use edge_auth_proxy::io::Body;
-use edge_auth_proxy::io::{NoCoordinator, NoRateLimiters};
-use edge_auth_proxy::jwt::RustCryptoVerifier;
-use edge_auth_proxy::log::RequestLog;
-use edge_auth_proxy::proxy::{Gateway, GatewayRequest, GatewayResponse, Services};
+use edge_auth_proxy::io::GatewayResponse;
+use edge_auth_proxy::proxy::log::RequestLog;
+use edge_auth_proxy::proxy::Gateway;
 use futures::executor::block_on;
-use http::{HeaderMap, HeaderName, HeaderValue, Method};
-use jwt_compact::alg::{Hs256, Hs256Key};
-use jwt_compact::{AlgorithmExt, Claims, Header};
+use http::Method;
 use serde_json::{json, Value};
 
-const NOW_MS: u64 = 1_700_000_000_000;
-const NOW: u64 = NOW_MS / 1000;
-const HMAC_SECRET: &str = "an-hmac-secret-of-decent-length!";
-const ISSUER: &str = "https://login.example/";
-const TOKEN_URL: &str = "https://idp.example/oauth/access_token";
-const INTROSPECT: &str = "https://idp.example/introspect";
-const ORIGIN: &str = "https://origin.example/";
 const ROUTES: &str = r#"[
   { "prefix": "/public", "auth": "public" },
   { "prefix": "/maybe", "auth": "optional" },
@@ -42,8 +34,6 @@ const ROUTES: &str = r#"[
 /// Sessions the scripted introspection endpoint knows to be active; any other is inactive.
 const ACTIVE: [&str; 2] = ["sess-alice-1", "sess-bob-22"];
 const REVOKED: &str = "sess-revoked-3";
-
-type Svc = Services<FakeHttp, MemoryKv, FakeClock, RustCryptoVerifier>;
 
 fn gateway() -> Gateway {
     let vars: HashMap<&str, &str> = [
@@ -85,22 +75,11 @@ fn services() -> Svc {
         Ok((200, vec![], answer.to_string().into_bytes()))
     });
     http.on(ORIGIN, |_| Ok((200, vec![], b"{}".to_vec())));
-    Services {
-        http,
-        store: MemoryKv::default(),
-        clock: FakeClock::at(NOW_MS),
-        verifier: RustCryptoVerifier,
-        coordinator: NoCoordinator,
-        rate_limiters: NoRateLimiters,
-    }
+    common::services(http)
 }
 
 fn customer_jwt(sub: &str) -> String {
-    let key = Hs256Key::new(HMAC_SECRET.as_bytes());
-    let claims = json!({"iss": ISSUER, "sub": sub, "exp": NOW + 600});
-    Hs256
-        .token(&Header::empty(), &Claims::new(claims), &key)
-        .unwrap()
+    jwt(json!({"iss": ISSUER, "sub": sub, "exp": NOW + 600}))
 }
 
 struct Answer {
@@ -110,23 +89,8 @@ struct Answer {
 }
 
 fn send(gw: &Gateway, svc: &Svc, path: &str, headers: &[(&str, &[u8])]) -> Answer {
-    let mut map = HeaderMap::new();
-    for (k, v) in headers {
-        map.append(
-            HeaderName::from_bytes(k.as_bytes()).unwrap(),
-            HeaderValue::from_bytes(v).unwrap(),
-        );
-    }
-    let (resp, log): (GatewayResponse<Vec<u8>>, RequestLog) = block_on(gw.handle(
-        svc,
-        GatewayRequest {
-            method: Method::GET,
-            path: path.into(),
-            query: None,
-            headers: map,
-            body: Body::Empty,
-        },
-    ));
+    let req = request(Method::GET, path, headers, Body::Empty);
+    let (resp, log): (GatewayResponse<Vec<u8>>, RequestLog) = block_on(gw.handle(svc, req));
     let body = match resp.body {
         Body::Bytes(b) | Body::Stream(b) => String::from_utf8_lossy(&b).into_owned(),
         Body::Empty => String::new(),

@@ -4,25 +4,18 @@
 
 mod common;
 
+use common::*;
+
 use std::collections::HashMap;
 
-use common::{FakeClock, FakeHttp, MemoryKv};
+use common::FakeHttp;
+use edge_auth_proxy::io::GatewayResponse;
 use edge_auth_proxy::io::{Body, HttpError};
-use edge_auth_proxy::io::{NoCoordinator, NoRateLimiters};
-use edge_auth_proxy::jwt::RustCryptoVerifier;
-use edge_auth_proxy::proxy::{Gateway, GatewayRequest, GatewayResponse, Services};
+use edge_auth_proxy::proxy::Gateway;
 use futures::executor::block_on;
-use http::{HeaderMap, Method};
-use jwt_compact::alg::{Hs256, Hs256Key};
-use jwt_compact::{AlgorithmExt, Claims, Header};
+use http::Method;
 use serde_json::{json, Value};
 
-const NOW_MS: u64 = 1_700_000_000_000;
-const NOW: u64 = NOW_MS / 1000;
-const HMAC_SECRET: &str = "an-hmac-secret-of-decent-length!";
-const ISSUER: &str = "https://login.example/";
-const INTROSPECT: &str = "https://idp.example/introspect";
-const ORIGIN: &str = "https://origin.example/";
 const KEY_B64: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 const ROUTES: &str = r#"[
   { "prefix": "/public", "auth": "public" },
@@ -31,8 +24,6 @@ const ROUTES: &str = r#"[
   { "prefix": "/session", "auth": "opaque" },
   { "prefix": "/", "auth": "jwt" }
 ]"#;
-
-type Svc = Services<FakeHttp, MemoryKv, FakeClock, RustCryptoVerifier>;
 
 fn vars(extra: &[(&'static str, &'static str)]) -> HashMap<&'static str, &'static str> {
     let mut vars: HashMap<&str, &str> = [
@@ -54,11 +45,6 @@ fn vars(extra: &[(&'static str, &'static str)]) -> HashMap<&'static str, &'stati
     .collect();
     vars.extend(extra.iter().copied());
     vars
-}
-
-fn gateway(vars: &HashMap<&str, &str>) -> Gateway {
-    let get = |n: &str| vars.get(n).map(|v| v.to_string());
-    Gateway::new(&get)
 }
 
 /// Sessions the scripted introspection endpoint knows: id → its answer.
@@ -84,21 +70,7 @@ fn services(sessions: &[(&'static str, Value)]) -> Svc {
         Ok((200, vec![], answer.to_string().into_bytes()))
     });
     http.on(ORIGIN, |_| Ok((200, vec![], b"{}".to_vec())));
-    Services {
-        http,
-        store: MemoryKv::default(),
-        clock: FakeClock::at(NOW_MS),
-        verifier: RustCryptoVerifier,
-        coordinator: NoCoordinator,
-        rate_limiters: NoRateLimiters,
-    }
-}
-
-fn jwt(claims: Value) -> String {
-    let key = Hs256Key::new(HMAC_SECRET.as_bytes());
-    Hs256
-        .token(&Header::empty(), &Claims::new(claims), &key)
-        .unwrap()
+    common::services(http)
 }
 
 fn customer_jwt(sub: &str, scope: &str) -> String {
@@ -121,24 +93,11 @@ fn send(
     svc: &Svc,
     path: &str,
     headers: &[(&str, &str)],
-) -> (GatewayResponse<Vec<u8>>, edge_auth_proxy::log::RequestLog) {
-    let mut map = HeaderMap::new();
-    for (k, v) in headers {
-        map.append(
-            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-            v.parse().unwrap(),
-        );
-    }
-    block_on(gw.handle(
-        svc,
-        GatewayRequest {
-            method: Method::GET,
-            path: path.into(),
-            query: None,
-            headers: map,
-            body: Body::Empty,
-        },
-    ))
+) -> (
+    GatewayResponse<Vec<u8>>,
+    edge_auth_proxy::proxy::log::RequestLog,
+) {
+    block_on(gw.handle(svc, request(Method::GET, path, headers, Body::Empty)))
 }
 
 fn detail(resp: &GatewayResponse<Vec<u8>>) -> String {

@@ -9,15 +9,15 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use common::{platform, FakeClock, FakeHttp, MemoryKv, Parts};
-use edge_auth_proxy::auth::{AuthError, Authenticator, Check};
-use edge_auth_proxy::claims::Claims;
-use edge_auth_proxy::io::HttpError;
-use edge_auth_proxy::jwks::{self, JwksEvent, JwksFailure, KID_REFETCH_INTERVAL_MS};
-use edge_auth_proxy::jwt::{
+use edge_auth_proxy::identity::claims::Claims;
+use edge_auth_proxy::identity::jwks::{self, JwksEvent, JwksFailure, KID_REFETCH_INTERVAL_MS};
+use edge_auth_proxy::identity::jwt::{
     Alg, JwtError, JwtSettings, Key, RustCryptoVerifier, SignatureVerifier, TokenDigest,
     VerifiedCache, VerifiedToken, MAX_VERIFIED_BYTES, MAX_VERIFIED_CLAIMS_BYTES,
     MAX_VERIFIED_ENTRIES,
 };
+use edge_auth_proxy::identity::mechanism::jwt::{AuthError, Authenticator, Check};
+use edge_auth_proxy::io::HttpError;
 use futures::executor::block_on;
 use futures::future::join_all;
 use jwt_compact::alg::Es256;

@@ -1,8 +1,8 @@
 //! `jwt::extract` after `identifiers::one_per_request`, as the gateway runs them: the source
 //! order, which malformed headers are refused, not skipped, and the JWT cookie read once.
 
-use edge_auth_proxy::identifiers::{one_per_request, Ambiguity, IdentifierCookies};
-use edge_auth_proxy::jwt::{extract, JwtError};
+use edge_auth_proxy::identity::identifiers::{one_per_request, Ambiguity, IdentifierCookies};
+use edge_auth_proxy::identity::jwt::{extract, JwtError};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 /// Why a request got no token: the JWT extractor's error, or the request's ambiguity.
@@ -84,7 +84,7 @@ fn customer_auth_beats_authorization_beats_the_cookie() {
 #[test]
 fn two_different_tokens_are_refused_whichever_sources_hold_them() {
     let two = |a, b| Err(Refused::Ambiguous(Ambiguity::TwoIdentifiers(a, b)));
-    use edge_auth_proxy::identifiers::Source::*;
+    use edge_auth_proxy::identity::identifiers::Source::*;
     let name = Some("session");
     for (pairs, expected) in [
         (

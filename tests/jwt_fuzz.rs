@@ -17,7 +17,7 @@ mod support;
 #[path = "fixtures/jwt/vectors.rs"]
 mod vectors;
 
-use edge_auth_proxy::jwt::{JwtError, JwtSettings, MAX_TOKEN_BYTES};
+use edge_auth_proxy::identity::jwt::{JwtError, JwtSettings, MAX_TOKEN_BYTES};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 use serde_json::{json, Map, Value};

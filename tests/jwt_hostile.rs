@@ -6,7 +6,7 @@ mod support;
 
 use std::cell::Cell;
 
-use edge_auth_proxy::jwt::{
+use edge_auth_proxy::identity::jwt::{
     validate, Alg, JwtError, JwtSettings, Key, KeySet, RustCryptoVerifier, SignatureVerifier,
     MAX_TOKEN_BYTES,
 };

@@ -3,7 +3,7 @@
 #[path = "fixtures/jwt/support.rs"]
 mod support;
 
-use edge_auth_proxy::jwt::{Alg, KeyFamily};
+use edge_auth_proxy::identity::jwt::{Alg, KeyFamily};
 use serde_json::json;
 use support::*;
 

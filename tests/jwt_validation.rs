@@ -3,7 +3,7 @@
 #[path = "fixtures/jwt/support.rs"]
 mod support;
 
-use edge_auth_proxy::jwt::{
+use edge_auth_proxy::identity::jwt::{
     Alg, JwtError, KeySet, RustCryptoVerifier, MAX_KEY_TRIES, MAX_TOKEN_BYTES,
 };
 use serde_json::{json, Value};

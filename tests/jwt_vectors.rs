@@ -7,7 +7,7 @@ mod support;
 #[path = "fixtures/jwt/vectors.rs"]
 mod vectors;
 
-use edge_auth_proxy::jwt::{Alg, JwtError};
+use edge_auth_proxy::identity::jwt::{Alg, JwtError};
 use serde_json::json;
 use support::{check_at, settings_from};
 use vectors::{settings_for, vectors, Vector, Vectors};

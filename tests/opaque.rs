@@ -9,12 +9,12 @@ use std::rc::Rc;
 
 use base64::Engine as _;
 use common::{platform, FakeClock, FakeHttp, MemoryKv, Seen};
-use edge_auth_proxy::io::HttpError;
-use edge_auth_proxy::opaque::{
+use edge_auth_proxy::identity::opaque::{
     parse_answer, request, Answer, Blame, IntrospectionError, IntrospectionSettings,
     IntrospectionSource, SessionCache, Unvouched, ACTIVE_MAX_MS, INACTIVE_MS, MAX_ANSWER_BYTES,
     MAX_BYTES, MAX_ENTRIES,
 };
+use edge_auth_proxy::io::HttpError;
 use edge_auth_proxy::token::{ClientAuth, TokenConfig};
 use futures::executor::block_on;
 use futures::future::join_all;
@@ -475,7 +475,7 @@ fn a_failing_endpoint_is_probed_by_one_request_at_a_time_and_nothing_is_let_thro
     down.set(false);
     let before = w.clock.0.get();
     assert_eq!(w.check("s-2").unwrap().1, ENDPOINT, "back up: served again");
-    assert!(w.clock.0.get() - before <= edge_auth_proxy::breaker::HOLD_MS);
+    assert!(w.clock.0.get() - before <= edge_auth_proxy::support::breaker::HOLD_MS);
     let served_at = w.clock.0.get();
     assert_eq!(w.check("s-3").unwrap().1, ENDPOINT, "and no back-off left");
     assert_eq!(w.clock.0.get(), served_at, "answered without waiting");

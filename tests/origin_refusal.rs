@@ -5,25 +5,24 @@
 
 mod common;
 
+use common::*;
+
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use common::{FakeClock, FakeHttp, MemoryKv, Reply};
-use edge_auth_proxy::io::{Body, HttpError, NoCoordinator, NoRateLimiters};
-use edge_auth_proxy::jwt::RustCryptoVerifier;
-use edge_auth_proxy::proxy::{Gateway, GatewayRequest, Served, Services};
-use edge_auth_proxy::replay::REPLAY_BODY_LIMIT;
+use common::{FakeHttp, Reply};
+use edge_auth_proxy::io::GatewayRequest;
+use edge_auth_proxy::io::{Body, HttpError};
+use edge_auth_proxy::proxy::replay::REPLAY_BODY_LIMIT;
+use edge_auth_proxy::proxy::{Gateway, Served};
 use edge_auth_proxy::token::REJECT_COOLDOWN_MS;
 use futures::executor::block_on;
 use http::{HeaderMap, Method};
 
-const ORIGIN: &str = "https://origin.example/";
 const IDP: &str = "https://idp.example/";
 const T0: u64 = 1_700_000_000_000;
 const REFUSAL: &str = r#"Bearer realm="api", error="invalid_token", error_description="token-of-the-gateway expired""#;
-
-type Svc = Services<FakeHttp, MemoryKv, FakeClock, RustCryptoVerifier>;
 
 fn gateway(mode: Option<&str>) -> Gateway {
     let mut vars: HashMap<&str, &str> = [
@@ -93,14 +92,7 @@ fn stack() -> Stack {
         let bearer = auth.strip_prefix("Bearer ").unwrap().to_string();
         (script.borrow())(&bearer)
     });
-    let svc = Services {
-        http,
-        store: MemoryKv::default(),
-        clock: FakeClock::at(T0),
-        verifier: RustCryptoVerifier,
-        coordinator: NoCoordinator,
-        rate_limiters: NoRateLimiters,
-    };
+    let svc = common::services_at(http, T0);
     Stack { svc, ep, origin }
 }
 

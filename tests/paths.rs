@@ -6,18 +6,19 @@
 
 mod common;
 
+use common::*;
+
 use std::collections::HashMap;
 
 use common::{FakeClock, FakeHttp, MemoryKv};
-use edge_auth_proxy::io::{Body, NoCoordinator, NoRateLimiters};
-use edge_auth_proxy::jwt::RustCryptoVerifier;
-use edge_auth_proxy::path::{normalize, PathError, MAX_PATH_BYTES};
-use edge_auth_proxy::proxy::{Gateway, GatewayRequest, GatewayResponse, Services};
-use edge_auth_proxy::routes::RouteTable;
+use edge_auth_proxy::edge::path::{normalize, PathError, MAX_PATH_BYTES};
+use edge_auth_proxy::identity::jwt::RustCryptoVerifier;
+use edge_auth_proxy::io::Body;
+use edge_auth_proxy::io::{GatewayRequest, GatewayResponse, Services};
+use edge_auth_proxy::proxy::route::RouteTable;
+use edge_auth_proxy::proxy::Gateway;
 use futures::executor::block_on;
 use http::{HeaderMap, Method};
-use jwt_compact::alg::{Hs256, Hs256Key};
-use jwt_compact::{AlgorithmExt, Claims, Header};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 use serde_json::{json, Value};
@@ -383,9 +384,6 @@ fn the_model_reads_the_issue_examples_as_the_attacks_they_are() {
 // ---------------------------------------------------------------------------------------------
 // the gateway
 
-const NOW_MS: u64 = 1_700_000_000_000;
-const HMAC_SECRET: &str = "an-hmac-secret-of-decent-length!";
-
 fn gateway(routes: Option<&str>) -> Gateway {
     let mut vars: HashMap<&str, String> = [
         ("ORIGIN_URL", "https://origin.example/api"),
@@ -415,23 +413,11 @@ fn services() -> Services<FakeHttp, MemoryKv, FakeClock, RustCryptoVerifier> {
     http.on("https://origin.example/", |_| {
         Ok((200, vec![], b"{}".to_vec()))
     });
-    Services {
-        http,
-        store: MemoryKv::default(),
-        clock: FakeClock::at(NOW_MS),
-        verifier: RustCryptoVerifier,
-        coordinator: NoCoordinator,
-        rate_limiters: NoRateLimiters,
-    }
+    common::services(http)
 }
 
 fn customer_auth() -> String {
-    let key = Hs256Key::new(HMAC_SECRET.as_bytes());
-    let claims = json!({"sub": "cust-42", "exp": NOW_MS / 1000 + 600});
-    let token = Hs256
-        .token(&Header::empty(), &Claims::new(claims), &key)
-        .unwrap();
-    format!("JWT {token}")
+    format!("JWT {}", jwt(json!({"sub": "cust-42", "exp": NOW + 600})))
 }
 
 fn request(method: Method, path: &str, query: Option<&str>, jwt: bool) -> GatewayRequest<Vec<u8>> {

@@ -4,21 +4,23 @@
 //! hits, `optional` and `report`, claims to headers, CORS preflights.
 
 mod common;
+
+use common::*;
 #[path = "fixtures/jwt/support.rs"]
 mod support;
 
 use std::collections::HashMap;
 
-use common::{FakeClock, FakeHttp, MemoryKv};
-use edge_auth_proxy::claims::Claims;
+use common::FakeHttp;
 use edge_auth_proxy::config::{Config, ConfigErrors};
+use edge_auth_proxy::identity::claims::Claims;
+use edge_auth_proxy::identity::jwt::{JwtError, TokenDigest};
+use edge_auth_proxy::identity::policy::{Defaults, Refusal};
 use edge_auth_proxy::io::Body;
-use edge_auth_proxy::io::{NoCoordinator, NoRateLimiters};
-use edge_auth_proxy::jwt::{JwtError, RustCryptoVerifier, TokenDigest};
-use edge_auth_proxy::log::RequestLog;
-use edge_auth_proxy::policy::{Defaults, Refusal};
-use edge_auth_proxy::proxy::{Gateway, GatewayRequest, GatewayResponse, Services};
-use edge_auth_proxy::routes::RouteTable;
+use edge_auth_proxy::io::{GatewayRequest, GatewayResponse};
+use edge_auth_proxy::proxy::log::RequestLog;
+use edge_auth_proxy::proxy::route::RouteTable;
+use edge_auth_proxy::proxy::Gateway;
 use futures::executor::block_on;
 use http::{HeaderMap, Method};
 use jwt_compact::alg::Es256;
@@ -26,11 +28,8 @@ use jwt_compact::{Algorithm, AlgorithmSignature};
 use serde_json::{json, Value};
 use support::{ec_jwk, new_ec, raw_token, EcSigningKey};
 
-const NOW_MS: u64 = support::NOW * 1000;
 const NOW: u64 = support::NOW;
 const ISS: &str = support::ISSUER;
-
-type Svc = Services<FakeHttp, MemoryKv, FakeClock, RustCryptoVerifier>;
 
 // ---------------------------------------------------------------- the matcher, table-driven
 
@@ -43,14 +42,14 @@ fn claims(v: Value) -> Claims {
 }
 
 /// The policy of a one-route table whose route carries `fields`.
-fn policy(fields: Value) -> edge_auth_proxy::policy::Policy {
+fn policy(fields: Value) -> edge_auth_proxy::identity::policy::Policy {
     let mut route = json!({"prefix": "/p"});
     route
         .as_object_mut()
         .unwrap()
         .extend(fields.as_object().unwrap().clone());
     let table = RouteTable::parse(&json!([route]).to_string()).unwrap();
-    table.routes()[0].policy.clone()
+    table.routes()[0].requirement.policy.clone()
 }
 
 #[test]
@@ -445,14 +444,7 @@ fn world(routes: Value) -> World {
     });
     World {
         gw: Gateway::from_config(cfg),
-        svc: Services {
-            http,
-            store: MemoryKv::default(),
-            clock: FakeClock::at(NOW_MS),
-            verifier: RustCryptoVerifier,
-            coordinator: NoCoordinator,
-            rate_limiters: NoRateLimiters,
-        },
+        svc: common::services(http),
         a,
         b,
     }

@@ -6,23 +6,19 @@
 
 mod common;
 
+use common::*;
+
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use common::{FakeClock, FakeHttp, MemoryKv};
-use edge_auth_proxy::io::{Body, NoCoordinator, RateLimitError, RateLimiters};
-use edge_auth_proxy::jwt::RustCryptoVerifier;
-use edge_auth_proxy::proxy::{Gateway, GatewayRequest, Services};
+use common::FakeHttp;
+use edge_auth_proxy::io::GatewayRequest;
+use edge_auth_proxy::io::{Body, RateLimitError, RateLimiters};
+use edge_auth_proxy::proxy::Gateway;
 use futures::executor::block_on;
-use http::{HeaderMap, Method};
-use jwt_compact::alg::{Hs256, Hs256Key};
-use jwt_compact::{AlgorithmExt, Claims, Header};
+use http::Method;
 use serde_json::{json, Value};
-
-const NOW_MS: u64 = 1_700_000_000_000;
-const NOW: u64 = NOW_MS / 1000;
-const HMAC_SECRET: &str = "an-hmac-secret-of-decent-length!";
 
 /// Per binding: its limit, and the count per key.
 type Bound = HashMap<String, (u32, HashMap<String, u32>)>;
@@ -59,7 +55,7 @@ impl RateLimiters for FakeLimits {
     }
 }
 
-type Svc = Services<FakeHttp, MemoryKv, FakeClock, RustCryptoVerifier, NoCoordinator, FakeLimits>;
+type Svc = common::Svc<FakeLimits>;
 
 fn gateway(routes: &str) -> Gateway {
     let vars: HashMap<&str, String> = [
@@ -87,40 +83,18 @@ fn services(limits: FakeLimits) -> Svc {
     http.on("https://origin.example/", |_| {
         Ok((200, vec![], b"{}".to_vec()))
     });
-    Services {
-        http,
-        store: MemoryKv::default(),
-        clock: FakeClock::at(NOW_MS),
-        verifier: RustCryptoVerifier,
-        coordinator: NoCoordinator,
-        rate_limiters: limits,
-    }
+    common::with_rate_limiters(common::services(http), limits)
 }
 
-fn jwt(claims: Value) -> String {
+/// A customer JWT with `claims` and an `exp` ten minutes ahead.
+fn customer_jwt(claims: Value) -> String {
     let mut claims = claims;
     claims["exp"] = json!(NOW + 600);
-    let key = Hs256Key::new(HMAC_SECRET.as_bytes());
-    Hs256
-        .token(&Header::empty(), &Claims::new(claims), &key)
-        .unwrap()
+    jwt(claims)
 }
 
-fn request(path: &str, headers: &[(&str, String)]) -> GatewayRequest<Vec<u8>> {
-    let mut map = HeaderMap::new();
-    for (k, v) in headers {
-        map.append(
-            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-            v.parse().unwrap(),
-        );
-    }
-    GatewayRequest {
-        method: Method::GET,
-        path: path.into(),
-        query: None,
-        headers: map,
-        body: Body::Empty,
-    }
+fn get_request(path: &str, headers: &[(&str, String)]) -> GatewayRequest<Vec<u8>> {
+    request(Method::GET, path, headers, Body::Empty)
 }
 
 fn as_caller(sub: &str) -> Vec<(&'static str, String)> {
@@ -128,7 +102,7 @@ fn as_caller(sub: &str) -> Vec<(&'static str, String)> {
         "customer-auth",
         format!(
             "JWT {}",
-            jwt(json!({ "sub": sub, "client_id": format!("app-of-{sub}") }))
+            customer_jwt(json!({ "sub": sub, "client_id": format!("app-of-{sub}") }))
         ),
     )]
 }
@@ -147,11 +121,11 @@ fn the_limit_reached_by_one_sub_is_429_and_not_forwarded_while_another_sub_is_se
         services(FakeLimits::with("PER_CUSTOMER", 3)),
     );
     for _ in 0..3 {
-        let (resp, _) = block_on(gw.handle(&svc, request("/account/x", &as_caller("alice"))));
+        let (resp, _) = block_on(gw.handle(&svc, get_request("/account/x", &as_caller("alice"))));
         assert_eq!(resp.status, 200);
     }
     assert_eq!(origin_calls(&svc), 3);
-    let (resp, log) = block_on(gw.handle(&svc, request("/account/x", &as_caller("alice"))));
+    let (resp, log) = block_on(gw.handle(&svc, get_request("/account/x", &as_caller("alice"))));
     assert_eq!(resp.status, 429);
     assert_eq!(resp.headers["content-type"], "application/problem+json");
     assert_eq!(resp.headers["retry-after"], "10");
@@ -161,12 +135,12 @@ fn the_limit_reached_by_one_sub_is_429_and_not_forwarded_while_another_sub_is_se
     );
     assert_eq!(origin_calls(&svc), 3, "never forwarded");
     // Bob has his own count.
-    let (resp, _) = block_on(gw.handle(&svc, request("/account/x", &as_caller("bob"))));
+    let (resp, _) = block_on(gw.handle(&svc, get_request("/account/x", &as_caller("bob"))));
     assert_eq!(resp.status, 200);
     assert_eq!(origin_calls(&svc), 4);
     // A route without a rate limit does not count at all.
     let asked = svc.rate_limiters.keys.borrow().len();
-    let (resp, _) = block_on(gw.handle(&svc, request("/free/x", &as_caller("alice"))));
+    let (resp, _) = block_on(gw.handle(&svc, get_request("/free/x", &as_caller("alice"))));
     assert_eq!(resp.status, 200);
     assert_eq!(svc.rate_limiters.keys.borrow().len(), asked);
     // Keys name the kind, never the JWT or the value in clear.
@@ -184,7 +158,7 @@ fn a_caller_over_the_limit_costs_no_token_call() {
         gateway(BY_SUB),
         services(FakeLimits::with("PER_CUSTOMER", 0)),
     );
-    let (resp, _) = block_on(gw.handle(&svc, request("/account/x", &as_caller("alice"))));
+    let (resp, _) = block_on(gw.handle(&svc, get_request("/account/x", &as_caller("alice"))));
     assert_eq!(resp.status, 429);
     assert!(
         svc.http.seen.borrow().is_empty(),
@@ -199,7 +173,7 @@ fn an_invalid_jwt_is_refused_before_it_is_counted() {
         services(FakeLimits::with("PER_CUSTOMER", 1)),
     );
     let forged = vec![("customer-auth", "JWT a.b.c".to_string())];
-    let (resp, _) = block_on(gw.handle(&svc, request("/account/x", &forged)));
+    let (resp, _) = block_on(gw.handle(&svc, get_request("/account/x", &forged)));
     assert_eq!(resp.status, 401);
     assert!(svc.rate_limiters.keys.borrow().is_empty());
 }
@@ -215,7 +189,9 @@ fn client_id_and_ip_keys() {
         .insert("PER_IP".into(), (1, HashMap::new()));
     let (gw, svc) = (gateway(routes), services(limits));
     let status = |path: &str, headers: &[(&str, String)]| {
-        block_on(gw.handle(&svc, request(path, headers))).0.status
+        block_on(gw.handle(&svc, get_request(path, headers)))
+            .0
+            .status
     };
     assert_eq!(status("/app/x", &as_caller("alice")), 200);
     assert_eq!(status("/app/x", &as_caller("alice")), 429);
@@ -238,11 +214,14 @@ fn a_claim_path_key_counts_every_caller_of_one_organisation_together() {
     let of = |sub: &str, org: Value| {
         vec![(
             "customer-auth",
-            format!("JWT {}", jwt(json!({ "sub": sub, "org": { "id": org } }))),
+            format!(
+                "JWT {}",
+                customer_jwt(json!({ "sub": sub, "org": { "id": org } }))
+            ),
         )]
     };
     let status = |headers: &[(&str, String)]| {
-        block_on(gw.handle(&svc, request("/org/x", headers)))
+        block_on(gw.handle(&svc, get_request("/org/x", headers)))
             .0
             .status
     };
@@ -267,7 +246,7 @@ fn a_claim_path_key_counts_every_caller_of_one_organisation_together() {
 #[test]
 fn a_binding_named_in_routes_but_not_bound_is_a_500_naming_routes() {
     let (gw, svc) = (gateway(BY_SUB), services(FakeLimits::default()));
-    let (resp, log) = block_on(gw.handle(&svc, request("/account/x", &as_caller("alice"))));
+    let (resp, log) = block_on(gw.handle(&svc, get_request("/account/x", &as_caller("alice"))));
     assert_eq!(resp.status, 500);
     let body: Value = match &resp.body {
         Body::Bytes(b) => serde_json::from_slice(b).unwrap(),
@@ -289,7 +268,7 @@ fn a_failing_limiter_serves_the_request_and_says_so() {
         ..FakeLimits::with("PER_CUSTOMER", 0)
     };
     let (gw, svc) = (gateway(BY_SUB), services(limits));
-    let (resp, log) = block_on(gw.handle(&svc, request("/account/x", &as_caller("alice"))));
+    let (resp, log) = block_on(gw.handle(&svc, get_request("/account/x", &as_caller("alice"))));
     assert_eq!(resp.status, 200);
     assert_eq!(log.rate_limit, Some("error"));
 }
@@ -321,7 +300,9 @@ fn gateway_with(routes: &str, extra: &[(&str, String)]) -> Gateway {
 }
 
 fn send(gw: &Gateway, svc: &Svc, path: &str, headers: &[(&str, String)]) -> u16 {
-    block_on(gw.handle(svc, request(path, headers))).0.status
+    block_on(gw.handle(svc, get_request(path, headers)))
+        .0
+        .status
 }
 
 fn from_ip(ip: &str, mut headers: Vec<(&'static str, String)>) -> Vec<(&'static str, String)> {
@@ -336,7 +317,7 @@ fn token_of(iss: &str, sub: &str, extra: Value) -> Vec<(&'static str, String)> {
         .as_object_mut()
         .unwrap()
         .extend(extra.as_object().unwrap().clone());
-    vec![("customer-auth", format!("JWT {}", jwt(claims)))]
+    vec![("customer-auth", format!("JWT {}", customer_jwt(claims)))]
 }
 
 #[test]
@@ -414,7 +395,7 @@ fn a_request_without_the_keys_value_is_counted_under_the_callers_ip_never_in_one
         let mut h = token_of("https://a.example/", "bob", json!({}));
         h[0].1 = format!(
             "JWT {}",
-            jwt(json!({"iss": "https://a.example/", "sub": "bob"}))
+            customer_jwt(json!({"iss": "https://a.example/", "sub": "bob"}))
         );
         from_ip(ip, h)
     };
@@ -461,15 +442,15 @@ fn without_the_value_or_an_address_requests_share_the_no_address_bucket_and_say_
         gateway_with(routes, &[]),
         services(FakeLimits::with("LIMIT", 2)),
     );
-    let (resp, log) = block_on(gw.handle(&svc, request("/x", &[])));
+    let (resp, log) = block_on(gw.handle(&svc, get_request("/x", &[])));
     assert_eq!((resp.status, log.rate_key), (200, Some("no_address")));
     assert_eq!(send(&gw, &svc, "/x", &[]), 200);
     assert_eq!(send(&gw, &svc, "/x", &[]), 429);
     // An address is its own bucket.
     assert_eq!(send(&gw, &svc, "/x", &from_ip("203.0.113.1", vec![])), 200);
-    let (_, log) = block_on(gw.handle(&svc, request("/x", &from_ip("203.0.113.2", vec![]))));
+    let (_, log) = block_on(gw.handle(&svc, get_request("/x", &from_ip("203.0.113.2", vec![]))));
     assert_eq!(log.rate_key, Some("ip"));
-    let (_, log) = block_on(gw.handle(&svc, request("/x", &as_caller("alice"))));
+    let (_, log) = block_on(gw.handle(&svc, get_request("/x", &as_caller("alice"))));
     assert_eq!(log.rate_key, None, "counted by its own value");
 }
 
@@ -503,7 +484,7 @@ fn an_ip_limit_is_counted_before_a_token_is_verified() {
     );
     // Not bound: found before anything is verified.
     let (gw, svc) = (gateway_with(routes, &[]), services(FakeLimits::default()));
-    let (resp, log) = block_on(gw.handle(&svc, request("/x", &[])));
+    let (resp, log) = block_on(gw.handle(&svc, get_request("/x", &[])));
     assert_eq!((resp.status, log.outcome), (500, "config_error"));
 }
 
@@ -551,7 +532,7 @@ fn preflights_are_counted_by_the_routes_limit() {
             services(FakeLimits::with("LIMIT", 2)),
         );
         let preflight = |ip: &str| {
-            let mut r = request(
+            let mut r = get_request(
                 path,
                 &from_ip(
                     ip,

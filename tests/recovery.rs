@@ -25,13 +25,13 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use common::{platform, FakeClock, FakeHttp, MemoryKv, Reply, Seen};
-use edge_auth_proxy::auth::{AuthError, Authenticator, Check};
-use edge_auth_proxy::breaker::HOLD_MS;
-use edge_auth_proxy::io::HttpError;
-use edge_auth_proxy::jwt::{JwtError, JwtSettings};
-use edge_auth_proxy::opaque::{
+use edge_auth_proxy::identity::jwt::{JwtError, JwtSettings};
+use edge_auth_proxy::identity::mechanism::jwt::{AuthError, Authenticator, Check};
+use edge_auth_proxy::identity::opaque::{
     Blame, IntrospectionSettings, IntrospectionSource, SessionCache, Unvouched, MAX_ANSWER_BYTES,
 };
+use edge_auth_proxy::io::HttpError;
+use edge_auth_proxy::support::breaker::HOLD_MS;
 use edge_auth_proxy::token::{ClientAuth, TokenCache, TokenConfig, TokenSource};
 use futures::executor::block_on;
 use futures::future::join_all;

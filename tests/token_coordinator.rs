@@ -15,10 +15,12 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use common::{platform, FakeClock, FakeHttp, MemoryKv, Parts};
-use edge_auth_proxy::breaker::PROBE_SPACING_MS;
-use edge_auth_proxy::io::{Body, Coordinator, CoordinatorError, HttpError, NoRateLimiters};
-use edge_auth_proxy::jwt::RustCryptoVerifier;
-use edge_auth_proxy::proxy::{Gateway, GatewayRequest, Served, Services};
+use edge_auth_proxy::identity::jwt::RustCryptoVerifier;
+use edge_auth_proxy::io::{
+    Body, Coordinator, CoordinatorError, GatewayRequest, HttpError, Services,
+};
+use edge_auth_proxy::proxy::{Gateway, Served};
+use edge_auth_proxy::support::breaker::PROBE_SPACING_MS;
 use edge_auth_proxy::token::coordinator::{Mirrored, TokenCoordinator};
 use edge_auth_proxy::token::protocol::{digest, Answer, Ask};
 use edge_auth_proxy::token::refresh::refresh_from_ms;
@@ -704,15 +706,9 @@ fn gateway_on(f: &Fleet, i: usize) -> (Gateway, Svc) {
     ]
     .into_iter()
     .collect();
-    let gw = Gateway::new(&|n: &str| vars.get(n).map(|v| v.to_string()));
-    let svc = Services {
-        http: f.http.clone(),
-        store: f.isolates[i].1.clone(),
-        clock: f.clock.clone(),
-        verifier: RustCryptoVerifier,
-        coordinator: f.stub.clone(),
-        rate_limiters: NoRateLimiters,
-    };
+    let gw = common::gateway(&vars);
+    let shared = common::services_over(f.http.clone(), f.isolates[i].1.clone(), f.clock.clone());
+    let svc = common::with_coordinator(shared, f.stub.clone());
     (gw, svc)
 }
 

@@ -5,16 +5,18 @@
 
 mod common;
 
+use common::*;
+
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
 use common::{platform, FakeClock, FakeHttp, MemoryKv};
-use edge_auth_proxy::breaker::PROBE_SPACING_MS;
-use edge_auth_proxy::io::{Body, HttpError, NoCoordinator, NoRateLimiters};
-use edge_auth_proxy::jwt::RustCryptoVerifier;
-use edge_auth_proxy::proxy::{Gateway, GatewayRequest, Services};
-use edge_auth_proxy::replay::REPLAY_BODY_LIMIT;
+use edge_auth_proxy::io::GatewayRequest;
+use edge_auth_proxy::io::{Body, HttpError};
+use edge_auth_proxy::proxy::replay::REPLAY_BODY_LIMIT;
+use edge_auth_proxy::proxy::Gateway;
+use edge_auth_proxy::support::breaker::PROBE_SPACING_MS;
 use edge_auth_proxy::token::refresh::{
     max_jitter_ms, refresh_at_ms, refresh_from_ms, window_ms, MIN_WINDOW_MS,
 };
@@ -518,8 +520,6 @@ fn the_scheduled_prewarm_fills_kv_then_leaves_a_fresh_token_alone() {
 // ---------------------------------------------------------------------------------------------
 // the gateway: replay after a 401, the claimed refresh, the scheduled run
 
-type Svc = Services<FakeHttp, MemoryKv, FakeClock, RustCryptoVerifier>;
-
 fn gateway() -> Gateway {
     let vars: HashMap<&str, &str> = [
         ("ORIGIN_URL", "https://origin.example"),
@@ -540,14 +540,7 @@ fn gateway() -> Gateway {
 fn services() -> (Svc, Endpoint) {
     let http = FakeHttp::default();
     let ep = endpoint(&http, 3_600);
-    let svc = Services {
-        http,
-        store: MemoryKv::default(),
-        clock: FakeClock::at(T0),
-        verifier: RustCryptoVerifier,
-        coordinator: NoCoordinator,
-        rate_limiters: NoRateLimiters,
-    };
+    let svc = common::services_at(http, T0);
     (svc, ep)
 }
 

@@ -1,6 +1,7 @@
-//! The token coordinator on Workers: the Durable Object class `TokenCoordinator` that runs the
-//! core's coordinator (`crate::token::coordinator`) over its own storage, and the isolate's
-//! handle on it through the `TOKEN_COORDINATOR` binding.
+//! The token coordinator on Workers: the isolate's handle on it through the `TOKEN_COORDINATOR`
+//! binding, and the pieces its Durable Object class (`TokenCoordinator`, in the glue of
+//! `lib.rs`) runs the core's coordinator (`crate::token::coordinator`) with: its storage, its
+//! `waitUntil`, its answers.
 
 use std::cell::OnceCell;
 use std::future::Future;
@@ -9,21 +10,13 @@ use std::task::Poll;
 use std::time::Duration;
 
 use js_sys::{Function, Promise, Reflect};
-use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use worker::Env;
 
-use super::{js_message, FetchClient, Kv, WorkerClock};
-use crate::io::{
-    Clock, Coordinator, CoordinatorError, KeyValue, NoCoordinator, NoRateLimiters, StoreError,
-};
-use crate::jwt::RustCryptoVerifier;
-use crate::log::TaskLog;
-use crate::proxy::Services;
-use crate::token::coordinator::{Mirrored, TokenCoordinator as Core};
+use super::js_message;
+use crate::io::{Coordinator, CoordinatorError, KeyValue, StoreError};
 use crate::token::protocol::MAX_ANSWER_BYTES;
-use crate::token::TokenConfig;
 
 /// The Durable Object binding; bindings are not settings, so `config.rs` does not list it.
 pub const BINDING: &str = "TOKEN_COORDINATOR";
@@ -135,7 +128,7 @@ async fn within<F: Future>(ms: u64, fut: F) -> Option<F::Output> {
 /// Durable Object storage (`state.storage`) as the core's store. It has no expiry of its own:
 /// readers check a token's usability, and each new token overwrites the one key.
 #[derive(Clone)]
-struct DoStorage(JsValue);
+pub struct DoStorage(pub JsValue);
 
 impl DoStorage {
     async fn call(&self, method: &str, args: &js_sys::Array) -> Result<JsValue, StoreError> {
@@ -163,45 +156,8 @@ impl KeyValue for DoStorage {
     }
 }
 
-/// The coordinator object, exported as the Durable Object class `TokenCoordinator`: workerd
-/// constructs it with `(state, env)` and calls `fetch(request)`; a plain class is enough (the
-/// shim wraps it like any other exported class). Its memory (the current token, the back-off)
-/// lasts as long as the object stays in memory; its storage, sealed like KV, outlives that.
-#[wasm_bindgen]
-pub struct TokenCoordinator {
-    state: JsValue,
-    env: Env,
-    core: Rc<Core>,
-    config: OnceCell<Option<Rc<TokenConfig>>>,
-}
-
-impl TokenCoordinator {
-    /// The token settings, read once per object from the Worker's own settings.
-    fn config(&self) -> Option<Rc<TokenConfig>> {
-        self.config
-            .get_or_init(|| {
-                let lookup = |name: &str| {
-                    Reflect::get(&self.env, &JsValue::from_str(name))
-                        .ok()
-                        .and_then(|v| v.as_string())
-                };
-                match TokenConfig::from_settings(&lookup) {
-                    Ok(cfg) => Some(Rc::new(cfg)),
-                    Err(e) => {
-                        worker::console_error!(
-                            "{}",
-                            crate::log::config_error_line(&e, Some("coordinator"))
-                        );
-                        None
-                    }
-                }
-            })
-            .clone()
-    }
-}
-
 /// `state.waitUntil(promise)`.
-fn wait_until(state: &JsValue, task: impl Future<Output = ()> + 'static) {
+pub fn wait_until(state: &JsValue, task: impl Future<Output = ()> + 'static) {
     let promise = wasm_bindgen_futures::future_to_promise(async move {
         task.await;
         Ok(JsValue::UNDEFINED)
@@ -217,7 +173,7 @@ fn wait_until(state: &JsValue, task: impl Future<Output = ()> + 'static) {
 
 /// A response with `body` and `status`: JSON (an answer), or without a content type (an
 /// error, as `worker::Response::error` gave it).
-fn respond(
+pub fn respond(
     body: &str,
     status: u16,
     content_type: Option<&str>,
@@ -231,86 +187,4 @@ fn respond(
     init.set_headers(&headers);
     let mut bytes = body.as_bytes().to_vec();
     web_sys::Response::new_with_opt_u8_array_and_init(Some(&mut bytes[..]), &init)
-}
-
-#[wasm_bindgen]
-impl TokenCoordinator {
-    #[wasm_bindgen(constructor)]
-    pub fn new(state: JsValue, env: JsValue) -> Self {
-        Self {
-            state,
-            env: env.unchecked_into(),
-            core: Rc::new(Core::new()),
-            config: OnceCell::new(),
-        }
-    }
-
-    /// The answer to one ask. Its promise is `call_promise`'s, so that a trap in its poll
-    /// fails this ask alone, at once (issue 17); the asking isolate then fills its own cache.
-    pub fn fetch(&self, req: web_sys::Request) -> Promise {
-        let config = self.config();
-        let (state, env, core) = (self.state.clone(), self.env.clone(), Rc::clone(&self.core));
-        super::call_promise(async move {
-            answer(config, state, env, core, req)
-                .await
-                .map(JsValue::from)
-        })
-    }
-}
-
-async fn answer(
-    config: Option<Rc<TokenConfig>>,
-    state: JsValue,
-    env: Env,
-    core: Rc<Core>,
-    req: web_sys::Request,
-) -> Result<web_sys::Response, JsValue> {
-    // An answer that is not the protocol's makes the isolate work alone, as if unbound.
-    let Some(cfg) = config else {
-        return respond("token settings are invalid", 500, None);
-    };
-    let ask = JsFuture::from(req.text()?)
-        .await?
-        .as_string()
-        .unwrap_or_default();
-    let storage = Reflect::get(&state, &JsValue::from_str("storage"))?;
-    // Its own storage, mirrored to KV; no coordinator (it is the one), and no JWT is
-    // checked here, so the verifier and rate limiters are never used.
-    let platform = Services {
-        http: FetchClient,
-        store: Mirrored {
-            own: DoStorage(storage),
-            kv: Kv::new(env, crate::KV_BINDING),
-        },
-        clock: WorkerClock,
-        verifier: RustCryptoVerifier,
-        coordinator: NoCoordinator,
-        rate_limiters: NoRateLimiters,
-    };
-    let answered = core.answer(&cfg, &platform, &ask).await;
-    let Some(answered) = answered else {
-        return respond("not an ask", 400, None);
-    };
-    if let Some(job) = answered.refresh {
-        // After the answer: the asking isolate does not wait for the endpoint.
-        wait_until(&state, async move {
-            let started = WorkerClock.now_ms();
-            let outcome = core.refresh(job, &cfg, &platform).await;
-            let log = TaskLog {
-                event: "coordinator_refresh",
-                token: outcome.as_str(),
-                token_source: outcome.source().map(|s| s.as_str()),
-                token_error: outcome.error().map(|e| e.code()),
-                config_error: outcome.error().and_then(|e| e.config_problem()),
-                jwks: None,
-                total_ms: WorkerClock.now_ms().saturating_sub(started),
-            };
-            if log.config_error.is_some() {
-                worker::console_error!("{}", log.to_json());
-            } else {
-                worker::console_log!("{}", log.to_json());
-            }
-        });
-    }
-    respond(&answered.body, 200, Some("application/json"))
 }

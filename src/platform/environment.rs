@@ -5,7 +5,7 @@
 use js_sys::{Object, Reflect};
 use wasm_bindgen::{JsCast, JsValue};
 
-use crate::registry::{Binding, Bound, Environment};
+use crate::config::registry::{Binding, Bound, Environment};
 
 /// Every name of `env` with its kind. Read once per isolate, with the configuration.
 pub fn environment(env: &worker::Env) -> Environment {

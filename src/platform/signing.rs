@@ -1,7 +1,7 @@
 //! The gateway's signatures made by the runtime's WebCrypto (`crypto.subtle.sign`): each
 //! private key is imported once per isolate, as non-extractable, and the `CryptoKey` kept, so
 //! a request costs one `sign` call and no key material crosses into JavaScript again.
-//! The Worker's verifier is its one crypto provider: it signs too (`proxy::Services`).
+//! The Worker's verifier is its one crypto provider: it signs too (`io::Services`).
 
 use std::cell::RefCell;
 
@@ -11,8 +11,8 @@ use wasm_bindgen_futures::JsFuture;
 use web_sys::{CryptoKey, SubtleCrypto};
 
 use super::WebCryptoVerifier;
-use crate::jwt::Alg;
-use crate::signing::{SignError, Signer, SigningKey};
+use crate::identity::jwt::Alg;
+use crate::identity::signing::{SignError, Signer, SigningKey};
 
 /// Imported private keys kept per isolate (a set holds a handful at most; past this the list
 /// starts over).

@@ -5,7 +5,7 @@
 //! Rust task, and out of the executor's microtask that was polling it, without settling that
 //! task's promise: its caller would wait forever. JavaScript cannot tell whose poll it was (one
 //! microtask polls every task that is due), so each call's future marks itself while it is
-//! polled, and the entry module (src/js/entry.js), catching the trap from that microtask, calls
+//! polled, and the entry module (src/platform/entry.js), catching the trap from that microtask, calls
 //! `failTrapped` to reject the marked call's promise with it: that caller alone is answered, at
 //! once. The marker is left set only by a poll that never returned.
 

@@ -21,7 +21,7 @@ use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{CryptoKey, SubtleCrypto};
 
-use crate::jwt::{Alg, Curve, Key, KeyComponents, SignatureVerifier};
+use crate::identity::jwt::{Alg, Curve, Key, KeyComponents, SignatureVerifier};
 
 /// Imported keys kept per isolate; past this the map starts over (a key set this large is
 /// already unusual, and re-importing costs one call per key).

@@ -3,7 +3,7 @@
 //!
 //! It is the same `TokenCache`: memory, then its own storage, then the token endpoint; one fill
 //! at a time, with concurrent asks polling it; a refresh ahead of expiry; compare-before-drop
-//! after an origin refusal; and the probes after endpoint failures (`crate::breaker`), which,
+//! after an origin refusal; and the probes after endpoint failures (`crate::support::breaker`), which,
 //! held here, are the deployment's: a dead endpoint sees one probe at a time and at most two a
 //! second for the whole deployment, not that per isolate.
 //!
@@ -19,13 +19,13 @@
 //! isolate asking, and no ask is refused on a failure older than itself. Refused credentials
 //! are answered at once, and tried again a minute later: only an operator can fix those.
 
-use super::cache::{RefreshAhead, RefreshOutcome, Rejection, TokenCache};
 use super::entry::CachedToken;
-use super::protocol::{digest, Answer, Ask};
+use super::protocol::{digest, Answer, Ask, Rejection};
 use super::refresh::Jitter;
+use super::state::{RefreshAhead, RefreshOutcome, TokenCache};
 use super::TokenConfig;
-use crate::flight::POLL_MS;
 use crate::io::{Clock, KeyValue, NoCoordinator, Platform, StoreError};
+use crate::support::flight::POLL_MS;
 
 /// The coordinator's own storage, trusted, with every write and delete copied to KV: the
 /// `store` of the platform handle the coordinator runs with.

@@ -4,22 +4,11 @@
 //! `token_type` in any case, `issued_at` in epoch milliseconds as a string) and strict where
 //! being wrong would be unsafe (a token that is not Bearer, an empty or header-breaking token).
 
-use base64::Engine as _;
-use http::{HeaderMap, HeaderValue};
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::entry::CachedToken;
 use super::TokenConfig;
-
-/// How the client authenticates to the token endpoint (RFC 6749 §2.3.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClientAuth {
-    /// `client_id` and `client_secret` in the form body.
-    Post,
-    /// HTTP Basic with the id and secret form-urlencoded first.
-    Basic,
-}
 
 /// Lifetime assumed when the endpoint does not say (`expires_in` absent): short, so a token of
 /// unknown life is not trusted for long.
@@ -100,62 +89,25 @@ impl GrantError {
     }
 }
 
-/// Headers and form body of the token request.
-pub fn request(cfg: &TokenConfig) -> (HeaderMap, Vec<u8>) {
+/// Headers and form body of the token request, as `client_auth::post_form` sends them.
+#[cfg(test)]
+pub fn request(cfg: &TokenConfig) -> (http::HeaderMap, Vec<u8>) {
+    super::client_auth::form(cfg, &pairs(cfg))
+}
+
+/// The form of the token request: `grant_type` (unless `TOKEN_URL` carries it) and `scope`;
+/// `client_auth` adds the client's authentication.
+pub fn pairs(cfg: &TokenConfig) -> Vec<(&'static str, &str)> {
     let mut pairs = Vec::with_capacity(2);
     // The documented endpoint takes grant_type in its query; RFC 6749 §3.2 forbids a parameter
     // twice, so only add it to the body when the URL does not already carry it.
-    if !crate::http_url::has_query_param(&cfg.url, "grant_type") {
+    if !crate::support::http_url::has_query_param(&cfg.url, "grant_type") {
         pairs.push(("grant_type", "client_credentials"));
     }
     if let Some(scope) = &cfg.scope {
         pairs.push(("scope", scope.as_str()));
     }
-    client_form(cfg, &pairs)
-}
-
-/// A form-encoded POST of `pairs` by the gateway as its OAuth client: the headers (form body,
-/// JSON answer) and the body, with the client's authentication added per `TOKEN_CLIENT_AUTH`.
-/// The token request and the introspection request are both this.
-pub fn client_form(cfg: &TokenConfig, pairs: &[(&str, &str)]) -> (HeaderMap, Vec<u8>) {
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/x-www-form-urlencoded"),
-    );
-    headers.insert(
-        http::header::ACCEPT,
-        HeaderValue::from_static("application/json"),
-    );
-    let mut form = form_urlencoded::Serializer::new(String::new());
-    form.extend_pairs(pairs);
-    authenticate_client(cfg, &mut headers, &mut form);
-    (headers, form.finish().into_bytes())
-}
-
-/// Adds the client's authentication per `TOKEN_CLIENT_AUTH` to a form-encoded request: the
-/// token request, and the introspection request (RFC 7662 §2.1 asks for the same client
-/// authentication as the token endpoint's).
-fn authenticate_client(
-    cfg: &TokenConfig,
-    headers: &mut HeaderMap,
-    form: &mut form_urlencoded::Serializer<'_, String>,
-) {
-    match cfg.client_auth {
-        ClientAuth::Post => {
-            form.append_pair("client_id", &cfg.client_id);
-            form.append_pair("client_secret", &cfg.client_secret);
-        }
-        ClientAuth::Basic => {
-            let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-            let pair = format!("{}:{}", enc(&cfg.client_id), enc(&cfg.client_secret));
-            let b64 = base64::engine::general_purpose::STANDARD.encode(pair);
-            if let Ok(mut value) = HeaderValue::from_str(&format!("Basic {b64}")) {
-                value.set_sensitive(true);
-                headers.insert(http::header::AUTHORIZATION, value);
-            }
-        }
-    }
+    pairs
 }
 
 #[derive(Deserialize)]
@@ -299,6 +251,9 @@ fn millis(v: &Value) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine as _;
+
+    use super::super::ClientAuth;
     use super::*;
 
     const NOW: u64 = 1_700_000_000_000;

@@ -8,24 +8,28 @@
 //! No I/O of its own: the cache is handed the HTTP client, the store and the clock.
 
 mod cache;
+mod client_auth;
 pub mod coordinator;
 mod entry;
 mod grant;
 pub mod protocol;
 pub mod refresh;
 mod seal;
+mod state;
 
-pub use cache::{
-    Obtained, RefreshAhead, RefreshOutcome, Rejection, TokenCache, TokenSource, TokenUnavailable,
-    COORDINATOR_GRACE_MS, REJECT_COOLDOWN_MS,
-};
+pub use client_auth::{form as client_form, post_form, ClientAuth};
 pub use entry::CachedToken;
 pub(crate) use grant::decimal_string;
-pub use grant::{client_form, ClientAuth, GrantError};
+pub use grant::GrantError;
+pub use protocol::Rejection;
 pub use refresh::Jitter;
 pub use seal::Sealer;
+pub use state::{
+    Obtained, RefreshAhead, RefreshOutcome, TokenCache, TokenSource, TokenUnavailable,
+    COORDINATOR_GRACE_MS, REJECT_COOLDOWN_MS,
+};
 
-use crate::setting::{
+use crate::config::setting::{
     endpoint_url, number, optional, required, ConfigError, ConfigErrors, Lookup, Problems,
 };
 

@@ -13,12 +13,25 @@
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::cache::Rejection;
 use super::entry::CachedToken;
 use super::grant::{bearer_safe, GrantError};
 
 /// Most of an answer the isolate reads: a token answer is well under 4 KiB.
 pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+/// What `reject` did with a token the origin refused. Travels in a coordinator answer by its
+/// snake_case name (`rejection_name`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// It was the cached token: dropped from memory, and from KV if KV still held it.
+    Dropped,
+    /// The cache already holds another token (or none): nothing dropped.
+    AlreadyReplaced,
+    /// It is the cached token, but a token was dropped after a 401 less than
+    /// `REJECT_COOLDOWN_MS` ago: an origin that refuses every token must not turn each request
+    /// into an endpoint call, so this one is kept.
+    Kept,
+}
 
 /// `{"op":"get","fresh":…}` or `{"op":"drop","digest":…}`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,6 +4,10 @@
 
 #![allow(dead_code)]
 
+mod gateway;
+#[allow(unused_imports)]
+pub use gateway::*;
+
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::future::Future;
@@ -11,11 +15,11 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
+use edge_auth_proxy::identity::jwt::{RustCryptoVerifier, SignatureVerifier};
 use edge_auth_proxy::io::{
     Body, Bounded, Clock, Coordinator, HttpClient, HttpError, InboundResponse, KeyValue,
     NoCoordinator, NoRateLimiters, OutboundRequest, Platform, StoreError,
 };
-use edge_auth_proxy::jwt::{RustCryptoVerifier, SignatureVerifier};
 use http::HeaderMap;
 
 #[derive(Clone, Default)]

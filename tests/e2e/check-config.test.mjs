@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 
@@ -71,15 +71,80 @@ const SECRETS = 'CLIENT_SECRET=Pl4nted-secret-value\nAPI_KEY="Pl4nted-api-key"\n
 
 // Each run spends most of its time loading wrangler (about 3 s of CPU): they run side by side.
 describe('npm run check-config', { concurrency: 4 }, () => {
-  test('the shipped wrangler.toml passes, and so does its demo environment', async () => {
-    for (const args of [[], ['--env', 'demo']]) {
-      const r = await checkConfig(args);
-      assert.equal(r.status, 0, `${args}: ${r.stdout}${r.stderr}`);
-      assert.match(r.lines.at(-1), /^configuration ok: \d+ routes \(/);
-      const env = args.length ? ' --env demo' : '';
-      assert.ok(r.lines.includes(`not set here: CLIENT_SECRET (wrangler secret put CLIENT_SECRET${env})`), r.stdout);
-      assert.ok(r.lines.includes(`not set here: API_KEY (wrangler secret put API_KEY${env})`), r.stdout);
+  test('the shipped template fails on each REPLACE_WITH_ placeholder, one line each, and on nothing else; the demo passes', async () => {
+    const template = await checkConfig([]);
+    assert.equal(template.status, 1, template.stdout);
+    assert.deepEqual(template.lines, [
+      ...['ORIGIN_URL', 'TOKEN_URL', 'CLIENT_ID', 'JWKS_URL', 'JWT_ISSUER', 'JWT_AUDIENCE'].map(
+        (name) => `${name} is still the template's placeholder: set it in [vars] of wrangler.toml`,
+      ),
+      "routes[0].pattern is still the template's placeholder: set it in wrangler.toml",
+      "routes[0].zone_name is still the template's placeholder: set it in wrangler.toml",
+      "kv_namespaces[TOKEN_CACHE].id is still the template's placeholder: npx wrangler kv namespace create TOKEN_CACHE prints the id to put in wrangler.toml",
+      'not set here: API_KEY (wrangler secret put API_KEY)',
+      'not set here: CLIENT_SECRET (wrangler secret put CLIENT_SECRET)',
+    ]);
+
+    const demo = await checkConfig(['--config', path.join(ROOT, 'demo/wrangler.toml')]);
+    assert.equal(demo.status, 0, `${demo.stdout}${demo.stderr}`);
+    assert.match(demo.lines.at(-1), /^configuration ok: 5 routes \(2 public, 2 jwt, 1 opaque\)/);
+    for (const name of ['API_KEY', 'CLIENT_SECRET', 'CUSTOMER_ID_KEY', 'GATEWAY_SIGNING_KEY']) {
+      assert.ok(demo.lines.includes(`not set here: ${name} (wrangler secret put ${name})`), demo.stdout);
     }
+  });
+
+  test('the template filled in passes: every placeholder replaced is one line fewer', async (t) => {
+    const filled = readFileSync(path.join(ROOT, 'wrangler.toml'), 'utf8')
+      .replace('REPLACE_WITH_ORIGIN_URL', 'https://origin.example.com')
+      .replace('REPLACE_WITH_TOKEN_URL', 'https://login.example.com/oauth/token')
+      .replace('REPLACE_WITH_CLIENT_ID', 'Pl4nted-client-id')
+      .replace('REPLACE_WITH_JWKS_URL', 'https://login.example.com/jwks.json')
+      .replace('REPLACE_WITH_ISSUER', 'https://login.example.com/')
+      .replace('REPLACE_WITH_AUDIENCE', 'profile-api')
+      .replace('REPLACE_WITH_API_HOST', 'api.example.com')
+      .replace('REPLACE_WITH_ZONE_NAME', 'example.com');
+    const almost = project(t, { 'wrangler.toml': filled, '.dev.vars': SECRETS });
+    const one = await checkConfig(['--config', path.join(almost, 'wrangler.toml'), '--require-secrets']);
+    assert.equal(one.status, 1, one.stdout);
+    assert.deepEqual(one.lines, [
+      "kv_namespaces[TOKEN_CACHE].id is still the template's placeholder: npx wrangler kv namespace create TOKEN_CACHE prints the id to put in wrangler.toml",
+    ]);
+    const done = project(t, { 'wrangler.toml': filled.replace('REPLACE_WITH_KV_NAMESPACE_ID', '0f2ac74b498b48028cb68387c421e279'), '.dev.vars': SECRETS });
+    const ok = await checkConfig(['--config', path.join(done, 'wrangler.toml'), '--require-secrets']);
+    assert.equal(ok.status, 0, ok.stdout);
+    assert.deepEqual(ok.lines, [
+      `configuration ok: 2 routes (1 public, 1 jwt), keys from JWKS_URL, TOKEN_COORDINATOR not bound, secrets from ${path.relative(ROOT, path.join(done, '.dev.vars'))}`,
+    ]);
+  });
+
+  test('a placeholder anywhere is named, never shown, and is the only line for its setting', async (t) => {
+    // In a var that would also fail its own check (not a URL), a var inside an environment, a
+    // binding's id, a route, a secret (the copied .dev.vars.example), and next to a real value.
+    const withEnv = `${GOOD.replace('https://origin.example.com', 'REPLACE_WITH_pl4nted-host')}
+[env.staging]
+routes = [{ pattern = "REPLACE_WITH_HOST/*", zone_name = "example.com" }]
+kv_namespaces = [{ binding = "TOKEN_CACHE", id = "REPLACE_WITH_KV_NAMESPACE_ID" }]
+ratelimits = [{ name = "PER_CUSTOMER", namespace_id = "1001", simple = { limit = 100, period = 60 } }]
+
+[env.staging.vars]
+${GOOD_VARS.replace('"Pl4nted-client-id"', '"Pl4nted-client-id REPLACE_WITH_CLIENT_ID"')}
+`;
+    const dir = project(t, { 'wrangler.toml': withEnv, '.dev.vars': 'CLIENT_SECRET=REPLACE_WITH_Pl4nted-secret-value\nAPI_KEY=Pl4nted-api-key\n' });
+    const top = await checkConfig(['--config', path.join(dir, 'wrangler.toml')]);
+    assert.equal(top.status, 1, top.stdout);
+    assert.deepEqual(top.lines, [
+      "ORIGIN_URL is still the template's placeholder: set it in [vars] of wrangler.toml",
+      `CLIENT_SECRET is still the template's placeholder: set it in ${path.relative(ROOT, path.join(dir, '.dev.vars'))} (and with wrangler secret put CLIENT_SECRET)`,
+    ]);
+    const staging = await checkConfig(['--config', path.join(dir, 'wrangler.toml'), '--env', 'staging', '--secrets', path.join(dir, '.dev.vars')]);
+    assert.equal(staging.status, 1, staging.stdout);
+    assert.deepEqual(staging.lines, [
+      "CLIENT_ID is still the template's placeholder: set it in [vars] of [env.staging] of wrangler.toml",
+      `CLIENT_SECRET is still the template's placeholder: set it in ${path.join(dir, '.dev.vars')} (and with wrangler secret put CLIENT_SECRET --env staging)`,
+      "routes[0].pattern is still the template's placeholder: set it in [env.staging] of wrangler.toml",
+      "kv_namespaces[TOKEN_CACHE].id is still the template's placeholder: npx wrangler kv namespace create TOKEN_CACHE prints the id to put in [env.staging] of wrangler.toml",
+    ]);
+    for (const r of [top, staging]) assert.ok(!r.stdout.includes('REPLACE_WITH'), r.stdout);
   });
 
   test('--require-secrets makes a required secret not given a failure, listed; given in --secrets, it passes', async (t) => {

@@ -8,28 +8,12 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
-import { CLIENT_ID, CLIENT_SECRET, baseBindings, sleep, waitFor, withJwt } from './harness.mjs';
-import { startFleet } from './fleet.mjs';
-import { makeKey, signJwt, startOrigin, startTokenEndpoint } from './servers.mjs';
+import { CLIENT_SECRET, startStack, waitFor, withJwt } from './harness.mjs';
 
 async function stack(t, { n = 4, coordinator = true, tokenOptions = {}, bindings = {} } = {}) {
-  const [origin, token, key] = await Promise.all([
-    startOrigin(),
-    startTokenEndpoint({ clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, ...tokenOptions }),
-    makeKey('RS256'),
-  ]);
-  let fleet;
-  try {
-    fleet = await startFleet({ bindings: baseBindings({ origin, token, key, ...bindings }), n, coordinator });
-  } catch (err) {
-    await Promise.all([origin.close(), token.close()]);
-    throw err;
-  }
-  t.after(async () => {
-    await fleet.dispose();
-    await Promise.all([origin.close(), token.close()]);
-  });
-  return { origin, token, fleet, jwt: await signJwt(key), n };
+  const s = await startStack({ size: n, coordinator, tokenOptions, bindings });
+  t.after(() => s.close());
+  return { origin: s.origin, token: s.token, fleet: s.fleet, jwt: s.jwt, n };
 }
 
 let ids = 0;

@@ -1,4 +1,4 @@
-// The bundled demo: demo/origin.mjs on its own, and the gateway with wrangler.toml's [env.demo]
+// The bundled demo: demo/origin.mjs on its own, and the gateway with demo/wrangler.toml
 // settings in front of it (the `npm run demo` session, on ephemeral ports).
 
 import assert from 'node:assert/strict';
@@ -20,7 +20,7 @@ import {
   demoKeys,
   startDemoOrigin,
 } from '../../demo/origin.mjs';
-import { ROOT, read, startGateway } from './harness.mjs';
+import { ROOT, read, startStack } from './harness.mjs';
 
 const DEMO_ISSUER = 'http://127.0.0.1:8788/';
 
@@ -137,11 +137,11 @@ describe('demo origin', () => {
   });
 });
 
-describe('demo: the gateway with [env.demo] in front of the demo origin', () => {
+describe('demo: the gateway with demo/wrangler.toml in front of the demo origin', () => {
   let origin, gw, demoVars;
 
   before(async () => {
-    const config = unstable_readConfig({ config: path.join(ROOT, 'wrangler.toml'), env: 'demo' });
+    const config = unstable_readConfig({ config: path.join(ROOT, 'demo/wrangler.toml') });
     demoVars = config.vars;
     origin = await startDemoOrigin({ port: 0, issuer: DEMO_ISSUER });
     const bindings = {
@@ -155,7 +155,7 @@ describe('demo: the gateway with [env.demo] in front of the demo origin', () => 
       CUSTOMER_ID_KEY: DEMO_CUSTOMER_ID_KEY,
       GATEWAY_SIGNING_KEY: DEMO_GATEWAY_SIGNING_KEY,
     };
-    gw = await startGateway({ bindings });
+    gw = (await startStack({ servers: false, bindings })).gw;
     // The demo's fixed 8787 is this test's ephemeral port; GATEWAY_ISSUER stays the demo's.
     origin.useGatewayKeysFrom(gw.url.origin);
   });
@@ -164,7 +164,7 @@ describe('demo: the gateway with [env.demo] in front of the demo origin', () => 
     await origin?.close();
   });
 
-  test('wrangler.toml [env.demo.vars] carries the demo public key inline', () => {
+  test('demo/wrangler.toml [vars] carries the demo public key inline', () => {
     assert.deepEqual(JSON.parse(demoVars.JWT_JWKS), demoKeys().jwks);
     assert.equal(demoVars.JWT_ISSUER, DEMO_ISSUER);
     assert.equal(demoVars.CLIENT_ID, DEMO_CLIENT_ID);

@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
-import { CLIENT_ID, CLIENT_SECRET, ISSUER, baseBindings, read, startGateway, startStack, withJwt } from './harness.mjs';
+import { CLIENT_ID, CLIENT_SECRET, ISSUER, baseBindings, read, startStack, withJwt } from './harness.mjs';
 import { startIntrospection } from './introspection.mjs';
 import { jwks, makeKey, signJwt, startJwksServer, startOrigin, startTokenEndpoint } from './servers.mjs';
 
@@ -52,7 +52,7 @@ describe('dependencies that fail, and recover', () => {
     ]);
     const keyServer = await startJwksServer(jwks(key));
     const { JWT_JWKS: _inline, ...bindings } = baseBindings({ origin, token, key });
-    const gw = await startGateway({ bindings: { ...bindings, JWKS_URL: keyServer.url } });
+    const gw = (await startStack({ servers: false, bindings: { ...bindings, JWKS_URL: keyServer.url } })).gw;
     t.after(async () => {
       await gw.dispose();
       await Promise.all([origin.close(), token.close(), keyServer.close()]);

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
-import { API_KEY, CLIENT_SECRET, baseBindings, read, startGateway, startStack, withJwt } from './harness.mjs';
+import { API_KEY, CLIENT_SECRET, baseBindings, read, startStack, withJwt } from './harness.mjs';
 import { closedPortUrl, makeKey, signJwt, startOrigin, startTokenEndpoint } from './servers.mjs';
 
 function assertProblem(res, status) {
@@ -115,7 +115,7 @@ describe('failures', () => {
     ]);
     const bindings = baseBindings({ origin, token, key });
     delete bindings.API_KEY;
-    const gw = await startGateway({ bindings });
+    const gw = (await startStack({ servers: false, bindings })).gw;
     t.after(async () => {
       await gw.dispose();
       await Promise.all([origin.close(), token.close()]);

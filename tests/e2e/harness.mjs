@@ -222,35 +222,150 @@ export async function read(res) {
 export const withJwt = (jwt, extra = {}) => ({ 'customer-auth': `JWT ${jwt}`, ...extra });
 
 /**
- * A whole fresh stack: test origin, token endpoint (expecting the harness's client
- * credentials), an RS256 key, and the gateway in front of them with `bindings` merged over
- * `baseBindings`. `close()` closes everything it started.
+ * A whole fresh stack, the one way a test or a benchmark starts the Worker. By default (`servers`
+ * true): a test origin, a token endpoint expecting the harness's client credentials (with
+ * `tokenOptions`), an RS256 key, and `bindings` merged over `baseBindings` for them. Then `size`
+ * gateways in front of them:
+ * - `size` 1 and no `coordinator` (the default): one gateway, `gw` (`startGateway`, with
+ *   `kvPersist`, `script`, `options`);
+ * - `size` n: a fleet, `fleet`, of n isolates in one Miniflare, each with its own TOKEN_CACHE;
+ *   `coordinator` (default true) binds TOKEN_COORDINATOR across them (see `startIsolates`);
+ *   `workerOptions` are more Miniflare options for every isolate.
+ * With `servers: false` nothing else is started and `bindings` are the settings as given (an
+ * object, or `(i) => settings` for isolate `i`). `close()` closes everything it started.
  */
-export async function startStack({ bindings = {}, tokenOptions = {}, kvPersist, script, options } = {}) {
-  const { startOrigin, startTokenEndpoint, makeKey, signJwt } = await import('./servers.mjs');
-  const [origin, token, key] = await Promise.all([
-    startOrigin(),
-    startTokenEndpoint({ clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, ...tokenOptions }),
-    makeKey('RS256'),
-  ]);
+export async function startStack({
+  size = 1,
+  servers = true,
+  bindings = {},
+  tokenOptions = {},
+  coordinator,
+  workerOptions,
+  kvPersist,
+  script,
+  options,
+  verbose,
+} = {}) {
+  let origin;
+  let token;
+  let key;
+  let settings = bindings;
+  if (servers) {
+    const { startOrigin, startTokenEndpoint, makeKey } = await import('./servers.mjs');
+    [origin, token, key] = await Promise.all([
+      startOrigin(),
+      startTokenEndpoint({ clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, ...tokenOptions }),
+      makeKey('RS256'),
+    ]);
+    settings = typeof bindings === 'function'
+      ? (i) => baseBindings({ origin, token, key, ...bindings(i) })
+      : baseBindings({ origin, token, key, ...bindings });
+  }
+  const closeServers = () => Promise.all([origin?.close(), token?.close()]);
+  const isFleet = size > 1 || coordinator !== undefined;
   let gw;
+  let fleet;
   try {
-    gw = await startGateway({ bindings: baseBindings({ origin, token, key, ...bindings }), kvPersist, script, options });
+    if (isFleet) {
+      fleet = await startIsolates({ bindings: settings, n: size, coordinator: coordinator ?? true, workerOptions, script, verbose });
+    } else {
+      gw = await startGateway({ bindings: settings, kvPersist, script, options, verbose });
+    }
   } catch (err) {
-    await Promise.all([origin.close(), token.close()]);
+    await closeServers();
     throw err;
   }
-  const jwt = await signJwt(key);
+  let jwt;
+  if (servers) {
+    const { signJwt } = await import('./servers.mjs');
+    jwt = await signJwt(key);
+  }
   return {
     origin,
     token,
     key,
     gw,
+    fleet,
     jwt,
+    size,
     async close() {
-      await gw.dispose();
-      await Promise.all([origin.close(), token.close()]);
+      await (gw ?? fleet).dispose();
+      await closeServers();
     },
+  };
+}
+
+/**
+ * `n` isolates in one Miniflare, running the same BUILT script, each with its own TOKEN_CACHE
+ * namespace (the worst case of KV propagation: no isolate ever sees another's writes). Starts `n` isolates. `bindings`: the settings, or `(i) => settings` for isolate `i` (0-based).
+ * `coordinator`: `true` (the first worker's TokenCoordinator), `false` (no binding: today's
+ * behaviour), `{ script }`, an inline module exporting a `TokenCoordinator` class to bind instead
+ * (a broken coordinator, say), or `{ bindings }`, the built class hosted by a worker of its own
+ * with these settings (its own TOKEN_CACHE too), so that what the coordinator does can be told
+ * from what the isolates do. `workerOptions`: more Miniflare options for every isolate
+ * (`ratelimits`, say). `script`: another entry module for every isolate (default the build's
+ * `index.js`), in a directory that also holds what it imports.
+ */
+async function startIsolates({ bindings, n, coordinator = true, workerOptions = {}, script = SCRIPT, verbose = process.env.E2E_VERBOSE === '1' } = {}) {
+  const out = captureOutput({ label: 'fleet', verbose });
+  const names = Array.from({ length: n }, (_, i) => `isolate-${i}`);
+  const external = typeof coordinator === 'object' && coordinator !== null;
+  const host = external ? (coordinator.script ? 'coordinator-stand-in' : 'coordinator-host') : names[0];
+  const durableObjects = coordinator ? { TOKEN_COORDINATOR: { className: 'TokenCoordinator', scriptName: host } } : undefined;
+  const built = {
+    modules: true,
+    scriptPath: script,
+    modulesRoot: path.dirname(script),
+    // `.js` as ES modules too: a wrapping `script` imports the build's `index.js`.
+    modulesRules: [
+      { type: 'ESModule', include: ['**/*.js'] },
+      { type: 'CompiledWasm', include: ['**/*.wasm'] },
+    ],
+    compatibilityDate: '2026-04-01',
+  };
+  const workers = names.map((name, i) => ({
+    name,
+    ...built,
+    kvNamespaces: { TOKEN_CACHE: `token-cache-${name}` },
+    bindings: typeof bindings === 'function' ? bindings(i) : bindings,
+    ...(durableObjects ? { durableObjects } : {}),
+    ...workerOptions,
+  }));
+  if (external && coordinator.script) {
+    workers.push({
+      name: host,
+      modules: true,
+      script: coordinator.script,
+      compatibilityDate: '2026-04-01',
+    });
+  } else if (external) {
+    workers.push({ name: host, ...built, kvNamespaces: { TOKEN_CACHE: `token-cache-${host}` }, bindings: coordinator.bindings });
+  }
+  const mf = new Miniflare({
+    workers,
+    cf: false,
+    host: '127.0.0.1',
+    port: 0,
+    handleRuntimeStdio: out.handleRuntimeStdio,
+  });
+  await out.ready(mf);
+  const handles = await Promise.all(names.map((name) => mf.getWorker(name)));
+  return {
+    mf,
+    names,
+    /** Requests isolate `i` (0-based). */
+    fetch(i, p, init = {}) {
+      return handles[i].fetch(new URL(p, 'http://gateway.test').href, { redirect: 'manual', ...init });
+    },
+    /** Isolate `i`'s TOKEN_CACHE namespace. */
+    kv(i) {
+      return mf.getKVNamespace('TOKEN_CACHE', names[i]);
+    },
+    output: out.output,
+    jsonLogs: out.jsonLogs,
+    requestLogs: out.requestLogs,
+    waitForRequestLogs: out.waitForRequestLogs,
+    dispose: disposeOnce(mf),
   };
 }
 

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, beforeEach, describe, test } from 'node:test';
 
-import { API_KEY, CLIENT_ID, CLIENT_SECRET, baseBindings, read, startGateway, startStack, withJwt } from './harness.mjs';
+import { API_KEY, CLIENT_ID, CLIENT_SECRET, baseBindings, read, startStack, withJwt } from './harness.mjs';
 import { jwks, makeKey, signJwt, startJwksServer, startOrigin, startTokenEndpoint } from './servers.mjs';
 
 const ROUTES = JSON.stringify([
@@ -189,7 +189,7 @@ test('a key rotation that shortens max-age is picked up after one refetch', asyn
   const keyServer = await startJwksServer(jwks(a), { cacheControl: 'max-age=3600' });
   const bindings = baseBindings({ origin, token, key: a, JWKS_URL: keyServer.url });
   delete bindings.JWT_JWKS;
-  const gw = await startGateway({ bindings });
+  const gw = (await startStack({ servers: false, bindings })).gw;
   t.after(async () => {
     await gw.dispose();
     await Promise.all([origin.close(), token.close(), keyServer.close()]);

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
-import { CLIENT_ID, CLIENT_SECRET, baseBindings, read, scheduled, startGateway, tempDir, waitFor, withJwt } from './harness.mjs';
+import { CLIENT_ID, CLIENT_SECRET, baseBindings, read, scheduled, startStack, tempDir, waitFor, withJwt } from './harness.mjs';
 import { jwks, makeKey, signJwt, startJwksServer, startOrigin, startTokenEndpoint } from './servers.mjs';
 
 async function world(t, { kvPersist, cacheControl } = {}) {
@@ -29,7 +29,7 @@ async function world(t, { kvPersist, cacheControl } = {}) {
     rotated,
     keyServer,
     async gateway() {
-      const gw = await startGateway({ bindings, kvPersist });
+      const gw = (await startStack({ servers: false, bindings, kvPersist })).gw;
       gws.push(gw);
       return gw;
     },

@@ -11,7 +11,7 @@ import { after, before, beforeEach, describe, test } from 'node:test';
 import { unstable_readConfig } from 'wrangler';
 
 import { DEMO_API_KEY, DEMO_CLIENT_SECRET, DEMO_CUSTOMER_ID_KEY, DEMO_GATEWAY_SIGNING_KEY, startDemoOrigin } from '../../demo/origin.mjs';
-import { ROOT, read, requestLog, startGateway, startStack, withJwt } from './harness.mjs';
+import { ROOT, read, requestLog, startStack, withJwt } from './harness.mjs';
 
 const ROUTES = JSON.stringify([
   { prefix: '/auth/customer_authenticate', auth: 'public', methods: ['POST'] },
@@ -230,9 +230,9 @@ describe('ORIGIN_TOKEN_REFUSAL', () => {
 describe('demo: a wrong password through the gateway', () => {
   let origin, gw;
   before(async () => {
-    const config = unstable_readConfig({ config: path.join(ROOT, 'wrangler.toml'), env: 'demo' });
+    const config = unstable_readConfig({ config: path.join(ROOT, 'demo/wrangler.toml') });
     origin = await startDemoOrigin({ port: 0, issuer: 'http://127.0.0.1:8788/' });
-    gw = await startGateway({
+    gw = (await startStack({ servers: false,
       bindings: {
         ...config.vars,
         ORIGIN_URL: config.vars.ORIGIN_URL.replace('http://127.0.0.1:8788', origin.url),
@@ -243,7 +243,7 @@ describe('demo: a wrong password through the gateway', () => {
         CUSTOMER_ID_KEY: DEMO_CUSTOMER_ID_KEY,
         GATEWAY_SIGNING_KEY: DEMO_GATEWAY_SIGNING_KEY,
       },
-    });
+    })).gw;
   });
   after(async () => {
     await gw?.dispose();

@@ -11,7 +11,7 @@ import { after, before, beforeEach, describe, test } from 'node:test';
 import { exportJWK, generateKeyPair } from 'jose';
 import Provider from 'oidc-provider';
 
-import { API_KEY, CLIENT_ID, CLIENT_SECRET, read, requestLog, startGateway } from './harness.mjs';
+import { API_KEY, CLIENT_ID, CLIENT_SECRET, read, requestLog, startStack } from './harness.mjs';
 import { jwks, makeKey, nowSecs, signJwt, startJwksServer, startOrigin, startTokenEndpoint } from './servers.mjs';
 
 const A = 'https://a.issuer.test/';
@@ -120,7 +120,7 @@ describe('per-route policy and identity providers', () => {
       { issuer: B, jwks_url: jwksB.url, audiences: ['profile-api'], algorithms: ['RS256'] },
       { issuer: oidc.issuer, jwks_url: oidc.jwksUrl, audiences: [RESOURCE], algorithms: ['RS256'] },
     ];
-    gw = await startGateway({
+    gw = (await startStack({ servers: false,
       bindings: {
         ORIGIN_URL: origin.url,
         TOKEN_URL: `${tokenEndpoint.url}?grant_type=client_credentials`,
@@ -131,7 +131,7 @@ describe('per-route policy and identity providers', () => {
         JWT_PROVIDERS: JSON.stringify(providers),
         ROUTES: JSON.stringify(routes()),
       },
-    });
+    })).gw;
   });
   after(async () => {
     await gw?.dispose();

@@ -10,8 +10,7 @@ import { describe, test } from 'node:test';
 
 import { randomBytes } from 'node:crypto';
 
-import { CLIENT_ID, CLIENT_SECRET, ISSUER, baseBindings, read, withJwt } from './harness.mjs';
-import { startFleet } from './fleet.mjs';
+import { CLIENT_ID, CLIENT_SECRET, ISSUER, baseBindings, read, startStack, withJwt } from './harness.mjs';
 import { startIntrospection } from './introspection.mjs';
 import { jwks, makeKey, signJwt, startOrigin, startTokenEndpoint } from './servers.mjs';
 
@@ -36,7 +35,7 @@ async function stack(t, { routes = ROUTES, ratelimits = LIMITS, bindings = {}, i
   ]);
   const all = { ...baseBindings({ origin, token, key, ROUTES: routes }), ...bindings };
   for (const [name, value] of Object.entries(all)) if (value === undefined) delete all[name];
-  const fleet = await startFleet({ bindings: all, n: 1, coordinator: false, workerOptions: { ratelimits } });
+  const fleet = (await startStack({ servers: false, size: 1, coordinator: false, bindings: all, workerOptions: { ratelimits } })).fleet;
   t.after(async () => {
     await fleet.dispose();
     await Promise.all([origin.close(), token.close(), idp?.close()]);

@@ -2,7 +2,7 @@
 // WebAssembly.RuntimeError) fails only the request that trapped, at once, with a 500
 // problem+json; the requests already in flight on that instance complete with the origin's
 // answers; requests that arrive meanwhile wait, and run on a fresh instance once none is in
-// flight (src/js/entry.js). The token coordinator's Durable Object, which shares its isolate's
+// flight (src/platform/entry.js). The token coordinator's Durable Object, which shares its isolate's
 // instance, follows the same rule.
 //
 // A real panic cannot be provoked from outside (that is the point of the fuzzing), so the trap
@@ -18,7 +18,6 @@ import path from 'node:path';
 import { describe, test } from 'node:test';
 
 import { API_KEY, CLIENT_ID, CLIENT_SECRET, SCRIPT, baseBindings, read, requestLog, startStack, tempDir, waitFor, withJwt } from './harness.mjs';
-import { startFleet } from './fleet.mjs';
 import { makeKey, signJwt, startOrigin, startTokenEndpoint } from './servers.mjs';
 
 const WRAPPER = `
@@ -274,7 +273,7 @@ describe('a wasm trap fails only the request that trapped', () => {
     ]);
     t.after(() => Promise.all([origin.close(), token.close()]));
     // Isolate 0 hosts the coordinator; 1 and 2 ask it.
-    const fleet = await startFleet({ bindings: baseBindings({ origin, token, key }), n: 3, script: wrappedBuild(t) });
+    const fleet = (await startStack({ servers: false, size: 3, coordinator: true, bindings: baseBindings({ origin, token, key }), script: wrappedBuild(t) })).fleet;
     t.after(() => fleet.dispose());
     const jwt = await signJwt(key);
     const hold = holdAtOrigin(origin);

@@ -11,7 +11,6 @@ import {
   baseBindings,
   read,
   sleep,
-  startGateway,
   startStack,
   tempDir,
   withJwt,
@@ -66,7 +65,7 @@ describe('token cache', () => {
     const bindings = baseBindings({ origin, token, key });
     const jwt = await signJwt(key);
 
-    const first = await startGateway({ bindings, kvPersist: kvDir.dir });
+    const first = (await startStack({ servers: false, bindings, kvPersist: kvDir.dir })).gw;
     try {
       await ok(first, jwt);
       await ok(first, jwt);
@@ -75,7 +74,7 @@ describe('token cache', () => {
     }
     assert.equal(token.count, 1);
 
-    const second = await startGateway({ bindings, kvPersist: kvDir.dir });
+    const second = (await startStack({ servers: false, bindings, kvPersist: kvDir.dir })).gw;
     try {
       await ok(second, jwt);
       await ok(second, jwt);
@@ -120,10 +119,10 @@ describe('token cache', () => {
       assert.ok(!String(value).includes(encKey), 'KV holds the encryption key');
     }
     await s.gw.dispose();
-    const again = await startGateway({
+    const again = (await startStack({ servers: false,
       bindings: baseBindings({ origin: s.origin, token: s.token, key: s.key, TOKEN_ENCRYPTION_KEY: encKey }),
       kvPersist: kvDir.dir,
-    });
+    })).gw;
     try {
       await ok(again, s.jwt);
     } finally {
@@ -182,7 +181,7 @@ describe('token request on the wire', () => {
       startTokenEndpoint({ clientId: id, clientSecret: secret }),
       makeKey('RS256'),
     ]);
-    const gw = await startGateway({
+    const gw = (await startStack({ servers: false,
       bindings: baseBindings({
         origin,
         token,
@@ -192,7 +191,7 @@ describe('token request on the wire', () => {
         TOKEN_URL: token.url,
         TOKEN_CLIENT_AUTH: 'client_secret_basic',
       }),
-    });
+    })).gw;
     stacks.push({ close: async () => { await gw.dispose(); await Promise.all([origin.close(), token.close()]); } });
     const res = await read(await gw.fetch('/x', { headers: withJwt(await signJwt(key)) }));
     assert.equal(res.status, 200, res.text);

@@ -12,7 +12,6 @@ import {
   read,
   scheduled,
   sleep,
-  startGateway,
   startStack,
   tempDir,
   waitFor,
@@ -220,7 +219,7 @@ describe('token lifecycle', () => {
       await s.gw.kv.put(entry.name, corrupt(entry.value));
       await s.gw.dispose();
       const bindings = baseBindings({ origin: s.origin, token: s.token, key: s.key, ...(encrypted ? { TOKEN_ENCRYPTION_KEY: ENC_KEY } : {}) });
-      const again = await startGateway({ bindings, kvPersist: kvDir.dir });
+      const again = (await startStack({ servers: false, bindings, kvPersist: kvDir.dir })).gw;
       t.after(() => again.dispose());
       const res = await post(again, s.jwt);
       assert.equal(res.status, 200, res.text);
@@ -241,10 +240,10 @@ describe('token lifecycle', () => {
     assert.equal((await post(s.gw, s.jwt)).status, 200);
     await s.gw.dispose();
     const rotated = Buffer.alloc(32, 10).toString('base64');
-    const again = await startGateway({
+    const again = (await startStack({ servers: false,
       bindings: baseBindings({ origin: s.origin, token: s.token, key: s.key, TOKEN_ENCRYPTION_KEY: rotated }),
       kvPersist: kvDir.dir,
-    });
+    })).gw;
     t.after(() => again.dispose());
     assert.equal((await post(again, s.jwt)).status, 200);
     assert.equal(s.token.count, 2);
@@ -275,7 +274,7 @@ describe('token lifecycle', () => {
     );
     // Another isolate (as a request would land on), same KV: no endpoint call.
     await s.gw.dispose();
-    const gw = await startGateway({ bindings: baseBindings({ origin: s.origin, token: s.token, key: s.key }), kvPersist: kvDir.dir });
+    const gw = (await startStack({ servers: false, bindings: baseBindings({ origin: s.origin, token: s.token, key: s.key }), kvPersist: kvDir.dir })).gw;
     t.after(() => gw.dispose());
     assert.equal((await post(gw, s.jwt)).status, 200);
     const [log] = await gw.waitForRequestLogs(1);

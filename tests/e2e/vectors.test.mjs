@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
-import { CLIENT_ID, CLIENT_SECRET, ROOT, baseBindings, read, requestLog, startGateway, withJwt } from './harness.mjs';
+import { CLIENT_ID, CLIENT_SECRET, ROOT, baseBindings, read, requestLog, startStack, withJwt } from './harness.mjs';
 import { startJwksServer, startOrigin, startTokenEndpoint } from './servers.mjs';
 
 const VECTORS = JSON.parse(readFileSync(path.join(ROOT, 'tests/fixtures/jwt/vectors.json'), 'utf8'));
@@ -70,17 +70,17 @@ describe('vectors with inline keys: JWT_JWKS (asymmetric) and JWT_HMAC_SECRET (H
     ]);
     // One Worker for every asymmetric algorithm (keys told apart by kid and JWK alg), and one
     // per HMAC algorithm, since each has its own secret.
-    const shared = await startGateway({
+    const shared = (await startStack({ servers: false,
       bindings: bindingsFor(
         { origin, token },
         { JWT_ALGORITHMS: asymmetricAlgorithms, JWT_JWKS: JSON.stringify(asymmetricJwks()) },
       ),
-    });
+    })).gw;
     for (const v of ASYMMETRIC) gateways[v.alg] = shared;
     for (const v of HMAC) {
-      gateways[v.alg] = await startGateway({
+      gateways[v.alg] = (await startStack({ servers: false,
         bindings: bindingsFor({ origin, token }, { JWT_ALGORITHMS: v.alg, JWT_HMAC_SECRET: v.secret }),
-      });
+      })).gw;
     }
   });
   after(async () => {
@@ -118,9 +118,9 @@ describe('vectors with keys from JWKS_URL', () => {
       startTokenEndpoint({ clientId: CLIENT_ID, clientSecret: CLIENT_SECRET }),
       startJwksServer(asymmetricJwks()),
     ]);
-    gw = await startGateway({
+    gw = (await startStack({ servers: false,
       bindings: bindingsFor({ origin, token }, { JWT_ALGORITHMS: asymmetricAlgorithms, JWKS_URL: keyServer.url }),
-    });
+    })).gw;
   });
   after(async () => {
     await gw?.dispose();

@@ -1,0 +1,275 @@
+//! Who is calling: the route's requirement run on a request (`authenticate`), and the verified
+//! caller it gives, whatever vouched for them. Everything that identifies a caller lives in
+//! this wing:
+//! - `requirement`: each route's `auth` and policy compiled into what it requires;
+//! - `mechanism`: what produces an identity (`jwt`, `opaque`);
+//! - `identifiers`, `jwt`, `jwks`, `providers`, `opaque`: reading identifiers, verifying
+//!   tokens, key sets, identity providers, introspection;
+//! - `policy`, `claims`, `customer_id`: what is decided from a verified identity's claims;
+//! - `signing`: the gateway's own identity, from the other side of the same JOSE algorithms:
+//!   its private keys, the key set it publishes, and signing through the platform's `Signer`
+//!   (the gateway assertion; a `private_key_jwt` client assertion can reuse it).
+
+pub mod claims;
+pub mod customer_id;
+pub mod identifiers;
+pub mod jwks;
+pub mod jwt;
+pub mod mechanism;
+pub mod opaque;
+pub mod policy;
+pub mod providers;
+pub mod requirement;
+pub mod signing;
+
+use http::HeaderMap;
+
+use crate::config::{Config, ConfigErrors};
+use crate::edge::headers::CustomerAuth;
+use crate::identity::claims::Claims;
+use crate::identity::customer_id::MissingIdentity;
+use crate::identity::identifiers::{Ambiguity, Cookies};
+use crate::identity::jwks::KeysUnavailable;
+use crate::identity::jwt::JwtError;
+use crate::identity::mechanism::jwt::Authenticator;
+use crate::identity::opaque::{IntrospectionUnavailable, OpaqueError, SessionCache};
+use crate::identity::policy::{Defaults, Refusal};
+use crate::identity::requirement::{Check, Failure, Mechanism, Missing, Requirement};
+use crate::io::Platform;
+use crate::proxy::log::RequestLog;
+
+/// A caller who passed the authenticate phase.
+#[derive(Debug)]
+pub struct Verified<'h> {
+    pub presented: Presented<'h>,
+    pub claims: Claims,
+}
+
+/// What the caller presented, as it goes to the origin in `customer-auth`.
+#[derive(Debug)]
+pub enum Presented<'h> {
+    /// The validated JWT, byte for byte.
+    Jwt(&'h str),
+    /// The `customer-auth` value built from the opaque identifier (see `opaque::Identifier`).
+    Opaque(String),
+}
+
+impl Verified<'_> {
+    pub fn customer_auth(&self) -> CustomerAuth<'_> {
+        match &self.presented {
+            Presented::Jwt(token) => CustomerAuth::Jwt(token),
+            Presented::Opaque(value) => CustomerAuth::Value(value),
+        }
+    }
+}
+
+/// A verified caller admitted by the route's checks, and their customer id
+/// (`CUSTOMER_ID_HEADER`).
+#[derive(Debug)]
+pub struct Identity<'h> {
+    pub verified: Verified<'h>,
+    pub customer_id: Option<String>,
+}
+
+/// Why the authenticate phase refused a request. `error::GatewayError::Identity` carries it,
+/// and `error.rs` says what each becomes on the wire.
+#[derive(Debug, Clone)]
+pub enum IdentityError {
+    /// The request names its caller more than one way: two different identifiers, or an
+    /// identifier cookie sent twice (`identifiers`). Refused before anything is verified.
+    Ambiguous(Ambiguity),
+    /// The customer JWT is missing, malformed or fails a check.
+    Jwt(JwtError),
+    /// The provider's key set cannot be had and the keys held cannot check the token.
+    KeysUnavailable(KeysUnavailable),
+    /// The opaque customer identifier is missing, malformed or not active (`opaque` routes).
+    Opaque(OpaqueError),
+    /// The introspection endpoint gave no answer (down, slow, garbage), or is being backed off.
+    IntrospectionUnavailable(IntrospectionUnavailable),
+    /// The verified identity lacks one of the route's `scopes` (the route's list).
+    InsufficientScope(Vec<String>),
+    /// The verified identity fails the route's `claims`.
+    ClaimsRefused,
+    /// `CUSTOMER_ID_HEADER` is set and the verified identity has no `sub` (or `iss`).
+    NoCustomerId(MissingIdentity),
+    /// The settings a mechanism needs are missing: `Config` rules it out, so this is a bug.
+    Internal(&'static str),
+}
+
+impl IdentityError {
+    /// A stable id for the log line's `outcome` (and `report`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Ambiguous(a) => a.code(),
+            Self::Jwt(e) => e.code(),
+            Self::KeysUnavailable(k) => k.cause.code(),
+            Self::Opaque(e) => e.code(),
+            Self::IntrospectionUnavailable(u) => u.cause.code(),
+            Self::InsufficientScope(_) => "insufficient_scope",
+            Self::ClaimsRefused => "claims_refused",
+            Self::NoCustomerId(m) => m.code(),
+            Self::Internal(_) => "internal_error",
+        }
+    }
+}
+
+/// One per isolate: what every mechanism remembers between requests (key sets, verified
+/// tokens, introspection answers).
+pub struct Identities {
+    jwt: Authenticator,
+    sessions: SessionCache,
+}
+
+impl Identities {
+    pub fn new(config: &Result<Config, ConfigErrors>) -> Self {
+        Self {
+            jwt: Authenticator::for_providers(provider_count(config)),
+            sessions: SessionCache::new(),
+        }
+    }
+
+    /// These identities with the verified-token memory off (`baseline-verify` builds).
+    pub fn forgetting(mut self) -> Self {
+        self.jwt = self.jwt.forgetting();
+        self
+    }
+
+    /// The JWT mechanism's key sets and memory (the scheduled run refreshes its key sets).
+    pub fn jwt(&self) -> &Authenticator {
+        &self.jwt
+    }
+
+    /// The authenticate phase: `requirement` run on the request whose fields are `seen`.
+    /// `Ok(None)`: forwarded without an identity (a `public` route, an `optional` one without
+    /// an identifier, a `report` one whose identifier failed).
+    pub async fn authenticate<'h, P: Platform>(
+        &self,
+        requirement: &Requirement,
+        config: &Config,
+        seen: &'h HeaderMap,
+        p: &P,
+        log: &mut RequestLog,
+    ) -> Result<Option<Identity<'h>>, IdentityError> {
+        let Some(mechanism) = &requirement.mechanism else {
+            return Ok(None);
+        };
+        // On every route that reads an identifier (`report` included): one per request.
+        let cookies = one_identifier(config, seen, log)?;
+        let checked = self
+            .run(mechanism, requirement, config, seen, cookies, p, log)
+            .await;
+        match (requirement.failure, checked) {
+            // Forwarded whatever the outcome; the identity only when it passed.
+            (Failure::Report, Ok(passed)) => {
+                log.report = Some("forwarded");
+                Ok(passed)
+            }
+            (Failure::Report, Err(refused)) => {
+                log.report = Some(refused.code());
+                Ok(None)
+            }
+            (Failure::Refuse, checked) => checked,
+        }
+    }
+
+    /// The mechanism, then the checks.
+    #[allow(clippy::too_many_arguments)]
+    async fn run<'h, P: Platform>(
+        &self,
+        mechanism: &Mechanism,
+        requirement: &Requirement,
+        config: &Config,
+        seen: &'h HeaderMap,
+        cookies: Cookies<'h>,
+        p: &P,
+        log: &mut RequestLog,
+    ) -> Result<Option<Identity<'h>>, IdentityError> {
+        let found = match mechanism {
+            Mechanism::Jwt { issuers } => {
+                self.jwt
+                    .authenticate(issuers.as_deref(), config, seen, cookies.jwt, p, log)
+                    .await?
+            }
+            Mechanism::Opaque => {
+                mechanism::opaque::vouch(&self.sessions, config, seen, cookies.session, p, log)
+                    .await?
+            }
+        };
+        let Some((verified, defaults)) = found else {
+            return match (requirement.missing, mechanism) {
+                (Missing::Forward, _) => Ok(None),
+                (Missing::Refuse, Mechanism::Jwt { .. }) => {
+                    Err(IdentityError::Jwt(JwtError::Missing))
+                }
+                (Missing::Refuse, Mechanism::Opaque) => {
+                    Err(IdentityError::Opaque(OpaqueError::Missing))
+                }
+            };
+        };
+        let mut customer_id = None;
+        for check in requirement.checks {
+            match check {
+                Check::Policy => {
+                    customer_id = admit(requirement, config, &verified, defaults, log)?;
+                }
+            }
+        }
+        Ok(Some(Identity {
+            verified,
+            customer_id,
+        }))
+    }
+}
+
+/// One key set cache per provider, or one for the flat settings.
+fn provider_count(config: &Result<Config, ConfigErrors>) -> usize {
+    match config {
+        Ok(Config {
+            providers: Some(p), ..
+        }) => p.list().len(),
+        _ => 1,
+    }
+}
+
+/// The first step of authentication on every route that reads an identifier: every source
+/// read, and a request naming its caller two ways refused (`identifiers`), on `report` routes
+/// too. The identifier cookies' values, for the extractor of the route's kind.
+fn one_identifier<'h>(
+    config: &Config,
+    headers: &'h HeaderMap,
+    log: &mut RequestLog,
+) -> Result<Cookies<'h>, IdentityError> {
+    identifiers::one_per_request(headers, &config.identifier_cookies).map_err(|ambiguity| {
+        log.identifier_conflict = Some(ambiguity.sources());
+        IdentityError::Ambiguous(ambiguity)
+    })
+}
+
+/// The checks made of every verified request, a verified-token memory hit included: the
+/// route's policy (its own `issuers`, `audiences`, `max_lifetime_seconds`, or else `defaults`;
+/// then `scopes` and `claims`); then, with `CUSTOMER_ID_HEADER`, the customer id.
+fn admit(
+    requirement: &Requirement,
+    config: &Config,
+    verified: &Verified<'_>,
+    defaults: Defaults<'_>,
+    log: &mut RequestLog,
+) -> Result<Option<String>, IdentityError> {
+    let policy = &requirement.policy;
+    if let Err(refusal) = policy.check(&verified.claims, defaults) {
+        log.policy = Some(refusal.policy());
+        return Err(match refusal {
+            Refusal::Issuers(e) | Refusal::Audiences(e) | Refusal::MaxLifetime(e) => {
+                IdentityError::Jwt(e)
+            }
+            Refusal::Scopes => IdentityError::InsufficientScope(policy.scopes.clone()),
+            Refusal::Claims => IdentityError::ClaimsRefused,
+        });
+    }
+    config
+        .customer_id
+        .as_ref()
+        .map(|ids| ids.derive(&verified.claims))
+        .transpose()
+        .map_err(IdentityError::NoCustomerId)
+}
