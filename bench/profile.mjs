@@ -11,7 +11,10 @@
 // suffix binds METRICS to Miniflare's Analytics Engine dataset (whose writeDataPoint drops the
 // point: what is measured is the gateway's side, building and handing over each point;
 // Miniflare runtime only, plain workerd binds a dataset only under --experimental), so
-// `node bench/profile.mjs build build+metrics` measures what writing metrics costs. Every target runs in its own workerd
+// `node bench/profile.mjs build build+metrics` measures what writing metrics costs. A
+// `+assert-es256` or `+assert-ed25519` suffix runs the build with the gateway assertion on
+// (GATEWAY_ASSERTION_HEADER, GATEWAY_SIGNING_KEY with that test key): `node bench/profile.mjs
+// build build+assert-es256 build+assert-ed25519` measures what signing it costs. Every target runs in its own workerd
 // (Miniflare), in front of the same loopback servers as bench/run.mjs, and is measured in
 // rounds, one target after another, so that the machine's noise hits them alike. The number to
 // read is workerd CPU µs per request (from /proc), median over rounds.
@@ -28,7 +31,7 @@
 // printed).
 
 import { fork } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -52,6 +55,13 @@ const EXTRA = Object.fromEntries(Array.from({ length: Number(process.env.PROFILE
 const PATH = '/account/getprofile';
 const log = (...a) => console.error(...a);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** The gateway assertion's settings with the test key `es256` or `ed25519` (tests/fixtures). */
+function assertionBindings(key) {
+  if (!['es256', 'ed25519'].includes(key)) throw new Error(`+assert-${key}: the keys are es256 and ed25519`);
+  const keys = JSON.parse(readFileSync(path.join(ROOT, 'tests', 'fixtures', 'signing-keys.json'), 'utf8'));
+  return { GATEWAY_ASSERTION_HEADER: 'x-gateway-assertion', GATEWAY_SIGNING_KEY: JSON.stringify(keys[key === 'es256' ? 'es256_a' : 'ed25519']) };
+}
 
 async function startServers(jwks) {
   const child = fork(path.join(BENCH, 'lib', 'servers.mjs'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
@@ -229,9 +239,11 @@ async function main() {
       const bare = d === 'bare';
       const [name, ...suffixes] = d.split('+');
       const withPolicy = suffixes.includes('policy');
+      const assert = suffixes.find((s) => s.startsWith('assert-'));
+      const signing = assert ? assertionBindings(assert.slice('assert-'.length)) : {};
       const dir = bare ? path.join(BENCH, 'workers', 'bare') : path.resolve(ROOT, name);
       const routes = JSON.stringify([withPolicy ? { ...route, ...policy } : route]);
-      const w = await startWorker(dir, bare ? { ORIGIN_URL: servers.origin } : { ...bindings, ROUTES: routes }, CPUPROFILE && k === 0, { metrics: suffixes.includes('metrics') });
+      const w = await startWorker(dir, bare ? { ORIGIN_URL: servers.origin } : { ...bindings, ...signing, ROUTES: routes }, CPUPROFILE && k === 0, { metrics: suffixes.includes('metrics') });
       targets.push({ name: d, ...w, samples: [] });
       const r = await fetch(w.url + PATH, { headers: { 'customer-auth': `JWT ${hot}` } });
       await r.arrayBuffer();

@@ -16,6 +16,8 @@
 // BENCH_OUT (results file stem, default bench/results/latest or bench/results/quick),
 // BENCH_ONLY=startup (only the bundles and BENCH_STARTUPS interleaved spawns per Worker, default
 // 7; results in bench/results/startup.json unless BENCH_OUT says otherwise),
+// BENCH_ASSERTION=1 (also run the gateway with the gateway assertion on, signed with an ES256 and
+// with an Ed25519 key: GATEWAY_ASSERTION_HEADER and GATEWAY_SIGNING_KEY, the same bundle),
 // BENCH_RUNTIME=workerd (each bundle in plain `workerd serve` with a generated config instead of
 // behind Miniflare's entry Worker, see lib/workerd.mjs; results in bench/results/workerd-*).
 
@@ -66,6 +68,7 @@ const SETTINGS = {
   perCellTokens: Number(process.env.BENCH_CELL_TOKENS ?? (QUICK ? 3000 : 12000)),
   jwksUrl: process.env.BENCH_JWKS_URL === '1',
   policy: process.env.BENCH_POLICY === '1',
+  assertion: process.env.BENCH_ASSERTION === '1',
 };
 const STEM = process.env.BENCH_OUT ?? path.join(BENCH, 'results', `${RUNTIME === 'workerd' ? 'workerd-' : ''}${ONLY_STARTUP ? 'startup' : QUICK ? 'quick' : 'latest'}`);
 
@@ -123,6 +126,12 @@ function bundle(name) {
 
 // ---------------------------------------------------------------------------------------------
 // the loopback servers, in their own process
+
+/** The gateway assertion's settings with the test key `es256` or `ed25519` (tests/fixtures). */
+function assertionBindings(key) {
+  const keys = JSON.parse(readFileSync(path.join(ROOT, 'tests', 'fixtures', 'signing-keys.json'), 'utf8'));
+  return { GATEWAY_ASSERTION_HEADER: 'x-gateway-assertion', GATEWAY_SIGNING_KEY: JSON.stringify(keys[key === 'es256' ? 'es256_a' : 'ed25519']) };
+}
 
 async function startServers(jwks) {
   const child = fork(path.join(BENCH, 'lib', 'servers.mjs'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
@@ -445,6 +454,15 @@ async function main() {
       { id: 'jose-cache', label: 'jose Worker + verified-token cache', bundle: 'jose-worker', bindings: { ...gatewayBindings, VERIFIED_CACHE: 'on' }, kv: true },
       ...(SETTINGS.policy
         ? [{ id: 'edge-auth-proxy-policy', label: 'edge-auth-proxy + a route policy', bundle: 'edge-auth-proxy', bindings: { ...gatewayBindings, ROUTES: POLICY_ROUTES }, kv: true }]
+        : []),
+      ...(SETTINGS.assertion
+        ? ['es256', 'ed25519'].map((k) => ({
+            id: `edge-auth-proxy-assert-${k}`,
+            label: `edge-auth-proxy + gateway assertion (${k === 'es256' ? 'ES256' : 'Ed25519'})`,
+            bundle: 'edge-auth-proxy',
+            bindings: { ...gatewayBindings, ...assertionBindings(k) },
+            kv: true,
+          }))
         : []),
       ...(SETTINGS.jwksUrl
         ? [

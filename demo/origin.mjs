@@ -10,6 +10,10 @@
 //   POST /oauth/introspect            RFC 7662 for those session ids, for the demo client only
 //   POST /session/getprofile          (and GET) the profile for a cookie session, via the gateway
 //
+// The profile endpoints also check the gateway's assertion (x-gateway-assertion) with the
+// reference's recipe (docs/recipes/gateway-assertion.mjs) against the gateway's own key set,
+// and say so in the answer (`gateway_assertion`): a forged or replayed one is 401.
+//
 // Everything here is DEMO ONLY: the signing key in demo-key.private.jwk.json is committed to the
 // repository, the users and the client secret are written below.
 //
@@ -21,6 +25,8 @@ import http from 'node:http';
 import { fileURLToPath } from 'node:url';
 
 import { SignJWT, importJWK, jwtVerify, createLocalJWKSet } from 'jose';
+
+import { gatewayAssertionChecker } from '../docs/recipes/gateway-assertion.mjs';
 
 export const DEMO_CLIENT_ID = 'demo-client';
 export const DEMO_CLIENT_SECRET = 'demo-client-secret';
@@ -44,6 +50,16 @@ const USERS = {
 };
 
 const PRIVATE_JWK_PATH = fileURLToPath(new URL('./demo-key.private.jwk.json', import.meta.url));
+
+/** The header of the gateway's assertion (GATEWAY_ASSERTION_HEADER in demo/wrangler.toml). */
+export const DEMO_ASSERTION_HEADER = 'x-gateway-assertion';
+/** The demo gateway's address, and its GATEWAY_ISSUER in demo/wrangler.toml. */
+export const DEMO_GATEWAY = 'http://127.0.0.1:8787';
+/** GATEWAY_SIGNING_KEY of the demo gateway (DEMO ONLY: committed), as the secret's text. */
+export const DEMO_GATEWAY_SIGNING_KEY = (() => {
+  const { _comment, ...jwk } = JSON.parse(readFileSync(fileURLToPath(new URL('./gateway-key.private.jwk.json', import.meta.url)), 'utf8'));
+  return JSON.stringify(jwk);
+})();
 
 /** The demo key: the private JWK as committed, and its public half as a JWKS. */
 export function demoKeys() {
@@ -118,7 +134,7 @@ function basicCredentials(header) {
  * Starts the demo origin. `issuer` defaults to `http://<host>:<port>/` with the port asked for
  * (the gateway's demo settings expect http://127.0.0.1:8788/).
  */
-export async function startDemoOrigin({ port = 8788, host = '127.0.0.1', issuer, log = false } = {}) {
+export async function startDemoOrigin({ port = 8788, host = '127.0.0.1', issuer, gateway = DEMO_GATEWAY, log = false } = {}) {
   const { privateJwk, jwks } = demoKeys();
   const signingKey = await importJWK(privateJwk, 'RS256');
   const keySet = createLocalJWKSet(jwks);
@@ -127,6 +143,8 @@ export async function startDemoOrigin({ port = 8788, host = '127.0.0.1', issuer,
   /** session id -> { username, exp (epoch s), iat } */
   const sessions = new Map();
   let iss = issuer;
+  /** This origin's own base URL (the assertion's audience), once it listens. */
+  let url;
 
   const say = (line) => {
     if (log) process.stdout.write(`[demo origin] ${line}\n`);
@@ -182,6 +200,30 @@ export async function startDemoOrigin({ port = 8788, host = '127.0.0.1', issuer,
     const expiry = bearer ? accessTokens.get(bearer[1]) : undefined;
     return bearer && expiry !== undefined && expiry > Date.now();
   }
+
+  // The gateway's assertion: checked when present (a request sent around the gateway has
+  // none, and the other checks still hold); what was checked goes back in the answer.
+  let keysFrom = gateway;
+  let checker;
+  async function gatewayAssertion(req) {
+    if (req.headers[DEMO_ASSERTION_HEADER] === undefined) return { ok: true, shown: 'absent' };
+    checker ??= gatewayAssertionChecker({
+      jwksUrl: `${keysFrom}/.well-known/edge-auth-proxy/jwks.json`,
+      issuer: gateway,
+      audience: url,
+      header: DEMO_ASSERTION_HEADER,
+    });
+    try {
+      const claims = await checker(req);
+      say(`gateway assertion verified: ${claims.htm} ${claims.htu} rid=${claims.rid} jti=${claims.jti}`);
+      return { ok: true, shown: { verified: true, rid: claims.rid, jti: claims.jti, htm: claims.htm, htu: claims.htu, sub: claims.sub ?? null } };
+    } catch (err) {
+      say(`gateway assertion refused: ${err.message}`);
+      return { ok: false };
+    }
+  }
+  const refuseAssertion = (res) =>
+    sendJson(res, 401, { error: 'invalid_gateway_assertion', header: DEMO_ASSERTION_HEADER, message: 'The gateway assertion does not verify for this request.' });
 
   function profileOf(username, extra = {}) {
     const sub = customerId(username);
@@ -250,12 +292,14 @@ export async function startDemoOrigin({ port = 8788, host = '127.0.0.1', issuer,
     if (!sameSecret(req.headers['api-key'] ?? '', DEMO_API_KEY)) {
       return sendJson(res, 403, { error: 'invalid_api_key', header: 'api-key', message: 'The api-key is missing or not valid.' });
     }
+    const assertion = await gatewayAssertion(req);
+    if (!assertion.ok) return refuseAssertion(res);
     const sid = /^\S+\s+(\S+)\s*$/.exec(req.headers['customer-auth'] || '')?.[1];
     const session = liveSession(sid);
     if (!session) {
       return sendJson(res, 401, { error: 'invalid_session', header: 'customer-auth', message: 'customer-auth: <scheme> <session id> of a live session is required.' });
     }
-    return sendJson(res, 200, profileOf(session.username, { gateway_customer_id: req.headers['x-customer-id'] ?? null }));
+    return sendJson(res, 200, profileOf(session.username, { gateway_customer_id: req.headers['x-customer-id'] ?? null, gateway_assertion: assertion.shown }));
   }
 
   /** `/account/rewards`: what a customer with the rewards:read scope may see. */
@@ -287,6 +331,8 @@ export async function startDemoOrigin({ port = 8788, host = '127.0.0.1', issuer,
         message: req.headers['api-key'] ? 'The api-key is not valid.' : 'api-key is required.',
       });
     }
+    const assertion = await gatewayAssertion(req);
+    if (!assertion.ok) return refuseAssertion(res);
     const customer = /^JWT\s+(\S+)\s*$/i.exec(req.headers['customer-auth'] || '');
     if (!customer) {
       return sendJson(res, 401, {
@@ -314,7 +360,7 @@ export async function startDemoOrigin({ port = 8788, host = '127.0.0.1', issuer,
     if (!username) {
       return sendJson(res, 404, { error: 'unknown_customer', message: 'No profile for this customer.' });
     }
-    return sendJson(res, 200, view(username));
+    return sendJson(res, 200, { ...view(username), gateway_assertion: assertion.shown });
   }
 
   const server = http.createServer(async (req, res) => {
@@ -363,11 +409,16 @@ export async function startDemoOrigin({ port = 8788, host = '127.0.0.1', issuer,
     });
   });
   const actual = server.address().port;
-  const url = `http://${host}:${actual}`;
+  url = `http://${host}:${actual}`;
   iss ??= `${url}/`;
   return {
     url,
     issuer: iss,
+    /** Where the gateway's key set is read (its issuer stays `gateway`): a test's port. */
+    useGatewayKeysFrom(base) {
+      keysFrom = base;
+      checker = undefined;
+    },
     close: () =>
       new Promise((resolve) => {
         server.close(() => resolve());

@@ -12,7 +12,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { DEMO_API_KEY, DEMO_CLIENT_SECRET, DEMO_CUSTOMER_ID_KEY, startDemoOrigin } from '../demo/origin.mjs';
+import { DEMO_API_KEY, DEMO_CLIENT_SECRET, DEMO_CUSTOMER_ID_KEY, DEMO_GATEWAY_SIGNING_KEY, startDemoOrigin } from '../demo/origin.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const HOST = '127.0.0.1';
@@ -50,6 +50,7 @@ const args = [
   '--var', `CLIENT_SECRET:${DEMO_CLIENT_SECRET}`,
   '--var', `API_KEY:${DEMO_API_KEY}`,
   '--var', `CUSTOMER_ID_KEY:${DEMO_CUSTOMER_ID_KEY}`,
+  '--var', `GATEWAY_SIGNING_KEY:${DEMO_GATEWAY_SIGNING_KEY}`,
   // The project's usual local state (.wrangler/ at the root, not next to demo/wrangler.toml).
   '--persist-to', path.join(ROOT, '.wrangler/state'),
 ];

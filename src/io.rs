@@ -261,14 +261,16 @@ pub trait Metrics {
 
 /// Everything the platform supplies, as one handle the core is passed by reference (the way
 /// rustls hands its core one `CryptoProvider`): HTTP, the KV store, the clock, signature
-/// checks, the token coordinator and the rate limiters. `proxy::Services` implements it (the
-/// Worker's, the token coordinator's, the gateway tests'); a part that needs only the clock
+/// checks and signing, the token coordinator and the rate limiters. `Services` implements it
+/// (the Worker's, the token coordinator's, the gateway tests'); a part that needs only the clock
 /// and store still takes the whole handle, so every signature reads the same.
 pub trait Platform {
     type Http: HttpClient;
     type Store: KeyValue;
     type Clock: Clock;
     type Verifier: crate::identity::jwt::SignatureVerifier;
+    /// Signs with the gateway's own keys (`crate::identity::signing`): the gateway assertion.
+    type Signer: crate::identity::signing::Signer;
     type Coordinator: Coordinator;
     type RateLimiters: RateLimiters;
 
@@ -276,6 +278,7 @@ pub trait Platform {
     fn store(&self) -> &Self::Store;
     fn clock(&self) -> &Self::Clock;
     fn verifier(&self) -> &Self::Verifier;
+    fn signer(&self) -> &Self::Signer;
     fn coordinator(&self) -> &Self::Coordinator;
     fn rate_limiters(&self) -> &Self::RateLimiters;
 }
@@ -327,7 +330,7 @@ where
     H: HttpClient,
     S: KeyValue,
     C: Clock,
-    V: SignatureVerifier,
+    V: SignatureVerifier + crate::identity::signing::Signer,
     K: Coordinator,
     R: RateLimiters,
 {
@@ -335,6 +338,8 @@ where
     type Store = S;
     type Clock = C;
     type Verifier = V;
+    // The platform's one crypto provider verifies and signs (as rustls' `CryptoProvider`).
+    type Signer = V;
     type Coordinator = K;
     type RateLimiters = R;
 
@@ -348,6 +353,9 @@ where
         &self.clock
     }
     fn verifier(&self) -> &V {
+        &self.verifier
+    }
+    fn signer(&self) -> &V {
         &self.verifier
     }
     fn coordinator(&self) -> &K {

@@ -8,9 +8,9 @@
 //! `cargo test` runs it natively with a fixed clock and in-memory fakes. `src/` holds nine
 //! wings and this file:
 //!
-//! - `io`: the traits the core needs from a platform (clock, KV, HTTP, signature checks, the
-//!   token coordinator, rate limiters), `Platform` and `Services`, the one handle bundling them
-//!   that the core is passed by reference, and the request and response types.
+//! - `io`: the traits the core needs from a platform (clock, KV, HTTP, signature checks and
+//!   signing, the token coordinator, rate limiters), `Platform` and `Services`, the one handle
+//!   bundling them that the core is passed by reference, and the request and response types.
 //! - `config`: the typed `Config`, assembled once per isolate from each wing's own settings
 //!   with every problem found at once (`setting` reads one setting, `registry` lists them all,
 //!   `entries` reads `ROUTES` and `JWT_PROVIDERS` field by field, `suggest` says "did you
@@ -21,6 +21,9 @@
 //!   for it, returning `Step::Continue` or `Step::Respond`, with one error exit. Also the
 //!   isolate's background work (`background`), the one JSON log line per request (`log`), and
 //!   the `METRICS` data points (Analytics Engine) built from the log lines (`metrics`).
+//!   Before routing, the gateway's own paths (its public keys,
+//!   `/.well-known/edge-auth-proxy/jwks.json`); at forwarding, the gateway-signed assertion
+//!   bound to each sent request (`assertion`).
 //! - `identity`: who is calling. Each route's `auth` and policy are compiled at configuration
 //!   time into a `requirement::Requirement` (Envoy jwt_authn's requirement per route): the
 //!   mechanism that produces an identity (`mechanism::jwt`: a customer JWT from the route's
@@ -29,7 +32,9 @@
 //!   (the policy, then the customer id). `Identities::authenticate` runs it and returns the
 //!   verified caller or an `IdentityError`. Below it: one identifier per request
 //!   (`identifiers`), token verification (`jwt`), key sets (`jwks`), providers, introspection
-//!   (`opaque`), claims, policy, customer id.
+//!   (`opaque`), claims, policy, customer id. Beside them, the gateway's own identity:
+//!   its private keys (JWK), the key set it publishes and signing a JWS through the
+//!   platform's `Signer` (`signing`), the same JOSE algorithms from the other side.
 //! - `token`: the gateway's own credential: the client-credentials grant, the isolate's token
 //!   cache (memory, KV, endpoint; one fill at a time; refresh ahead; drop after an origin 401;
 //!   back-off), and the coordinator that runs the same cache once for the deployment.
@@ -197,7 +202,10 @@ mod glue {
             return plain_response("Bad Request", 400);
         };
         let services = services(&env);
-        let mut served = gateway.serve(&services, request).await;
+        let url = req.url();
+        let mut served = gateway
+            .serve_at(&services, request, crate::platform::url_origin(&url))
+            .await;
         (served.log.colo, served.log.ray) = crate::platform::colo_and_ray(&req);
         emit(served.log.to_json(), served.log.config_error.is_some());
         let metrics = WorkerMetrics::new(&env);

@@ -53,6 +53,8 @@ pub struct Config {
     /// Every route's `claims_to_headers` names and `CUSTOMER_ID_HEADER`: removed from every
     /// request on every route.
     pub identity_headers: crate::edge::headers::IdentityHeaders,
+    /// `GATEWAY_ASSERTION_HEADER`, `GATEWAY_SIGNING_KEY` and `GATEWAY_ISSUER`.
+    pub assertion: Option<crate::proxy::assertion::settings::AssertionSettings>,
 }
 
 impl Config {
@@ -122,6 +124,14 @@ impl Config {
         };
         let customer_id =
             p.take_all(crate::identity::customer_id::CustomerIdSettings::from_settings(get));
+        let assertion = p.take_all(
+            crate::proxy::assertion::settings::AssertionSettings::from_settings(
+                get,
+                customer_id
+                    .as_ref()
+                    .and_then(|c| c.as_ref().map(|c| c.header())),
+            ),
+        );
         let any_opaque = routes.as_ref().is_some_and(|r| {
             r.routes()
                 .iter()
@@ -158,6 +168,7 @@ impl Config {
             let (jwt, jwt_issuers, jwt_audiences) = jwt?;
             let routes = routes?;
             let customer_id = customer_id?;
+            let assertion = assertion?;
             let identity_headers = crate::edge::headers::IdentityHeaders::new(
                 routes
                     .routes()
@@ -169,7 +180,8 @@ impl Config {
                             .iter()
                             .map(|h| &h.header)
                     })
-                    .chain(customer_id.as_ref().map(|ids| ids.header())),
+                    .chain(customer_id.as_ref().map(|ids| ids.header()))
+                    .chain(assertion.as_ref().map(|a| a.header())),
             );
             Some(Self {
                 origin: origin?,
@@ -186,6 +198,7 @@ impl Config {
                 identifier_cookies: identifier_cookies?,
                 customer_id,
                 identity_headers,
+                assertion,
             })
         })
     }

@@ -119,6 +119,12 @@ pub const SETTINGS: &[Setting] = &[
     var("SESSION_COOKIE", No),
     var("CUSTOMER_ID_HEADER", No),
     secret("CUSTOMER_ID_KEY", When("with `CUSTOMER_ID_HEADER`")),
+    var("GATEWAY_ASSERTION_HEADER", No),
+    secret(
+        "GATEWAY_SIGNING_KEY",
+        When("with `GATEWAY_ASSERTION_HEADER`"),
+    ),
+    var("GATEWAY_ISSUER", No),
     binding("TOKEN_COORDINATOR", Binding::DurableObjectNamespace, No),
     binding("METRICS", Binding::AnalyticsEngine, No),
 ];

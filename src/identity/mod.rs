@@ -5,7 +5,10 @@
 //! - `mechanism`: what produces an identity (`jwt`, `opaque`);
 //! - `identifiers`, `jwt`, `jwks`, `providers`, `opaque`: reading identifiers, verifying
 //!   tokens, key sets, identity providers, introspection;
-//! - `policy`, `claims`, `customer_id`: what is decided from a verified identity's claims.
+//! - `policy`, `claims`, `customer_id`: what is decided from a verified identity's claims;
+//! - `signing`: the gateway's own identity, from the other side of the same JOSE algorithms:
+//!   its private keys, the key set it publishes, and signing through the platform's `Signer`
+//!   (the gateway assertion; a `private_key_jwt` client assertion can reuse it).
 
 pub mod claims;
 pub mod customer_id;
@@ -17,6 +20,7 @@ pub mod opaque;
 pub mod policy;
 pub mod providers;
 pub mod requirement;
+pub mod signing;
 
 use http::HeaderMap;
 

@@ -25,6 +25,15 @@ pub fn to_gateway_request(
     })
 }
 
+/// The origin (`scheme://authority`) of the request's URL as workerd serialised it.
+pub fn url_origin(url: &str) -> Option<&str> {
+    let start = url.find("://")? + 3;
+    let end = url[start..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| start + i);
+    Some(&url[..end])
+}
+
 /// Path and query of the request's URL. workerd hands over a URL it has already parsed and
 /// serialised (WHATWG): `scheme://authority/path?query#fragment`, where the authority holds no
 /// `/`, `?` or `#` (userinfo percent-encodes them) and an `http(s)` path is never empty. So the

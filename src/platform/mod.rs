@@ -16,7 +16,7 @@ mod fetch;
 mod fields;
 mod kv;
 
-pub use convert::{to_gateway_request, to_worker_response};
+pub use convert::{to_gateway_request, to_worker_response, url_origin};
 pub use fetch::FetchClient;
 pub use kv::Kv;
 
@@ -44,6 +44,8 @@ pub use trap::call_promise;
 mod webcrypto;
 #[cfg(not(feature = "baseline-verify"))]
 pub use webcrypto::WebCryptoVerifier;
+#[cfg(not(feature = "baseline-verify"))]
+mod signing;
 
 /// The wasm heap's allocator: talc rather than Rust's default dlmalloc. A Worker is one thread,
 /// and every request allocates (header values, the parsed token, the log line): measured with

@@ -2,9 +2,10 @@
 //! gateway's credentials (`Rewrite`), sent with the method and body as received; and, when the
 //! origin's 401 refuses the gateway's access token (as `ORIGIN_TOKEN_REFUSAL` judges it,
 //! `edge::refusal`), the token dropped and the request replayed once with a new one, when its
-//! body was kept (`replay`).
+//! body was kept (`replay`). Each send carries its own gateway assertion (`assertion`), signed
+//! for it.
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
 use crate::config::Config;
 use crate::edge::headers::{self, Credentials};
@@ -15,6 +16,7 @@ use crate::io::{
     Body, Clock, Fields, FieldsOf, HttpClient, HttpError, InboundResponse, OutboundRequest,
     Platform, StreamOf,
 };
+use crate::proxy::assertion::{self, Assertion, Forwarded};
 use crate::proxy::credentials;
 use crate::proxy::log::RequestLog;
 use crate::proxy::replay::Outgoing;
@@ -34,11 +36,15 @@ pub struct Rewrite<'a> {
     /// The gateway's identity headers for a verified caller: the claim headers that have a
     /// value, and the customer id.
     identity_headers: Vec<(HeaderName, HeaderValue)>,
+    /// The gateway assertion's claims for this request (`GATEWAY_ASSERTION_HEADER`), signed
+    /// anew for each send.
+    assertion: Option<Assertion<'a>>,
 }
 
 impl<'a> Rewrite<'a> {
     pub fn new(
         at: &Routed<'a>,
+        method: &Method,
         query: Option<&str>,
         identity: Option<&'a Identity<'a>>,
     ) -> Result<Self, GatewayError> {
@@ -57,17 +63,44 @@ impl<'a> Rewrite<'a> {
                 HeaderValue::from_str(id).map_err(|_| GatewayError::Internal("customer id"))?;
             identity_headers.push((ids.header().clone(), id));
         }
+        let url = origin_url(config, at.route, &at.path, query);
+        let assertion = Assertion::prepare(
+            config.assertion.as_ref(),
+            &Forwarded {
+                caller_origin: at.caller_origin,
+                origin_base: at.route.origin.as_deref().unwrap_or(&config.origin),
+                origin_url: &url,
+                method,
+                request_id: at.request_id,
+                identity: identity.map(|i| (&i.verified.claims, customer_id)),
+            },
+        );
         Ok(Self {
             config,
             request_id: at.request_id,
-            url: origin_url(config, at.route, &at.path, query),
+            url,
             identity,
             identity_headers,
+            assertion,
         })
     }
 
-    /// The caller's fields as the origin gets them with `access_token`.
-    fn headers<F: Fields>(&self, caller: &F, access_token: &str) -> Result<F, GatewayError> {
+    /// The caller's fields as the origin gets them with `access_token` (and the assertion
+    /// `signed` for this send, if any).
+    fn headers<F: Fields>(
+        &self,
+        caller: &F,
+        access_token: &str,
+        signed: Option<(HeaderName, HeaderValue)>,
+    ) -> Result<F, GatewayError> {
+        let with_assertion;
+        let identity = match signed {
+            None => &self.identity_headers,
+            Some(signed) => {
+                with_assertion = [self.identity_headers.as_slice(), &[signed]].concat();
+                &with_assertion
+            }
+        };
         headers::upstream_headers(
             caller,
             &Credentials {
@@ -76,7 +109,7 @@ impl<'a> Rewrite<'a> {
                 api_key: &self.config.api_key,
                 request_id: self.request_id,
                 identity_headers: &self.config.identity_headers,
-                identity: &self.identity_headers,
+                identity,
             },
         )
         .map_err(|e| GatewayError::Internal(e.0))
@@ -104,20 +137,29 @@ pub async fn phase<P: Platform>(
         .map_err(|_| GatewayError::RequestBody)?;
     let (method, caller) = (req.method, req.headers);
 
-    // Forward: method and body as received; a body too big to keep streams through.
+    // Forward: method and body as received; a body too big to keep streams through. Each
+    // send signs its own assertion (one future type for the three sends: awaited inline at
+    // each, the signing would be copied into this function's state machine three times).
     let origin_started = svc.clock().now_ms();
-    let send = |headers: FieldsOf<P>, body: Body<StreamOf<P>>| {
-        svc.http().forward(OutboundRequest {
-            method: method.clone(),
-            url: rewrite.url.clone(),
-            headers,
-            body,
-            timeout_ms: config.origin_timeout_ms,
-        })
+    let (method, caller) = (&method, &caller);
+    let send = |access_token: &str, body: Body<StreamOf<P>>| {
+        let access_token = access_token.to_owned();
+        async move {
+            let signed = assertion::sign_for(rewrite.assertion.as_ref(), svc).await?;
+            svc.http()
+                .forward(OutboundRequest {
+                    method: method.clone(),
+                    url: rewrite.url.clone(),
+                    headers: rewrite.headers(caller, &access_token, signed)?,
+                    body,
+                    timeout_ms: config.origin_timeout_ms,
+                })
+                .await
+                .map_err(origin_error)
+        }
     };
     let first_body = body.next_send().unwrap_or(Body::Empty);
-    let first = rewrite.headers(&caller, obtained.token.access_token())?;
-    let response = send(first, first_body).await.map_err(origin_error)?;
+    let response = send(obtained.token.access_token(), first_body).await?;
 
     // A 401 the mode counts as a refusal of the token: drop it (if still cached), get one
     // new token for every request that hit this, and replay once. Any other 401 is the
@@ -151,8 +193,7 @@ pub async fn phase<P: Platform>(
                 };
             }
             log.replayed = Some(true);
-            let headers = rewrite.headers(&caller, fresh.token.access_token())?;
-            let replayed = send(headers, again).await.map_err(origin_error)?;
+            let replayed = send(fresh.token.access_token(), again).await?;
             let refused = |r: &Answer<P>| {
                 mode.challenge_is_ours()
                     && r.status == 401
@@ -179,8 +220,7 @@ pub async fn phase<P: Platform>(
             ) else {
                 return Err(refused_again(log));
             };
-            let headers = rewrite.headers(&caller, last.token.access_token())?;
-            let replayed = send(headers, again).await.map_err(origin_error)?;
+            let replayed = send(last.token.access_token(), again).await?;
             if refused(&replayed) {
                 return Err(refused_again(log));
             }

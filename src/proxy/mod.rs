@@ -1,11 +1,12 @@
 //! The request path, as named phases run in order by one function (`Gateway::proxy`, the
-//! conductor) with one error exit: route → rate limit by address → preflight → authenticate →
-//! rate limit by identity → token → rewrite → forward (replayed once after the origin refuses
-//! the token) → respond. Each phase lives in the file named for it and says whether the request
+//! conductor) with one error exit: route (the gateway's own paths first) → rate limit by
+//! address → preflight → authenticate → rate limit by identity → token → rewrite → forward
+//! (replayed once after the origin refuses the token) → respond. Each phase lives in the file named for it and says whether the request
 //! goes on (`Step::Continue`) or is answered now (`Step::Respond`, or an error); the isolate's
 //! background work (the refresh ahead of expiry, the scheduled run) is in `background`; the log
 //! line is `log`, and the `METRICS` data points built from it `metrics`.
 
+pub mod assertion;
 pub mod background;
 pub mod credentials;
 pub mod forward;
@@ -52,6 +53,9 @@ pub struct Routed<'a> {
     pub path: String,
     pub seen: &'a HeaderMap,
     pub request_id: &'a str,
+    /// The origin (`scheme://host[:port]`) of the URL the caller requested, when the platform
+    /// says: the gateway assertion's default `iss`.
+    pub caller_origin: Option<&'a str>,
 }
 
 /// A served request: the answer, its log line, and the work it claimed for after the answer.
@@ -111,6 +115,17 @@ impl Gateway {
         svc: &P,
         req: Request<P>,
     ) -> Served<StreamOf<P>, FieldsOf<P>> {
+        self.serve_at(svc, req, None).await
+    }
+
+    /// `serve`, told the origin (`scheme://host[:port]`) of the URL the caller requested: the
+    /// gateway assertion's default `iss` (the Worker's glue always says).
+    pub async fn serve_at<P: Platform>(
+        &self,
+        svc: &P,
+        req: Request<P>,
+        caller_origin: Option<&str>,
+    ) -> Served<StreamOf<P>, FieldsOf<P>> {
         let started = svc.clock().now_ms();
         let seen = req.headers.read(&read_names(&req.method, &req.body));
         let request_id = log::request_id(&seen);
@@ -121,7 +136,10 @@ impl Gateway {
             outcome: "forwarded",
             ..RequestLog::default()
         };
-        let response = match self.proxy(svc, req, &seen, &request_id, &mut log).await {
+        let response = match self
+            .proxy(svc, req, &seen, &request_id, caller_origin, &mut log)
+            .await
+        {
             Ok(response) => response,
             // The one error exit: every refusal becomes problem+json here.
             Err(err) => {
@@ -158,6 +176,7 @@ impl Gateway {
         req: Request<P>,
         seen: &HeaderMap,
         request_id: &str,
+        caller_origin: Option<&str>,
         log: &mut RequestLog,
     ) -> Result<Response<P>, GatewayError> {
         let config = self
@@ -167,13 +186,22 @@ impl Gateway {
 
         // Route: before anything else, so unknown paths cost nothing and reach nobody; from
         // here on only the normalized path exists.
-        let (route, path) = route::phase(&config.routes, &req.method, &req.path, log)?;
+        let path = route::normalize(&req.path, log)?;
+        // The gateway's own paths (its public keys): answered here, before any route, so that
+        // no route (a catch-all `/` included) shadows them and none is forwarded.
+        if let Step::Respond(response) =
+            assertion::own_paths::<P>(config.assertion.as_ref(), &req.method, &path, log)?
+        {
+            return Ok(response);
+        }
+        let route = route::phase(&config.routes, &req.method, &path, log)?;
         let at = Routed {
             config,
             route,
             path,
             seen,
             request_id,
+            caller_origin,
         };
 
         // Rate limit by address: before the identifier is verified or introspected, so that a
@@ -207,7 +235,8 @@ impl Gateway {
 
         // Rewrite: the origin comes from configuration only; the identity headers carry the
         // gateway's values only.
-        let rewrite = forward::Rewrite::new(&at, req.query.as_deref(), identity.as_ref())?;
+        let rewrite =
+            forward::Rewrite::new(&at, &req.method, req.query.as_deref(), identity.as_ref())?;
 
         // Forward, and replay once after the origin refuses the token.
         let response = forward::phase(&self.tokens, &at, svc, req, &rewrite, obtained, log).await?;

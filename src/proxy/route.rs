@@ -169,23 +169,29 @@ impl RouteTable {
     }
 }
 
-/// The route phase: the path normalized (`edge::path`), then the first route matching it and
-/// its method rule. Returns the route and the normalized path, which is all that exists from
-/// here on: what the routes match, what the log names and what the origin receives.
-pub fn phase<'c>(
-    routes: &'c RouteTable,
-    method: &Method,
-    raw_path: &str,
-    log: &mut RequestLog,
-) -> Result<(&'c Route, String), RouteError> {
+/// The route phase, first half: the path normalized (`edge::path`), which is all that exists
+/// from here on: what the gateway's own paths and the routes match, what the log names and
+/// what the origin receives.
+pub fn normalize(raw_path: &str, log: &mut RequestLog) -> Result<String, RouteError> {
     let path = crate::edge::path::normalize(raw_path).map_err(|e| {
         log.path_problem = Some(e.code());
         RouteError::InvalidPath(e)
     })?;
     log.path = clip(&path);
-    let route = routes.select(method, &path)?;
+    Ok(path)
+}
+
+/// The route phase, second half: the first route matching the normalized path, and its method
+/// rule.
+pub fn phase<'c>(
+    routes: &'c RouteTable,
+    method: &Method,
+    path: &str,
+    log: &mut RequestLog,
+) -> Result<&'c Route, RouteError> {
+    let route = routes.select(method, path)?;
     log.route = Some(route.configured.clone());
-    Ok((route, path))
+    Ok(route)
 }
 
 impl Route {

@@ -146,6 +146,7 @@ where
     type Store = S;
     type Clock = C;
     type Verifier = V;
+    type Signer = RustCryptoVerifier;
     type Coordinator = K;
     type RateLimiters = NoRateLimiters;
 
@@ -160,6 +161,9 @@ where
     }
     fn verifier(&self) -> &V {
         self.verifier
+    }
+    fn signer(&self) -> &RustCryptoVerifier {
+        &RustCryptoVerifier
     }
     fn coordinator(&self) -> &K {
         self.coordinator

@@ -13,6 +13,8 @@ import {
   DEMO_CLIENT_ID,
   DEMO_CLIENT_SECRET,
   DEMO_CUSTOMER_ID_KEY,
+  DEMO_GATEWAY,
+  DEMO_GATEWAY_SIGNING_KEY,
   DEMO_SESSION_COOKIE,
   customerId,
   demoKeys,
@@ -88,6 +90,7 @@ describe('demo origin', () => {
     assert.equal(ok.status, 200, ok.text);
     assert.equal(ok.json.customer_id, customerId('bob'));
     assert.equal(ok.json.name, 'Bob Example');
+    assert.equal(ok.json.gateway_assertion, 'absent', 'called directly, not through the gateway');
 
     const cases = [
       [{ ...good, authorization: 'Bearer made-up' }, 401, 'authorization'],
@@ -95,6 +98,7 @@ describe('demo origin', () => {
       [{ ...good, 'api-key': 'nope' }, 403, 'api-key'],
       [{ ...good, 'customer-auth': 'JWT a.b.c' }, 401, 'customer-auth'],
       [{ ...good, 'customer-auth': undefined }, 401, 'customer-auth'],
+      [{ ...good, 'x-gateway-assertion': 'eyJhbGciOiJub25lIn0.e30.' }, 401, 'x-gateway-assertion'],
     ];
     for (const [headers, status, header] of cases) {
       const clean = Object.fromEntries(Object.entries(headers).filter(([, v]) => v !== undefined));
@@ -149,8 +153,11 @@ describe('demo: the gateway with demo/wrangler.toml in front of the demo origin'
       CLIENT_SECRET: DEMO_CLIENT_SECRET,
       API_KEY: DEMO_API_KEY,
       CUSTOMER_ID_KEY: DEMO_CUSTOMER_ID_KEY,
+      GATEWAY_SIGNING_KEY: DEMO_GATEWAY_SIGNING_KEY,
     };
     gw = (await startStack({ servers: false, bindings })).gw;
+    // The demo's fixed 8787 is this test's ephemeral port; GATEWAY_ISSUER stays the demo's.
+    origin.useGatewayKeysFrom(gw.url.origin);
   });
   after(async () => {
     await gw?.dispose();
@@ -175,6 +182,14 @@ describe('demo: the gateway with demo/wrangler.toml in front of the demo origin'
     );
     assert.equal(profile.status, 200, profile.text);
     assert.equal(profile.json.customer_id, customerId('alice'));
+    // The demo origin checked the gateway's assertion against the gateway's key set.
+    const shown = profile.json.gateway_assertion;
+    assert.equal(shown.verified, true, JSON.stringify(shown));
+    assert.equal(shown.rid, profile.headers.get('x-request-id'));
+    assert.equal(shown.htm, 'POST');
+    assert.equal(shown.htu, `${origin.url}/account/getprofile`);
+    assert.match(shown.jti, /^[A-Za-z0-9_-]{22}$/);
+    assert.equal(demoVars.GATEWAY_ISSUER, DEMO_GATEWAY);
 
     const bad = await read(await gw.fetch('/account/getprofile', { method: 'POST', headers: { 'customer-auth': 'JWT not.a.jwt' } }));
     assert.equal(bad.status, 401);
@@ -191,7 +206,10 @@ describe('demo: the gateway with demo/wrangler.toml in front of the demo origin'
       (await read(await gw.fetch('/auth/customer_authenticate', form({ username, password: `${username}-password` })))).json.JWT;
     const alice = await read(await gw.fetch('/account/rewards', { headers: { 'customer-auth': `JWT ${await login('alice')}` } }));
     assert.equal(alice.status, 200, alice.text);
-    assert.deepEqual(alice.json, { customer_id: customerId('alice'), tier: 'gold', points: 1200 });
+    const { gateway_assertion: shown, ...rewards } = alice.json;
+    assert.deepEqual(rewards, { customer_id: customerId('alice'), tier: 'gold', points: 1200 });
+    assert.equal(shown.verified, true);
+    assert.equal(shown.htm, 'GET');
 
     const bobJwt = await login('bob');
     const bob = await read(await gw.fetch('/account/rewards', { headers: { 'customer-auth': `JWT ${bobJwt}` } }));
@@ -216,6 +234,8 @@ describe('demo: the gateway with demo/wrangler.toml in front of the demo origin'
       .update(`${DEMO_ISSUER}\n${customerId('alice')}`)
       .digest('base64url');
     assert.equal(profile.json.gateway_customer_id, expectedId, 'x-customer-id: HMAC of iss and sub');
+    assert.equal(profile.json.gateway_assertion.verified, true);
+    assert.equal(profile.json.gateway_assertion.sub, expectedId, 'the assertion names the customer id');
 
     // The same customer through the JWT flow gets the same customer id.
     const jwt = (await read(await gw.fetch('/auth/customer_authenticate', form({ username: 'alice', password: 'alice-password' })))).json.JWT;

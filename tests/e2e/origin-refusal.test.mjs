@@ -10,7 +10,7 @@ import { after, before, beforeEach, describe, test } from 'node:test';
 
 import { unstable_readConfig } from 'wrangler';
 
-import { DEMO_API_KEY, DEMO_CLIENT_SECRET, DEMO_CUSTOMER_ID_KEY, startDemoOrigin } from '../../demo/origin.mjs';
+import { DEMO_API_KEY, DEMO_CLIENT_SECRET, DEMO_CUSTOMER_ID_KEY, DEMO_GATEWAY_SIGNING_KEY, startDemoOrigin } from '../../demo/origin.mjs';
 import { ROOT, read, requestLog, startStack, withJwt } from './harness.mjs';
 
 const ROUTES = JSON.stringify([
@@ -241,6 +241,7 @@ describe('demo: a wrong password through the gateway', () => {
         CLIENT_SECRET: DEMO_CLIENT_SECRET,
         API_KEY: DEMO_API_KEY,
         CUSTOMER_ID_KEY: DEMO_CUSTOMER_ID_KEY,
+        GATEWAY_SIGNING_KEY: DEMO_GATEWAY_SIGNING_KEY,
       },
     })).gw;
   });
