@@ -175,6 +175,39 @@ ${GOOD_VARS.replace('"Pl4nted-client-id"', '"Pl4nted-client-id REPLACE_WITH_CLIE
     ]);
   });
 
+  test('bind and client_certificate are checked: every problem named by route and field, never a value', async (t) => {
+    const routes = (list) => GOOD.replace(/^ROUTES = .*$/m, `ROUTES = '''${JSON.stringify(list)}'''`);
+    const good = project(t, {
+      'wrangler.toml': routes([
+        { prefix: '/partner/', auth: 'public', client_certificate: { required: true, subjects: ['CN=partner-prod,O=Partner'] } },
+        { prefix: '/accounts/', auth: 'jwt', bind: [{ path_segment: 2, claim: 'sub' }, { header: 'x-account-id', claim: 'accounts' }] },
+      ]),
+      '.dev.vars': SECRETS,
+    });
+    const ok = await checkConfig(['--config', path.join(good, 'wrangler.toml')]);
+    assert.equal(ok.status, 0, ok.stdout);
+    assert.match(ok.lines[0], /^configuration ok: 2 routes/);
+    const bad = project(t, {
+      'wrangler.toml': routes([
+        { prefix: '/a/', auth: 'public', bind: { path_segment: 2, claim: 'sub' } },
+        { prefix: '/b/', bind: { path_segment: 0, claim: 'sub' } },
+        { prefix: '/c/', bind: { heder: 'x-account-id', claim: 'sub' } },
+        { prefix: '/d/', client_certificate: { required: false } },
+        { prefix: '/e/', client_certificate: { required: true, fingerprints_sha256: ['Pl4nted-route'] } },
+      ]),
+      '.dev.vars': SECRETS,
+    });
+    const r = await checkConfig(['--config', path.join(bad, 'wrangler.toml')]);
+    assert.equal(r.status, 1, r.stdout);
+    assert.deepEqual(r.lines, [
+      'ROUTES[0].bind: needs a verified identity: it applies to jwt, optional, report and opaque routes only',
+      'ROUTES[1].bind.path_segment: must be a whole number from 1 to 128 (1: the path\'s first segment)',
+      'ROUTES[2].bind: unknown field "heder"; did you mean "header"?',
+      'ROUTES[3].client_certificate.required: must be true (a route that does not require a certificate leaves client_certificate out)',
+      'ROUTES[4].client_certificate.fingerprints_sha256: must hold SHA-256 fingerprints: 64 hex digits each, colons allowed',
+    ]);
+  });
+
   test('a secret given but unusable is a problem, its value never shown; .dev.vars is read by default', async (t) => {
     const dir = project(t, { 'wrangler.toml': GOOD, '.dev.vars': 'CLIENT_SECRET=Pl4nted-secret-value\nAPI_KEY="Pl4nted-api-key\u00a0"\nCLIENT_SECERT=Pl4nted-secret-value\n' });
     const r = await checkConfig(['--config', path.join(dir, 'wrangler.toml')]);
