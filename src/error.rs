@@ -15,6 +15,7 @@ use crate::config::setting::ConfigErrors;
 use crate::edge::path::PathError;
 use crate::identity::jwt::JwtError;
 use crate::identity::opaque::OpaqueError;
+use crate::identity::sender::SenderError;
 use crate::identity::IdentityError;
 use crate::proxy::route::RouteError;
 use crate::token::TokenUnavailable;
@@ -371,6 +372,39 @@ fn describe_identity(e: &IdentityError) -> Described {
                 refusal.description()
             ),
             None,
+        ),
+        IdentityError::Sender(SenderError::ReplayGuardUnavailable) => d(
+            503,
+            ("dpop-replay-guard-unavailable", UNAVAILABLE),
+            "The gateway could not check that the DPoP proof is fresh; retry with a new proof."
+                .into(),
+            retry_after(1),
+        ),
+        // RFC 9449 §7.1: the DPoP scheme's challenge; a proof's failure is
+        // `invalid_dpop_proof`, a token sent with the wrong scheme `invalid_token`.
+        IdentityError::Sender(e) if e.is_dpop() => d(
+            401,
+            if matches!(e, SenderError::Proof(_)) {
+                ("invalid-dpop-proof", "Invalid DPoP proof")
+            } else {
+                INVALID_TOKEN
+            },
+            format!("{}.", e.description()),
+            challenge(format!(
+                "DPoP error=\"{}\", error_description=\"{}\"",
+                if matches!(e, SenderError::Proof(_)) {
+                    "invalid_dpop_proof"
+                } else {
+                    "invalid_token"
+                },
+                e.description()
+            )),
+        ),
+        IdentityError::Sender(e) => d(
+            401,
+            INVALID_TOKEN,
+            format!("{}.", e.description()),
+            challenge(bearer_error(false, e.description())),
         ),
         IdentityError::NoCustomerId(m) => d(
             401,

@@ -211,6 +211,45 @@ impl Coordinator for NoCoordinator {
     }
 }
 
+// --- The DPoP replay guard (issue 21) ---------------------------------------------------------
+
+/// Why the replay guard could not answer: the proof is then refused (503), never let through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplayGuardError {
+    /// No answer within the guard's time.
+    Timeout,
+    /// The binding failed or the answer was not the protocol's; for debugging only.
+    Unreachable(String),
+}
+
+/// The deployment's memory of DPoP proofs (the `DPOP_REPLAY` Durable Object in production):
+/// one answer per proof, the same in every isolate.
+#[allow(async_fn_in_trait)]
+pub trait ReplayGuard {
+    /// Whether a guard is configured; when not, each isolate remembers the proofs it saw.
+    fn is_bound(&self) -> bool;
+
+    /// Records `key` (a digest, never a proof) as used until `until_ms`: `Ok(true)` when it
+    /// was not already recorded.
+    async fn first_use(&self, key: &str, until_ms: u64) -> Result<bool, ReplayGuardError>;
+}
+
+/// No guard bound: every isolate on its own (`identity::dpop::replay`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoReplayGuard;
+
+impl ReplayGuard for NoReplayGuard {
+    fn is_bound(&self) -> bool {
+        false
+    }
+
+    async fn first_use(&self, _key: &str, _until_ms: u64) -> Result<bool, ReplayGuardError> {
+        Err(ReplayGuardError::Unreachable(
+            "no replay guard bound".into(),
+        ))
+    }
+}
+
 // --- Rate limiting (issue 12) ----------------------------------------------------------------
 
 /// Why a rate-limit check could not be made.
@@ -273,6 +312,8 @@ pub trait Platform {
     type Signer: crate::identity::signing::Signer;
     type Coordinator: Coordinator;
     type RateLimiters: RateLimiters;
+    /// The DPoP replay guard (`DPOP_REPLAY`), or `NoReplayGuard`.
+    type ReplayGuard: ReplayGuard;
 
     fn http(&self) -> &Self::Http;
     fn store(&self) -> &Self::Store;
@@ -281,6 +322,7 @@ pub trait Platform {
     fn signer(&self) -> &Self::Signer;
     fn coordinator(&self) -> &Self::Coordinator;
     fn rate_limiters(&self) -> &Self::RateLimiters;
+    fn replay_guard(&self) -> &Self::ReplayGuard;
 }
 
 /// The platform's streaming body type.
@@ -335,17 +377,19 @@ pub struct GatewayResponse<S, F = HeaderMap> {
 /// What a request needs from the platform: the `io::Platform` handle the core is passed.
 /// `coordinator`: the deployment's token coordinator (`TOKEN_COORDINATOR`), or
 /// `NoCoordinator`; `rate_limiters`: the Workers rate-limiting bindings that routes'
-/// `rate_limit` name.
-pub struct Services<H, S, C, V, K = NoCoordinator, R = NoRateLimiters> {
+/// `rate_limit` name; `replay_guard`: the DPoP replay guard (`DPOP_REPLAY`), or
+/// `NoReplayGuard`.
+pub struct Services<H, S, C, V, K = NoCoordinator, R = NoRateLimiters, G = NoReplayGuard> {
     pub http: H,
     pub store: S,
     pub clock: C,
     pub verifier: V,
     pub coordinator: K,
     pub rate_limiters: R,
+    pub replay_guard: G,
 }
 
-impl<H, S, C, V, K, R> Platform for Services<H, S, C, V, K, R>
+impl<H, S, C, V, K, R, G> Platform for Services<H, S, C, V, K, R, G>
 where
     H: HttpClient,
     S: KeyValue,
@@ -353,6 +397,7 @@ where
     V: SignatureVerifier + crate::identity::signing::Signer,
     K: Coordinator,
     R: RateLimiters,
+    G: ReplayGuard,
 {
     type Http = H;
     type Store = S;
@@ -362,6 +407,7 @@ where
     type Signer = V;
     type Coordinator = K;
     type RateLimiters = R;
+    type ReplayGuard = G;
 
     fn http(&self) -> &H {
         &self.http
@@ -383,5 +429,8 @@ where
     }
     fn rate_limiters(&self) -> &R {
         &self.rate_limiters
+    }
+    fn replay_guard(&self) -> &G {
+        &self.replay_guard
     }
 }

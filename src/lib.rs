@@ -153,6 +153,9 @@ mod glue {
             // fills its own cache.
             coordinator: DoCoordinator::new(env.clone()),
             rate_limiters: WorkerRateLimiters::new(env.clone()),
+            // `DPOP_REPLAY`: the step 5 Durable Object is not built yet; each isolate
+            // remembers the proofs it saw.
+            replay_guard: crate::io::NoReplayGuard,
         }
     }
 
@@ -359,6 +362,7 @@ mod coordinator_object {
             verifier: RustCryptoVerifier,
             coordinator: NoCoordinator,
             rate_limiters: NoRateLimiters,
+            replay_guard: crate::io::NoReplayGuard,
         };
         let answered = core.answer(&cfg, &platform, &ask).await;
         let Some(answered) = answered else {

@@ -55,6 +55,8 @@ pub struct Config {
     pub identity_headers: crate::edge::headers::IdentityHeaders,
     /// `GATEWAY_ASSERTION_HEADER`, `GATEWAY_SIGNING_KEY` and `GATEWAY_ISSUER`.
     pub assertion: Option<crate::proxy::assertion::settings::AssertionSettings>,
+    /// `DPOP_ALGORITHMS` and `DPOP_MAX_AGE_SECONDS`: how DPoP proofs are checked.
+    pub dpop: crate::identity::dpop::DpopSettings,
 }
 
 impl Config {
@@ -132,6 +134,7 @@ impl Config {
                     .and_then(|c| c.as_ref().map(|c| c.header())),
             ),
         );
+        let dpop = p.take_all(crate::identity::dpop::DpopSettings::from_settings(get));
         let any_opaque = routes.as_ref().is_some_and(|r| {
             r.routes()
                 .iter()
@@ -199,6 +202,7 @@ impl Config {
                 customer_id,
                 identity_headers,
                 assertion,
+                dpop: dpop?,
             })
         })
     }

@@ -125,6 +125,8 @@ pub const SETTINGS: &[Setting] = &[
         When("with `GATEWAY_ASSERTION_HEADER`"),
     ),
     var("GATEWAY_ISSUER", No),
+    var("DPOP_ALGORITHMS", No),
+    var("DPOP_MAX_AGE_SECONDS", No),
     binding("TOKEN_COORDINATOR", Binding::DurableObjectNamespace, No),
     binding("METRICS", Binding::AnalyticsEngine, No),
 ];

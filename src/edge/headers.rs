@@ -38,9 +38,11 @@ const CUSTOMER_AUTH: HeaderName = HeaderName::from_static("customer-auth");
 /// `cf-connecting-ip` on a route limited by `ip`. Each name read is a call into the platform's
 /// object (workerd's `Headers`): the set a plain `GET` needs is kept small. Nothing else of the
 /// caller's is looked at.
-pub const CALLER_READS: [HeaderName; 5] = [
+pub const CALLER_READS: [HeaderName; 6] = [
     HeaderName::from_static("customer-auth"),
     http::header::AUTHORIZATION,
+    // A DPoP proof (`identity::sender`).
+    HeaderName::from_static("dpop"),
     http::header::COOKIE,
     REQUEST_ID_NAME,
     http::header::CONNECTION,
@@ -73,10 +75,15 @@ pub const CONNECTING_IP: HeaderName = HeaderName::from_static("cf-connecting-ip"
 ///   give a CGI-style origin a second id to log, one the caller chose and the gateway's log
 ///   line does not have. Only the real `x-request-id` is read as the caller's id.
 ///
+/// - `DPoP`: a proof is for the gateway, bound to the URL the caller reached and spent there
+///   (its `jti` is remembered); the origin has no use for it, and must never be handed one it
+///   could take as its own.
+///
 /// A name added here is removed in all its spellings. Platforms hold names lower case (workerd
 /// lowercases them, `HeaderName` too), so the lower-case spellings are all there are.
-const REFUSED: [&str; 7] = [
+const REFUSED: [&str; 8] = [
     "authorization",
+    "dpop",
     "customer-auth",
     "api-key",
     "x-http-method-override",
@@ -86,7 +93,7 @@ const REFUSED: [&str; 7] = [
 ];
 
 /// Every spelling of the lower-case `name` with each `-` either `-` or `_`: 2^k names for k
-/// dashes, so for short names only. The removals are this fixed list (25 names for `REFUSED`)
+/// dashes, so for short names only. The removals are this fixed list (26 names for `REFUSED`)
 /// rather than a look at every field the caller sent.
 pub fn spellings(name: &str) -> Vec<HeaderName> {
     let dashes: Vec<usize> = (0..name.len())
@@ -620,7 +627,7 @@ mod tests {
     #[test]
     fn the_removal_list_is_every_spelling_of_every_refused_name() {
         let list = refused_spellings();
-        assert_eq!(list.len(), 25);
+        assert_eq!(list.len(), 26);
         for alias in ALIASES {
             let name = HeaderName::from_bytes(alias.as_bytes()).unwrap();
             assert!(list.contains(&name), "{alias}");

@@ -166,7 +166,8 @@ pub struct Cookies<'h> {
 /// What each source yields as the identifier, compared byte for byte:
 /// - every `customer-auth` field `<any scheme> <id>`: the id (`JWT x` yields `x`,
 ///   `Session L` yields `L`);
-/// - every `Authorization: Bearer <id>`: the id (other schemes are no identifier);
+/// - every `Authorization: Bearer <id>` or `Authorization: DPoP <id>`: the id (other schemes
+///   are no identifier);
 /// - each cookie: its value, surrounding quotes removed; an empty value is none (logged out).
 ///
 /// A field that is not `<scheme> <id>` yields none here: the extractor of the route's kind
@@ -198,7 +199,7 @@ pub fn one_per_request<'h>(
     }
     for value in headers.get_all(AUTHORIZATION) {
         if let Some((scheme, id)) = credentials(value.as_bytes()) {
-            if scheme.eq_ignore_ascii_case(b"Bearer") {
+            if scheme.eq_ignore_ascii_case(b"Bearer") || scheme.eq_ignore_ascii_case(b"DPoP") {
                 offer(Source::Authorization, id)?;
             }
         }

@@ -8,6 +8,9 @@
 //! - `policy`, `claims`, `customer_id`, `bind`: what is decided from a verified identity's
 //!   claims (`bind`: with the path and headers of the request);
 //! - `client_certificate`: the calling partner, by the certificate the edge verified;
+//! - `sender`, `dpop`: tokens bound to their sender (`cnf.jkt` with a DPoP proof,
+//!   `cnf.x5t#S256` with the client certificate), checked by the JWT mechanism, and the
+//!   route check `sender_constraint`;
 //! - `signing`: the gateway's own identity, from the other side of the same JOSE algorithms:
 //!   its private keys, the key set it publishes, and signing through the platform's `Signer`
 //!   (the gateway assertion; a `private_key_jwt` client assertion can reuse it).
@@ -16,6 +19,7 @@ pub mod bind;
 pub mod claims;
 pub mod client_certificate;
 pub mod customer_id;
+pub mod dpop;
 pub mod identifiers;
 pub mod jwks;
 pub mod jwt;
@@ -24,6 +28,7 @@ pub mod opaque;
 pub mod policy;
 pub mod providers;
 pub mod requirement;
+pub mod sender;
 pub mod signing;
 
 use http::HeaderMap;
@@ -41,6 +46,7 @@ use crate::identity::mechanism::jwt::Authenticator;
 use crate::identity::opaque::{IntrospectionUnavailable, OpaqueError, SessionCache};
 use crate::identity::policy::{Defaults, Refusal};
 use crate::identity::requirement::{Check, Failure, Mechanism, Missing, Requirement};
+use crate::identity::sender::{SenderError, SenderRequest};
 use crate::io::{Fields, Platform, TlsClientAuth};
 use crate::proxy::log::RequestLog;
 
@@ -52,6 +58,21 @@ pub struct Asked<'r, F> {
     pub fields: &'r F,
     /// The client certificate, as the edge reports it.
     pub tls_client_auth: Option<&'r TlsClientAuth>,
+    /// The request's method.
+    pub method: &'r http::Method,
+    /// The URL the request was received at, without query, before the gateway normalized
+    /// its path (what a DPoP proof's `htu` names); `None` when the platform did not say.
+    pub url: Option<&'r str>,
+}
+
+impl<F> Asked<'_, F> {
+    fn sender(&self) -> SenderRequest<'_> {
+        SenderRequest {
+            method: self.method.as_str(),
+            url: self.url,
+            tls_client_auth: self.tls_client_auth,
+        }
+    }
 }
 
 /// A caller who passed the authenticate phase.
@@ -112,6 +133,9 @@ pub enum IdentityError {
     BindingMismatch(BindRefusal),
     /// The route's `client_certificate` is not met: the calling partner is not known.
     ClientCertificate(CertificateRefusal),
+    /// A sender-constrained token's binding fails (its DPoP proof, its certificate), or the
+    /// route requires a sender-constrained token (`sender`).
+    Sender(SenderError),
     /// The settings a mechanism needs are missing: `Config` rules it out, so this is a bug.
     Internal(&'static str),
 }
@@ -130,6 +154,7 @@ impl IdentityError {
             Self::NoCustomerId(m) => m.code(),
             Self::BindingMismatch(_) => "binding_mismatch",
             Self::ClientCertificate(_) => "client_certificate_required",
+            Self::Sender(e) => e.code(),
             Self::Internal(_) => "internal_error",
         }
     }
@@ -223,8 +248,17 @@ impl Identities {
     ) -> Result<Option<Identity<'h>>, IdentityError> {
         let found = match mechanism {
             Mechanism::Jwt { issuers } => {
+                let sender = asked.sender();
                 self.jwt
-                    .authenticate(issuers.as_deref(), config, seen, cookies.jwt, p, log)
+                    .authenticate(
+                        issuers.as_deref(),
+                        config,
+                        seen,
+                        &sender,
+                        cookies.jwt,
+                        p,
+                        log,
+                    )
                     .await?
             }
             Mechanism::Opaque => {
@@ -260,6 +294,9 @@ impl Identities {
                         log.binding = Some(refusal.code());
                         IdentityError::BindingMismatch(refusal)
                     })?,
+                Check::SenderConstraint => {
+                    sender::require_constrained(&verified.claims).map_err(IdentityError::Sender)?
+                }
                 // Checked before the mechanism.
                 Check::ClientCertificate(_) => {}
             }

@@ -98,6 +98,8 @@ pub enum Check {
     Policy,
     /// `bind`: path segments and headers against the identity's claims (`bind`).
     Bind(Bindings),
+    /// `sender_constraint: "required"`: the verified token is sender-constrained (`sender`).
+    SenderConstraint,
 }
 
 impl Check {
@@ -169,6 +171,18 @@ impl Requirement {
     /// Only on a route with a mechanism (`Route` refuses `bind` on a `public` one).
     pub fn with_bind(mut self, bindings: Bindings) -> Self {
         self.checks.push(Check::Bind(bindings));
+        self
+    }
+
+    /// With `sender_constraint: "required"`: right after the mechanism, before the policy (a
+    /// bearer token is refused as `invalid_token`, whatever its claims).
+    pub fn with_sender_constraint(mut self) -> Self {
+        let at = self
+            .checks
+            .iter()
+            .position(|c| !c.on_request())
+            .unwrap_or(self.checks.len());
+        self.checks.insert(at, Check::SenderConstraint);
         self
     }
 

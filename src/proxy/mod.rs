@@ -218,10 +218,14 @@ impl Gateway {
 
         // Authenticate: the route's requirement, on every request that reads an identity
         // (verified-token memory hits too): mechanism, policy, customer id.
+        // The URL as received (a DPoP proof's `htu`), not the normalized path.
+        let url = caller_origin.map(|origin| format!("{origin}{}", req.path));
         let asked = Asked {
             path: &at.path,
             fields: &req.headers,
             tls_client_auth: req.tls_client_auth.as_ref(),
+            method: &req.method,
+            url: url.as_deref(),
         };
         let identity = self
             .identities

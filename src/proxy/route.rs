@@ -90,7 +90,7 @@ pub struct RouteTable {
 }
 
 /// A route's fields.
-const FIELDS: [&str; 14] = [
+const FIELDS: [&str; 15] = [
     "prefix",
     "auth",
     "methods",
@@ -105,6 +105,7 @@ const FIELDS: [&str; 14] = [
     "rate_limit",
     "bind",
     "client_certificate",
+    "sender_constraint",
 ];
 
 impl Default for RouteTable {
@@ -263,6 +264,27 @@ impl Route {
             None => Some(None),
             Some(value) => p.take(CertificateRule::compile(value, &at).map(Some)),
         };
+        // Only tokens bound to their sender (`identity::sender`): a JWT's `cnf`, which only the
+        // JWT mechanism checks.
+        let sender_constraint = match (e.get("sender_constraint"), auth) {
+            (None, _) => Some(false),
+            (Some(serde_json::Value::String(s)), Some(auth)) if s == "required" => {
+                if auth.reads_jwt() {
+                    Some(true)
+                } else {
+                    p.push(e.field_problem(
+                        "sender_constraint",
+                        "applies to routes that read a customer JWT only (jwt, optional, report)",
+                    ));
+                    None
+                }
+            }
+            (Some(serde_json::Value::String(s)), None) if s == "required" => None,
+            (Some(_), _) => {
+                p.push(e.field_problem("sender_constraint", "must be \"required\""));
+                None
+            }
+        };
         // The policy needs the mode, and fields of the right types: with either broken, its
         // checks wait for the fix (what is broken is already reported).
         let policy = match (auth, raw_policy) {
@@ -284,6 +306,9 @@ impl Route {
                     let mut r = Requirement::compile(auth?, policy?);
                     if let Some(rule) = client_certificate? {
                         r = r.with_client_certificate(rule);
+                    }
+                    if sender_constraint? {
+                        r = r.with_sender_constraint();
                     }
                     if let Some(bindings) = bind? {
                         r = r.with_bind(bindings);

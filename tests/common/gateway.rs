@@ -5,7 +5,9 @@
 use std::collections::HashMap;
 
 use edge_auth_proxy::identity::jwt::RustCryptoVerifier;
-use edge_auth_proxy::io::{Body, GatewayRequest, NoCoordinator, NoRateLimiters, Services};
+use edge_auth_proxy::io::{
+    Body, GatewayRequest, NoCoordinator, NoRateLimiters, NoReplayGuard, Services,
+};
 use edge_auth_proxy::proxy::Gateway;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use jwt_compact::alg::{Hs256, Hs256Key};
@@ -57,6 +59,7 @@ pub fn services_over(http: FakeHttp, store: MemoryKv, clock: FakeClock) -> Svc {
         verifier: RustCryptoVerifier,
         coordinator: NoCoordinator,
         rate_limiters: NoRateLimiters,
+        replay_guard: NoReplayGuard,
     }
 }
 
@@ -71,6 +74,7 @@ pub fn with_coordinator<K, R>(
         clock,
         verifier,
         rate_limiters,
+        replay_guard,
         ..
     } = svc;
     Services {
@@ -80,6 +84,7 @@ pub fn with_coordinator<K, R>(
         verifier,
         coordinator,
         rate_limiters,
+        replay_guard,
     }
 }
 
@@ -91,6 +96,7 @@ pub fn with_rate_limiters<R>(svc: Svc, limiters: R) -> Svc<R> {
         clock,
         verifier,
         coordinator,
+        replay_guard,
         ..
     } = svc;
     Services {
@@ -100,6 +106,7 @@ pub fn with_rate_limiters<R>(svc: Svc, limiters: R) -> Svc<R> {
         verifier,
         coordinator,
         rate_limiters: limiters,
+        replay_guard,
     }
 }
 

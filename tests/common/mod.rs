@@ -18,7 +18,7 @@ use std::task::{Context, Poll};
 use edge_auth_proxy::identity::jwt::{RustCryptoVerifier, SignatureVerifier};
 use edge_auth_proxy::io::{
     Body, Bounded, Clock, Coordinator, HttpClient, HttpError, InboundResponse, KeyValue,
-    NoCoordinator, NoRateLimiters, OutboundRequest, Platform, StoreError,
+    NoCoordinator, NoRateLimiters, NoReplayGuard, OutboundRequest, Platform, StoreError,
 };
 use http::HeaderMap;
 
@@ -149,6 +149,7 @@ where
     type Signer = RustCryptoVerifier;
     type Coordinator = K;
     type RateLimiters = NoRateLimiters;
+    type ReplayGuard = NoReplayGuard;
 
     fn http(&self) -> &H {
         self.http
@@ -170,6 +171,9 @@ where
     }
     fn rate_limiters(&self) -> &NoRateLimiters {
         &NoRateLimiters
+    }
+    fn replay_guard(&self) -> &NoReplayGuard {
+        &NoReplayGuard
     }
 }
 

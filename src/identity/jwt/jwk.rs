@@ -107,6 +107,15 @@ impl KeySet {
     }
 }
 
+impl Key {
+    /// One public JWK on its own (a DPoP proof's `jwk` header), by the rules a key set's
+    /// members are read with; `None` when it is no key this gateway can verify with (an `oct`
+    /// key included). The caller refuses private members before: this ignores them.
+    pub fn from_public_jwk(member: &serde_json::Map<String, serde_json::Value>) -> Option<Key> {
+        RawJwk::from_member(member).and_then(usable_key)
+    }
+}
+
 fn usable_key(raw: RawJwk) -> Option<Key> {
     if raw.use_.as_deref().is_some_and(|u| u != "sig") {
         return None;

@@ -6,7 +6,7 @@
 //! - `alg`: the eleven JWS algorithms and the key family each one needs.
 //! - `settings`: the `JWT_*` and `JWKS_URL` settings, checked against each other once.
 //! - `keys`: JWKS parsing and per-token key selection (by `kid`, then by family).
-//! - `extract`: `customer-auth`, then `Authorization`, then the cookie.
+//! - `extract`: `customer-auth`, then `Authorization` (`Bearer` or `DPoP`), then the cookie.
 //! - `verify`: the signature trait and its pure-Rust implementation.
 //! - `unique_json`: header and claims as JSON objects without repeated member names (and the
 //!   JSON settings, read with it by `entries`).
@@ -26,7 +26,7 @@ mod verify;
 use std::fmt;
 
 pub use alg::{Alg, KeyFamily};
-pub use extract::extract;
+pub use extract::{extract, locate, Presentation};
 pub use keys::{Curve, JwksError, Key, KeyComponents, KeySet, MAX_KEY_TRIES};
 pub use settings::JwtSettings;
 pub use validate::{header_kid, validate, VerifiedToken, MAX_TOKEN_BYTES};

@@ -17,7 +17,9 @@ use crate::identity::jwt::{
 use http::HeaderMap;
 
 use crate::config::Config;
+use crate::identity::dpop::replay::ReplayMemory;
 use crate::identity::policy::Defaults;
+use crate::identity::sender::{self, SenderRequest};
 use crate::identity::{IdentityError, Presented, Verified};
 use crate::io::{Clock, Platform};
 use crate::proxy::log::{clip, RequestLog};
@@ -27,6 +29,8 @@ pub struct Authenticator {
     /// One per provider (index = provider id); one for the flat settings.
     jwks: Vec<JwksCache>,
     verified: VerifiedCache,
+    /// The DPoP proofs this isolate accepted, when no `DPOP_REPLAY` guard is bound.
+    replay: ReplayMemory,
     /// Off only to measure what the memory saves (the `baseline-verify` build).
     remember_verified: bool,
 }
@@ -36,6 +40,7 @@ impl Default for Authenticator {
         Self {
             jwks: vec![JwksCache::new()],
             verified: VerifiedCache::new(),
+            replay: ReplayMemory::new(),
             remember_verified: true,
         }
     }
@@ -189,17 +194,21 @@ impl Authenticator {
     /// value as `identifiers` found it), matched to its provider (with `JWT_PROVIDERS`, one of
     /// `issuers` when the route names them), verified (or found in the verified-token memory);
     /// `Ok(None)` when the request presents none. The provider's or flat settings come with it,
-    /// as the defaults of the route's policy.
+    /// as the defaults of the route's policy. A token bound to its sender (`cnf`) is then
+    /// checked against `req` (`sender`), a token from the verified-token memory too.
+    #[allow(clippy::too_many_arguments)]
     pub async fn authenticate<'h, 'c, P: Platform>(
         &self,
         issuers: Option<&[String]>,
         config: &'c Config,
         seen: &'h HeaderMap,
+        req: &SenderRequest<'_>,
         cookie: Option<&'h [u8]>,
         svc: &P,
         log: &mut RequestLog,
     ) -> Result<Option<(Verified<'h>, Defaults<'c>)>, IdentityError> {
-        let Some(token) = jwt::extract(seen, cookie).map_err(IdentityError::Jwt)? else {
+        let Some((token, presented)) = jwt::locate(seen, cookie).map_err(IdentityError::Jwt)?
+        else {
             return Ok(None);
         };
         log.identity = Some("jwt");
@@ -242,6 +251,20 @@ impl Authenticator {
         log.jwt_check = Some(authenticated.check.as_str());
         log.kid = authenticated.claims.kid.as_deref().map(clip);
         log.iss = authenticated.claims.iss.as_deref().map(clip);
+        let claims = &authenticated.claims.claims;
+        sender::check_bindings(
+            claims,
+            token,
+            presented,
+            seen,
+            req,
+            &config.dpop,
+            settings.leeway_secs,
+            &self.replay,
+            svc,
+        )
+        .await
+        .map_err(IdentityError::Sender)?;
         let verified = Verified {
             presented: Presented::Jwt(token),
             claims: authenticated.claims.claims,
