@@ -89,8 +89,8 @@ mod glue {
 
     use crate::io::Services;
     use crate::platform::{
-        call_promise, to_gateway_request, to_worker_response, DoCoordinator, FetchClient, Kv,
-        WorkerClock, WorkerMetrics, WorkerRateLimiters, KV_BINDING,
+        call_promise, to_gateway_request, to_worker_response, DoCoordinator, DoReplayGuard,
+        FetchClient, Kv, WorkerClock, WorkerMetrics, WorkerRateLimiters, KV_BINDING,
     };
     use crate::proxy::log::TaskLog;
     use crate::proxy::Gateway;
@@ -138,8 +138,15 @@ mod glue {
         crate::platform::use_promise_microtasks();
     }
 
-    type WorkerServices =
-        Services<FetchClient, Kv, WorkerClock, Verifier, DoCoordinator, WorkerRateLimiters>;
+    type WorkerServices = Services<
+        FetchClient,
+        Kv,
+        WorkerClock,
+        Verifier,
+        DoCoordinator,
+        WorkerRateLimiters,
+        DoReplayGuard,
+    >;
 
     fn services(env: &Env) -> WorkerServices {
         Services {
@@ -153,9 +160,9 @@ mod glue {
             // fills its own cache.
             coordinator: DoCoordinator::new(env.clone()),
             rate_limiters: WorkerRateLimiters::new(env.clone()),
-            // `DPOP_REPLAY`: the step 5 Durable Object is not built yet; each isolate
-            // remembers the proofs it saw.
-            replay_guard: crate::io::NoReplayGuard,
+            // `DPOP_REPLAY`, looked up only when a DPoP proof is checked; unbound, each
+            // isolate remembers the proofs it accepted.
+            replay_guard: DoReplayGuard::new(env.clone()),
         }
     }
 
@@ -382,5 +389,66 @@ mod coordinator_object {
             });
         }
         respond(&answered.body, 200, Some("application/json"))
+    }
+}
+
+// The DPoP replay guard's Durable Object class (`DPOP_REPLAY`): glue running the core's guard
+// (`crate::identity::dpop::guard`) over the object's storage and alarm.
+#[cfg(target_arch = "wasm32")]
+mod replay_object {
+    use js_sys::{Promise, Reflect};
+    use wasm_bindgen::prelude::wasm_bindgen;
+    use wasm_bindgen::JsValue;
+    use wasm_bindgen_futures::JsFuture;
+
+    use crate::identity::dpop::guard::{self, GuardError, MAX_ASK_BYTES};
+    use crate::io::Clock;
+    use crate::platform::{call_promise, respond, GuardDoStorage, WorkerClock};
+
+    /// Exported as the Durable Object class `ReplayGuard`: workerd constructs it with
+    /// `(state, env)` and calls `fetch(request)` for each ask and `alarm()` to clean.
+    #[wasm_bindgen]
+    pub struct ReplayGuard {
+        state: JsValue,
+    }
+
+    #[wasm_bindgen]
+    impl ReplayGuard {
+        #[wasm_bindgen(constructor)]
+        pub fn new(state: JsValue, _env: JsValue) -> Self {
+            Self { state }
+        }
+
+        pub fn fetch(&self, req: web_sys::Request) -> Promise {
+            let state = self.state.clone();
+            call_promise(async move {
+                let body = JsFuture::from(req.text()?)
+                    .await?
+                    .as_string()
+                    .unwrap_or_default();
+                if body.len() > MAX_ASK_BYTES {
+                    return respond("not an ask", 400, None).map(JsValue::from);
+                }
+                let storage = GuardDoStorage(Reflect::get(&state, &JsValue::from_str("storage"))?);
+                let answered = guard::answer(&storage, &body, WorkerClock.now_ms()).await;
+                match answered {
+                    Ok(json) => respond(&json, 200, Some("application/json")),
+                    Err(GuardError::BadAsk) => respond("not an ask", 400, None),
+                    Err(GuardError::Storage(e)) => respond(&e.0, 500, None),
+                }
+                .map(JsValue::from)
+            })
+        }
+
+        pub fn alarm(&self) -> Promise {
+            let state = self.state.clone();
+            call_promise(async move {
+                let storage = GuardDoStorage(Reflect::get(&state, &JsValue::from_str("storage"))?);
+                guard::clean(&storage, WorkerClock.now_ms())
+                    .await
+                    .map_err(|e| JsValue::from_str(&e.0))?;
+                Ok(JsValue::UNDEFINED)
+            })
+        }
     }
 }

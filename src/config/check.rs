@@ -248,6 +248,10 @@ fn summary(
         Some(_) => "TOKEN_COORDINATOR bound".into(),
         None => "TOKEN_COORDINATOR not bound".into(),
     });
+    // Said only when bound: without it DPoP replays are refused per isolate (the reference).
+    if env.get("DPOP_REPLAY").is_some() {
+        parts.push("DPOP_REPLAY bound".into());
+    }
     parts.push(match (&input.secrets_file, not_set) {
         (Some(file), 0) => format!("secrets from {file}"),
         (Some(file), n) => format!("secrets from {file}, {n} not set here"),
@@ -287,6 +291,31 @@ mod tests {
             "JWKS_URL": "https://login.example.com/jwks.json",
             "ROUTES": "[{\"prefix\": \"/login\", \"auth\": \"public\"}, {\"prefix\": \"/account/\"}]",
         })
+    }
+
+    #[test]
+    fn the_dpop_replay_guard_is_a_durable_object_binding() {
+        let secrets = [("API_KEY", "k"), ("CLIENT_SECRET", "s")];
+        let mut i = input(vars(), &secrets);
+        i.bindings.push(DeclaredBinding {
+            name: "DPOP_REPLAY".into(),
+            kind: "durable_object".into(),
+        });
+        let report = run(&i);
+        assert!(report.ok, "{:?}", report.lines);
+        assert!(
+            report.lines[0].contains("DPOP_REPLAY bound"),
+            "{:?}",
+            report.lines
+        );
+        i.bindings[1].kind = "kv".into();
+        let report = run(&i);
+        assert!(!report.ok);
+        assert!(
+            report.lines.iter().any(|l| l.contains("DPOP_REPLAY")),
+            "{:?}",
+            report.lines
+        );
     }
 
     #[test]

@@ -128,6 +128,7 @@ pub const SETTINGS: &[Setting] = &[
     var("DPOP_ALGORITHMS", No),
     var("DPOP_MAX_AGE_SECONDS", No),
     binding("TOKEN_COORDINATOR", Binding::DurableObjectNamespace, No),
+    binding("DPOP_REPLAY", Binding::DurableObjectNamespace, No),
     binding("METRICS", Binding::AnalyticsEngine, No),
 ];
 

@@ -29,7 +29,11 @@ const OBJECT_NAME: &str = "token";
 // request and response conversions) for one string in and one string out (issue 13).
 
 /// `target[method](...args)`, its result (a promise, for every method used here) awaited.
-async fn call(target: &JsValue, method: &str, args: &js_sys::Array) -> Result<JsValue, JsValue> {
+pub(super) async fn call(
+    target: &JsValue,
+    method: &str,
+    args: &js_sys::Array,
+) -> Result<JsValue, JsValue> {
     let f: Function = Reflect::get(target, &JsValue::from_str(method))?.dyn_into()?;
     JsFuture::from(Promise::resolve(&f.apply(target, args)?)).await
 }
@@ -110,7 +114,7 @@ impl Coordinator for DoCoordinator {
 }
 
 /// `fut`'s output, or `None` if `ms` pass first (the future is then dropped).
-async fn within<F: Future>(ms: u64, fut: F) -> Option<F::Output> {
+pub(super) async fn within<F: Future>(ms: u64, fut: F) -> Option<F::Output> {
     let mut fut = std::pin::pin!(fut);
     let mut deadline = std::pin::pin!(worker::Delay::from(Duration::from_millis(ms)));
     std::future::poll_fn(|cx| {

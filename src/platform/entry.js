@@ -245,3 +245,55 @@ export class TokenCoordinator {
     return answer.then(succeeded, askFailed);
   }
 }
+
+/** The DPoP replay guard's Durable Object (`DPOP_REPLAY`), one instance per shard: the Rust
+ * object behind it is made on first use, and again on each fresh instance. Its asks share the
+ * isolate's instance like the coordinator's. A failed ask answers 500: the asking isolate then
+ * refuses the proof (503), never lets it through. */
+export class ReplayGuard {
+  constructor(state, env) {
+    this.state = state;
+    this.env = env;
+    this.inner = undefined;
+    this.generation = -1;
+  }
+
+  guard() {
+    if (this.generation !== generation) {
+      this.inner = new wasm.ReplayGuard(this.state, this.env);
+      this.generation = generation;
+    }
+    return this.inner;
+  }
+
+  fetch(request) {
+    if (trapped) return drained(this.env).then(() => this.fetch(request));
+    inFlight++;
+    let answer;
+    try {
+      answer = this.guard().fetch(request);
+    } catch (e) {
+      return guardFailed(e);
+    }
+    return answer.then(succeeded, guardFailed);
+  }
+
+  alarm() {
+    if (trapped) return drained(this.env).then(() => this.alarm());
+    inFlight++;
+    let run;
+    try {
+      run = this.guard().alarm();
+    } catch (e) {
+      return runFailed(e);
+    }
+    return run.then(succeeded, runFailed);
+  }
+}
+
+function guardFailed(error) {
+  if (isTrap(error) && !trapped) noteTrap(error, true);
+  done();
+  if (!isTrap(error)) throw error;
+  return new Response('trapped', { status: 500 });
+}

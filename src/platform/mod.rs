@@ -24,6 +24,9 @@ pub use kv::Kv;
 pub const KV_BINDING: &str = "TOKEN_CACHE";
 
 pub use coordinator::{respond, wait_until, DoCoordinator, DoStorage};
+// The DPoP replay guard's Durable Object pieces and the isolate's handle on it (issue 21).
+mod replay;
+pub use replay::{DoReplayGuard, GuardDoStorage};
 // Routes' `rate_limit` over Workers rate-limiting bindings (issue 12).
 mod rate_limit;
 // Where the request ran (`request.cf.colo`, `cf-ray`), for its log line (issue 19).

@@ -10,6 +10,7 @@
 //! thumbprint equal to `cnf.jkt`, the signature with that key, then the claims: `htm`, `htu`,
 //! `iat` within the window, `ath`, `jti`.
 
+pub mod guard;
 pub mod htu;
 pub mod replay;
 
