@@ -300,7 +300,8 @@ pub trait Metrics {
 
 /// Everything the platform supplies, as one handle the core is passed by reference (the way
 /// rustls hands its core one `CryptoProvider`): HTTP, the KV store, the clock, signature
-/// checks and signing, the token coordinator and the rate limiters. `Services` implements it
+/// checks and signing, the token coordinator, the rate limiters and the DPoP replay guard.
+/// `Services` implements it
 /// (the Worker's, the token coordinator's, the gateway tests'); a part that needs only the clock
 /// and store still takes the whole handle, so every signature reads the same.
 pub trait Platform {

@@ -45,10 +45,10 @@
 //!   their one mapping to problem+json.
 //! - `support`: building blocks that know nothing of the gateway: a bounded map, one fill at
 //!   a time, a dependency's back-off, the URLs settings hold.
-//! - `platform` (wasm only): the `io` traits over `fetch`, KV, `Date` and WebCrypto, the
-//!   Durable Object pieces, the `METRICS` dataset, the request's colo and Ray ID, and the entry
-//!   module (`entry.js`); with the glue below, the only code that names `worker`. It imports
-//!   neither `proxy` nor this file.
+//! - `platform` (wasm only): the `io` traits over `fetch`, KV, `Date` and WebCrypto, the Durable
+//!   Object pieces (the token coordinator's, the DPoP replay guard's), the `METRICS` dataset, the
+//!   request's colo and Ray ID, and the entry module (`entry.js`); with the glue below, the only
+//!   code that names `worker`. It imports neither `proxy` nor this file.
 //!
 //! # A new identity mechanism
 //!
@@ -63,7 +63,7 @@
 //! conductor only runs the requirement. (Before this layout, such a change touched routes,
 //! proxy, identity, headers, error in five parallel matches, log and config.)
 //!
-//! The exported `fetch`, `scheduled` and `TokenCoordinator` below are glue: they build the
+//! The exported `fetch`, `scheduled`, `TokenCoordinator` and `ReplayGuard` below are glue: they build the
 //! platform's adapters, run the core and hand back its answer.
 
 pub mod config;
