@@ -301,9 +301,9 @@ pub trait Metrics {
 /// Everything the platform supplies, as one handle the core is passed by reference (the way
 /// rustls hands its core one `CryptoProvider`): HTTP, the KV store, the clock, signature
 /// checks and signing, the token coordinator, the rate limiters and the DPoP replay guard.
-/// `Services` implements it
-/// (the Worker's, the token coordinator's, the gateway tests'); a part that needs only the clock
-/// and store still takes the whole handle, so every signature reads the same.
+/// `Services` implements it (the Worker's, the token coordinator's, the gateway tests'); a part
+/// that needs only the clock and store still takes the whole handle, so every signature reads
+/// the same.
 pub trait Platform {
     type Http: HttpClient;
     type Store: KeyValue;
