@@ -87,7 +87,7 @@ describe('npm run check-config', { concurrency: 4 }, () => {
 
     const demo = await checkConfig(['--config', path.join(ROOT, 'demo/wrangler.toml')]);
     assert.equal(demo.status, 0, `${demo.stdout}${demo.stderr}`);
-    assert.match(demo.lines.at(-1), /^configuration ok: 5 routes \(2 public, 2 jwt, 1 opaque\)/);
+    assert.match(demo.lines.at(-1), /^configuration ok: 6 routes \(2 public, 3 jwt, 1 opaque\)/);
     for (const name of ['API_KEY', 'CLIENT_SECRET', 'CUSTOMER_ID_KEY', 'GATEWAY_SIGNING_KEY']) {
       assert.ok(demo.lines.includes(`not set here: ${name} (wrangler secret put ${name})`), demo.stdout);
     }
