@@ -64,8 +64,8 @@
 //! conductor only runs the requirement. (Before this layout, such a change touched routes,
 //! proxy, identity, headers, error in five parallel matches, log and config.)
 //!
-//! The exported `fetch`, `scheduled`, `TokenCoordinator` and `ReplayGuard` below are glue: they build the
-//! platform's adapters, run the core and hand back its answer.
+//! The exported `fetch`, `scheduled`, `TokenCoordinator` and `ReplayGuard` below are glue: they
+//! build the platform's adapters, run the core and hand back its answer.
 
 pub mod config;
 pub mod edge;
