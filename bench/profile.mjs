@@ -17,7 +17,12 @@
 // build build+assert-es256 build+assert-ed25519` measures what signing it costs. A `+bind`
 // suffix binds the measured path's second segment (`getprofile`) to the token's `accounts`
 // claim (an array of two strings, the second matching; every target's token carries it):
-// `node bench/profile.mjs build build+bind` measures what `bind` costs. Every target runs in its own workerd
+// `node bench/profile.mjs build build+bind` measures what `bind` costs. A `+dpop` suffix sends,
+// instead of the plain token, a token bound to a client key (`cnf.jkt`) as `Authorization: DPoP`
+// with a fresh ES256 proof per request (a new `jti` each: every proof is checked in full and
+// remembered); `+dpop-guard` does the same with DPOP_REPLAY bound to the build's ReplayGuard
+// Durable Object (Miniflare only), so `node bench/profile.mjs build build+dpop build+dpop-guard`
+// measures what a DPoP proof costs and what the replay guard's round trip adds. Every target runs in its own workerd
 // (Miniflare), in front of the same loopback servers as bench/run.mjs, and is measured in
 // rounds, one target after another, so that the machine's noise hits them alike. The number to
 // read is workerd CPU µs per request (from /proc), median over rounds.
@@ -34,6 +39,7 @@
 // printed).
 
 import { fork } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -76,9 +82,10 @@ async function startServers(jwks) {
 }
 
 let nextInspector = 9400;
-async function startWorker(dir, bindings, inspect, { metrics = false } = {}) {
+async function startWorker(dir, bindings, inspect, { metrics = false, guard = false } = {}) {
   if (RUNTIME === 'workerd') {
     if (metrics) throw new Error('+metrics: PROFILE_RUNTIME=workerd cannot bind an Analytics Engine dataset');
+    if (guard) throw new Error('+dpop-guard: PROFILE_RUNTIME=workerd binds no Durable Object here');
     const inspectorPort = inspect ? nextInspector++ : undefined;
     const w = await startWorkerd({ outdir: dir, bindings, kv: true, inspectorPort });
     return { url: w.url, pid: w.pid, mf: w, inspectorPort };
@@ -95,6 +102,7 @@ async function startWorker(dir, bindings, inspect, { metrics = false } = {}) {
     kvNamespaces: ['TOKEN_CACHE'],
     bindings,
     ...(metrics ? { analyticsEngineDatasets: { METRICS: { dataset: 'bench' } } } : {}),
+    ...(guard ? { durableObjects: { DPOP_REPLAY: { className: 'ReplayGuard' } } } : {}),
     cf: false,
     host: '127.0.0.1',
     port: 0,
@@ -124,7 +132,9 @@ async function load(url, next, seconds) {
             path: PATH,
             setupRequest(req) {
               const jwt = next();
-              return { ...req, headers: { accept: 'application/json', ...EXTRA, ...(jwt ? { 'customer-auth': `JWT ${jwt}` } : {}) } };
+              // A string is a customer JWT; an object, the headers to send (a DPoP token and proof).
+              const auth = typeof jwt === 'object' ? jwt : jwt ? { 'customer-auth': `JWT ${jwt}` } : {};
+              return { ...req, headers: { accept: 'application/json', ...EXTRA, ...auth } };
             },
             onResponse(status) {
               statuses[status] = (statuses[status] ?? 0) + 1;
@@ -215,6 +225,17 @@ async function main() {
   };
   const next = WORKLOAD === 'reject-early' ? () => early[i++ % early.length].jwt : WORKLOAD === 'public' ? () => undefined : first.length ? fresh : () => hot;
 
+  // +dpop: a client key, a token bound to it, and a fresh proof per request for `url`.
+  const client = makeKey('ES256', 'dpop-client');
+  const { kid: _k, alg: _a, use: _u, ...clientJwk } = client.publicJwk;
+  const jkt = createHash('sha256').update(JSON.stringify({ crv: clientJwk.crv, kty: clientJwk.kty, x: clientJwk.x, y: clientJwk.y })).digest('base64url');
+  const bound = signJwt(rs, { claims: { scope: 'openid profile:read', tier: 'gold', org: { id: 'org-42' }, accounts: ['acct-0001', 'getprofile'], cnf: { jkt } } });
+  const ath = createHash('sha256').update(bound).digest('base64url');
+  const dpopFor = (url) => () => ({
+    authorization: `DPoP ${bound}`,
+    dpop: signJwt(client, { header: { typ: 'dpop+jwt', jwk: clientJwk, kid: undefined }, claims: { htm: 'GET', htu: url + PATH, ath } }),
+  });
+
   const servers = await startServers(jwks);
   const bindings = {
     ORIGIN_URL: servers.origin,
@@ -247,18 +268,20 @@ async function main() {
       const dir = bare ? path.join(BENCH, 'workers', 'bare') : path.resolve(ROOT, name);
       const bind = suffixes.includes('bind') ? { bind: { path_segment: 2, claim: 'accounts' } } : {};
       const routes = JSON.stringify([{ ...route, ...(withPolicy ? policy : {}), ...bind }]);
-      const w = await startWorker(dir, bare ? { ORIGIN_URL: servers.origin } : { ...bindings, ...signing, ROUTES: routes }, CPUPROFILE && k === 0, { metrics: suffixes.includes('metrics') });
-      targets.push({ name: d, ...w, samples: [] });
-      const r = await fetch(w.url + PATH, { headers: { 'customer-auth': `JWT ${hot}` } });
+      const guard = suffixes.includes('dpop-guard');
+      const w = await startWorker(dir, bare ? { ORIGIN_URL: servers.origin } : { ...bindings, ...signing, ROUTES: routes }, CPUPROFILE && k === 0, { metrics: suffixes.includes('metrics'), guard });
+      const dpop = guard || suffixes.includes('dpop') ? dpopFor(w.url) : undefined;
+      targets.push({ name: d, ...w, dpop, samples: [] });
+      const r = await fetch(w.url + PATH, { headers: dpop ? dpop() : { 'customer-auth': `JWT ${hot}` } });
       await r.arrayBuffer();
       if (r.status !== 200) throw new Error(`${d}: ${r.status}`);
-      await load(w.url, bare ? () => hot : next, 1); // warm-up
+      await load(w.url, bare ? () => hot : dpop ?? next, 1); // warm-up
     }
-    if (CPUPROFILE) await cpuProfile(targets[0], next, CPUPROFILE);
+    if (CPUPROFILE) await cpuProfile(targets[0], targets[0].dpop ?? next, CPUPROFILE);
     for (let round = 0; round < ROUNDS; round++) {
       for (const t of targets) {
         // The bare forwarder checks no token: it is not given the first-seen ones.
-        const m = await measure(t, t.name === 'bare' ? () => hot : next);
+        const m = await measure(t, t.name === 'bare' ? () => hot : t.dpop ?? next);
         t.samples.push(m);
         log(`round ${round + 1} ${t.name}: ${m.us.toFixed(0)} µs/req, ${m.rps.toFixed(0)} rps ${JSON.stringify(m.statuses)}`);
       }
