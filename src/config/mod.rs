@@ -43,8 +43,8 @@ pub struct Config {
     /// `JWT_PROVIDERS`.
     pub providers: Option<crate::identity::providers::Providers>,
     pub token: std::rc::Rc<crate::token::TokenConfig>,
-    /// `JWT_COOKIE` and `SESSION_COOKIE`: the cookies compared with the other sources of an
-    /// identifier on every route that reads one.
+    /// `JWT_COOKIE`, `SESSION_COOKIE` and `JWT_HEADER`: the sources compared with the other
+    /// sources of an identifier on every route that reads one.
     pub identifier_cookies: crate::identity::identifiers::IdentifierCookies,
     /// `INTROSPECTION_URL` and its companions; always `Some` when a route is `opaque`.
     pub introspection: Option<crate::identity::opaque::IntrospectionSettings>,
@@ -181,7 +181,10 @@ impl Config {
                             .map(|h| &h.header)
                     })
                     .chain(customer_id.as_ref().map(|ids| ids.header()))
-                    .chain(assertion.as_ref().map(|a| a.header())),
+                    .chain(assertion.as_ref().map(|a| a.header()))
+                    // A caller's JWT_HEADER copy is the caller's token: the origin gets it in
+                    // customer-auth, once verified, never as sent.
+                    .chain(identifier_cookies.as_ref().and_then(|c| c.jwt_header())),
             );
             Some(Self {
                 origin: origin?,

@@ -113,6 +113,8 @@ pub const SETTINGS: &[Setting] = &[
     var("JWT_LEEWAY_SECONDS", No),
     var("JWT_MAX_AGE_SECONDS", No),
     var("JWT_COOKIE", No),
+    var("JWT_HEADER", No),
+    var("JWT_TYPES", No),
     var("JWT_PROVIDERS", No),
     var("INTROSPECTION_URL", When("when a route is `opaque`")),
     var("INTROSPECTION_TIMEOUT_MS", No),

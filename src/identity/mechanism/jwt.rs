@@ -199,7 +199,9 @@ impl Authenticator {
         svc: &P,
         log: &mut RequestLog,
     ) -> Result<Option<(Verified<'h>, Defaults<'c>)>, IdentityError> {
-        let Some(token) = jwt::extract(seen, cookie).map_err(IdentityError::Jwt)? else {
+        let jwt_header = config.identifier_cookies.jwt_header();
+        let Some(token) = jwt::extract(seen, jwt_header, cookie).map_err(IdentityError::Jwt)?
+        else {
             return Ok(None);
         };
         log.identity = Some("jwt");
