@@ -408,7 +408,10 @@ mod tests {
             Err(Ambiguity::TwoIdentifiers(JwtHeader, JwtHeader))
         );
         assert_eq!(
-            check(&[("customer-auth", b"JWT a"), ("cf-access-jwt-assertion", b" a ")]),
+            check(&[
+                ("customer-auth", b"JWT a"),
+                ("cf-access-jwt-assertion", b" a ")
+            ]),
             Ok(())
         );
         assert_eq!(
@@ -417,7 +420,10 @@ mod tests {
         );
         // Not a bare token: none here; the JWT extractor refuses it as malformed.
         assert_eq!(
-            check(&[("customer-auth", b"JWT a"), ("cf-access-jwt-assertion", b"JWT b")]),
+            check(&[
+                ("customer-auth", b"JWT a"),
+                ("cf-access-jwt-assertion", b"JWT b")
+            ]),
             Ok(())
         );
     }

@@ -173,10 +173,7 @@ impl Provider {
                     crate::support::http_url::well_known_urls(iss)
                         .map(|_| Some(iss.clone()))
                         .map_err(|why| {
-                            e.field_problem(
-                                "issuer",
-                                format!("{why} (or give jwks_url or jwks)"),
-                            )
+                            e.field_problem("issuer", format!("{why} (or give jwks_url or jwks)"))
                         }),
                 )
                 .flatten(),

@@ -127,7 +127,11 @@ impl Gateway {
         caller_origin: Option<&str>,
     ) -> Served<StreamOf<P>, FieldsOf<P>> {
         let started = svc.clock().now_ms();
-        let jwt_header = self.config.as_ref().ok().and_then(|c| c.identifier_cookies.jwt_header());
+        let jwt_header = self
+            .config
+            .as_ref()
+            .ok()
+            .and_then(|c| c.identifier_cookies.jwt_header());
         let seen = req
             .headers
             .read(&read_names(&req.method, &req.body, jwt_header));

@@ -74,9 +74,8 @@ impl JwtSettings {
         let secret = get(HMAC_SECRET).filter(|s| !s.is_empty());
         let issuer = optional(get, ISSUER).map(|i| i.trim().to_string());
         // `JWT_ISSUER` alone: the key set's URL comes from the issuer's discovery document.
-        let no_source = optional(get, JWKS_URL).is_none()
-            && optional(get, JWKS).is_none()
-            && secret.is_none();
+        let no_source =
+            optional(get, JWKS_URL).is_none() && optional(get, JWKS).is_none() && secret.is_none();
         let discovery = p.take(match issuer.as_deref().filter(|_| no_source) {
             None => Ok(None),
             Some(iss) => crate::support::http_url::well_known_urls(iss)

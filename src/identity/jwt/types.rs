@@ -86,7 +86,13 @@ mod tests {
     #[test]
     fn at_jwt_matches_every_spelling_of_itself_and_nothing_else() {
         let at = types(&["at+jwt"]);
-        for ok in ["at+jwt", "AT+JWT", "At+Jwt", "application/at+jwt", "APPLICATION/AT+JWT"] {
+        for ok in [
+            "at+jwt",
+            "AT+JWT",
+            "At+Jwt",
+            "application/at+jwt",
+            "APPLICATION/AT+JWT",
+        ] {
             assert!(at.accepts(Some(ok)), "{ok}");
         }
         for bad in [
@@ -107,7 +113,10 @@ mod tests {
         ] {
             assert!(!at.accepts(Some(bad)), "{bad:?}");
         }
-        assert!(!at.accepts(None), "an untyped token is not of an accepted type");
+        assert!(
+            !at.accepts(None),
+            "an untyped token is not of an accepted type"
+        );
     }
 
     #[test]
@@ -138,6 +147,11 @@ mod tests {
         ] {
             assert!(TokenTypes::parse(bad.iter().copied()).is_err(), "{bad:?}");
         }
-        assert_eq!(types(&["at+jwt", "AT+JWT", "application/at+jwt"]).full.len(), 1);
+        assert_eq!(
+            types(&["at+jwt", "AT+JWT", "application/at+jwt"])
+                .full
+                .len(),
+            1
+        );
     }
 }
