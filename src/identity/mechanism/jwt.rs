@@ -239,7 +239,11 @@ impl Authenticator {
         log.jwks = jwks.map(|e| e.as_str());
         let authenticated = result.map_err(|e| match e {
             AuthError::Jwt(e) => IdentityError::Jwt(e),
-            AuthError::KeysUnavailable(u) => IdentityError::KeysUnavailable(u),
+            AuthError::KeysUnavailable(u) => {
+                // A discovery document naming another issuer (say) is the operator's to fix.
+                log.config_error = u.cause.config_problem();
+                IdentityError::KeysUnavailable(u)
+            }
         })?;
         log.jwt_check = Some(authenticated.check.as_str());
         log.kid = authenticated.claims.kid.as_deref().map(clip);
