@@ -226,7 +226,12 @@ fn summary(
             .into_iter()
             .filter(|n| set(n))
             .collect();
-        parts.push(format!("keys from {}", sources.join(" and ")));
+        if sources.is_empty() {
+            // JWT_ISSUER alone: its discovery document names the key set.
+            parts.push("keys by discovery from JWT_ISSUER".into());
+        } else {
+            parts.push(format!("keys from {}", sources.join(" and ")));
+        }
     }
     if set("INTROSPECTION_URL") {
         parts.push("introspection".into());
