@@ -12,7 +12,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use common::{platform, FakeClock, FakeHttp, MemoryKv, Parts};
-use edge_auth_proxy::identity::jwks::{JwksEvent, JwksFailure, MAX_DISCOVERY_BYTES};
+use edge_auth_proxy::identity::jwks::{read_document, JwksEvent, JwksFailure, MAX_DISCOVERY_BYTES};
 use edge_auth_proxy::identity::jwt::JwtSettings;
 use edge_auth_proxy::identity::mechanism::jwt::{AuthError, Authenticator, Check};
 use edge_auth_proxy::io::HttpError;
@@ -334,5 +334,130 @@ fn the_scheduled_run_refreshes_the_document_ahead_of_staleness() {
     assert_eq!(
         event,
         Some(JwksEvent::Failed(JwksFailure::DiscoveryStatus(503)))
+    );
+}
+
+#[test]
+fn a_new_isolate_starts_from_the_kv_copy_and_a_mismatch_clears_it() {
+    let w = World::new();
+    assert!(w.check().0.is_ok());
+    let stored: Vec<String> = w.kv.entries.borrow().keys().cloned().collect();
+    let key = stored
+        .iter()
+        .find(|k| k.starts_with("discovery:v1:"))
+        .expect("the document is kept in KV")
+        .clone();
+    assert!(!key.contains("idp"), "the key is a digest");
+    let value = w.kv.entries.borrow()[&key].0.clone();
+    assert_eq!(
+        serde_json::from_str::<Value>(&value).unwrap()["jwks_uri"],
+        KEYS
+    );
+    // Another isolate: no document fetch (its key set comes from KV too).
+    let other = Authenticator::new();
+    let (r, _) = block_on(other.check(&token(), &w.settings, &w.platform()));
+    assert!(r.is_ok());
+    assert_eq!(w.idp.hits(OPENID), 1);
+
+    // A KV copy that is not what this version writes, or names a plaintext public jwks_uri,
+    // is a miss: the provider is asked.
+    for planted in [
+        json!({"fresh_until_ms": NOW_MS + 100_000, "jwks_uri": "http://keys.evil.example/jwks"}),
+        json!({"fresh_until_ms": "soon", "jwks_uri": KEYS}),
+        json!({"jwks_uri": KEYS}),
+    ] {
+        let w = World::new();
+        w.kv.entries
+            .borrow_mut()
+            .insert(key.clone(), (planted.to_string(), 60));
+        assert!(w.check().0.is_ok(), "{planted}");
+        assert_eq!(w.idp.hits(OPENID), 1, "{planted}: fetched");
+        assert!(w.idp.http.calls_to("http://keys.evil.example").is_empty());
+    }
+    // A copy claiming freshness far beyond what a fetch gives is not believed.
+    let w = World::new();
+    let far = json!({"fresh_until_ms": NOW_MS + 400 * 86_400_000u64, "jwks_uri": KEYS});
+    w.kv.entries
+        .borrow_mut()
+        .insert(key.clone(), (far.to_string(), 60));
+    assert!(w.check().0.is_ok());
+    assert_eq!(w.idp.hits(OPENID), 1);
+
+    // The provider names another issuer: memory and KV copies go.
+    let w = World::new();
+    assert!(w.check().0.is_ok());
+    w.idp
+        .set_openid(ok(document("https://evil.example/", KEYS), "max-age=300"));
+    w.advance_secs(301);
+    assert_eq!(w.refused_for(), JwksFailure::DiscoveryIssuerMismatch);
+    assert!(
+        !w.kv.entries.borrow().contains_key(&key),
+        "the KV copy is cleared"
+    );
+    let other = Authenticator::new();
+    let (r, _) = block_on(other.check(&token(), &w.settings, &w.platform()));
+    assert!(
+        matches!(r, Err(AuthError::KeysUnavailable(u)) if u.cause == JwksFailure::DiscoveryIssuerMismatch),
+        "a new isolate does not start from the cleared copy"
+    );
+}
+
+#[test]
+fn the_document_is_read_strictly() {
+    let iss = "https://idp.example";
+    let doc = |v: Value| v.to_string().into_bytes();
+    assert_eq!(
+        read_document(
+            &doc(json!({"issuer": iss, "jwks_uri": "https://idp.example/keys"})),
+            iss
+        ),
+        Ok("https://idp.example/keys".into())
+    );
+    for other in [
+        json!("https://idp.example/"),
+        json!("https://IDP.example"),
+        json!("https://evil.example"),
+        json!(""),
+        json!(1),
+        json!(null),
+    ] {
+        assert_eq!(
+            read_document(
+                &doc(json!({"issuer": other, "jwks_uri": "https://idp.example/k"})),
+                iss
+            ),
+            Err(JwksFailure::DiscoveryIssuerMismatch),
+            "{other}"
+        );
+    }
+    assert_eq!(
+        read_document(&doc(json!({"jwks_uri": "https://idp.example/k"})), iss),
+        Err(JwksFailure::DiscoveryIssuerMismatch)
+    );
+    for uri in [
+        json!("http://idp.example/k"),
+        json!("http://10.0.0.1/k"),
+        json!("ftp://idp.example/k"),
+        json!("/k"),
+        json!(null),
+        json!(["https://idp.example/k"]),
+    ] {
+        assert_eq!(
+            read_document(&doc(json!({"issuer": iss, "jwks_uri": uri})), iss),
+            Err(JwksFailure::DiscoveryJwksUri),
+            "{uri}"
+        );
+    }
+    // The loopback allowance the jwks_url setting makes (tests, the demo).
+    assert_eq!(
+        read_document(
+            &doc(json!({"issuer": iss, "jwks_uri": "http://127.0.0.1:9/k"})),
+            iss
+        ),
+        Ok("http://127.0.0.1:9/k".into())
+    );
+    assert_eq!(
+        read_document(b"[1]", iss),
+        Err(JwksFailure::DiscoveryNotADocument)
     );
 }

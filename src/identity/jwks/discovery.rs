@@ -1,15 +1,16 @@
 //! Discovery: where a provider configured with its issuer alone (no `jwks_url`, `jwks` or
 //! secret) finds its key set. The issuer's OpenID Connect discovery document
 //! (`<issuer>/.well-known/openid-configuration`), or on 404 its RFC 8414 metadata, is fetched
-//! and held in isolate memory like a key set: fresh for its `Cache-Control` within 60 s–24 h,
-//! stale-if-error for up to 24 h, one fetch at a time (`flight`), probes after a failure
-//! (`breaker`), refreshed ahead by the scheduled run; no redirect is followed (the platform's
+//! and held like a key set, in isolate memory and in KV (`discovery:v1:<digest of the issuer>`,
+//! so a new isolate starts from another's fetch): fresh for its `Cache-Control` within
+//! 60 s–24 h, stale-if-error for up to 24 h, one fetch at a time (`flight`), probes after a
+//! failure (`breaker`), refreshed ahead by the scheduled run; no redirect is followed (the platform's
 //! fetch passes them back, and a redirect is a failed fetch here). Its `jwks_uri` then goes
 //! where a `jwks_url` would, under the same rules (https, or http to a loopback host).
 //!
 //! The mix-up defence (OpenID Connect Discovery §4.3, RFC 8414 §3.3): the document's `issuer`
 //! must equal the configured one byte for byte. A document that names another issuer is not
-//! used, and the one held before it is dropped, not served stale: the provider's tokens are
+//! used, and the one held before it (in memory and in KV) is dropped, not served stale: the provider's tokens are
 //! refused (503) until the document is right, and the log line says `config_error`.
 
 use std::cell::RefCell;
@@ -17,12 +18,13 @@ use std::rc::Rc;
 
 use http::{HeaderMap, HeaderValue, Method};
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 
-use super::freshness::fresh_secs;
+use super::freshness::{fresh_secs, MAX_FRESH_SECS};
 use super::load::{JwksFailure, FETCH_TIMEOUT_MS, MAX_STALE_MS};
 use super::KeysUnavailable;
 use crate::config::setting::endpoint_url;
-use crate::io::{Body, Clock, HttpClient, HttpError, OutboundRequest, Platform};
+use crate::io::{Body, Clock, HttpClient, HttpError, KeyValue, OutboundRequest, Platform};
 use crate::support::breaker::{Attempt, Breaker, Ticket, Turn, PROBE_SPACING_MS};
 use crate::support::flight::{Flight, FlightGuard, POLL_MS};
 use crate::support::http_url::well_known_urls;
@@ -32,6 +34,9 @@ pub const MAX_DISCOVERY_BYTES: usize = 256 * 1024;
 /// Two fetches (the OpenID location, then RFC 8414's) plus room: then a fetch still marked is
 /// taken to be abandoned.
 const ABANDON_AFTER_MS: u64 = 2 * FETCH_TIMEOUT_MS + 10_000;
+
+/// How far another isolate's clock may be ahead of ours when it wrote a document to KV.
+const KV_CLOCK_SKEW_MS: u64 = 60_000;
 
 /// A discovery document, reduced to what the gateway uses.
 #[derive(Debug)]
@@ -92,8 +97,8 @@ impl Discovery {
                 Next::Unavailable(u) => return Err(u),
                 Next::Wait => clock.sleep(POLL_MS).await,
                 Next::Fill(attempt, flight) => {
-                    let got = fetch_document(issuer, p).await;
-                    let failure = got.as_ref().err().copied();
+                    let got = load(issuer, now, p).await;
+                    let failure = got.failure;
                     self.record(got, attempt, flight, clock.now_ms());
                     let now = clock.now_ms();
                     let st = self.state.borrow();
@@ -132,8 +137,8 @@ impl Discovery {
         let busy = self.flight.in_flight(now, ABANDON_AFTER_MS);
         let attempt = self.breaker.try_go(now, busy, ABANDON_AFTER_MS)?;
         let flight = self.start(now, &attempt);
-        let got = fetch_document(issuer, p).await;
-        let failure = got.as_ref().err().copied();
+        let got = load(issuer, wanted_until, p).await;
+        let failure = got.failure;
         self.record(got, attempt, flight, clock.now_ms());
         failure
     }
@@ -174,27 +179,30 @@ impl Discovery {
         self.flight.start(now)
     }
 
-    fn record(
-        &self,
-        got: Result<Document, JwksFailure>,
-        attempt: Attempt,
-        flight: FlightGuard,
-        now: u64,
-    ) {
+    fn record(&self, got: Loaded, attempt: Attempt, flight: FlightGuard, now: u64) {
         drop(flight);
         let mut st = self.state.borrow_mut();
-        match got {
-            Ok(doc) => {
-                st.current = Some(Rc::new(doc));
+        if got.failure == Some(JwksFailure::DiscoveryIssuerMismatch) {
+            // The provider now speaks for another issuer: what it said before is no longer to
+            // be relied on.
+            st.current = None;
+        }
+        // The provider's answer replaces what is held; another isolate's (KV) only when fresher.
+        if let Some(doc) = got.doc.filter(|d| {
+            !got.from_kv
+                || st
+                    .current
+                    .as_ref()
+                    .is_none_or(|cur| d.fresh_until_ms > cur.fresh_until_ms)
+        }) {
+            st.current = Some(Rc::new(doc));
+        }
+        match got.failure {
+            None => {
                 st.last_failure = None;
                 self.breaker.succeeded(attempt);
             }
-            Err(failure) => {
-                if failure == JwksFailure::DiscoveryIssuerMismatch {
-                    // The provider now speaks for another issuer: what it said before is no
-                    // longer to be relied on.
-                    st.current = None;
-                }
+            Some(failure) => {
                 st.last_failure = Some(failure);
                 self.breaker.failed(attempt, now, PROBE_SPACING_MS);
             }
@@ -215,6 +223,94 @@ impl State {
             .clone()
             .filter(|d| now < d.fresh_until_ms.saturating_add(MAX_STALE_MS))
     }
+}
+
+/// What a fill found: a document (KV's or the provider's) and, when the provider failed, why;
+/// both when the provider failed and KV still had an older document.
+struct Loaded {
+    doc: Option<Document>,
+    from_kv: bool,
+    failure: Option<JwksFailure>,
+}
+
+/// KV when it holds a document fresh beyond `wanted_until`; else the provider, whose answer is
+/// written to KV (best effort). A provider naming another issuer also clears the KV copy.
+async fn load<P: Platform>(issuer: &str, wanted_until: u64, p: &P) -> Loaded {
+    let (store, clock) = (p.store(), p.clock());
+    let key = kv_key(issuer);
+    // A KV failure is a miss: the provider can still answer.
+    let older = match store.get(&key).await {
+        Ok(Some(value)) => from_kv(&value, clock.now_ms()),
+        _ => None,
+    };
+    if let Some(doc) = older.as_ref().filter(|d| d.fresh_until_ms > wanted_until) {
+        return Loaded {
+            doc: Some(Document {
+                jwks_uri: doc.jwks_uri.clone(),
+                fresh_until_ms: doc.fresh_until_ms,
+            }),
+            from_kv: true,
+            failure: None,
+        };
+    }
+    match fetch_document(issuer, p).await {
+        Ok(doc) => {
+            let fresh_ms = doc.fresh_until_ms.saturating_sub(clock.now_ms());
+            let ttl_secs = (fresh_ms + MAX_STALE_MS) / 1000;
+            let _ = store.put(&key, &to_kv(&doc), ttl_secs.max(60)).await;
+            Loaded {
+                doc: Some(doc),
+                from_kv: false,
+                failure: None,
+            }
+        }
+        Err(failure) => {
+            let older = if failure == JwksFailure::DiscoveryIssuerMismatch {
+                let _ = store.delete(&key).await;
+                None
+            } else {
+                // Stale-if-error across isolates: an older document beats none.
+                older
+            };
+            Loaded {
+                from_kv: older.is_some(),
+                doc: older,
+                failure: Some(failure),
+            }
+        }
+    }
+}
+
+/// The KV key of `issuer`'s document: a digest, as for key sets.
+fn kv_key(issuer: &str) -> String {
+    let digest = Sha256::digest(issuer.as_bytes());
+    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    format!("discovery:v1:{hex}")
+}
+
+fn to_kv(doc: &Document) -> String {
+    serde_json::json!({"fresh_until_ms": doc.fresh_until_ms, "jwks_uri": &*doc.jwks_uri})
+        .to_string()
+}
+
+/// A KV copy, its `jwks_uri` checked again as the provider's would be, and its claim of
+/// freshness cut to what a fetch could have given (as for key sets): a claim beyond that and
+/// the clock skew between isolates is not believed, and the copy counts as stale. Anything
+/// else is a miss.
+fn from_kv(value: &str, now: u64) -> Option<Document> {
+    let o: Map<String, Value> = serde_json::from_str(value).ok()?;
+    let claimed = o.get("fresh_until_ms")?.as_u64()?;
+    let jwks_uri = endpoint_url(o.get("jwks_uri")?.as_str()?).ok()?;
+    let latest = now.saturating_add(MAX_FRESH_SECS * 1000);
+    let fresh_until_ms = if claimed > latest.saturating_add(KV_CLOCK_SKEW_MS) {
+        now
+    } else {
+        claimed.min(latest)
+    };
+    Some(Document {
+        jwks_uri: jwks_uri.into(),
+        fresh_until_ms,
+    })
 }
 
 /// The OpenID Connect location, then, when that is 404, RFC 8414's.
@@ -279,75 +375,4 @@ pub fn read_document(body: &[u8], issuer: &str) -> Result<String, JwksFailure> {
         .and_then(Value::as_str)
         .and_then(|uri| endpoint_url(uri).ok())
         .ok_or(JwksFailure::DiscoveryJwksUri)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_issuer_must_match_exactly_and_jwks_uri_be_https() {
-        let iss = "https://idp.example";
-        let doc = |v: Value| v.to_string().into_bytes();
-        assert_eq!(
-            read_document(
-                &doc(serde_json::json!({"issuer": iss, "jwks_uri": "https://idp.example/keys"})),
-                iss
-            ),
-            Ok("https://idp.example/keys".into())
-        );
-        for other in [
-            "https://idp.example/",
-            "https://IDP.example",
-            "https://evil.example",
-            "",
-        ] {
-            assert_eq!(
-                read_document(
-                    &doc(serde_json::json!({"issuer": other, "jwks_uri": "https://idp.example/k"})),
-                    iss
-                ),
-                Err(JwksFailure::DiscoveryIssuerMismatch),
-                "{other}"
-            );
-        }
-        for bad in [
-            doc(serde_json::json!({"jwks_uri": "https://idp.example/k"})),
-            doc(serde_json::json!({"issuer": 1, "jwks_uri": "https://idp.example/k"})),
-        ] {
-            assert_eq!(
-                read_document(&bad, iss),
-                Err(JwksFailure::DiscoveryIssuerMismatch)
-            );
-        }
-        for uri in [
-            serde_json::json!("http://idp.example/k"),
-            serde_json::json!("http://10.0.0.1/k"),
-            serde_json::json!("ftp://idp.example/k"),
-            serde_json::json!("/k"),
-            serde_json::json!(null),
-            serde_json::json!(["https://idp.example/k"]),
-        ] {
-            assert_eq!(
-                read_document(
-                    &doc(serde_json::json!({"issuer": iss, "jwks_uri": uri})),
-                    iss
-                ),
-                Err(JwksFailure::DiscoveryJwksUri),
-                "{uri}"
-            );
-        }
-        // The loopback allowance the jwks_url setting makes (tests, the demo).
-        assert_eq!(
-            read_document(
-                &doc(serde_json::json!({"issuer": iss, "jwks_uri": "http://127.0.0.1:9/k"})),
-                iss
-            ),
-            Ok("http://127.0.0.1:9/k".into())
-        );
-        assert_eq!(
-            read_document(b"[1]", iss),
-            Err(JwksFailure::DiscoveryNotADocument)
-        );
-    }
 }
