@@ -527,3 +527,24 @@ fn types_leeway_discovery_and_the_jwt_header_are_checked_at_configuration_time()
     assert_eq!(list[1].settings.discovery.as_deref(), Some("https://b/"));
     assert_eq!(list[0].settings.discovery, None);
 }
+
+#[test]
+fn the_jwt_header_is_no_header_the_gateway_sets() {
+    let routes = json!([{"prefix": "/", "claims_to_headers": {"x-sub": "sub"}}]).to_string();
+    for header in ["X-Sub", "x_sub"] {
+        let vars = with(&[("JWT_HEADER", header), ("ROUTES", &routes)]);
+        assert_eq!(
+            problems(&vars, &[]),
+            ["JWT_HEADER names a header the gateway sets (CUSTOMER_ID_HEADER, GATEWAY_ASSERTION_HEADER or a route's claims_to_headers)"],
+            "{header}"
+        );
+    }
+    let vars = with(&[
+        ("JWT_HEADER", "x-customer"),
+        ("CUSTOMER_ID_HEADER", "X-Customer"),
+        ("CUSTOMER_ID_KEY", CUSTOMER_ID_KEY),
+    ]);
+    assert_eq!(problems(&vars, &[]).len(), 1);
+    let vars = with(&[("JWT_HEADER", "x-other"), ("ROUTES", &routes)]);
+    assert!(check(&vars, &[]).is_ok());
+}

@@ -331,6 +331,38 @@ mod tests {
     }
 
     #[test]
+    fn discovery_types_and_the_jwt_header_are_checked_before_a_deploy() {
+        let secrets = [("API_KEY", "k"), ("CLIENT_SECRET", "s")];
+        let mut v = vars();
+        v.as_object_mut().unwrap().remove("JWKS_URL");
+        v["JWT_ISSUER"] = json!("https://team.cloudflareaccess.com");
+        v["JWT_TYPES"] = json!("at+jwt");
+        v["JWT_HEADER"] = json!("Cf-Access-Jwt-Assertion");
+        let report = run(&input(v.clone(), &secrets));
+        assert!(report.ok, "{:?}", report.lines);
+        assert!(
+            report.lines[0].contains("keys by discovery from JWT_ISSUER"),
+            "{:?}",
+            report.lines
+        );
+        for (name, bad) in [
+            ("JWT_ISSUER", "http://team.cloudflareaccess.com"),
+            ("JWT_TYPES", "at jwt"),
+            ("JWT_HEADER", "Authorization"),
+        ] {
+            let mut b = v.clone();
+            b[name] = json!(bad);
+            let report = run(&input(b, &secrets));
+            assert!(!report.ok, "{name}");
+            assert!(
+                report.lines.iter().any(|l| l.starts_with(name)),
+                "{name}: {:?}",
+                report.lines
+            );
+        }
+    }
+
+    #[test]
     fn a_secret_given_but_wrong_is_a_problem_and_never_shown() {
         let i = input(
             vars(),

@@ -164,6 +164,29 @@ impl Config {
                 jwt.as_ref().and_then(|(jwt, _, _)| jwt.cookie.as_deref()),
             ),
         );
+        // JWT_HEADER is the caller's; a header the gateway sets to the origin cannot be it too.
+        if let Some(jwt_header) = identifier_cookies.as_ref().and_then(|c| c.jwt_header()) {
+            let ours = customer_id
+                .iter()
+                .flatten()
+                .map(|c| c.header())
+                .chain(assertion.iter().flatten().map(|a| a.header()))
+                .chain(routes.iter().flat_map(|r| {
+                    r.routes()
+                        .iter()
+                        .flat_map(|r| r.requirement.policy.claims_to_headers.iter())
+                        .map(|h| &h.header)
+                }));
+            if ours
+                .into_iter()
+                .any(|h| same_header(h.as_str(), jwt_header.as_str()))
+            {
+                p.push(ConfigError::new(
+                    "JWT_HEADER",
+                    "names a header the gateway sets (CUSTOMER_ID_HEADER, GATEWAY_ASSERTION_HEADER or a route's claims_to_headers)",
+                ));
+            }
+        }
         p.finish(|| {
             let (jwt, jwt_issuers, jwt_audiences) = jwt?;
             let routes = routes?;
