@@ -538,3 +538,75 @@ fn token_params_may_not_set_what_the_gateway_sends_nor_be_malformed() {
         assert!(detail.contains(expected), "{params}: {expected}: {detail}");
     }
 }
+
+/// A platform whose crypto refuses every key it is asked to sign with (as WebCrypto refuses a
+/// key whose private part does not match): verification as usual.
+#[derive(Clone, Copy, Default)]
+struct RefusingSigner;
+
+impl edge_auth_proxy::identity::jwt::SignatureVerifier for RefusingSigner {
+    async fn verify(
+        &self,
+        alg: Alg,
+        key: &edge_auth_proxy::identity::jwt::Key,
+        input: &[u8],
+        sig: &[u8],
+    ) -> bool {
+        RustCryptoVerifier.verify_now(alg, key, input, sig)
+    }
+}
+
+impl edge_auth_proxy::identity::signing::Signer for RefusingSigner {
+    async fn sign(
+        &self,
+        _key: &edge_auth_proxy::identity::signing::SigningKey,
+        _input: &[u8],
+    ) -> Result<Vec<u8>, edge_auth_proxy::identity::signing::SignError> {
+        Err(edge_auth_proxy::identity::signing::SignError(
+            "refused".into(),
+        ))
+    }
+}
+
+#[test]
+fn a_key_the_platform_cannot_sign_with_sends_nothing_and_names_the_key_to_fix() {
+    let gw = gateway(&vars(&[]));
+    let base = services();
+    let svc = edge_auth_proxy::io::Services {
+        http: base.http.clone(),
+        store: base.store.clone(),
+        clock: base.clock.clone(),
+        verifier: RefusingSigner,
+        coordinator: edge_auth_proxy::io::NoCoordinator,
+        rate_limiters: edge_auth_proxy::io::NoRateLimiters,
+    };
+    let customer = jwt(json!({"iss": ISSUER, "sub": "cust-1", "exp": NOW + 600}));
+    let auth = format!("JWT {customer}");
+    let req = common::request(
+        Method::GET,
+        "/account",
+        &[("customer-auth", auth.as_str())],
+        Body::Empty,
+    );
+    let served = block_on(gw.serve_at(&svc, req, None));
+    assert_eq!(served.response.status, 503);
+    assert_eq!(
+        served.log.token_error.as_deref(),
+        Some("token_client_key_unusable")
+    );
+    let why = served.log.config_error.clone().unwrap_or_default();
+    assert!(why.contains("CLIENT_PRIVATE_KEY"), "{why}");
+    let req = common::request(
+        Method::GET,
+        "/session/me",
+        &[("cookie", "sid=s-alice")],
+        Body::Empty,
+    );
+    let served = block_on(gw.serve_at(&svc, req, None));
+    assert_eq!(served.response.status, 503);
+    assert_eq!(
+        served.log.introspection_error.as_deref(),
+        Some("introspection_client_key_unusable")
+    );
+    assert!(base.http.seen.borrow().is_empty(), "no endpoint was called");
+}
