@@ -590,11 +590,8 @@ fn a_key_the_platform_cannot_sign_with_sends_nothing_and_names_the_key_to_fix() 
     );
     let served = block_on(gw.serve_at(&svc, req, None));
     assert_eq!(served.response.status, 503);
-    assert_eq!(
-        served.log.token_error.as_deref(),
-        Some("token_client_key_unusable")
-    );
-    let why = served.log.config_error.clone().unwrap_or_default();
+    assert_eq!(served.log.token_error, Some("token_client_key_unusable"));
+    let why = served.log.config_error.unwrap_or_default();
     assert!(why.contains("CLIENT_PRIVATE_KEY"), "{why}");
     let req = common::request(
         Method::GET,
@@ -605,7 +602,7 @@ fn a_key_the_platform_cannot_sign_with_sends_nothing_and_names_the_key_to_fix() 
     let served = block_on(gw.serve_at(&svc, req, None));
     assert_eq!(served.response.status, 503);
     assert_eq!(
-        served.log.introspection_error.as_deref(),
+        served.log.introspection_error,
         Some("introspection_client_key_unusable")
     );
     assert!(base.http.seen.borrow().is_empty(), "no endpoint was called");
