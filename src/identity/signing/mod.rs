@@ -251,19 +251,18 @@ impl SigningKey {
         families: &[KeyFamily],
         needs: Needs,
     ) -> Result<Self, ConfigError> {
-        let value: Value = serde_json::from_slice(raw.trim().as_bytes())
-            .ok()
-            .filter(Value::is_object)
-            .ok_or_else(|| {
+        // Into a map, as `SigningKeys` reads: one JSON reader in the wasm.
+        let value: Map<String, Value> =
+            serde_json::from_slice(raw.trim().as_bytes()).map_err(|_| {
                 ConfigError::new(setting, "is not a JSON object: a private JWK is expected")
             })?;
-        if value.get("keys").is_some() {
+        if value.contains_key("keys") {
             return Err(ConfigError::new(
                 setting,
                 "is a JWK set: one private JWK is expected",
             ));
         }
-        jwk::parse_key(&value, families, needs)
+        jwk::parse_key(&Value::Object(value), families, needs)
             .map_err(|problem| ConfigError::new(setting, problem))
     }
 }
