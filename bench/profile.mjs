@@ -223,9 +223,9 @@ async function main() {
     JWT_JWKS: JSON.stringify(jwks),
     JWT_ISSUER: ISSUER,
     JWT_AUDIENCE: AUDIENCE,
-    ...(WORKLOAD === 'public' ? { ROUTES: JSON.stringify([{ prefix: '/account', auth: 'public', methods: ['GET'] }]) } : {}),
   };
-  const route = { prefix: '/account', methods: ['GET', 'POST'] };
+  // The measured route; the ROUTES binding below is built from it for every target.
+  const route = { prefix: '/account', methods: ['GET', 'POST'], ...(WORKLOAD === 'public' ? { auth: 'public' } : {}) };
   const policy = {
     issuers: [ISSUER],
     audiences: [AUDIENCE],

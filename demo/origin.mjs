@@ -33,7 +33,7 @@ export const DEMO_CLIENT_SECRET = 'demo-client-secret';
 export const DEMO_API_KEY = 'demo-api-key';
 export const DEMO_AUDIENCE = 'profile-api';
 export const DEMO_KID = 'demo-key-1';
-/** The cookie the session login sets (the gateway's SESSION_COOKIE in [env.demo]). */
+/** The cookie the session login sets (the gateway's SESSION_COOKIE in demo/wrangler.toml). */
 export const DEMO_SESSION_COOKIE = 'demo_session';
 /** CUSTOMER_ID_KEY of the demo gateway: 32 bytes in base64, committed, so DEMO ONLY. */
 export const DEMO_CUSTOMER_ID_KEY = 'ZGVtby1vbmx5LWN1c3RvbWVyLWlkLWtleS0zMmJ5dGU=';

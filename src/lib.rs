@@ -5,7 +5,7 @@
 //! # Layout
 //!
 //! The core knows nothing of Workers; it reaches time, storage and HTTP through `io`, so
-//! `cargo test` runs it natively with a fixed clock and in-memory fakes. `src/` holds nine
+//! `cargo test` runs it natively with a fixed clock and in-memory fakes. `src/` holds these
 //! wings and this file:
 //!
 //! - `io`: the traits the core needs from a platform (clock, KV, HTTP, signature checks and
