@@ -225,6 +225,12 @@ describe('private_key_jwt against oidc-provider', () => {
         assert.notEqual(seen[0].claims.jti, seen[1].claims.jti, 'a fresh jti per call');
         assert.ok(!gw.output().includes(keys[clientId].private.d), 'the key never in a log line');
         assert.ok(!gw.output().includes(NEVER_SENT));
+        assert.equal(seen[0].body.client_assertion.split('.').length, 3);
+        const kv = JSON.stringify(await gw.kvEntries());
+        assert.ok(kv.includes('access-token:v1:'), 'the token is cached in KV');
+        for (const secret of [keys[clientId].private.d, NEVER_SENT, seen[0].body.client_assertion]) {
+          assert.ok(!kv.includes(secret), 'neither key, secret nor assertion in KV');
+        }
       } finally {
         await gw.dispose();
       }
