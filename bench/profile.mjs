@@ -14,7 +14,10 @@
 // `node bench/profile.mjs build build+metrics` measures what writing metrics costs. A
 // `+assert-es256` or `+assert-ed25519` suffix runs the build with the gateway assertion on
 // (GATEWAY_ASSERTION_HEADER, GATEWAY_SIGNING_KEY with that test key): `node bench/profile.mjs
-// build build+assert-es256 build+assert-ed25519` measures what signing it costs. Every target runs in its own workerd
+// build build+assert-es256 build+assert-ed25519` measures what signing it costs. A `+bind`
+// suffix binds the measured path's second segment (`getprofile`) to the token's `accounts`
+// claim (an array of two strings, the second matching; every target's token carries it):
+// `node bench/profile.mjs build build+bind` measures what `bind` costs. Every target runs in its own workerd
 // (Miniflare), in front of the same loopback servers as bench/run.mjs, and is measured in
 // rounds, one target after another, so that the machine's noise hits them alike. The number to
 // read is workerd CPU µs per request (from /proc), median over rounds.
@@ -200,7 +203,7 @@ async function main() {
   const jwks = { keys: [rs.publicJwk, es.publicJwk] };
   // Claims the policy below accepts; carried by every target's token so that only the check
   // differs.
-  const hot = signJwt(rs, { claims: { scope: 'openid profile:read', tier: 'gold', org: { id: 'org-42' } } });
+  const hot = signJwt(rs, { claims: { scope: 'openid profile:read', tier: 'gold', org: { id: 'org-42' }, accounts: ['acct-0001', 'getprofile'] } });
   const early = invalidTokens({ rs, es, perKind: 10 }).tokens.filter((x) => ['malformed', 'missing', 'alg-none', 'unknown-kid'].includes(x.kind));
   let i = 0;
   // first-rs256 / first-es256: every request a token no target has seen (PROFILE_TOKENS of
@@ -242,7 +245,8 @@ async function main() {
       const assert = suffixes.find((s) => s.startsWith('assert-'));
       const signing = assert ? assertionBindings(assert.slice('assert-'.length)) : {};
       const dir = bare ? path.join(BENCH, 'workers', 'bare') : path.resolve(ROOT, name);
-      const routes = JSON.stringify([withPolicy ? { ...route, ...policy } : route]);
+      const bind = suffixes.includes('bind') ? { bind: { path_segment: 2, claim: 'accounts' } } : {};
+      const routes = JSON.stringify([{ ...route, ...(withPolicy ? policy : {}), ...bind }]);
       const w = await startWorker(dir, bare ? { ORIGIN_URL: servers.origin } : { ...bindings, ...signing, ROUTES: routes }, CPUPROFILE && k === 0, { metrics: suffixes.includes('metrics') });
       targets.push({ name: d, ...w, samples: [] });
       const r = await fetch(w.url + PATH, { headers: { 'customer-auth': `JWT ${hot}` } });

@@ -6,6 +6,8 @@
 //   POST /auth/customer_authenticate username/password (form) -> customer JWT (RS256)
 //   GET  /.well-known/jwks.json      the public half of the demo signing key
 //   POST /account/getprofile         (and GET) checks Authorization, api-key and customer-auth
+//   GET  /accounts/<id>/profile      the profile of the account the path names, whoever asks:
+//                                    the gateway's `bind` keeps a customer to their own
 //   POST /auth/session_login          username/password (form) -> Set-Cookie: demo_session=<id>
 //   POST /oauth/introspect            RFC 7662 for those session ids, for the demo client only
 //   POST /session/getprofile          (and GET) the profile for a cookie session, via the gateway
@@ -377,6 +379,14 @@ export async function startDemoOrigin({ port = 8788, host = '127.0.0.1', issuer,
       }
       if (url.pathname === '/account/rewards' && (req.method === 'POST' || req.method === 'GET')) {
         return await getProfile(req, res, rewardsOf);
+      }
+      const account = /^\/accounts\/([^/]+)\/profile$/.exec(url.pathname);
+      if (account && req.method === 'GET') {
+        // Like many origins, this one serves the account the path names to any verified
+        // customer: object-level authorization is left to the gateway's `bind`.
+        const owner = Object.keys(USERS).find((u) => customerId(u) === account[1]);
+        if (!owner) return sendJson(res, 404, { error: 'unknown_account', message: 'No such account.' });
+        return await getProfile(req, res, () => profileOf(owner));
       }
       if (url.pathname === '/auth/session_login' && req.method === 'POST') return await sessionLogin(req, res);
       if (url.pathname === '/oauth/introspect' && req.method === 'POST') return await introspect(req, res);

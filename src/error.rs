@@ -354,6 +354,24 @@ fn describe_identity(e: &IdentityError) -> Described {
             "The customer's credentials do not meet this route's claim requirements.".into(),
             None,
         ),
+        IdentityError::BindingMismatch(refusal) => d(
+            403,
+            ("binding-mismatch", "Forbidden"),
+            format!(
+                "The request names an object this route binds to the customer's identity, and {}.",
+                refusal.description()
+            ),
+            None,
+        ),
+        IdentityError::ClientCertificate(refusal) => d(
+            403,
+            ("client-certificate-required", "Forbidden"),
+            format!(
+                "This route requires a client certificate verified by the edge and allowed for it: {}.",
+                refusal.description()
+            ),
+            None,
+        ),
         IdentityError::NoCustomerId(m) => d(
             401,
             INVALID_TOKEN,

@@ -301,6 +301,26 @@ pub struct GatewayRequest<S, F = HeaderMap> {
     pub query: Option<String>,
     pub headers: F,
     pub body: Body<S>,
+    /// The client certificate as the edge reports it (`request.cf.tlsClientAuth`); `None`
+    /// when the platform says nothing (no `request.cf`, or no TLS client authentication).
+    pub tls_client_auth: Option<TlsClientAuth>,
+}
+
+/// What Cloudflare's edge says of the caller's TLS client certificate
+/// (`request.cf.tlsClientAuth`), each field as the edge gives it: the core decides what they
+/// mean (`identity::client_certificate`). Only the edge sets these; a caller cannot.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsClientAuth {
+    /// `certPresented`: `"1"` when the caller presented a certificate.
+    pub cert_presented: String,
+    /// `certVerified`: `"SUCCESS"`, or why not (`"FAILED:..."`, `"NONE"`).
+    pub cert_verified: String,
+    /// `certRevoked`: `"1"` when the certificate is revoked.
+    pub cert_revoked: String,
+    /// `certSubjectDNRFC2253`: the subject DN, RFC 2253 form (`CN=partner,O=Partner`).
+    pub cert_subject_dn_rfc2253: String,
+    /// `certFingerprintSHA256`: the certificate's SHA-256 fingerprint in hex.
+    pub cert_fingerprint_sha256: String,
 }
 
 /// The origin's response with its fields passed through (`headers::downstream_headers`), or

@@ -32,7 +32,8 @@
 //!   (the policy, then the customer id). `Identities::authenticate` runs it and returns the
 //!   verified caller or an `IdentityError`. Below it: one identifier per request
 //!   (`identifiers`), token verification (`jwt`), key sets (`jwks`), providers, introspection
-//!   (`opaque`), claims, policy, customer id. Beside them, the gateway's own identity:
+//!   (`opaque`), claims, policy, customer id, object-level `bind`, the partner's
+//!   `client_certificate`. Beside them, the gateway's own identity:
 //!   its private keys (JWK), the key set it publishes and signing a JWS through the
 //!   platform's `Signer` (`signing`), the same JOSE algorithms from the other side.
 //! - `token`: the gateway's own credential: the client-credentials grant, the isolate's token

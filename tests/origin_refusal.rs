@@ -136,6 +136,7 @@ impl Stack {
             query: None,
             headers,
             body: Body::Stream(body),
+            tls_client_auth: None,
         };
         block_on(gw.serve(&self.svc, req))
     }

@@ -431,6 +431,7 @@ fn request(method: Method, path: &str, query: Option<&str>, jwt: bool) -> Gatewa
         query: query.map(str::to_string),
         headers,
         body: Body::Empty,
+        tls_client_auth: None,
     }
 }
 

@@ -497,6 +497,7 @@ impl World {
             query: None,
             headers: map,
             body: Body::Empty,
+            tls_client_auth: None,
         };
         block_on(self.gw.handle(&self.svc, req))
     }

@@ -721,6 +721,7 @@ fn post(gw: &Gateway, svc: &Svc) -> Served<Vec<u8>> {
         query: None,
         headers,
         body: Body::Stream(b"{}".to_vec()),
+        tls_client_auth: None,
     };
     block_on(gw.serve(svc, req))
 }

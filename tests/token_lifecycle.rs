@@ -575,6 +575,7 @@ fn post(body: Vec<u8>, content_length: bool) -> GatewayRequest<Vec<u8>> {
         query: None,
         headers,
         body: Body::Stream(body),
+        tls_client_auth: None,
     }
 }
 

@@ -5,12 +5,16 @@
 //! - `mechanism`: what produces an identity (`jwt`, `opaque`);
 //! - `identifiers`, `jwt`, `jwks`, `providers`, `opaque`: reading identifiers, verifying
 //!   tokens, key sets, identity providers, introspection;
-//! - `policy`, `claims`, `customer_id`: what is decided from a verified identity's claims;
+//! - `policy`, `claims`, `customer_id`, `bind`: what is decided from a verified identity's
+//!   claims (`bind`: with the path and headers of the request);
+//! - `client_certificate`: the calling partner, by the certificate the edge verified;
 //! - `signing`: the gateway's own identity, from the other side of the same JOSE algorithms:
 //!   its private keys, the key set it publishes, and signing through the platform's `Signer`
 //!   (the gateway assertion; a `private_key_jwt` client assertion can reuse it).
 
+pub mod bind;
 pub mod claims;
+pub mod client_certificate;
 pub mod customer_id;
 pub mod identifiers;
 pub mod jwks;
@@ -26,7 +30,9 @@ use http::HeaderMap;
 
 use crate::config::{Config, ConfigErrors};
 use crate::edge::headers::CustomerAuth;
+use crate::identity::bind::BindRefusal;
 use crate::identity::claims::Claims;
+use crate::identity::client_certificate::CertificateRefusal;
 use crate::identity::customer_id::MissingIdentity;
 use crate::identity::identifiers::{Ambiguity, Cookies};
 use crate::identity::jwks::KeysUnavailable;
@@ -35,8 +41,18 @@ use crate::identity::mechanism::jwt::Authenticator;
 use crate::identity::opaque::{IntrospectionUnavailable, OpaqueError, SessionCache};
 use crate::identity::policy::{Defaults, Refusal};
 use crate::identity::requirement::{Check, Failure, Mechanism, Missing, Requirement};
-use crate::io::Platform;
+use crate::io::{Fields, Platform, TlsClientAuth};
 use crate::proxy::log::RequestLog;
+
+/// What a route's checks read of the request besides its identifier fields.
+pub struct Asked<'r, F> {
+    /// The normalized path (what the route matched and the origin receives).
+    pub path: &'r str,
+    /// The caller's fields, as the platform holds them (`bind` reads its headers there).
+    pub fields: &'r F,
+    /// The client certificate, as the edge reports it.
+    pub tls_client_auth: Option<&'r TlsClientAuth>,
+}
 
 /// A caller who passed the authenticate phase.
 #[derive(Debug)]
@@ -92,6 +108,10 @@ pub enum IdentityError {
     ClaimsRefused,
     /// `CUSTOMER_ID_HEADER` is set and the verified identity has no `sub` (or `iss`).
     NoCustomerId(MissingIdentity),
+    /// A `bind` does not hold: the request names an object that is not the caller's.
+    BindingMismatch(BindRefusal),
+    /// The route's `client_certificate` is not met: the calling partner is not known.
+    ClientCertificate(CertificateRefusal),
     /// The settings a mechanism needs are missing: `Config` rules it out, so this is a bug.
     Internal(&'static str),
 }
@@ -108,6 +128,8 @@ impl IdentityError {
             Self::InsufficientScope(_) => "insufficient_scope",
             Self::ClaimsRefused => "claims_refused",
             Self::NoCustomerId(m) => m.code(),
+            Self::BindingMismatch(_) => "binding_mismatch",
+            Self::ClientCertificate(_) => "client_certificate_required",
             Self::Internal(_) => "internal_error",
         }
     }
@@ -139,24 +161,38 @@ impl Identities {
         &self.jwt
     }
 
-    /// The authenticate phase: `requirement` run on the request whose fields are `seen`.
+    /// The authenticate phase: `requirement` run on the request whose fields are `seen` (the
+    /// ones the core reads) and whose path, other fields and certificate `asked` holds.
     /// `Ok(None)`: forwarded without an identity (a `public` route, an `optional` one without
     /// an identifier, a `report` one whose identifier failed).
-    pub async fn authenticate<'h, P: Platform>(
+    ///
+    /// The checks on the request (a client certificate) come first and always refuse, on
+    /// `report` routes too: they are about the calling partner, which `report` does not roll
+    /// out.
+    pub async fn authenticate<'h, P: Platform, F: Fields>(
         &self,
         requirement: &Requirement,
         config: &Config,
         seen: &'h HeaderMap,
+        asked: &Asked<'_, F>,
         p: &P,
         log: &mut RequestLog,
     ) -> Result<Option<Identity<'h>>, IdentityError> {
+        for check in requirement.checks.iter().filter(|c| c.on_request()) {
+            if let Check::ClientCertificate(rule) = check {
+                rule.check(asked.tls_client_auth).map_err(|refusal| {
+                    log.client_certificate = Some(refusal.code());
+                    IdentityError::ClientCertificate(refusal)
+                })?;
+            }
+        }
         let Some(mechanism) = &requirement.mechanism else {
             return Ok(None);
         };
         // On every route that reads an identifier (`report` included): one per request.
         let cookies = one_identifier(config, seen, log)?;
         let checked = self
-            .run(mechanism, requirement, config, seen, cookies, p, log)
+            .run(mechanism, requirement, config, seen, asked, cookies, p, log)
             .await;
         match (requirement.failure, checked) {
             // Forwarded whatever the outcome; the identity only when it passed.
@@ -174,12 +210,13 @@ impl Identities {
 
     /// The mechanism, then the checks.
     #[allow(clippy::too_many_arguments)]
-    async fn run<'h, P: Platform>(
+    async fn run<'h, P: Platform, F: Fields>(
         &self,
         mechanism: &Mechanism,
         requirement: &Requirement,
         config: &Config,
         seen: &'h HeaderMap,
+        asked: &Asked<'_, F>,
         cookies: Cookies<'h>,
         p: &P,
         log: &mut RequestLog,
@@ -197,6 +234,11 @@ impl Identities {
         };
         let Some((verified, defaults)) = found else {
             return match (requirement.missing, mechanism) {
+                // Nothing to bind the request's object to: it is nobody's to reach.
+                (Missing::Forward, _) if requirement.binds() => {
+                    log.binding = Some(BindRefusal::NoIdentity.code());
+                    Err(IdentityError::BindingMismatch(BindRefusal::NoIdentity))
+                }
                 (Missing::Forward, _) => Ok(None),
                 (Missing::Refuse, Mechanism::Jwt { .. }) => {
                     Err(IdentityError::Jwt(JwtError::Missing))
@@ -207,11 +249,19 @@ impl Identities {
             };
         };
         let mut customer_id = None;
-        for check in requirement.checks {
+        for check in &requirement.checks {
             match check {
                 Check::Policy => {
                     customer_id = admit(requirement, config, &verified, defaults, log)?;
                 }
+                Check::Bind(bindings) => bindings
+                    .check(asked.path, asked.fields, &verified.claims)
+                    .map_err(|refusal| {
+                        log.binding = Some(refusal.code());
+                        IdentityError::BindingMismatch(refusal)
+                    })?,
+                // Checked before the mechanism.
+                Check::ClientCertificate(_) => {}
             }
         }
         Ok(Some(Identity {

@@ -10,8 +10,12 @@
 //!   here. A proof bound to a JWT (DPoP, `cnf.x5t#S256`) is a JWT mechanism's own check.
 //! - a `Check` runs on the request itself (a client certificate) or on the verified identity
 //!   (the policy, an object-level `bind`, a sender constraint): one file and one variant of
-//!   `Check`, run by `Requirement::checks` in order after the mechanism.
+//!   `Check`. The checks on the request run first, before the mechanism (the partner is
+//!   unknown before any customer is looked at, and a certificate costs less than a token);
+//!   those on the identity run in order after it.
 
+use crate::identity::bind::Bindings;
+use crate::identity::client_certificate::CertificateRule;
 use crate::identity::policy::Policy;
 
 /// What a route requires of the caller.
@@ -66,8 +70,9 @@ pub struct Requirement {
     pub missing: Missing,
     /// What a request whose identifier fails (any refusal of the mechanism or a check) gets.
     pub failure: Failure,
-    /// The checks after the mechanism, in order. Today: the policy, on a verified identity.
-    pub checks: &'static [Check],
+    /// The checks, in order: those on the request (`Check::on_request`) before the mechanism,
+    /// the others after it, on a verified identity.
+    pub checks: Vec<Check>,
     /// The route's policy (issuers, audiences, lifetime, scopes, claims, claim headers,
     /// preflights); also what `Check::Policy` checks.
     pub policy: Policy,
@@ -83,11 +88,23 @@ pub enum Mechanism {
     Opaque,
 }
 
-/// A check of a request after its mechanism.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A check of a request: on the request itself, or on its verified identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Check {
+    /// `client_certificate`: the partner's certificate, as the edge verified it
+    /// (`client_certificate`). On the request: run before the mechanism, on every route.
+    ClientCertificate(CertificateRule),
     /// The route's policy on the verified identity, then the customer id (`identity::admit`).
     Policy,
+    /// `bind`: path segments and headers against the identity's claims (`bind`).
+    Bind(Bindings),
+}
+
+impl Check {
+    /// Runs on the request itself, before the mechanism (and on routes without one).
+    pub fn on_request(&self) -> bool {
+        matches!(self, Check::ClientCertificate(_))
+    }
 }
 
 /// What a request without an identifier gets.
@@ -128,15 +145,37 @@ impl Requirement {
         };
         Self {
             checks: if mechanism.is_some() {
-                &[Check::Policy]
+                vec![Check::Policy]
             } else {
-                &[]
+                Vec::new()
             },
             mechanism,
             missing,
             failure,
             policy,
         }
+    }
+}
+
+impl Requirement {
+    /// With `client_certificate`: checked first, before anything else.
+    pub fn with_client_certificate(mut self, rule: CertificateRule) -> Self {
+        self.checks.insert(0, Check::ClientCertificate(rule));
+        self
+    }
+
+    /// With `bind`: checked last, after the policy (a token for another audience is 401, a
+    /// token lacking the scope 403 `insufficient_scope`, before whose object it is matters).
+    /// Only on a route with a mechanism (`Route` refuses `bind` on a `public` one).
+    pub fn with_bind(mut self, bindings: Bindings) -> Self {
+        self.checks.push(Check::Bind(bindings));
+        self
+    }
+
+    /// Whether the route binds the request to its identity: then an `optional` route refuses
+    /// a request without one.
+    pub fn binds(&self) -> bool {
+        self.checks.iter().any(|c| matches!(c, Check::Bind(_)))
     }
 }
 

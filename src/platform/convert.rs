@@ -22,6 +22,7 @@ pub fn to_gateway_request(
         query,
         headers: JsFields::new(raw.headers()),
         body: raw.body().map_or(Body::Empty, Body::Stream),
+        tls_client_auth: super::cf::tls_client_auth(raw),
     })
 }
 

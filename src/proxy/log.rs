@@ -55,6 +55,14 @@ pub struct RequestLog {
     /// `audiences`, `max_lifetime`, `scopes` or `claims` (on a `report` route: that would have).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<&'static str>,
+    /// Why a route's `bind` refused (on a `report` route: would have): `mismatch`,
+    /// `absent_segment`, `absent_header`, `repeated_header`, `absent_claim` or `no_identity`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub binding: Option<&'static str>,
+    /// Why a route's `client_certificate` refused: `absent`, `not_verified`, `revoked` or
+    /// `not_listed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_certificate: Option<&'static str>,
     /// On `report` routes: what a `jwt` route would have answered: `forwarded`, or the outcome
     /// code of the refusal (`missing_token`, `token_expired`, `insufficient_scope`, ...).
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -171,7 +171,9 @@ fn colo(log: &RequestLog) -> &str {
 /// operator problem, a `report` route's verdict, the rate limit's trouble, the origin's 401.
 fn reason(log: &RequestLog) -> &'static str {
     log.path_problem
+        .or(log.client_certificate)
         .or(log.policy)
+        .or(log.binding)
         .or(log.introspection_error)
         .or(log.token_error)
         .or(log.jwks.filter(|j| !matches!(*j, "kv" | "endpoint")))

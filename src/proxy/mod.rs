@@ -22,7 +22,7 @@ use http::{HeaderMap, Method};
 use crate::config::{Config, ConfigErrors, Lookup};
 use crate::edge::headers;
 use crate::error::GatewayError;
-use crate::identity::Identities;
+use crate::identity::{Asked, Identities};
 use crate::io::{
     Body, Clock, Fields, FieldsOf, GatewayRequest, GatewayResponse, Platform, StreamOf,
 };
@@ -218,9 +218,14 @@ impl Gateway {
 
         // Authenticate: the route's requirement, on every request that reads an identity
         // (verified-token memory hits too): mechanism, policy, customer id.
+        let asked = Asked {
+            path: &at.path,
+            fields: &req.headers,
+            tls_client_auth: req.tls_client_auth.as_ref(),
+        };
         let identity = self
             .identities
-            .authenticate(&route.requirement, config, seen, svc, log)
+            .authenticate(&route.requirement, config, seen, &asked, svc, log)
             .await?;
 
         // Rate limit by identity: after authentication (an invalid token is refused before it

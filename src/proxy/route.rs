@@ -9,6 +9,8 @@ use http::Method;
 use crate::config::entries::Entry;
 use crate::config::setting::{ConfigError, ConfigErrors, Plaintext, Problems};
 use crate::edge::path::PathError;
+use crate::identity::bind::Bindings;
+use crate::identity::client_certificate::CertificateRule;
 use crate::identity::policy::{Policy, RawPolicy};
 use crate::identity::requirement::{AuthMode, Requirement, MODES};
 use crate::proxy::log::{clip, RequestLog};
@@ -88,7 +90,7 @@ pub struct RouteTable {
 }
 
 /// A route's fields.
-const FIELDS: [&str; 12] = [
+const FIELDS: [&str; 14] = [
     "prefix",
     "auth",
     "methods",
@@ -101,6 +103,8 @@ const FIELDS: [&str; 12] = [
     "claims_to_headers",
     "cors_preflight",
     "rate_limit",
+    "bind",
+    "client_certificate",
 ];
 
 impl Default for RouteTable {
@@ -242,6 +246,23 @@ impl Route {
                 None
             }
         };
+        let at = |field: &str, problem: &str| e.field_problem(field, problem);
+        let bind = match (e.get("bind"), auth) {
+            (None, _) => Some(None),
+            (Some(_), Some(AuthMode::Public)) => {
+                p.push(e.field_problem(
+                    "bind",
+                    "needs a verified identity: it applies to jwt, optional, report and opaque \
+                     routes only",
+                ));
+                None
+            }
+            (Some(value), _) => p.take(Bindings::compile(value, &at).map(Some)),
+        };
+        let client_certificate = match e.get("client_certificate") {
+            None => Some(None),
+            Some(value) => p.take(CertificateRule::compile(value, &at).map(Some)),
+        };
         // The policy needs the mode, and fields of the right types: with either broken, its
         // checks wait for the fix (what is broken is already reported).
         let policy = match (auth, raw_policy) {
@@ -259,7 +280,16 @@ impl Route {
                 auth: auth?,
                 methods: methods?,
                 origin: origin?,
-                requirement: Requirement::compile(auth?, policy?),
+                requirement: {
+                    let mut r = Requirement::compile(auth?, policy?);
+                    if let Some(rule) = client_certificate? {
+                        r = r.with_client_certificate(rule);
+                    }
+                    if let Some(bindings) = bind? {
+                        r = r.with_bind(bindings);
+                    }
+                    r
+                },
                 rate_limit: rate_limit?,
             })
         })

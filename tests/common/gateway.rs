@@ -136,5 +136,22 @@ pub fn request<V: AsRef<[u8]>>(
         query,
         headers: map,
         body,
+        tls_client_auth: None,
+    }
+}
+
+/// What the edge reports of a certificate it verified (`request.cf.tlsClientAuth`), with
+/// `subject` and `fingerprint`: set it as a request's `tls_client_auth`, changing the states a
+/// test is about.
+pub fn verified_certificate(
+    subject: &str,
+    fingerprint: &str,
+) -> edge_auth_proxy::io::TlsClientAuth {
+    edge_auth_proxy::io::TlsClientAuth {
+        cert_presented: "1".into(),
+        cert_verified: "SUCCESS".into(),
+        cert_revoked: "0".into(),
+        cert_subject_dn_rfc2253: subject.into(),
+        cert_fingerprint_sha256: fingerprint.into(),
     }
 }

@@ -87,7 +87,7 @@ describe('npm run check-config', { concurrency: 4 }, () => {
 
     const demo = await checkConfig(['--config', path.join(ROOT, 'demo/wrangler.toml')]);
     assert.equal(demo.status, 0, `${demo.stdout}${demo.stderr}`);
-    assert.match(demo.lines.at(-1), /^configuration ok: 5 routes \(2 public, 2 jwt, 1 opaque\)/);
+    assert.match(demo.lines.at(-1), /^configuration ok: 6 routes \(2 public, 3 jwt, 1 opaque\)/);
     for (const name of ['API_KEY', 'CLIENT_SECRET', 'CUSTOMER_ID_KEY', 'GATEWAY_SIGNING_KEY']) {
       assert.ok(demo.lines.includes(`not set here: ${name} (wrangler secret put ${name})`), demo.stdout);
     }
@@ -172,6 +172,39 @@ ${GOOD_VARS.replace('"Pl4nted-client-id"', '"Pl4nted-client-id REPLACE_WITH_CLIE
       'ROUTES[0]: unknown field "method"; did you mean "methods"?',
       'TOKEN_URL must be an https URL (plain http only to a loopback host: localhost, 127.0.0.0/8, [::1])',
       'JWT_AUDIENCES is an unknown setting; did you mean JWT_AUDIENCE?',
+    ]);
+  });
+
+  test('bind and client_certificate are checked: every problem named by route and field, never a value', async (t) => {
+    const routes = (list) => GOOD.replace(/^ROUTES = .*$/m, `ROUTES = '''${JSON.stringify(list)}'''`);
+    const good = project(t, {
+      'wrangler.toml': routes([
+        { prefix: '/partner/', auth: 'public', client_certificate: { required: true, subjects: ['CN=partner-prod,O=Partner'] } },
+        { prefix: '/accounts/', auth: 'jwt', bind: [{ path_segment: 2, claim: 'sub' }, { header: 'x-account-id', claim: 'accounts' }] },
+      ]),
+      '.dev.vars': SECRETS,
+    });
+    const ok = await checkConfig(['--config', path.join(good, 'wrangler.toml')]);
+    assert.equal(ok.status, 0, ok.stdout);
+    assert.match(ok.lines[0], /^configuration ok: 2 routes/);
+    const bad = project(t, {
+      'wrangler.toml': routes([
+        { prefix: '/a/', auth: 'public', bind: { path_segment: 2, claim: 'sub' } },
+        { prefix: '/b/', bind: { path_segment: 0, claim: 'sub' } },
+        { prefix: '/c/', bind: { heder: 'x-account-id', claim: 'sub' } },
+        { prefix: '/d/', client_certificate: { required: false } },
+        { prefix: '/e/', client_certificate: { required: true, fingerprints_sha256: ['Pl4nted-route'] } },
+      ]),
+      '.dev.vars': SECRETS,
+    });
+    const r = await checkConfig(['--config', path.join(bad, 'wrangler.toml')]);
+    assert.equal(r.status, 1, r.stdout);
+    assert.deepEqual(r.lines, [
+      'ROUTES[0].bind: needs a verified identity: it applies to jwt, optional, report and opaque routes only',
+      'ROUTES[1].bind.path_segment: must be a whole number from 1 to 128 (1: the path\'s first segment)',
+      'ROUTES[2].bind: unknown field "heder"; did you mean "header"?',
+      'ROUTES[3].client_certificate.required: must be true (a route that does not require a certificate leaves client_certificate out)',
+      'ROUTES[4].client_certificate.fingerprints_sha256: must hold SHA-256 fingerprints: 64 hex digits each, colons allowed',
     ]);
   });
 

@@ -108,6 +108,19 @@ describe('demo origin', () => {
     }
   });
 
+  test('/accounts/<id>/profile serves the account the path names to any verified customer (the gateway binds it)', async () => {
+    const at = (await token(form({ client_id: DEMO_CLIENT_ID, client_secret: DEMO_CLIENT_SECRET }))).json.access_token;
+    const jwt = (await read(await fetch(`${origin.url}/auth/customer_authenticate`, form({ username: 'alice', password: 'alice-password' })))).json.JWT;
+    const headers = { authorization: `Bearer ${at}`, 'api-key': DEMO_API_KEY, 'customer-auth': `JWT ${jwt}` };
+    const bobs = await read(await fetch(`${origin.url}/accounts/${customerId('bob')}/profile`, { headers }));
+    assert.equal(bobs.status, 200, bobs.text);
+    assert.equal(bobs.json.customer_id, customerId('bob'));
+    const nobody = await read(await fetch(`${origin.url}/accounts/nobody/profile`, { headers }));
+    assert.equal(nobody.status, 404);
+    const unauthenticated = await read(await fetch(`${origin.url}/accounts/${customerId('bob')}/profile`, { headers: { ...headers, 'api-key': 'nope' } }));
+    assert.equal(unauthenticated.status, 403);
+  });
+
   test('session login sets an HttpOnly cookie; introspection answers for the demo client only', async () => {
     const login = await fetch(`${origin.url}/auth/session_login`, form({ username: 'bob', password: 'bob-password' }));
     assert.equal(login.status, 200);
@@ -219,6 +232,30 @@ describe('demo: the gateway with demo/wrangler.toml in front of the demo origin'
     // The same token still opens the unscoped profile route.
     const profile = await read(await gw.fetch('/account/getprofile', { headers: { 'customer-auth': `JWT ${bobJwt}` } }));
     assert.equal(profile.status, 200, profile.text);
+  });
+
+  test('the bound route of the README: alice gets her own account, bob\'s is 403 binding-mismatch', async () => {
+    const login = async (username) =>
+      (await read(await gw.fetch('/auth/customer_authenticate', form({ username, password: `${username}-password` })))).json.JWT;
+    const aliceJwt = await login('alice');
+    const sub = (jwt) => JSON.parse(Buffer.from(jwt.split('.')[1], 'base64url')).sub;
+    assert.equal(sub(aliceJwt), customerId('alice'));
+    const own = await read(await gw.fetch(`/accounts/${customerId('alice')}/profile`, { headers: { 'customer-auth': `JWT ${aliceJwt}` } }));
+    assert.equal(own.status, 200, own.text);
+    assert.equal(own.json.customer_id, customerId('alice'));
+    assert.equal(own.json.name, 'Alice Example');
+
+    // The demo origin leaves object-level authorization to the gateway (the demo origin's own
+    // test shows it serving bob's account for alice's JWT): the gateway refuses it.
+    const other = await read(await gw.fetch(`/accounts/${customerId('bob')}/profile`, { headers: { 'customer-auth': `JWT ${aliceJwt}` } }));
+    assert.equal(other.status, 403, other.text);
+    assert.match(other.headers.get('content-type') ?? '', /problem\+json/);
+    assert.equal(other.json.type, 'urn:edge-auth-proxy:problem:binding-mismatch');
+    assert.ok(!other.text.includes(customerId('bob')), 'the detail never repeats an id');
+    const bobJwt = await login('bob');
+    const bobs = await read(await gw.fetch(`/accounts/${customerId('bob')}/profile`, { headers: { 'customer-auth': `JWT ${bobJwt}` } }));
+    assert.equal(bobs.status, 200, bobs.text);
+    assert.equal(bobs.json.customer_id, customerId('bob'));
   });
 
   test('the cookie session of demo/README.md: log in through the gateway, the cookie vouched for by introspection', async () => {
