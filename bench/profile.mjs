@@ -7,7 +7,11 @@
 // default `build`. `bare` means bench/workers/bare. A `+policy` suffix (`build+policy`) runs that
 // build with one realistic route policy (issuers, audiences, scopes, one claim, one
 // claims_to_headers) on the measured route; every other target's route carries none, so
-// `node bench/profile.mjs build build+policy` measures what the policy check costs. A `+metrics`
+// `node bench/profile.mjs build build+policy` measures what the policy check costs. A `+types`
+// suffix sets JWT_TYPES (`at+jwt,JWT`: the benchmark's tokens are typed `JWT`, so the list is
+// walked to its second entry) on the measured provider, so `node bench/profile.mjs build
+// build+types` measures what the token type check costs (it runs where a token is verified:
+// the `first-*` workloads see it on every request, `hot` only on the warm-up). A `+metrics`
 // suffix binds METRICS to Miniflare's Analytics Engine dataset (whose writeDataPoint drops the
 // point: what is measured is the gateway's side, building and handing over each point;
 // Miniflare runtime only, plain workerd binds a dataset only under --experimental), so
@@ -263,13 +267,14 @@ async function main() {
       const bare = d === 'bare';
       const [name, ...suffixes] = d.split('+');
       const withPolicy = suffixes.includes('policy');
+      const types = suffixes.includes('types') ? { JWT_TYPES: 'at+jwt,JWT' } : {};
       const assert = suffixes.find((s) => s.startsWith('assert-'));
       const signing = assert ? assertionBindings(assert.slice('assert-'.length)) : {};
       const dir = bare ? path.join(BENCH, 'workers', 'bare') : path.resolve(ROOT, name);
       const bind = suffixes.includes('bind') ? { bind: { path_segment: 2, claim: 'accounts' } } : {};
       const routes = JSON.stringify([{ ...route, ...(withPolicy ? policy : {}), ...bind }]);
       const guard = suffixes.includes('dpop-guard');
-      const w = await startWorker(dir, bare ? { ORIGIN_URL: servers.origin } : { ...bindings, ...signing, ROUTES: routes }, CPUPROFILE && k === 0, { metrics: suffixes.includes('metrics'), guard });
+      const w = await startWorker(dir, bare ? { ORIGIN_URL: servers.origin } : { ...bindings, ...signing, ...types, ROUTES: routes }, CPUPROFILE && k === 0, { metrics: suffixes.includes('metrics'), guard });
       const dpop = guard || suffixes.includes('dpop') ? dpopFor(w.url) : undefined;
       targets.push({ name: d, ...w, dpop, samples: [] });
       const r = await fetch(w.url + PATH, { headers: dpop ? dpop() : { 'customer-auth': `JWT ${hot}` } });

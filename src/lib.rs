@@ -100,9 +100,9 @@ mod glue {
     // the baseline that `bench/verify-cost.mjs` measures WebCrypto and the verified-token
     // memory against. Never deployed.
     #[cfg(not(feature = "baseline-verify"))]
-    type Verifier = crate::platform::WebCryptoVerifier;
+    pub(super) type Verifier = crate::platform::WebCryptoVerifier;
     #[cfg(feature = "baseline-verify")]
-    type Verifier = crate::identity::jwt::RustCryptoVerifier;
+    pub(super) type Verifier = crate::identity::jwt::RustCryptoVerifier;
 
     thread_local! {
         // One gateway per isolate: configuration is checked once and the caches live as long
@@ -269,7 +269,6 @@ mod coordinator_object {
     use wasm_bindgen_futures::JsFuture;
     use worker::Env;
 
-    use crate::identity::jwt::RustCryptoVerifier;
     use crate::io::{Clock, NoCoordinator, NoRateLimiters, Services};
     use crate::platform::{
         call_promise, respond, wait_until, DoStorage, FetchClient, Kv, WorkerClock, KV_BINDING,
@@ -278,7 +277,7 @@ mod coordinator_object {
     use crate::token::coordinator::{Mirrored, TokenCoordinator as Core};
     use crate::token::TokenConfig;
 
-    use super::glue::log_task;
+    use super::glue::{log_task, Verifier};
 
     /// The coordinator object, exported as the Durable Object class `TokenCoordinator`: workerd
     /// constructs it with `(state, env)` and calls `fetch(request)`; a plain class is enough (the
@@ -359,7 +358,8 @@ mod coordinator_object {
             .unwrap_or_default();
         let storage = Reflect::get(&state, &JsValue::from_str("storage"))?;
         // Its own storage, mirrored to KV; no coordinator (it is the one), and no JWT is
-        // checked here, so the verifier and rate limiters are never used.
+        // checked here, so the rate limiters are never used and the crypto provider only signs
+        // (the client assertion of `private_key_jwt`, with the same WebCrypto as the isolates).
         let platform = Services {
             http: FetchClient,
             store: Mirrored {
@@ -367,7 +367,7 @@ mod coordinator_object {
                 kv: Kv::new(env, KV_BINDING),
             },
             clock: WorkerClock,
-            verifier: RustCryptoVerifier,
+            verifier: Verifier::default(),
             coordinator: NoCoordinator,
             rate_limiters: NoRateLimiters,
             replay_guard: crate::io::NoReplayGuard,

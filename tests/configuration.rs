@@ -402,7 +402,7 @@ fn plaintext_origins_only_by_choice_and_never_the_credential_endpoints() {
 fn providers_name_entry_and_field() {
     let providers = json!([
         {"issuer": "https://a/", "jwks_url": "https://a/jwks", "audience": ["x"]},
-        {"issuer": "https://b/", "jwks_uri": "https://b/jwks"},
+        {"issuer": "http://b/", "jwks_uri": "https://b/jwks"},
         {"issuer": "https://a/", "jwks_url": "https://a/jwks", "algorithms": ["HS256"], "max_lifetime_seconds": "60"},
     ])
     .to_string();
@@ -416,10 +416,135 @@ fn providers_name_entry_and_field() {
         [
             "JWT_PROVIDERS[0]: unknown field \"audience\"; did you mean \"audiences\"?",
             "JWT_PROVIDERS[1]: unknown field \"jwks_uri\"; did you mean \"jwks_url\"?",
-            "JWT_PROVIDERS[1]: needs a key source: jwks_url, jwks, or both",
+            // No key source means discovery, which needs an https issuer.
+            "JWT_PROVIDERS[1].issuer: must be an https URL to be discovered (http only on a loopback host) (or give jwks_url or jwks)",
             "JWT_PROVIDERS[2].issuer: is named by an earlier provider too",
             "JWT_PROVIDERS[2].max_lifetime_seconds: must be a whole number",
             "JWT_PROVIDERS[2].algorithms: allows HS256: providers take public keys only (set algorithms without HS256, HS384, HS512)",
         ]
     );
+}
+
+#[test]
+fn types_leeway_discovery_and_the_jwt_header_are_checked_at_configuration_time() {
+    // Each bad value, all at once, named by setting, entry and field.
+    let providers = json!([
+        {"issuer": "https://a/", "jwks_url": "https://a/jwks", "types": ["at jwt"], "leeway_seconds": 3601},
+        {"issuer": "https://b/?tenant=1"},
+        {"issuer": "https://c/", "types": [], "leeway_seconds": -1},
+        {"issuer": "https://d/", "types": "at+jwt"},
+    ])
+    .to_string();
+    let vars = with(&[
+        ("JWT_HMAC_SECRET", ""),
+        ("JWT_ALGORITHMS", "RS256"),
+        ("JWT_PROVIDERS", &providers),
+        ("JWT_TYPES", "at+jwt, a/b/c"),
+        ("JWT_HEADER", "Authorization"),
+    ]);
+    assert_eq!(
+        problems(&vars, &[]),
+        [
+            "JWT_TYPES must list media type names such as at+jwt or application/at+jwt",
+            "JWT_PROVIDERS[0].types: must list media type names such as at+jwt or application/at+jwt",
+            "JWT_PROVIDERS[0].leeway_seconds: must be from 0 to 3600",
+            "JWT_PROVIDERS[1].issuer: must have no query or fragment to be discovered (or give jwks_url or jwks)",
+            "JWT_PROVIDERS[2].types: must list at least one type",
+            "JWT_PROVIDERS[2].leeway_seconds: must be a whole number",
+            "JWT_PROVIDERS[3].types: must be an array of type names",
+            "JWT_HEADER must name a header of its own (not Authorization, customer-auth, api-key, Cookie, DPoP, or a header the gateway sets or a hop-by-hop one)",
+        ]
+    );
+    // JWT_ISSUER alone means discovery: an https issuer (or a loopback one) is enough.
+    for (issuer, ok) in [
+        ("https://team.cloudflareaccess.com", true),
+        ("http://127.0.0.1:9000/realms/x", true),
+        ("http://idp.example", false),
+        ("https://idp.example/#x", false),
+    ] {
+        let vars = with(&[
+            ("JWT_HMAC_SECRET", ""),
+            ("JWT_ALGORITHMS", "RS256"),
+            ("JWT_ISSUER", issuer),
+            ("JWT_TYPES", "at+jwt,application/jwt"),
+            ("JWT_HEADER", "Cf-Access-Jwt-Assertion"),
+        ]);
+        match check(&vars, &[]) {
+            Ok(config) => {
+                assert!(ok, "{issuer}");
+                assert_eq!(config.jwt.discovery.as_deref(), Some(issuer));
+                assert_eq!(config.jwt.jwks_url, None);
+                assert!(config.jwt.types.as_ref().unwrap().accepts(Some("JWT")));
+                assert_eq!(
+                    config.identifier_cookies.jwt_header().map(|h| h.as_str()),
+                    Some("cf-access-jwt-assertion")
+                );
+            }
+            Err(e) => {
+                assert!(!ok, "{issuer}: {e:?}");
+                assert!(e.iter().all(|p| p.setting == "JWT_ISSUER"), "{e:?}");
+            }
+        }
+    }
+    // With an inline key set, JWT_ISSUER is only the expected `iss`: no discovery.
+    let inline = with(&[("JWT_ISSUER", "http://idp.example")]);
+    assert_eq!(check(&inline, &[]).unwrap().jwt.discovery, None);
+    // A provider's own types and leeway replace the shared ones.
+    let providers = json!([
+        {"issuer": "https://a/", "jwks_url": "https://a/jwks", "types": ["at+jwt"], "leeway_seconds": 0},
+        {"issuer": "https://b/"},
+    ])
+    .to_string();
+    let vars = with(&[
+        ("JWT_HMAC_SECRET", ""),
+        ("JWT_ALGORITHMS", "RS256"),
+        ("JWT_PROVIDERS", &providers),
+        ("JWT_TYPES", "jwt"),
+        ("JWT_LEEWAY_SECONDS", "30"),
+    ]);
+    let config = check(&vars, &[]).unwrap();
+    let list = config.providers.as_ref().unwrap().list();
+    assert_eq!(list[0].settings.leeway_secs, 0);
+    assert!(list[0]
+        .settings
+        .types
+        .as_ref()
+        .unwrap()
+        .accepts(Some("at+jwt")));
+    assert!(!list[0]
+        .settings
+        .types
+        .as_ref()
+        .unwrap()
+        .accepts(Some("JWT")));
+    assert_eq!(list[1].settings.leeway_secs, 30);
+    assert!(list[1]
+        .settings
+        .types
+        .as_ref()
+        .unwrap()
+        .accepts(Some("JWT")));
+    assert_eq!(list[1].settings.discovery.as_deref(), Some("https://b/"));
+    assert_eq!(list[0].settings.discovery, None);
+}
+
+#[test]
+fn the_jwt_header_is_no_header_the_gateway_sets() {
+    let routes = json!([{"prefix": "/", "claims_to_headers": {"x-sub": "sub"}}]).to_string();
+    for header in ["X-Sub", "x_sub"] {
+        let vars = with(&[("JWT_HEADER", header), ("ROUTES", &routes)]);
+        assert_eq!(
+            problems(&vars, &[]),
+            ["JWT_HEADER names a header the gateway sets (CUSTOMER_ID_HEADER, GATEWAY_ASSERTION_HEADER or a route's claims_to_headers)"],
+            "{header}"
+        );
+    }
+    let vars = with(&[
+        ("JWT_HEADER", "x-customer"),
+        ("CUSTOMER_ID_HEADER", "X-Customer"),
+        ("CUSTOMER_ID_KEY", CUSTOMER_ID_KEY),
+    ]);
+    assert_eq!(problems(&vars, &[]).len(), 1);
+    let vars = with(&[("JWT_HEADER", "x-other"), ("ROUTES", &routes)]);
+    assert!(check(&vars, &[]).is_ok());
 }

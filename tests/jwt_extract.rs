@@ -16,7 +16,7 @@ enum Refused {
 fn token_in(map: &HeaderMap, cookie: Option<&str>) -> Result<Option<String>, Refused> {
     let cookies =
         one_per_request(map, &IdentifierCookies::new(cookie, None)).map_err(Refused::Ambiguous)?;
-    extract(map, cookies.jwt)
+    extract(map, None, cookies.jwt)
         .map(|t| t.map(str::to_string))
         .map_err(Refused::Jwt)
 }

@@ -542,3 +542,44 @@ fn tokens_over_8_kib_are_refused_unread() {
         Err(JwtError::TooLarge)
     );
 }
+
+#[test]
+fn jwt_types_admit_only_the_listed_kinds_of_token_before_any_signature_work() {
+    let at = settings(&[("JWT_TYPES", "at+jwt")]);
+    for typ in [
+        "at+jwt",
+        "AT+JWT",
+        "application/at+jwt",
+        "Application/At+Jwt",
+    ] {
+        let t = token("ES256", json!({"typ": typ}), claims(json!({})));
+        assert!(check(&t, &at).is_ok(), "{typ}");
+    }
+    // An ID token (typ JWT), an untyped token, a null typ and near misses: the same claims, the
+    // same key, refused as of the wrong kind.
+    for header in [
+        json!({"typ": "JWT"}),
+        json!({}),
+        json!({"typ": null}),
+        json!({"typ": "at+jwt "}),
+        json!({"typ": "text/at+jwt"}),
+        json!({"typ": "application/jwt"}),
+        json!({"typ": "dpop+jwt"}),
+    ] {
+        let t = token("ES256", header.clone(), claims(json!({})));
+        assert_eq!(check(&t, &at), Err(JwtError::WrongType), "{header}");
+    }
+    // Refused on the header alone: a forged signature is not even looked at.
+    let forged = token("ES256", json!({"typ": "JWT"}), claims(json!({})));
+    let forged = format!("{}.{}", forged.rsplit_once('.').unwrap().0, b64(&[0u8; 64]));
+    assert_eq!(check(&forged, &at), Err(JwtError::WrongType));
+    // A typ that is not a string stays malformed.
+    let t = token("ES256", json!({"typ": 1}), claims(json!({})));
+    assert_eq!(check(&t, &at), Err(JwtError::Malformed));
+    // Unset, every kind passes (the behaviour before JWT_TYPES).
+    let any = settings(&[]);
+    for header in [json!({"typ": "JWT"}), json!({})] {
+        let t = token("ES256", header, claims(json!({})));
+        assert!(check(&t, &any).is_ok());
+    }
+}

@@ -31,6 +31,7 @@ fn client(auth: ClientAuth) -> TokenConfig {
         client_secret: "s&cr=t".into(),
         client_auth: auth,
         scope: None,
+        params: Vec::new(),
         timeout_ms: 1000,
         sealer: None,
     }

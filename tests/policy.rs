@@ -334,12 +334,20 @@ fn bad_providers_are_refused_naming_jwt_providers() {
     let jwks = jwks_of(&key, "a");
     let ok = json!([{"issuer": "https://a/", "jwks": jwks}]);
     config(&[("JWT_PROVIDERS", ok.to_string())]).unwrap();
+    // The issuer alone: discovery.
+    let discovered = json!([{"issuer": "https://a/"}]);
+    config(&[("JWT_PROVIDERS", discovered.to_string())]).unwrap();
     for bad in [
         json!({}),
         json!([]),
         json!([{"jwks": jwks}]),
         json!([{"issuer": "", "jwks": jwks}]),
-        json!([{"issuer": "https://a/"}]),
+        // No key source is discovery, which needs an https issuer without query or fragment.
+        json!([{"issuer": "http://a.example/"}]),
+        json!([{"issuer": "https://a/?x=1"}]),
+        json!([{"issuer": "https://a/", "jwks": jwks, "types": []}]),
+        json!([{"issuer": "https://a/", "jwks": jwks, "types": ["a b"]}]),
+        json!([{"issuer": "https://a/", "jwks": jwks, "leeway_seconds": 3601}]),
         json!([{"issuer": "https://a/", "jwks": jwks, "audience": ["x"]}]),
         json!([{"issuer": "https://a/", "jwks": jwks, "audiences": []}]),
         json!([{"issuer": "https://a/", "jwks": "{}"}]),

@@ -463,6 +463,7 @@ impl Sessions {
                 client_secret: "s3cret-value".into(),
                 client_auth: ClientAuth::Post,
                 scope: None,
+                params: Vec::new(),
                 timeout_ms: 5_000,
                 sealer: None,
             },

@@ -251,10 +251,15 @@ fn the_request_follows_the_configured_client_authentication() {
 
 #[test]
 fn bad_token_settings_name_the_setting() {
-    let cases: [(&[(&str, &str)], &str); 4] = [
+    let cases: [(&[(&str, &str)], &str); 5] = [
+        (
+            &[("TOKEN_CLIENT_AUTH", "private_key_jwt_please")],
+            "TOKEN_CLIENT_AUTH",
+        ),
+        // Without its key, private_key_jwt names the key (not the secret it does not need).
         (
             &[("TOKEN_CLIENT_AUTH", "private_key_jwt")],
-            "TOKEN_CLIENT_AUTH",
+            "CLIENT_PRIVATE_KEY",
         ),
         (
             &[("TOKEN_ENCRYPTION_KEY", "c2hvcnQ=")],

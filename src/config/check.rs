@@ -140,6 +140,8 @@ pub fn run(input: &Input) -> Report {
     }
 
     let mut lines = problems;
+    // Set but without effect: said, and not counted as a problem.
+    let notes = crate::token::TokenConfig::notes(&lookup);
     for name in &not_set {
         lines.push(format!(
             "not set here: {name} (wrangler secret put {name}{})",
@@ -147,6 +149,7 @@ pub fn run(input: &Input) -> Report {
         ));
     }
     let ok = lines.len() == not_set.len() && (not_set.is_empty() || !input.require_secrets);
+    lines.extend(notes);
     if ok {
         lines.push(summary(input, &env, &lookup, not_set.len()));
     }
@@ -226,7 +229,12 @@ fn summary(
             .into_iter()
             .filter(|n| set(n))
             .collect();
-        parts.push(format!("keys from {}", sources.join(" and ")));
+        if sources.is_empty() {
+            // JWT_ISSUER alone: its discovery document names the key set.
+            parts.push("keys by discovery from JWT_ISSUER".into());
+        } else {
+            parts.push(format!("keys from {}", sources.join(" and ")));
+        }
     }
     if set("INTROSPECTION_URL") {
         parts.push("introspection".into());
@@ -355,6 +363,38 @@ mod tests {
     }
 
     #[test]
+    fn discovery_types_and_the_jwt_header_are_checked_before_a_deploy() {
+        let secrets = [("API_KEY", "k"), ("CLIENT_SECRET", "s")];
+        let mut v = vars();
+        v.as_object_mut().unwrap().remove("JWKS_URL");
+        v["JWT_ISSUER"] = json!("https://team.cloudflareaccess.com");
+        v["JWT_TYPES"] = json!("at+jwt");
+        v["JWT_HEADER"] = json!("Cf-Access-Jwt-Assertion");
+        let report = run(&input(v.clone(), &secrets));
+        assert!(report.ok, "{:?}", report.lines);
+        assert!(
+            report.lines[0].contains("keys by discovery from JWT_ISSUER"),
+            "{:?}",
+            report.lines
+        );
+        for (name, bad) in [
+            ("JWT_ISSUER", "http://team.cloudflareaccess.com"),
+            ("JWT_TYPES", "at jwt"),
+            ("JWT_HEADER", "Authorization"),
+        ] {
+            let mut b = v.clone();
+            b[name] = json!(bad);
+            let report = run(&input(b, &secrets));
+            assert!(!report.ok, "{name}");
+            assert!(
+                report.lines.iter().any(|l| l.starts_with(name)),
+                "{name}: {:?}",
+                report.lines
+            );
+        }
+    }
+
+    #[test]
     fn a_secret_given_but_wrong_is_a_problem_and_never_shown() {
         let i = input(
             vars(),
@@ -385,6 +425,49 @@ mod tests {
         assert_eq!(
             report.lines,
             ["CLIENT_SECRET is a secret: remove it from [vars] and set it with wrangler secret put CLIENT_SECRET"]
+        );
+    }
+
+    #[test]
+    fn private_key_jwt_needs_the_key_not_the_secret_and_notes_a_secret_left_set() {
+        let mut v = vars();
+        v["TOKEN_CLIENT_AUTH"] = json!("private_key_jwt");
+        let report = run(&input(v.clone(), &[("API_KEY", "planted-key")]));
+        assert_eq!(
+            report.lines,
+            [
+                "not set here: CLIENT_PRIVATE_KEY (wrangler secret put CLIENT_PRIVATE_KEY)",
+                "configuration ok: 2 routes (1 public, 1 jwt), keys from JWKS_URL, TOKEN_COORDINATOR not bound, secrets from .dev.vars, 1 not set here",
+            ]
+        );
+        let key = r#"{"kty":"OKP","crv":"Ed25519","alg":"EdDSA","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","d":"nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A"}"#;
+        let secrets = [
+            ("API_KEY", "planted-key"),
+            ("CLIENT_SECRET", "planted-secret"),
+            ("CLIENT_PRIVATE_KEY", key),
+        ];
+        let report = run(&input(v.clone(), &secrets));
+        assert!(report.ok, "{:?}", report.lines);
+        assert_eq!(report.lines.len(), 2, "{:?}", report.lines);
+        assert!(
+            report.lines[0].starts_with("note: CLIENT_SECRET is set but never sent"),
+            "{:?}",
+            report.lines
+        );
+        assert!(report
+            .lines
+            .iter()
+            .all(|l| !l.contains("planted-secret") && !l.contains("nWGxne")));
+        v["TOKEN_PARAMS"] = json!("resource=https%3A%2F%2Fapi&scope=admin");
+        let report = run(&input(v, &secrets));
+        assert!(!report.ok);
+        assert!(
+            report
+                .lines
+                .iter()
+                .any(|l| l.starts_with("TOKEN_PARAMS may not set \"scope\"")),
+            "{:?}",
+            report.lines
         );
     }
 }

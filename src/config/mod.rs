@@ -43,8 +43,8 @@ pub struct Config {
     /// `JWT_PROVIDERS`.
     pub providers: Option<crate::identity::providers::Providers>,
     pub token: std::rc::Rc<crate::token::TokenConfig>,
-    /// `JWT_COOKIE` and `SESSION_COOKIE`: the cookies compared with the other sources of an
-    /// identifier on every route that reads one.
+    /// `JWT_COOKIE`, `SESSION_COOKIE` and `JWT_HEADER`: the sources compared with the other
+    /// sources of an identifier on every route that reads one.
     pub identifier_cookies: crate::identity::identifiers::IdentifierCookies,
     /// `INTROSPECTION_URL` and its companions; always `Some` when a route is `opaque`.
     pub introspection: Option<crate::identity::opaque::IntrospectionSettings>,
@@ -167,6 +167,29 @@ impl Config {
                 jwt.as_ref().and_then(|(jwt, _, _)| jwt.cookie.as_deref()),
             ),
         );
+        // JWT_HEADER is the caller's; a header the gateway sets to the origin cannot be it too.
+        if let Some(jwt_header) = identifier_cookies.as_ref().and_then(|c| c.jwt_header()) {
+            let ours = customer_id
+                .iter()
+                .flatten()
+                .map(|c| c.header())
+                .chain(assertion.iter().flatten().map(|a| a.header()))
+                .chain(routes.iter().flat_map(|r| {
+                    r.routes()
+                        .iter()
+                        .flat_map(|r| r.requirement.policy.claims_to_headers.iter())
+                        .map(|h| &h.header)
+                }));
+            if ours
+                .into_iter()
+                .any(|h| same_header(h.as_str(), jwt_header.as_str()))
+            {
+                p.push(ConfigError::new(
+                    "JWT_HEADER",
+                    "names a header the gateway sets (CUSTOMER_ID_HEADER, GATEWAY_ASSERTION_HEADER or a route's claims_to_headers)",
+                ));
+            }
+        }
         p.finish(|| {
             let (jwt, jwt_issuers, jwt_audiences) = jwt?;
             let routes = routes?;
@@ -184,7 +207,10 @@ impl Config {
                             .map(|h| &h.header)
                     })
                     .chain(customer_id.as_ref().map(|ids| ids.header()))
-                    .chain(assertion.as_ref().map(|a| a.header())),
+                    .chain(assertion.as_ref().map(|a| a.header()))
+                    // A caller's JWT_HEADER copy is the caller's token: the origin gets it in
+                    // customer-auth, once verified, never as sent.
+                    .chain(identifier_cookies.as_ref().and_then(|c| c.jwt_header())),
             );
             Some(Self {
                 origin: origin?,

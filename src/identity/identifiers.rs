@@ -1,6 +1,6 @@
 //! One identifier per request: on every route that reads a customer identifier, whichever kind
 //! it verifies, every place one may come from (`customer-auth`, `Authorization: Bearer`, the
-//! `JWT_COOKIE` and `SESSION_COOKIE` cookies) is read, and two different identifiers, or either
+//! `JWT_HEADER` header, the `JWT_COOKIE` and `SESSION_COOKIE` cookies) is read, and two different identifiers, or either
 //! cookie sent twice, are refused before anything is verified, introspected or forwarded.
 //!
 //! Why every source, not just the one the route uses: the origin receives the caller's cookies
@@ -17,12 +17,38 @@ use crate::edge::cookies::{self, CookieName, Duplicate};
 const CUSTOMER_AUTH: HeaderName = HeaderName::from_static("customer-auth");
 pub const JWT_COOKIE: &str = "JWT_COOKIE";
 pub const SESSION_COOKIE: &str = "SESSION_COOKIE";
+pub const JWT_HEADER: &str = "JWT_HEADER";
 
-/// The cookies that carry identifiers, names folded once (`cookies::CookieName`).
+/// Headers `JWT_HEADER` may not name: the gateway's own credentials and the other sources
+/// (which have their own rules), the fields it sets or reads itself, and hop-by-hop fields
+/// (which never reach it whole). Compared with `_` read as `-`.
+const NOT_A_JWT_HEADER: [&str; 17] = [
+    "authorization",
+    "customer-auth",
+    "api-key",
+    "cookie",
+    "host",
+    "x-request-id",
+    "content-length",
+    "content-type",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "dpop",
+];
+
+/// The cookies that carry identifiers, names folded once (`cookies::CookieName`), and the
+/// `JWT_HEADER` header.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IdentifierCookies {
     jwt: Option<CookieName>,
     session: Option<CookieName>,
+    jwt_header: Option<HeaderName>,
 }
 
 impl IdentifierCookies {
@@ -48,6 +74,7 @@ impl IdentifierCookies {
         Ok(Self {
             jwt: folded(JWT_COOKIE, jwt_cookie)?,
             session: folded(SESSION_COOKIE, session.as_deref())?,
+            jwt_header: jwt_header(get)?,
         })
     }
 
@@ -56,8 +83,38 @@ impl IdentifierCookies {
         Self {
             jwt: jwt.and_then(CookieName::new),
             session: session.and_then(CookieName::new),
+            jwt_header: None,
         }
     }
+
+    /// These names with `header` as `JWT_HEADER` (tests and tools).
+    pub fn with_jwt_header(mut self, header: &str) -> Self {
+        self.jwt_header = HeaderName::from_bytes(header.as_bytes()).ok();
+        self
+    }
+
+    /// `JWT_HEADER`, lower case: one more header that may carry the bare JWT.
+    pub fn jwt_header(&self) -> Option<&HeaderName> {
+        self.jwt_header.as_ref()
+    }
+}
+
+/// `JWT_HEADER`: a header name (RFC 9110 token, any case, held lower case), none of
+/// `NOT_A_JWT_HEADER`.
+fn jwt_header(get: Lookup<'_>) -> Result<Option<HeaderName>, ConfigError> {
+    let Some(raw) = optional(get, JWT_HEADER) else {
+        return Ok(None);
+    };
+    let name = HeaderName::from_bytes(raw.trim().as_bytes())
+        .map_err(|_| ConfigError::new(JWT_HEADER, "must be a header name (an HTTP token)"))?;
+    let dashed = name.as_str().replace('_', "-");
+    if NOT_A_JWT_HEADER.contains(&dashed.as_str()) {
+        return Err(ConfigError::new(
+            JWT_HEADER,
+            "must name a header of its own (not Authorization, customer-auth, api-key, Cookie, DPoP, or a header the gateway sets or a hop-by-hop one)",
+        ));
+    }
+    Ok(Some(name))
 }
 
 /// A place an identifier may come from.
@@ -65,6 +122,8 @@ impl IdentifierCookies {
 pub enum Source {
     CustomerAuth,
     Authorization,
+    /// The `JWT_HEADER` header.
+    JwtHeader,
     JwtCookie,
     SessionCookie,
 }
@@ -75,6 +134,7 @@ impl Source {
         match self {
             Self::CustomerAuth => "customer-auth",
             Self::Authorization => "authorization",
+            Self::JwtHeader => "jwt_header",
             Self::JwtCookie => "jwt_cookie",
             Self::SessionCookie => "session_cookie",
         }
@@ -85,6 +145,7 @@ impl Source {
         match self {
             Self::CustomerAuth => "customer-auth",
             Self::Authorization => "Authorization",
+            Self::JwtHeader => "the JWT header",
             Self::JwtCookie => "the JWT cookie",
             Self::SessionCookie => "the session cookie",
         }
@@ -168,6 +229,7 @@ pub struct Cookies<'h> {
 ///   `Session L` yields `L`);
 /// - every `Authorization: Bearer <id>` or `Authorization: DPoP <id>`: the id (other schemes
 ///   are no identifier);
+/// - every `JWT_HEADER` field: its value, the bare token;
 /// - each cookie: its value, surrounding quotes removed; an empty value is none (logged out).
 ///
 /// A field that is not `<scheme> <id>` yields none here: the extractor of the route's kind
@@ -204,6 +266,13 @@ pub fn one_per_request<'h>(
             }
         }
     }
+    if let Some(name) = &names.jwt_header {
+        for value in headers.get_all(name) {
+            if let Some(id) = bare(value.as_bytes()) {
+                offer(Source::JwtHeader, id)?;
+            }
+        }
+    }
     if let Some(id) = found.jwt.and_then(cookie_identifier) {
         offer(Source::JwtCookie, id)?;
     }
@@ -222,6 +291,12 @@ fn credentials(value: &[u8]) -> Option<(&[u8], &[u8])> {
     (!scheme.is_empty() && !id.is_empty() && !id.iter().any(blank)).then_some((scheme, id))
 }
 
+/// `JWT_HEADER`'s value as an identifier: one non-empty run without whitespace.
+fn bare(value: &[u8]) -> Option<&[u8]> {
+    let value = value.trim_ascii();
+    (!value.is_empty() && !value.iter().any(|b| *b == b' ' || *b == b'\t')).then_some(value)
+}
+
 /// A cookie's value as an identifier: quotes removed; empty is none.
 fn cookie_identifier(raw: &[u8]) -> Option<&[u8]> {
     Some(cookies::unquote(raw)).filter(|v| !v.is_empty())
@@ -237,7 +312,9 @@ mod tests {
         for (k, v) in pairs {
             h.append(*k, HeaderValue::from_bytes(v).unwrap());
         }
-        one_per_request(&h, &IdentifierCookies::new(Some("jwt"), Some("sid"))).map(|_| ())
+        let names = IdentifierCookies::new(Some("jwt"), Some("sid"))
+            .with_jwt_header("cf-access-jwt-assertion");
+        one_per_request(&h, &names).map(|_| ())
     }
 
     use Source::*;
@@ -259,9 +336,10 @@ mod tests {
 
     #[test]
     fn every_pair_of_sources_with_different_identifiers_is_refused() {
-        let sources: [(Source, &'static str, &str); 4] = [
+        let sources: [(Source, &'static str, &str); 5] = [
             (CustomerAuth, "customer-auth", "Session "),
             (Authorization, "authorization", "Bearer "),
+            (JwtHeader, "cf-access-jwt-assertion", ""),
             (JwtCookie, "cookie", "jwt="),
             (SessionCookie, "cookie", "sid="),
         ];
@@ -319,6 +397,73 @@ mod tests {
             check(&[("customer-auth", b"JWT a"), ("customer-auth", b"JWT a")]),
             Ok(())
         );
+    }
+
+    #[test]
+    fn the_jwt_header_is_one_more_source() {
+        assert_eq!(
+            check(&[
+                ("cf-access-jwt-assertion", b"a"),
+                ("cf-access-jwt-assertion", b"b")
+            ]),
+            Err(Ambiguity::TwoIdentifiers(JwtHeader, JwtHeader))
+        );
+        assert_eq!(
+            check(&[
+                ("customer-auth", b"JWT a"),
+                ("cf-access-jwt-assertion", b" a ")
+            ]),
+            Ok(())
+        );
+        assert_eq!(
+            check(&[("cf-access-jwt-assertion", b"b"), ("cookie", b"sid=c")]),
+            Err(Ambiguity::TwoIdentifiers(JwtHeader, SessionCookie))
+        );
+        // Not a bare token: none here; the JWT extractor refuses it as malformed.
+        assert_eq!(
+            check(&[
+                ("customer-auth", b"JWT a"),
+                ("cf-access-jwt-assertion", b"JWT b")
+            ]),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn the_jwt_header_setting_is_a_header_of_its_own() {
+        let names = |v: &str| {
+            let v = v.to_string();
+            IdentifierCookies::from_settings(
+                &move |n: &str| (n == JWT_HEADER).then(|| v.clone()),
+                None,
+            )
+        };
+        assert_eq!(
+            names(" Cf-Access-Jwt-Assertion ")
+                .unwrap()
+                .jwt_header()
+                .map(|h| h.as_str()),
+            Some("cf-access-jwt-assertion")
+        );
+        for bad in [
+            "Authorization",
+            "customer_auth",
+            "Cookie",
+            "API-KEY",
+            "x-request-id",
+            "Connection",
+            "transfer-encoding",
+            "dpop",
+            "a b",
+            "x:y",
+            "",
+        ] {
+            let err = names(bad).err();
+            assert!(
+                err.as_ref().is_some_and(|e| e.setting == JWT_HEADER) || bad.is_empty(),
+                "{bad}: {err:?}"
+            );
+        }
     }
 
     #[test]

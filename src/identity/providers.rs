@@ -1,6 +1,6 @@
 //! `JWT_PROVIDERS`: several identity providers, each with its own issuer, key sources
-//! (`jwks_url`, inline `jwks`), audiences, algorithms and lifetime limit, parsed once per
-//! isolate. A token is matched to the one provider whose `issuer` equals its `iss` — read from
+//! (`jwks_url`, inline `jwks`, or neither: the issuer's discovery document), audiences,
+//! algorithms, token types, leeway and lifetime limit, parsed once per isolate. A token is matched to the one provider whose `issuer` equals its `iss` — read from
 //! the unverified payload only to choose the keys, trusted only once that provider's keys have
 //! verified the signature — and is checked with that provider's keys alone.
 
@@ -11,9 +11,11 @@ use serde_json::Value;
 
 use crate::config::entries::Entry;
 use crate::config::setting::{endpoint_url, optional, ConfigError, ConfigErrors, Lookup, Problems};
-use crate::identity::jwt::{JwtError, JwtSettings, KeySet, MAX_TOKEN_BYTES};
+use crate::identity::jwt::{JwtError, JwtSettings, KeySet, TokenTypes, MAX_TOKEN_BYTES};
 
 const SETTING: &str = "JWT_PROVIDERS";
+/// As `JWT_LEEWAY_SECONDS`: beyond an hour it is no longer clock skew.
+const MAX_LEEWAY_SECS: u64 = 3_600;
 
 /// The flat single-provider settings that `JWT_PROVIDERS` replaces; setting both would leave
 /// it unclear which rules apply, so that is refused.
@@ -47,13 +49,15 @@ pub struct Providers {
 }
 
 /// A provider's fields.
-const FIELDS: [&str; 6] = [
+const FIELDS: [&str; 8] = [
     "issuer",
     "jwks_url",
     "jwks",
     "audiences",
     "algorithms",
     "max_lifetime_seconds",
+    "types",
+    "leeway_seconds",
 ];
 
 impl Providers {
@@ -161,9 +165,20 @@ impl Provider {
                 .map_err(|err| e.field_problem("jwks", err.to_string())),
             Some(_) => Err(e.field_problem("jwks", "must be a JWKS object ({\"keys\": [...]})")),
         });
-        if e.get("jwks_url").is_none() && e.get("jwks").is_none() {
-            p.push(e.problem("needs a key source: jwks_url, jwks, or both"));
-        }
+        // No key source: the issuer's discovery document names the key set's URL.
+        let discovers = e.get("jwks_url").is_none() && e.get("jwks").is_none();
+        let discovery = match (&issuer, discovers) {
+            (Some(iss), true) => p
+                .take(
+                    crate::support::http_url::well_known_urls(iss)
+                        .map(|_| Some(iss.clone()))
+                        .map_err(|why| {
+                            e.field_problem("issuer", format!("{why} (or give jwks_url or jwks)"))
+                        }),
+                )
+                .flatten(),
+            _ => None,
+        };
         let audiences = p.take(match e.strings("audiences", "audience strings") {
             Ok(None) => Ok(Vec::new()),
             Ok(Some(a)) if a.is_empty() || a.iter().any(|s| s.trim().is_empty()) => {
@@ -179,16 +194,42 @@ impl Provider {
             other => other,
         });
         let algorithms = p.take(e.strings("algorithms", "algorithm names"));
-        let has_source = e.get("jwks_url").is_some() || e.get("jwks").is_some();
+        let types = p.take(match e.strings("types", "type names") {
+            Ok(Some(list)) => TokenTypes::parse(list.iter().map(String::as_str))
+                .map(Some)
+                .map_err(|why| e.field_problem("types", why)),
+            Ok(None) => Ok(None),
+            Err(problem) => Err(problem),
+        });
+        let leeway_secs = p.take(match e.whole_number("leeway_seconds") {
+            Ok(Some(n)) if n > MAX_LEEWAY_SECS => {
+                Err(e.field_problem("leeway_seconds", "must be from 0 to 3600"))
+            }
+            other => other,
+        });
+        let has_source = !discovers || discovery.is_some();
         let settings = match (shared, jwks_url, inline, algorithms) {
             (Some(shared), Some(url), Some(keys), Some(algs)) if has_source => p.take(
-                JwtSettings::for_provider(shared, algs.as_deref(), url, keys).map_err(
+                JwtSettings::for_provider(shared, algs.as_deref(), url, keys, discovery).map_err(
                     |(field, why)| match field {
                         Some(field) => e.field_problem(field, why),
                         None => e.problem(why),
                     },
                 ),
             ),
+            _ => None,
+        };
+        // The provider's own `types` and `leeway_seconds` replace the shared ones.
+        let settings = match (settings, types, leeway_secs) {
+            (Some(mut settings), Some(types), Some(leeway)) => {
+                if types.is_some() {
+                    settings.types = types;
+                }
+                if let Some(leeway) = leeway {
+                    settings.leeway_secs = leeway;
+                }
+                Some(settings)
+            }
             _ => None,
         };
         p.finish(|| {

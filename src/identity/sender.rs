@@ -160,7 +160,9 @@ pub async fn check_bindings<P: Platform>(
     match (cnf.jkt, presented) {
         (None, Presentation::Dpop) => Err(SenderError::NotDpopBound),
         (None, _) => Ok(()),
-        (Some(_), Presentation::Bearer | Presentation::Cookie) => Err(SenderError::NotDpopScheme),
+        (Some(_), Presentation::Bearer | Presentation::Header | Presentation::Cookie) => {
+            Err(SenderError::NotDpopScheme)
+        }
         (Some(jkt), Presentation::Dpop | Presentation::CustomerAuth) => {
             proof(jkt, token, seen, req, settings, leeway_secs, memory, p).await
         }

@@ -127,7 +127,14 @@ impl Gateway {
         caller_origin: Option<&str>,
     ) -> Served<StreamOf<P>, FieldsOf<P>> {
         let started = svc.clock().now_ms();
-        let seen = req.headers.read(&read_names(&req.method, &req.body));
+        let jwt_header = self
+            .config
+            .as_ref()
+            .ok()
+            .and_then(|c| c.identifier_cookies.jwt_header());
+        let seen = req
+            .headers
+            .read(&read_names(&req.method, &req.body, jwt_header));
         let request_id = log::request_id(&seen);
         let mut log = RequestLog {
             request_id: request_id.clone(),
@@ -260,8 +267,14 @@ impl Gateway {
 }
 
 /// The few caller fields the core reads; the rest is only passed on.
-fn read_names<S>(method: &Method, body: &Body<S>) -> Vec<http::HeaderName> {
+/// `jwt_header`: `JWT_HEADER`, when set, one more source of the customer JWT.
+fn read_names<S>(
+    method: &Method,
+    body: &Body<S>,
+    jwt_header: Option<&http::HeaderName>,
+) -> Vec<http::HeaderName> {
     let mut names = headers::CALLER_READS.to_vec();
+    names.extend(jwt_header.cloned());
     if !matches!(body, Body::Empty) {
         names.extend(headers::BODY_READS);
     }

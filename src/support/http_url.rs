@@ -190,6 +190,30 @@ fn host_is_valid(host: &str) -> bool {
         && host.bytes().any(|b| b != b'.')
 }
 
+/// Where an issuer publishes its metadata: OpenID Connect Discovery §4 (`/.well-known/
+/// openid-configuration` appended to the issuer, a trailing `/` dropped first) and RFC 8414
+/// §3.1 (`/.well-known/oauth-authorization-server` inserted between the host and the issuer's
+/// path, a trailing `/` dropped). The issuer must be an https URL (or http on a loopback host,
+/// as `endpoint_url` allows) without query or fragment: both specifications define it so.
+pub fn well_known_urls(issuer: &str) -> Result<[String; 2], &'static str> {
+    if issuer.trim() != issuer {
+        return Err("must be a URL without surrounding spaces to be discovered");
+    }
+    let url = HttpUrl::parse(issuer)?;
+    if !url.is_https() && !url.is_loopback() {
+        return Err("must be an https URL to be discovered (http only on a loopback host)");
+    }
+    if url.has_query() || url.has_fragment() {
+        return Err("must have no query or fragment to be discovered");
+    }
+    let path = url.path.trim_end_matches('/');
+    let base = format!("{}://{}", url.scheme, url.authority);
+    Ok([
+        format!("{base}{path}/.well-known/openid-configuration"),
+        format!("{base}/.well-known/oauth-authorization-server{path}"),
+    ])
+}
+
 /// Whether `url`'s query (after `?`, before `#`) has a parameter named `name`, names decoded as
 /// application/x-www-form-urlencoded.
 pub fn has_query_param(url: &str, name: &str) -> bool {
@@ -206,6 +230,38 @@ mod tests {
 
     fn ok(raw: &str) -> String {
         HttpUrl::parse(raw).unwrap().to_string()
+    }
+
+    #[test]
+    fn an_issuer_has_two_well_known_locations() {
+        assert_eq!(
+            well_known_urls("https://team.cloudflareaccess.com").unwrap(),
+            [
+                "https://team.cloudflareaccess.com/.well-known/openid-configuration",
+                "https://team.cloudflareaccess.com/.well-known/oauth-authorization-server",
+            ]
+        );
+        assert_eq!(
+            well_known_urls("https://idp.example/tenant/v2/").unwrap(),
+            [
+                "https://idp.example/tenant/v2/.well-known/openid-configuration",
+                "https://idp.example/.well-known/oauth-authorization-server/tenant/v2",
+            ]
+        );
+        assert_eq!(
+            well_known_urls("http://127.0.0.1:9000").unwrap()[0],
+            "http://127.0.0.1:9000/.well-known/openid-configuration"
+        );
+        for bad in [
+            "http://idp.example",
+            "https://idp.example/?tenant=1",
+            "https://idp.example/#x",
+            "idp.example",
+            " https://idp.example",
+            "https://user@idp.example",
+        ] {
+            assert!(well_known_urls(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

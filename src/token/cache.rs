@@ -27,7 +27,7 @@
 
 use std::rc::Rc;
 
-use super::client_auth;
+use super::client_auth::{self, PostError};
 use super::entry::CachedToken;
 use super::grant::{self, GrantError, MAX_RESPONSE_BYTES};
 use super::protocol::{self, Answer, Ask, Rejection};
@@ -308,12 +308,21 @@ async fn fetch<P: Platform>(
     p: &P,
 ) -> Result<(CachedToken, TokenSource), GrantError> {
     let (http, clock) = (p.http(), p.clock());
-    let response = client_auth::post_form(http, cfg, &cfg.url, &grant::pairs(cfg), cfg.timeout_ms)
-        .await
-        .map_err(|e| match e {
-            HttpError::Timeout => GrantError::Timeout,
-            _ => GrantError::Unreachable,
-        })?;
+    let response = client_auth::post_form(
+        http,
+        p.signer(),
+        clock.now_ms(),
+        cfg,
+        &cfg.url,
+        &grant::pairs(cfg),
+        cfg.timeout_ms,
+    )
+    .await
+    .map_err(|e| match e {
+        PostError::Http(HttpError::Timeout) => GrantError::Timeout,
+        PostError::Http(_) => GrantError::Unreachable,
+        PostError::ClientKey => GrantError::ClientKey,
+    })?;
     let body = http
         .read_body(response.body, MAX_RESPONSE_BYTES)
         .await

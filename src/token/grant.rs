@@ -38,6 +38,9 @@ pub enum GrantError {
     WrongTokenType,
     /// `expires_in` present but not a positive number.
     BadExpiry,
+    /// `private_key_jwt`: the platform refused to sign with `CLIENT_PRIVATE_KEY`; the endpoint
+    /// was not called.
+    ClientKey,
 }
 
 impl GrantError {
@@ -53,6 +56,7 @@ impl GrantError {
             Self::BadAccessToken => "token_response_bad_access_token",
             Self::WrongTokenType => "token_response_wrong_type",
             Self::BadExpiry => "token_response_bad_expiry",
+            Self::ClientKey => "token_client_key_unusable",
         }
     }
 
@@ -69,6 +73,7 @@ impl GrantError {
                 )
             }
             Self::Status { status, .. } => *status == 401 || *status == 403,
+            Self::ClientKey => true,
             _ => false,
         }
     }
@@ -84,21 +89,23 @@ impl GrantError {
                 oauth_error: Some(e),
                 ..
             } if e == "invalid_scope" => "the token endpoint refused TOKEN_SCOPE (invalid_scope)",
-            _ => "the token endpoint refused the client credentials: check CLIENT_ID, CLIENT_SECRET and TOKEN_CLIENT_AUTH",
+            Self::ClientKey => "the platform could not sign with CLIENT_PRIVATE_KEY: check that its private members match its public ones",
+            _ => "the token endpoint refused the client credentials: check CLIENT_ID, CLIENT_SECRET (CLIENT_PRIVATE_KEY with private_key_jwt) and TOKEN_CLIENT_AUTH",
         })
     }
 }
 
-/// Headers and form body of the token request, as `client_auth::post_form` sends them.
+/// Headers and form body of the token request, as `client_auth::post_form` sends them (with
+/// a client secret).
 #[cfg(test)]
 pub fn request(cfg: &TokenConfig) -> (http::HeaderMap, Vec<u8>) {
-    super::client_auth::form(cfg, &pairs(cfg))
+    super::client_auth::form(cfg, &pairs(cfg), None)
 }
 
-/// The form of the token request: `grant_type` (unless `TOKEN_URL` carries it) and `scope`;
-/// `client_auth` adds the client's authentication.
-pub fn pairs(cfg: &TokenConfig) -> Vec<(&'static str, &str)> {
-    let mut pairs = Vec::with_capacity(2);
+/// The form of the token request: `grant_type` (unless `TOKEN_URL` carries it), `scope`, then
+/// `TOKEN_PARAMS`; `client_auth` adds the client's authentication.
+pub fn pairs(cfg: &TokenConfig) -> Vec<(&str, &str)> {
+    let mut pairs = Vec::with_capacity(2 + cfg.params.len());
     // The documented endpoint takes grant_type in its query; RFC 6749 §3.2 forbids a parameter
     // twice, so only add it to the body when the URL does not already carry it.
     if !crate::support::http_url::has_query_param(&cfg.url, "grant_type") {
@@ -107,6 +114,7 @@ pub fn pairs(cfg: &TokenConfig) -> Vec<(&'static str, &str)> {
     if let Some(scope) = &cfg.scope {
         pairs.push(("scope", scope.as_str()));
     }
+    pairs.extend(cfg.params.iter().map(|(n, v)| (n.as_str(), v.as_str())));
     pairs
 }
 
@@ -265,6 +273,7 @@ mod tests {
             client_secret: "s&cr=t".into(),
             client_auth: auth,
             scope: scope.map(Into::into),
+            params: Vec::new(),
             timeout_ms: 1000,
             sealer: None,
         }

@@ -173,7 +173,7 @@ fn rejection_from(name: &str) -> Option<Rejection> {
 }
 
 /// The grant errors without data, by their JSON names.
-const UNIT_GRANT_ERRORS: [(GrantError, &str); 7] = [
+const UNIT_GRANT_ERRORS: [(GrantError, &str); 8] = [
     (GrantError::Timeout, "timeout"),
     (GrantError::Unreachable, "unreachable"),
     (GrantError::NotJson, "not_json"),
@@ -181,6 +181,7 @@ const UNIT_GRANT_ERRORS: [(GrantError, &str); 7] = [
     (GrantError::BadAccessToken, "bad_access_token"),
     (GrantError::WrongTokenType, "wrong_token_type"),
     (GrantError::BadExpiry, "bad_expiry"),
+    (GrantError::ClientKey, "client_key"),
 ];
 
 /// A unit variant as its name, `Status` as `{"status":{"status":…,"oauth_error":…}}`.

@@ -278,6 +278,26 @@ ${stagingVars}
     ]);
   });
 
+  test('private_key_jwt: CLIENT_PRIVATE_KEY is the secret to set, a CLIENT_SECRET left set is a note, TOKEN_PARAMS reserved names fail', async (t) => {
+    const key = JSON.stringify({ kty: 'OKP', crv: 'Ed25519', alg: 'EdDSA', x: '11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo', d: 'nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A' });
+    const toml = GOOD.replace('[vars]', '[vars]\nTOKEN_CLIENT_AUTH = "private_key_jwt"');
+    const dir = project(t, { 'wrangler.toml': toml, 'none.secrets': 'API_KEY=Pl4nted-api-key\n', 'all.secrets': `${SECRETS}CLIENT_PRIVATE_KEY=${key}\n` });
+    const cfg = ['--config', path.join(dir, 'wrangler.toml')];
+    const missing = await checkConfig([...cfg, '--secrets', path.join(dir, 'none.secrets'), '--require-secrets']);
+    assert.equal(missing.status, 1, missing.stdout);
+    assert.deepEqual(missing.lines, ['not set here: CLIENT_PRIVATE_KEY (wrangler secret put CLIENT_PRIVATE_KEY)']);
+    const noted = await checkConfig([...cfg, '--secrets', path.join(dir, 'all.secrets'), '--require-secrets']);
+    assert.equal(noted.status, 0, noted.stdout);
+    assert.equal(noted.lines.length, 2, noted.stdout);
+    assert.match(noted.lines[0], /^note: CLIENT_SECRET is set but never sent: TOKEN_CLIENT_AUTH is private_key_jwt/);
+    assert.match(noted.lines[1], /^configuration ok: /);
+    assert.ok(!noted.stdout.includes('nWGxne'), 'the key is never printed');
+    writeFileSync(path.join(dir, 'wrangler.toml'), toml.replace('[vars]', '[vars]\nTOKEN_PARAMS = "resource=https%3A%2F%2Fapi&client_assertion=x"'));
+    const reserved = await checkConfig([...cfg, '--secrets', path.join(dir, 'all.secrets')]);
+    assert.equal(reserved.status, 1, reserved.stdout);
+    assert.ok(reserved.lines.includes('TOKEN_PARAMS may not set "client_assertion": the gateway sends it itself (per TOKEN_CLIENT_AUTH)'), reserved.stdout);
+  });
+
   test('a file wrangler cannot read: exit 2, where, not what', async (t) => {
     const dir = project(t, { 'wrangler.toml': `${GOOD}\nAPI_KEY = "Pl4nted-api-key\n` });
     const r = await checkConfig(['--config', path.join(dir, 'wrangler.toml')]);

@@ -19,6 +19,7 @@ use std::rc::Rc;
 
 use sha2::{Digest, Sha256};
 
+use super::discovery::Discovery;
 use super::load::{load, JwksEvent, JwksFailure, Loaded, Sources, FETCH_TIMEOUT_MS, MAX_STALE_MS};
 use crate::identity::jwt::{JwtSettings, KeySet};
 use crate::io::{Clock, Platform};
@@ -100,6 +101,23 @@ pub struct JwksCache {
     /// The provider's health: probes after a failed fetch.
     breaker: Breaker,
     inline: OnceCell<Rc<Keys>>,
+    /// For settings that discover (`JwtSettings::discovery`): the document naming the URL.
+    discovery: Discovery,
+}
+
+/// Where the set comes from: the configured `jwks_url`, or the one discovery found.
+enum Url<'s> {
+    Configured(&'s str),
+    Discovered(Rc<str>),
+}
+
+impl Url<'_> {
+    fn as_str(&self) -> &str {
+        match self {
+            Url::Configured(url) => url,
+            Url::Discovered(url) => url,
+        }
+    }
 }
 
 /// A fetch under way: the cache's mark and the breaker's numbered call.
@@ -127,17 +145,26 @@ impl JwksCache {
         p: &P,
     ) -> Result<KeysView, KeysUnavailable> {
         let clock = p.clock();
-        let Some(url) = settings.jwks_url.as_deref() else {
-            return Ok(KeysView {
-                keys: self.configured(settings),
-                event: None,
-            });
+        let (url, discovered) = match self.url(settings, p).await? {
+            Some(found) => found,
+            None => {
+                return Ok(KeysView {
+                    keys: self.configured(settings),
+                    event: None,
+                })
+            }
         };
+        let url = url.as_str();
         let mut ticket = self.breaker.ticket(clock.now_ms());
         loop {
             let now = clock.now_ms();
             match self.next(&mut ticket, now) {
-                Next::Ready(keys) => return Ok(KeysView { keys, event: None }),
+                Next::Ready(keys) => {
+                    return Ok(KeysView {
+                        keys,
+                        event: discovered,
+                    })
+                }
                 Next::Unavailable(u) => return Err(u),
                 Next::Wait => clock.sleep(POLL_MS).await,
                 Next::Fill(filling) => {
@@ -170,9 +197,12 @@ impl JwksCache {
         p: &P,
     ) -> (KidLookup, Option<JwksEvent>) {
         let clock = p.clock();
-        let Some(url) = settings.jwks_url.as_deref() else {
-            return (KidLookup::Unknown, None);
+        let url = match self.url(settings, p).await {
+            Ok(Some((url, _))) => url,
+            Ok(None) => return (KidLookup::Unknown, None),
+            Err(u) => return (KidLookup::Unavailable(u), Some(JwksEvent::Failed(u.cause))),
         };
+        let url = url.as_str();
         let answers_at_arrival = self.state.borrow().provider_answers;
         let mut ticket = self.breaker.ticket(clock.now_ms());
         loop {
@@ -284,10 +314,21 @@ impl JwksCache {
         ahead_ms: u64,
         p: &P,
     ) -> Option<JwksEvent> {
-        let url = settings.jwks_url.as_deref()?;
+        // The discovery document first, ahead of its staleness as the set's.
+        let discovery_failed = match settings.discovery.as_deref() {
+            Some(issuer) => self.discovery.refresh(issuer, ahead_ms, p).await,
+            None => None,
+        };
+        let url = match self.url(settings, p).await {
+            Ok(Some((url, _))) => url,
+            Ok(None) => return None,
+            Err(u) => return Some(JwksEvent::Failed(u.cause)),
+        };
+        let url = url.as_str();
         let clock = p.clock();
         let now = clock.now_ms();
         let wanted_until = now.saturating_add(ahead_ms);
+        let discovery_failed = discovery_failed.map(JwksEvent::Failed);
         if self
             .state
             .borrow()
@@ -295,15 +336,38 @@ impl JwksCache {
             .as_ref()
             .is_some_and(|c| c.fresh_until_ms > wanted_until)
         {
-            return None;
+            return discovery_failed;
         }
         let busy = self.flight.in_flight(now, ABANDON_AFTER_MS);
-        let attempt = self.breaker.try_go(now, busy, ABANDON_AFTER_MS)?;
+        let Some(attempt) = self.breaker.try_go(now, busy, ABANDON_AFTER_MS) else {
+            return discovery_failed;
+        };
         let filling = self.start_fill(now, attempt);
         let got = load(url, Sources::KvFreshUntil(wanted_until), p).await;
         let event = got.event();
         self.record(settings, got, filling, clock.now_ms());
         Some(event)
+    }
+
+    /// The set's URL: `jwks_url`, or the discovered `jwks_uri` (with the failure of a document
+    /// fetch a held document survived, for the log line); `None` without either. A discovery
+    /// that yields nothing usable is the set being unavailable.
+    async fn url<'s, P: Platform>(
+        &self,
+        settings: &'s JwtSettings,
+        p: &P,
+    ) -> Result<Option<(Url<'s>, Option<JwksEvent>)>, KeysUnavailable> {
+        if let Some(url) = settings.jwks_url.as_deref() {
+            return Ok(Some((Url::Configured(url), None)));
+        }
+        let Some(issuer) = settings.discovery.as_deref() else {
+            return Ok(None);
+        };
+        let resolved = self.discovery.jwks_uri(issuer, p).await?;
+        Ok(Some((
+            Url::Discovered(resolved.jwks_uri),
+            resolved.failure.map(JwksEvent::Failed),
+        )))
     }
 
     /// The configured keys alone (`JWT_JWKS`, `JWT_HMAC_SECRET`), generation 0.

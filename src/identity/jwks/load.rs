@@ -28,6 +28,18 @@ pub enum JwksFailure {
     TooLarge,
     NotAKeySet,
     NoUsableKeys,
+    /// The issuer's discovery document (`discovery`) could not be had or used.
+    DiscoveryTimeout,
+    DiscoveryUnreachable,
+    /// Neither well-known location answered 200 (a redirect, a 404 from both, a 5xx).
+    DiscoveryStatus(u16),
+    DiscoveryTooLarge,
+    /// Not a JSON object.
+    DiscoveryNotADocument,
+    /// Its `issuer` is not the configured one, byte for byte (the mix-up defence).
+    DiscoveryIssuerMismatch,
+    /// Its `jwks_uri` is missing, or not https (nor http to a loopback host).
+    DiscoveryJwksUri,
 }
 
 impl JwksFailure {
@@ -39,6 +51,30 @@ impl JwksFailure {
             Self::TooLarge => "jwks_too_large",
             Self::NotAKeySet => "jwks_not_a_key_set",
             Self::NoUsableKeys => "jwks_no_usable_keys",
+            Self::DiscoveryTimeout => "discovery_timeout",
+            Self::DiscoveryUnreachable => "discovery_unreachable",
+            Self::DiscoveryStatus(_) => "discovery_status",
+            Self::DiscoveryTooLarge => "discovery_too_large",
+            Self::DiscoveryNotADocument => "discovery_not_a_document",
+            Self::DiscoveryIssuerMismatch => "discovery_issuer_mismatch",
+            Self::DiscoveryJwksUri => "discovery_jwks_uri",
+        }
+    }
+
+    /// For the log line's `config_error`: a discovery answer only the operator (or the
+    /// provider's) can fix, naming settings only.
+    pub fn config_problem(self) -> Option<&'static str> {
+        match self {
+            Self::DiscoveryIssuerMismatch => Some(
+                "the discovery document names another issuer than the one configured: check JWT_ISSUER or the JWT_PROVIDERS issuer, spelt exactly as the provider's iss (trailing slash included)",
+            ),
+            Self::DiscoveryJwksUri => Some(
+                "the discovery document has no jwks_uri, or one that is not https: set jwks_url (JWKS_URL) instead",
+            ),
+            Self::DiscoveryStatus(300..=399 | 404) => Some(
+                "the issuer's discovery document was not found at its well-known locations (a redirect or 404): check the issuer, or set jwks_url (JWKS_URL)",
+            ),
+            _ => None,
         }
     }
 }

@@ -1,8 +1,9 @@
-//! Finding the customer JWT in a request: `customer-auth`, then `Authorization`, then a cookie.
+//! Finding the customer JWT in a request: `customer-auth`, then `Authorization`, then the
+//! `JWT_HEADER` header, then a cookie.
 //! That no other source names someone else is `crate::identity::identifiers`' check, made first.
 
 use http::header::AUTHORIZATION;
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 
 use super::JwtError;
 
@@ -19,7 +20,10 @@ const CUSTOMER_AUTH: &str = "customer-auth";
 ///    the search goes on to the cookie; the origin never sees it either way, since the
 ///    gateway sets its own `Authorization`. `Bearer` with no token, or two `Authorization`
 ///    headers, is `MalformedHeader`.
-/// 3. `cookie`: the `JWT_COOKIE` cookie's raw value, as `identifiers::one_per_request` found
+/// 3. `jwt_header`: the `JWT_HEADER` header (e.g. `Cf-Access-Jwt-Assertion`), its whole value
+///    the bare token. Present, it is the source: empty, holding whitespace inside, or sent
+///    twice is `MalformedHeader`.
+/// 4. `cookie`: the `JWT_COOKIE` cookie's raw value, as `identifiers::one_per_request` found
 ///    it (once, across every `Cookie` header, names folded), surrounding double quotes removed
 ///    (RFC 6265 §4.1.1). An empty value counts as absent: it is how a logged-out session
 ///    usually looks.
@@ -28,9 +32,10 @@ const CUSTOMER_AUTH: &str = "customer-auth";
 /// a token.
 pub fn extract<'h>(
     headers: &'h HeaderMap,
+    jwt_header: Option<&HeaderName>,
     cookie: Option<&'h [u8]>,
 ) -> Result<Option<&'h str>, JwtError> {
-    Ok(locate(headers, cookie)?.map(|(token, _)| token))
+    Ok(locate(headers, jwt_header, cookie)?.map(|(token, _)| token))
 }
 
 /// How the customer JWT came: what a sender-constrained token is checked against.
@@ -40,12 +45,15 @@ pub enum Presentation {
     Bearer,
     /// `Authorization: DPoP`.
     Dpop,
+    /// The `JWT_HEADER` header.
+    Header,
     Cookie,
 }
 
 /// `extract`, and where the token was found.
 pub fn locate<'h>(
     headers: &'h HeaderMap,
+    jwt_header: Option<&HeaderName>,
     cookie: Option<&'h [u8]>,
 ) -> Result<Option<(&'h str, Presentation)>, JwtError> {
     if let Some(value) = single(headers, CUSTOMER_AUTH)? {
@@ -62,6 +70,20 @@ pub fn locate<'h>(
             _ => {}
         }
     }
+    if let Some(name) = jwt_header {
+        if let Some(value) = single(headers, name.as_str())? {
+            let token = value.trim();
+            if token.is_empty() || token.contains([' ', '\t']) {
+                return Err(JwtError::MalformedHeader);
+            }
+            return Ok(Some((token, Presentation::Header)));
+        }
+    }
+    from_cookie(cookie)
+}
+
+/// The `JWT_COOKIE` cookie's value as `identifiers` found it.
+fn from_cookie(cookie: Option<&[u8]>) -> Result<Option<(&str, Presentation)>, JwtError> {
     match cookie.map(|raw| std::str::from_utf8(crate::edge::cookies::unquote(raw))) {
         None => Ok(None),
         Some(Ok(value)) => Ok(Some(value)
@@ -105,6 +127,52 @@ fn credentials(value: &str) -> (&'static str, Option<&str>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn found<'h>(h: &'h HeaderMap, cookie: Option<&'h [u8]>) -> Result<Option<&'h str>, JwtError> {
+        static CF: HeaderName = HeaderName::from_static("cf-access-jwt-assertion");
+        extract(h, Some(&CF), cookie)
+    }
+
+    fn map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn the_jwt_header_comes_after_authorization_and_before_the_cookie() {
+        let cf = "cf-access-jwt-assertion";
+        assert_eq!(found(&map(&[(cf, " t1 ")]), None), Ok(Some("t1")));
+        assert_eq!(found(&map(&[(cf, "t1")]), Some(b"c")), Ok(Some("t1")));
+        assert_eq!(
+            found(&map(&[("authorization", "Bearer a"), (cf, "t1")]), None),
+            Ok(Some("a"))
+        );
+        assert_eq!(
+            found(&map(&[("authorization", "Basic a"), (cf, "t1")]), None),
+            Ok(Some("t1"))
+        );
+        assert_eq!(
+            found(&map(&[("customer-auth", "JWT c"), (cf, "t1")]), None),
+            Ok(Some("c"))
+        );
+        for bad in ["", " ", "a b", "Bearer a"] {
+            assert_eq!(
+                found(&map(&[(cf, bad)]), Some(b"c")),
+                Err(JwtError::MalformedHeader),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            found(&map(&[(cf, "a"), (cf, "a")]), None),
+            Err(JwtError::MalformedHeader)
+        );
+        assert_eq!(found(&map(&[]), Some(b"c")), Ok(Some("c")));
+        // Without JWT_HEADER the header is no source.
+        assert_eq!(extract(&map(&[(cf, "t1")]), None, None), Ok(None));
+    }
 
     #[test]
     fn credentials_split_scheme_and_token() {

@@ -8,6 +8,7 @@
 //! - `keys`: JWKS parsing and per-token key selection (by `kid`, then by family).
 //! - `extract`: `customer-auth`, then `Authorization` (`Bearer` or `DPoP`), then the cookie.
 //! - `verify`: the signature trait and its pure-Rust implementation.
+//! - `types`: the accepted `typ` values (`JWT_TYPES`, a provider's `types`) and their comparison.
 //! - `unique_json`: header and claims as JSON objects without repeated member names (and the
 //!   JSON settings, read with it by `entries`).
 //! - `validate`: the whole check, in the order that never looks at keys or claims early.
@@ -18,6 +19,7 @@ mod extract;
 mod jwk;
 mod keys;
 mod settings;
+mod types;
 pub(crate) mod unique_json;
 mod validate;
 mod verified;
@@ -29,6 +31,7 @@ pub use alg::{Alg, KeyFamily};
 pub use extract::{extract, locate, Presentation};
 pub use keys::{Curve, JwksError, Key, KeyComponents, KeySet, MAX_KEY_TRIES};
 pub use settings::JwtSettings;
+pub use types::TokenTypes;
 pub use validate::{header_kid, validate, VerifiedToken, MAX_TOKEN_BYTES};
 pub use verified::{
     TokenDigest, VerifiedCache, MAX_BYTES as MAX_VERIFIED_BYTES,
@@ -87,6 +90,9 @@ pub enum JwtError {
     WrongAudience,
     /// `exp − iat` is longer than the route's or provider's `max_lifetime_seconds`.
     LifetimeTooLong,
+    /// `JWT_TYPES` (or the provider's `types`) is set and the header's `typ` is absent or none
+    /// of them (RFC 8725 §3.11: an ID token is not an access token).
+    WrongType,
 }
 
 impl JwtError {
@@ -95,7 +101,7 @@ impl JwtError {
     pub fn description(&self) -> &'static str {
         match self {
             JwtError::Missing => "No customer JWT was sent",
-            JwtError::MalformedHeader => "The customer-auth or Authorization header is malformed",
+            JwtError::MalformedHeader => "The header carrying the customer JWT is malformed",
             JwtError::Malformed => "The token is malformed",
             JwtError::TooLarge => "The token is too large",
             JwtError::DuplicateMember => "The token repeats a header parameter or claim name",
@@ -127,6 +133,7 @@ impl JwtError {
             JwtError::WrongIssuer => "The token issuer is not accepted",
             JwtError::WrongAudience => "The token audience is not accepted",
             JwtError::LifetimeTooLong => "The token lifetime is longer than allowed",
+            JwtError::WrongType => "The token is not of an accepted type",
         }
     }
 
@@ -152,6 +159,7 @@ impl JwtError {
             JwtError::WrongIssuer => "wrong_issuer",
             JwtError::WrongAudience => "wrong_audience",
             JwtError::LifetimeTooLong => "token_lifetime_too_long",
+            JwtError::WrongType => "wrong_token_type",
         }
     }
 
@@ -176,7 +184,7 @@ impl std::error::Error for JwtError {}
 mod tests {
     use super::*;
 
-    const ALL: [JwtError; 21] = [
+    const ALL: [JwtError; 22] = [
         JwtError::Missing,
         JwtError::MalformedHeader,
         JwtError::Malformed,
@@ -198,6 +206,7 @@ mod tests {
         JwtError::WrongIssuer,
         JwtError::WrongAudience,
         JwtError::LifetimeTooLong,
+        JwtError::WrongType,
     ];
 
     #[test]

@@ -4,7 +4,7 @@ use crate::config::setting::{
     endpoint_url, number, optional, required, ConfigError, ConfigErrors, Lookup, Problems,
 };
 
-use super::{Alg, KeySet};
+use super::{Alg, KeySet, TokenTypes};
 
 /// How customer JWTs are checked. Built only by `from_settings`, which guarantees that every
 /// allowed algorithm has a possible key.
@@ -24,6 +24,12 @@ pub struct JwtSettings {
     pub max_age_secs: Option<u64>,
     /// `JWT_COOKIE`: the cookie that may carry the JWT.
     pub cookie: Option<String>,
+    /// `JWT_TYPES` (or a provider's `types`): when set, the header's `typ` must be one of them.
+    pub types: Option<TokenTypes>,
+    /// The issuer whose discovery document names the key set's URL: `JWT_ISSUER` (or a
+    /// provider's `issuer`) when no key source is configured. Then `jwks_url` is `None` and
+    /// the URL is found at run time (`crate::identity::jwks::Discovery`).
+    pub discovery: Option<String>,
     /// `JWT_JWKS`'s usable keys plus `JWT_HMAC_SECRET`.
     keys: KeySet,
 }
@@ -32,6 +38,8 @@ const ALGORITHMS: &str = "JWT_ALGORITHMS";
 const JWKS: &str = "JWT_JWKS";
 const HMAC_SECRET: &str = "JWT_HMAC_SECRET";
 const JWKS_URL: &str = "JWKS_URL";
+const TYPES: &str = "JWT_TYPES";
+const ISSUER: &str = "JWT_ISSUER";
 
 /// Leeway beyond an hour is no longer clock skew.
 const MAX_LEEWAY_SECS: u64 = 3_600;
@@ -64,10 +72,20 @@ impl JwtSettings {
         );
         // The secret is used byte for byte: trimming could silently change a key.
         let secret = get(HMAC_SECRET).filter(|s| !s.is_empty());
+        let issuer = optional(get, ISSUER).map(|i| i.trim().to_string());
+        // `JWT_ISSUER` alone: the key set's URL comes from the issuer's discovery document.
+        let no_source =
+            optional(get, JWKS_URL).is_none() && optional(get, JWKS).is_none() && secret.is_none();
+        let discovery = p.take(match issuer.as_deref().filter(|_| no_source) {
+            None => Ok(None),
+            Some(iss) => crate::support::http_url::well_known_urls(iss)
+                .map(|_| Some(iss.to_string()))
+                .map_err(|why| ConfigError::new(ISSUER, why)),
+        });
         if let (Some(shared), Some(jwks_url), Some(inline)) = (&shared, &jwks_url, &inline) {
             for e in check_key_sources(
                 &shared.algorithms,
-                jwks_url.is_some(),
+                jwks_url.is_some() || (no_source && issuer.is_some()),
                 inline.as_ref(),
                 secret.as_deref(),
             ) {
@@ -88,7 +106,6 @@ impl JwtSettings {
                 }
             }
         });
-        let issuer = optional(get, "JWT_ISSUER").map(|i| i.trim().to_string());
         p.finish(|| {
             let mut keys = inline?.unwrap_or_default();
             if let Some(secret) = &secret {
@@ -99,6 +116,7 @@ impl JwtSettings {
                 issuer,
                 audiences: audiences?,
                 keys,
+                discovery: discovery?,
                 ..shared?
             })
         })
@@ -128,6 +146,12 @@ impl JwtSettings {
             ));
         }
         let leeway_secs = p.take(number(get, "JWT_LEEWAY_SECONDS", 60, 0..=MAX_LEEWAY_SECS));
+        let types = p.take(match optional(get, TYPES) {
+            None => Ok(None),
+            Some(raw) => TokenTypes::parse(comma_list(&raw))
+                .map(Some)
+                .map_err(|why| ConfigError::new(TYPES, why)),
+        });
         p.finish(|| {
             Some(JwtSettings {
                 algorithms: algorithms?,
@@ -137,6 +161,8 @@ impl JwtSettings {
                 leeway_secs: leeway_secs?,
                 max_age_secs: max_age_secs?,
                 cookie,
+                types: types?,
+                discovery: None,
                 keys: KeySet::default(),
             })
         })
@@ -147,11 +173,15 @@ impl JwtSettings {
     /// cannot tell issuers apart (whoever holds it could sign for every provider). The error
     /// is the entry's field at fault (`None`: the entry) and the problem, for the caller to
     /// name `JWT_PROVIDERS` and the entry.
+    ///
+    /// `discovery`: the provider's issuer when it has no key source (its document names the key
+    /// set's URL).
     pub fn for_provider(
         shared: &JwtSettings,
         algorithms: Option<&[String]>,
         jwks_url: Option<String>,
         inline: Option<KeySet>,
+        discovery: Option<String>,
     ) -> Result<JwtSettings, (Option<&'static str>, String)> {
         let algorithms = match algorithms {
             None => shared.algorithms.clone(),
@@ -169,7 +199,10 @@ impl JwtSettings {
                     format!("allows {alg}: providers take public keys only (set algorithms without HS256, HS384, HS512)"),
                 ));
             }
-            if jwks_url.is_none() && !inline.as_ref().is_some_and(|k| k.has_family(alg.family())) {
+            if jwks_url.is_none()
+                && discovery.is_none()
+                && !inline.as_ref().is_some_and(|k| k.has_family(alg.family()))
+            {
                 return Err((
                     None,
                     format!(
@@ -183,6 +216,7 @@ impl JwtSettings {
             algorithms,
             jwks_url,
             keys: inline.unwrap_or_default(),
+            discovery,
             ..shared.clone()
         })
     }
@@ -273,7 +307,7 @@ fn check_key_sources(
             (None, _) if has_url => {}
             (None, _) if no_source => add(ConfigError::new(
                 JWKS,
-                "is required unless JWKS_URL or JWT_HMAC_SECRET is set: one key source is needed",
+                "is required unless JWKS_URL, JWT_HMAC_SECRET or JWT_ISSUER (discovery) is set: one key source is needed",
             )),
             (None, _) => {
                 let family = alg.family();

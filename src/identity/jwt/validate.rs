@@ -59,6 +59,15 @@ pub async fn validate<V: SignatureVerifier>(
     if segments.header.contains_key("crit") {
         return Err(JwtError::CriticalHeader);
     }
+    // The kind of token (RFC 8725 §3.11), from the header alone: an ID token or a token of
+    // another kind is refused before any key or signature work.
+    if settings
+        .types
+        .as_ref()
+        .is_some_and(|types| !types.accepts(header.typ))
+    {
+        return Err(JwtError::WrongType);
+    }
 
     let kid = header.kid;
     let candidates = keys.candidates(alg, kid)?;
@@ -141,6 +150,7 @@ impl<'t> Segments<'t> {
 struct Header<'h> {
     alg: &'h str,
     kid: Option<&'h str>,
+    typ: Option<&'h str>,
 }
 
 impl<'h> Header<'h> {
@@ -153,7 +163,8 @@ impl<'h> Header<'h> {
         // Required, and `null` is no string.
         let alg = text("alg")?.ok_or(JwtError::Malformed)?;
         let kid = text("kid")?;
-        for name in ["jku", "x5u", "typ"] {
+        let typ = text("typ")?;
+        for name in ["jku", "x5u"] {
             text(name)?;
         }
         if text("cty")?.is_some_and(|cty| !cty.eq_ignore_ascii_case("json")) {
@@ -167,7 +178,7 @@ impl<'h> Header<'h> {
         if !thumbprint_ok("x5t", 20) || !thumbprint_ok("x5t#S256", 32) {
             return Err(JwtError::Malformed);
         }
-        Ok(Header { alg, kid })
+        Ok(Header { alg, kid, typ })
     }
 }
 

@@ -207,7 +207,9 @@ impl Authenticator {
         svc: &P,
         log: &mut RequestLog,
     ) -> Result<Option<(Verified<'h>, Defaults<'c>)>, IdentityError> {
-        let Some((token, presented)) = jwt::locate(seen, cookie).map_err(IdentityError::Jwt)?
+        let jwt_header = config.identifier_cookies.jwt_header();
+        let Some((token, presented)) =
+            jwt::locate(seen, jwt_header, cookie).map_err(IdentityError::Jwt)?
         else {
             return Ok(None);
         };
@@ -246,7 +248,11 @@ impl Authenticator {
         log.jwks = jwks.map(|e| e.as_str());
         let authenticated = result.map_err(|e| match e {
             AuthError::Jwt(e) => IdentityError::Jwt(e),
-            AuthError::KeysUnavailable(u) => IdentityError::KeysUnavailable(u),
+            AuthError::KeysUnavailable(u) => {
+                // A discovery document naming another issuer (say) is the operator's to fix.
+                log.config_error = u.cause.config_problem();
+                IdentityError::KeysUnavailable(u)
+            }
         })?;
         log.jwt_check = Some(authenticated.check.as_str());
         log.kid = authenticated.claims.kid.as_deref().map(clip);

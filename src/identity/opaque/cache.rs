@@ -34,7 +34,7 @@ use crate::io::{Clock, HttpClient, HttpError, Platform};
 use crate::support::bounded::BoundedMap;
 use crate::support::breaker::{Attempt, Breaker, Ticket, Turn, PROBE_SPACING_MS, REFUSED_RETRY_MS};
 use crate::support::flight::POLL_MS;
-use crate::token::TokenConfig;
+use crate::token::{PostError, TokenConfig};
 
 /// An active answer is remembered at most this long, whatever its `exp`.
 pub const ACTIVE_MAX_MS: u64 = 5 * 60 * 1000;
@@ -358,13 +358,21 @@ async fn call<P: Platform>(
 ) -> Result<Answer, IntrospectionError> {
     let http = p.http();
     let pairs = introspect::pairs(identifier);
-    let response =
-        crate::token::post_form(http, client, &settings.url, &pairs, settings.timeout_ms)
-            .await
-            .map_err(|e| match e {
-                HttpError::Timeout => IntrospectionError::Timeout,
-                _ => IntrospectionError::Unreachable,
-            })?;
+    let response = crate::token::post_form(
+        http,
+        p.signer(),
+        p.clock().now_ms(),
+        client,
+        &settings.url,
+        &pairs,
+        settings.timeout_ms,
+    )
+    .await
+    .map_err(|e| match e {
+        PostError::Http(HttpError::Timeout) => IntrospectionError::Timeout,
+        PostError::Http(_) => IntrospectionError::Unreachable,
+        PostError::ClientKey => IntrospectionError::ClientKey,
+    })?;
     if response.status != 200 {
         // Before reading: a large error page is the endpoint's failure, not this identifier's.
         return Err(IntrospectionError::Status(response.status));

@@ -44,6 +44,9 @@ pub enum IntrospectionError {
     BadActive,
     /// A time member (`exp`, `nbf`) that is not a NumericDate: the answer's lifetime is unknown.
     BadTime(&'static str),
+    /// `private_key_jwt`: the platform refused to sign with `CLIENT_PRIVATE_KEY`; the endpoint
+    /// was not called.
+    ClientKey,
 }
 
 /// Whose problem an introspection failure is, which decides what it costs.
@@ -75,6 +78,7 @@ impl IntrospectionError {
             Self::NoActive => "introspection_no_active",
             Self::BadActive => "introspection_bad_active",
             Self::BadTime(_) => "introspection_bad_time",
+            Self::ClientKey => "introspection_client_key_unusable",
         }
     }
 
@@ -87,7 +91,7 @@ impl IntrospectionError {
             // What the endpoint says of the request that carried this identifier (a malformed
             // or oversized one): another identifier's request is not concerned.
             Self::Status(400 | 409 | 413 | 422) => Blame::Identifier,
-            Self::Status(_) => Blame::Configuration,
+            Self::Status(_) | Self::ClientKey => Blame::Configuration,
             Self::TooLarge
             | Self::NotAnObject
             | Self::NoActive
@@ -106,7 +110,10 @@ impl IntrospectionError {
     pub fn config_problem(&self) -> Option<&'static str> {
         match self {
             Self::Status(401 | 403) => Some(
-                "the introspection endpoint refused the client credentials: check CLIENT_ID, CLIENT_SECRET, TOKEN_CLIENT_AUTH and INTROSPECTION_URL",
+                "the introspection endpoint refused the client credentials: check CLIENT_ID, CLIENT_SECRET (CLIENT_PRIVATE_KEY with private_key_jwt), TOKEN_CLIENT_AUTH and INTROSPECTION_URL",
+            ),
+            Self::ClientKey => Some(
+                "the platform could not sign with CLIENT_PRIVATE_KEY: check that its private members match its public ones",
             ),
             _ if self.is_client_misconfigured() => Some(
                 "INTROSPECTION_URL answered as no RFC 7662 endpoint would (a redirect, 404 or 405): check INTROSPECTION_URL",
@@ -136,9 +143,9 @@ pub fn pairs(identifier: &str) -> [(&'static str, &str); 1] {
 }
 
 /// Headers and form body of the request for `identifier` (`pairs`), as `token::post_form`
-/// sends them.
+/// sends them with a client secret (with `private_key_jwt`, it signs the assertion first).
 pub fn request(identifier: &str, client: &TokenConfig) -> (HeaderMap, Vec<u8>) {
-    crate::token::client_form(client, &pairs(identifier))
+    crate::token::client_form(client, &pairs(identifier), None)
 }
 
 /// Reads the endpoint's answer, `now_secs` being when it arrived.

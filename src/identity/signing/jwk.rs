@@ -19,8 +19,21 @@ const JWK_BASE64: GeneralPurpose = GeneralPurpose::new(
 const MIN_RSA_BITS: usize = 2048;
 const MAX_RSA_BITS: usize = 4096;
 
+/// What a setting asks of its keys beyond their type: a `kid` (the gateway's keys are found by
+/// it in the set it publishes) and an `alg` (an RSA key signs RS256 or PS256: only the
+/// operator knows which the token endpoint expects).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Needs {
+    pub kid: bool,
+    pub alg: bool,
+}
+
 /// One private JWK, checked. The problem text names members, never their values.
-pub(super) fn parse_key(jwk: &Value, families: &[KeyFamily]) -> Result<SigningKey, String> {
+pub(super) fn parse_key(
+    jwk: &Value,
+    families: &[KeyFamily],
+    needs: Needs,
+) -> Result<SigningKey, String> {
     let Value::Object(o) = jwk else {
         return Err("is not a JSON object: a private JWK is expected".into());
     };
@@ -73,9 +86,20 @@ pub(super) fn parse_key(jwk: &Value, families: &[KeyFamily]) -> Result<SigningKe
     }
     let kid = match text("kid")? {
         Some(kid) if !kid.trim().is_empty() => kid.to_string(),
+        Some(_) if !needs.kid => {
+            return Err("has an empty \"kid\": remove it or give the key an id".into())
+        }
+        // Without a `kid` the JWS header names none (`jws_header`).
+        None if !needs.kid => String::new(),
         _ => return Err("has no \"kid\": give the key an id (the origin finds it by it)".into()),
     };
     let alg = match text("alg")? {
+        None if needs.alg => {
+            return Err(format!(
+                "has no \"alg\": name the algorithm it signs with ({})",
+                algs_of(family)
+            ))
+        }
         None => match family {
             KeyFamily::Rsa => Alg::Rs256,
             KeyFamily::OkpEd25519 => Alg::EdDsa,
@@ -147,6 +171,15 @@ pub(super) fn parse_key(jwk: &Value, families: &[KeyFamily]) -> Result<SigningKe
     };
     key.identity = format!("{} {}", key.alg.name(), key.public_jwk_json());
     Ok(key)
+}
+
+/// The JWS algorithms a key of `family` may name.
+fn algs_of(family: KeyFamily) -> &'static str {
+    match family {
+        KeyFamily::Rsa => "RS256, RS384, RS512, PS256, PS384 or PS512",
+        KeyFamily::OkpEd25519 => "EdDSA",
+        _ => "ES256",
+    }
 }
 
 pub(super) fn family_name(family: KeyFamily) -> &'static str {

@@ -3,8 +3,9 @@
 //! once at configuration; the public JWK set the gateway publishes; and the compact JWS,
 //! signed through the platform's `Signer` (WebCrypto in the Worker, RustCrypto natively).
 //!
-//! The seam is shared: the gateway assertion (`crate::proxy::assertion`) signs with it, and so can a
-//! `private_key_jwt` client assertion (RS256/PS256, ES256, EdDSA) without change.
+//! The seam is shared: the gateway assertion (`crate::proxy::assertion`) signs with it, and so
+//! does the `private_key_jwt` client assertion (`crate::token::client_key`: RS256/PS256,
+//! ES256, EdDSA; its key may have no `kid`, and must name its `alg`).
 //!
 //! Key material never reaches an error, a log line or `Debug`: errors name the setting and
 //! the member, never a value.
@@ -208,7 +209,7 @@ impl SigningKeys {
                 Some(i) => ConfigError::at(setting, format!(".keys[{i}]"), problem),
                 None => ConfigError::new(setting, problem),
             };
-            let key = jwk::parse_key(jwk, families).map_err(at)?;
+            let key = jwk::parse_key(jwk, families, GATEWAY_KEY).map_err(at)?;
             if keys.iter().any(|k| k.kid == key.kid) {
                 return Err(at("repeats the kid of an earlier key".into()));
             }
@@ -234,8 +235,40 @@ impl SigningKeys {
     }
 }
 
-/// The encoded JWS header for `key`: `alg`, `typ` when given, `kid`. Worked out once by a
-/// caller that signs often (it never changes for a key).
+/// The gateway's own keys: each with a `kid` (the origin finds it in the published set), `alg`
+/// from the JWK or the type's one algorithm.
+const GATEWAY_KEY: Needs = Needs {
+    kid: true,
+    alg: false,
+};
+
+impl SigningKey {
+    /// Reads `raw`, one private JWK, for `setting`: of one of `families`, with what `needs`
+    /// asks (`CLIENT_PRIVATE_KEY`: an `alg`, and a `kid` only if the key has one).
+    pub fn from_setting(
+        setting: &'static str,
+        raw: &str,
+        families: &[KeyFamily],
+        needs: Needs,
+    ) -> Result<Self, ConfigError> {
+        // Into a map, as `SigningKeys` reads: one JSON reader in the wasm.
+        let value: Map<String, Value> =
+            serde_json::from_slice(raw.trim().as_bytes()).map_err(|_| {
+                ConfigError::new(setting, "is not a JSON object: a private JWK is expected")
+            })?;
+        if value.contains_key("keys") {
+            return Err(ConfigError::new(
+                setting,
+                "is a JWK set: one private JWK is expected",
+            ));
+        }
+        jwk::parse_key(&Value::Object(value), families, needs)
+            .map_err(|problem| ConfigError::new(setting, problem))
+    }
+}
+
+/// The encoded JWS header for `key`: `alg`, `typ` when given, `kid` when the key has one.
+/// Worked out once by a caller that signs often (it never changes for a key).
 pub fn jws_header(key: &SigningKey, typ: Option<&str>) -> String {
     let mut json = String::from("{\"alg\":");
     push_json_str(&mut json, key.alg().name());
@@ -243,8 +276,10 @@ pub fn jws_header(key: &SigningKey, typ: Option<&str>) -> String {
         json.push_str(",\"typ\":");
         push_json_str(&mut json, typ);
     }
-    json.push_str(",\"kid\":");
-    push_json_str(&mut json, key.kid());
+    if !key.kid().is_empty() {
+        json.push_str(",\"kid\":");
+        push_json_str(&mut json, key.kid());
+    }
     json.push('}');
     URL_SAFE_NO_PAD.encode(json)
 }
@@ -312,5 +347,6 @@ impl Signer for crate::identity::jwt::RustCryptoVerifier {
 }
 
 mod jwk;
+pub use jwk::Needs;
 #[cfg(any(not(target_arch = "wasm32"), feature = "baseline-verify"))]
 mod native;
