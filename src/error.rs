@@ -412,6 +412,19 @@ fn describe_identity(e: &IdentityError) -> Described {
             format!("{}.", m.description()),
             challenge(bearer_error(false, m.description())),
         ),
+        IdentityError::Revoked(r) => d(
+            401,
+            INVALID_TOKEN,
+            format!("{}.", r.description()),
+            challenge(bearer_error(false, r.description())),
+        ),
+        IdentityError::RevocationUnavailable => d(
+            503,
+            ("revocation-list-unavailable", UNAVAILABLE),
+            "The gateway could not check whether the customer JWT was revoked; retry later."
+                .into(),
+            retry_after(1),
+        ),
         IdentityError::Internal(what) => internal(what),
     }
 }

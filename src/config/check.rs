@@ -224,6 +224,16 @@ fn summary(
             "{n} identity provider{}",
             if n == 1 { "" } else { "s" }
         ));
+        // Said only when used: those providers' JWTs cost an introspection call per
+        // `max_age_seconds`.
+        let introspected = get("JWT_PROVIDERS")
+            .and_then(|j| serde_json::from_str::<Vec<Value>>(&j).ok())
+            .map_or(0, |v| {
+                v.iter().filter(|p| p.get("introspect").is_some()).count()
+            });
+        if introspected > 0 {
+            parts.push(format!("introspect on {introspected} of them"));
+        }
     } else {
         let sources: Vec<&str> = ["JWKS_URL", "JWT_JWKS", "JWT_HMAC_SECRET"]
             .into_iter()

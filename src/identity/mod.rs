@@ -8,6 +8,8 @@
 //! - `policy`, `claims`, `customer_id`, `bind`: what is decided from a verified identity's
 //!   claims (`bind`: with the path and headers of the request);
 //! - `client_certificate`: the calling partner, by the certificate the edge verified;
+//! - `revocation`: tokens taken back before their `exp`: a provider's `introspect` and the
+//!   subject-wide cut-off in KV, checked after the policy on every verified JWT;
 //! - `sender`, `dpop`: tokens bound to their sender (`cnf.jkt` with a DPoP proof,
 //!   `cnf.x5t#S256` with the client certificate), checked by the JWT mechanism, and the
 //!   route check `sender_constraint`;
@@ -28,6 +30,7 @@ pub mod opaque;
 pub mod policy;
 pub mod providers;
 pub mod requirement;
+pub mod revocation;
 pub mod sender;
 pub mod signing;
 
@@ -46,6 +49,7 @@ use crate::identity::mechanism::jwt::Authenticator;
 use crate::identity::opaque::{IntrospectionUnavailable, OpaqueError, SessionCache};
 use crate::identity::policy::{Defaults, Refusal};
 use crate::identity::requirement::{Check, Failure, Mechanism, Missing, Requirement};
+use crate::identity::revocation::Revocation;
 use crate::identity::sender::{SenderError, SenderRequest};
 use crate::io::{Fields, Platform, TlsClientAuth};
 use crate::proxy::log::RequestLog;
@@ -136,6 +140,11 @@ pub enum IdentityError {
     /// A sender-constrained token's binding fails (its DPoP proof, its certificate), or the
     /// route requires a sender-constrained token (`sender`).
     Sender(SenderError),
+    /// The verified JWT was taken back: its provider's introspection says inactive, or its
+    /// subject's cut-off is later than its `iat` (`revocation`).
+    Revoked(revocation::Revoked),
+    /// The subject's cut-off could not be read (KV failed) and none was remembered.
+    RevocationUnavailable,
     /// The settings a mechanism needs are missing: `Config` rules it out, so this is a bug.
     Internal(&'static str),
 }
@@ -155,16 +164,19 @@ impl IdentityError {
             Self::BindingMismatch(_) => "binding_mismatch",
             Self::ClientCertificate(_) => "client_certificate_required",
             Self::Sender(e) => e.code(),
+            Self::Revoked(r) => r.code(),
+            Self::RevocationUnavailable => "revocation_list_unavailable",
             Self::Internal(_) => "internal_error",
         }
     }
 }
 
 /// One per isolate: what every mechanism remembers between requests (key sets, verified
-/// tokens, introspection answers).
+/// tokens, introspection answers, revocations).
 pub struct Identities {
     jwt: Authenticator,
     sessions: SessionCache,
+    revocation: Revocation,
 }
 
 impl Identities {
@@ -172,6 +184,7 @@ impl Identities {
         Self {
             jwt: Authenticator::for_providers(provider_count(config)),
             sessions: SessionCache::new(),
+            revocation: Revocation::new(provider_count(config)),
         }
     }
 
@@ -287,6 +300,13 @@ impl Identities {
             match check {
                 Check::Policy => {
                     customer_id = admit(requirement, config, &verified, defaults, log)?;
+                    // Once the token is otherwise good: nothing is asked about a token
+                    // that would be refused anyway.
+                    if let Presented::Jwt(token) = verified.presented {
+                        self.revocation
+                            .check(token, &verified.claims, config, &self.jwt, p, log)
+                            .await?;
+                    }
                 }
                 Check::Bind(bindings) => bindings
                     .check(asked.path, asked.fields, &verified.claims)

@@ -12,6 +12,7 @@ use serde_json::Value;
 use crate::config::entries::Entry;
 use crate::config::setting::{endpoint_url, optional, ConfigError, ConfigErrors, Lookup, Problems};
 use crate::identity::jwt::{JwtError, JwtSettings, KeySet, TokenTypes, MAX_TOKEN_BYTES};
+use crate::identity::revocation::rule::IntrospectRule;
 
 const SETTING: &str = "JWT_PROVIDERS";
 /// As `JWT_LEEWAY_SECONDS`: beyond an hour it is no longer clock skew.
@@ -39,6 +40,8 @@ pub struct Provider {
     /// Its algorithms and key sources, with the shared leeway, maximum age and cookie; no
     /// issuer or audience (those are checked per request, with the route).
     pub settings: JwtSettings,
+    /// `introspect`: its JWTs are also asked about at an RFC 7662 endpoint.
+    pub introspect: Option<IntrospectRule>,
 }
 
 /// The providers, in the order configured; a provider's position is its id (one key set cache
@@ -49,7 +52,7 @@ pub struct Providers {
 }
 
 /// A provider's fields.
-const FIELDS: [&str; 8] = [
+const FIELDS: [&str; 9] = [
     "issuer",
     "jwks_url",
     "jwks",
@@ -58,6 +61,7 @@ const FIELDS: [&str; 8] = [
     "max_lifetime_seconds",
     "types",
     "leeway_seconds",
+    "introspect",
 ];
 
 impl Providers {
@@ -207,6 +211,7 @@ impl Provider {
             }
             other => other,
         });
+        let introspect = p.take_all(IntrospectRule::from_entry(e, discovers));
         let has_source = !discovers || discovery.is_some();
         let settings = match (shared, jwks_url, inline, algorithms) {
             (Some(shared), Some(url), Some(keys), Some(algs)) if has_source => p.take(
@@ -238,6 +243,7 @@ impl Provider {
                 audiences: audiences?,
                 max_lifetime_secs: max_lifetime_secs?,
                 settings: settings?,
+                introspect: introspect?,
             })
         })
     }

@@ -370,6 +370,23 @@ impl JwksCache {
         )))
     }
 
+    /// The discovery document's `introspection_endpoint` (`Ok(None)`: the document names
+    /// none, or the settings do not discover).
+    pub async fn introspection_endpoint<P: Platform>(
+        &self,
+        settings: &JwtSettings,
+        p: &P,
+    ) -> Result<Option<Rc<str>>, KeysUnavailable> {
+        let Some(issuer) = settings.discovery.as_deref() else {
+            return Ok(None);
+        };
+        Ok(self
+            .discovery
+            .jwks_uri(issuer, p)
+            .await?
+            .introspection_endpoint)
+    }
+
     /// The configured keys alone (`JWT_JWKS`, `JWT_HMAC_SECRET`), generation 0.
     pub fn configured(&self, settings: &JwtSettings) -> Rc<Keys> {
         self.inline

@@ -42,6 +42,9 @@ const KV_CLOCK_SKEW_MS: u64 = 60_000;
 #[derive(Debug)]
 struct Document {
     jwks_uri: Rc<str>,
+    /// RFC 8414's `introspection_endpoint`, when it names a usable URL (a provider's
+    /// `introspect` without `url` uses it).
+    introspection_endpoint: Option<Rc<str>>,
     fresh_until_ms: u64,
 }
 
@@ -64,6 +67,7 @@ pub struct Discovery {
 /// held one served (for the log line).
 pub struct Resolved {
     pub jwks_uri: Rc<str>,
+    pub introspection_endpoint: Option<Rc<str>>,
     pub failure: Option<JwksFailure>,
 }
 
@@ -88,12 +92,7 @@ impl Discovery {
         loop {
             let now = clock.now_ms();
             match self.next(&mut ticket, now) {
-                Next::Ready(doc) => {
-                    return Ok(Resolved {
-                        jwks_uri: doc.jwks_uri.clone(),
-                        failure: None,
-                    })
-                }
+                Next::Ready(doc) => return Ok(doc.resolved(None)),
                 Next::Unavailable(u) => return Err(u),
                 Next::Wait => clock.sleep(POLL_MS).await,
                 Next::Fill(attempt, flight) => {
@@ -103,10 +102,7 @@ impl Discovery {
                     let now = clock.now_ms();
                     let st = self.state.borrow();
                     return match st.usable(now) {
-                        Some(doc) => Ok(Resolved {
-                            jwks_uri: doc.jwks_uri.clone(),
-                            failure,
-                        }),
+                        Some(doc) => Ok(doc.resolved(failure)),
                         None => Err(self.unavailable(&st, now)),
                     };
                 }
@@ -217,6 +213,16 @@ impl Discovery {
     }
 }
 
+impl Document {
+    fn resolved(&self, failure: Option<JwksFailure>) -> Resolved {
+        Resolved {
+            jwks_uri: self.jwks_uri.clone(),
+            introspection_endpoint: self.introspection_endpoint.clone(),
+            failure,
+        }
+    }
+}
+
 impl State {
     fn usable(&self, now: u64) -> Option<Rc<Document>> {
         self.current
@@ -247,6 +253,7 @@ async fn load<P: Platform>(issuer: &str, wanted_until: u64, p: &P) -> Loaded {
         return Loaded {
             doc: Some(Document {
                 jwks_uri: doc.jwks_uri.clone(),
+                introspection_endpoint: doc.introspection_endpoint.clone(),
                 fresh_until_ms: doc.fresh_until_ms,
             }),
             from_kv: true,
@@ -289,8 +296,9 @@ fn kv_key(issuer: &str) -> String {
 }
 
 fn to_kv(doc: &Document) -> String {
-    serde_json::json!({"fresh_until_ms": doc.fresh_until_ms, "jwks_uri": &*doc.jwks_uri})
-        .to_string()
+    serde_json::json!({"fresh_until_ms": doc.fresh_until_ms, "jwks_uri": &*doc.jwks_uri,
+        "introspection_endpoint": doc.introspection_endpoint.as_deref()})
+    .to_string()
 }
 
 /// A KV copy, its `jwks_uri` checked again as the provider's would be, and its claim of
@@ -309,6 +317,7 @@ fn from_kv(value: &str, now: u64) -> Option<Document> {
     };
     Some(Document {
         jwks_uri: jwks_uri.into(),
+        introspection_endpoint: introspection_endpoint(&o),
         fresh_until_ms,
     })
 }
@@ -357,8 +366,10 @@ async fn fetch_one<P: Platform>(url: &str, issuer: &str, p: &P) -> Result<Docume
             _ => JwksFailure::DiscoveryUnreachable,
         })?;
     let jwks_uri = read_document(&body, issuer)?;
+    let doc: Map<String, Value> = serde_json::from_slice(&body).unwrap_or_default();
     Ok(Document {
         jwks_uri: jwks_uri.into(),
+        introspection_endpoint: introspection_endpoint(&doc),
         fresh_until_ms: clock.now_ms().saturating_add(fresh_ms),
     })
 }
@@ -375,4 +386,10 @@ pub fn read_document(body: &[u8], issuer: &str) -> Result<String, JwksFailure> {
         .and_then(Value::as_str)
         .and_then(|uri| endpoint_url(uri).ok())
         .ok_or(JwksFailure::DiscoveryJwksUri)
+}
+
+/// `introspection_endpoint`, under the same rules as `jwks_uri`; `None` when absent or unusable.
+fn introspection_endpoint(doc: &Map<String, Value>) -> Option<Rc<str>> {
+    let url = doc.get("introspection_endpoint")?.as_str()?;
+    endpoint_url(url).ok().map(Rc::from)
 }

@@ -278,6 +278,20 @@ impl Authenticator {
         Ok(Some((verified, defaults)))
     }
 
+    /// Provider `provider`'s discovered `introspection_endpoint` (a provider's `introspect`
+    /// without `url`); `Ok(None)` when its document names none.
+    pub async fn introspection_endpoint<P: Platform>(
+        &self,
+        provider: usize,
+        settings: &JwtSettings,
+        p: &P,
+    ) -> Result<Option<Rc<str>>, KeysUnavailable> {
+        match self.jwks.get(provider) {
+            Some(jwks) => jwks.introspection_endpoint(settings, p).await,
+            None => Ok(None),
+        }
+    }
+
     /// For the scheduled handler: refreshes `JWKS_URL`'s set when it would go stale within
     /// `ahead_ms`.
     pub async fn refresh_keys<P: Platform>(

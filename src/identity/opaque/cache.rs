@@ -53,6 +53,25 @@ pub const ABANDON_GRACE_MS: u64 = 5_000;
 
 type Digest32 = [u8; 32];
 
+/// How long an active answer may be remembered, besides its own `exp`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keep {
+    /// At most this long after it arrived.
+    pub active_max_ms: u64,
+    /// And not at or after this time (a JWT's `exp`).
+    pub until_ms: u64,
+}
+
+impl Default for Keep {
+    /// A session's: `ACTIVE_MAX_MS`.
+    fn default() -> Self {
+        Self {
+            active_max_ms: ACTIVE_MAX_MS,
+            until_ms: u64::MAX,
+        }
+    }
+}
+
 /// Where the answer for a request came from, for the log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IntrospectionSource {
@@ -188,6 +207,20 @@ impl SessionCache {
         client: &TokenConfig,
         p: &P,
     ) -> Result<Vouched, Unvouched> {
+        self.check_within(identifier, settings, client, Keep::default(), p)
+            .await
+    }
+
+    /// As `check`, an active answer remembered only as long as `keep` allows (a JWT's
+    /// introspection: `max_age_seconds` and the token's own `exp`).
+    pub async fn check_within<P: Platform>(
+        &self,
+        identifier: &str,
+        settings: &IntrospectionSettings,
+        client: &TokenConfig,
+        keep: Keep,
+        p: &P,
+    ) -> Result<Vouched, Unvouched> {
         let clock = p.clock();
         let digest: Digest32 = Sha256::digest(identifier.as_bytes()).into();
         let abandon_ms = settings.timeout_ms.saturating_add(ABANDON_GRACE_MS);
@@ -198,7 +231,7 @@ impl SessionCache {
                 Next::Wait => clock.sleep(POLL_MS).await,
                 Next::Call(guard) => {
                     let answer = call(identifier, settings, client, p).await;
-                    return self.record(guard, answer, clock.now_ms());
+                    return self.record(guard, answer, keep, clock.now_ms());
                 }
             }
         }
@@ -279,6 +312,7 @@ impl SessionCache {
         &self,
         mut guard: CallGuard,
         answer: Result<Answer, IntrospectionError>,
+        keep: Keep,
         now: u64,
     ) -> Result<Vouched, Unvouched> {
         let digest = guard.digest;
@@ -307,7 +341,8 @@ impl SessionCache {
                     Answer::Active { claims, exp_secs } => {
                         let until = exp_secs
                             .map_or(u64::MAX, |exp| exp.saturating_mul(1000))
-                            .min(now.saturating_add(ACTIVE_MAX_MS));
+                            .min(now.saturating_add(keep.active_max_ms))
+                            .min(keep.until_ms);
                         let bytes = ENTRY_OVERHEAD + claims.bytes() * CLAIMS_FACTOR;
                         inner.insert(digest, Verdict::Active(claims.clone()), until, bytes);
                         Ok(Vouched {

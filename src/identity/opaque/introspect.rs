@@ -47,6 +47,9 @@ pub enum IntrospectionError {
     /// `private_key_jwt`: the platform refused to sign with `CLIENT_PRIVATE_KEY`; the endpoint
     /// was not called.
     ClientKey,
+    /// A provider's `introspect` has no `url` and its discovery document names no
+    /// `introspection_endpoint`: nothing was called.
+    NoEndpoint,
 }
 
 /// Whose problem an introspection failure is, which decides what it costs.
@@ -79,6 +82,7 @@ impl IntrospectionError {
             Self::BadActive => "introspection_bad_active",
             Self::BadTime(_) => "introspection_bad_time",
             Self::ClientKey => "introspection_client_key_unusable",
+            Self::NoEndpoint => "introspection_no_endpoint",
         }
     }
 
@@ -91,7 +95,7 @@ impl IntrospectionError {
             // What the endpoint says of the request that carried this identifier (a malformed
             // or oversized one): another identifier's request is not concerned.
             Self::Status(400 | 409 | 413 | 422) => Blame::Identifier,
-            Self::Status(_) | Self::ClientKey => Blame::Configuration,
+            Self::Status(_) | Self::ClientKey | Self::NoEndpoint => Blame::Configuration,
             Self::TooLarge
             | Self::NotAnObject
             | Self::NoActive
@@ -114,6 +118,9 @@ impl IntrospectionError {
             ),
             Self::ClientKey => Some(
                 "the platform could not sign with CLIENT_PRIVATE_KEY: check that its private members match its public ones",
+            ),
+            Self::NoEndpoint => Some(
+                "the issuer's discovery document names no introspection_endpoint: give the provider's introspect.url",
             ),
             _ if self.is_client_misconfigured() => Some(
                 "INTROSPECTION_URL answered as no RFC 7662 endpoint would (a redirect, 404 or 405): check INTROSPECTION_URL",

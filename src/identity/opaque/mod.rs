@@ -14,7 +14,7 @@ mod extract;
 mod introspect;
 
 pub use cache::{
-    IntrospectionSource, IntrospectionUnavailable, SessionCache, Unvouched, Vouched,
+    IntrospectionSource, IntrospectionUnavailable, Keep, SessionCache, Unvouched, Vouched,
     ABANDON_GRACE_MS, ACTIVE_MAX_MS, ENTRY_OVERHEAD, INACTIVE_MS, MAX_BYTES, MAX_ENTRIES,
 };
 pub use extract::{extract, Identifier, IdentifierSource, MAX_IDENTIFIER_BYTES};
