@@ -26,7 +26,13 @@
 // with a fresh ES256 proof per request (a new `jti` each: every proof is checked in full and
 // remembered); `+dpop-guard` does the same with DPOP_REPLAY bound to the build's ReplayGuard
 // Durable Object (Miniflare only), so `node bench/profile.mjs build build+dpop build+dpop-guard`
-// measures what a DPoP proof costs and what the replay guard's round trip adds. Every target runs in its own workerd
+// measures what a DPoP proof costs and what the replay guard's round trip adds. The subject-wide
+// cut-off (docs/configuration.md, "Revocation") runs on every token with `iss` and `sub`, every
+// target's included: `+nosub` sends the hot token without `sub`, so the check returns before
+// hashing, and `+cutoff` names a target that sends it with `sub` (the check runs: a SHA-256 of
+// `iss` and `sub` and the isolate's memory of that subject, one KV read per minute), so
+// `node bench/profile.mjs build+nosub build+cutoff` measures what the check costs (hot workload
+// only). Every target runs in its own workerd
 // (Miniflare), in front of the same loopback servers as bench/run.mjs, and is measured in
 // rounds, one target after another, so that the machine's noise hits them alike. The number to
 // read is workerd CPU µs per request (from /proc), median over rounds.
@@ -227,6 +233,8 @@ async function main() {
     if (i >= first.length) throw new Error('PROFILE_TOKENS exhausted: raise it');
     return first[i++];
   };
+  // +nosub: the same claims without `sub` (no subject: the cut-off check is skipped).
+  const hotNoSub = signJwt(rs, { claims: { scope: 'openid profile:read', tier: 'gold', org: { id: 'org-42' }, accounts: ['acct-0001', 'getprofile'], sub: undefined } });
   const next = WORKLOAD === 'reject-early' ? () => early[i++ % early.length].jwt : WORKLOAD === 'public' ? () => undefined : first.length ? fresh : () => hot;
 
   // +dpop: a client key, a token bound to it, and a fresh proof per request for `url`.
@@ -275,7 +283,9 @@ async function main() {
       const routes = JSON.stringify([{ ...route, ...(withPolicy ? policy : {}), ...bind }]);
       const guard = suffixes.includes('dpop-guard');
       const w = await startWorker(dir, bare ? { ORIGIN_URL: servers.origin } : { ...bindings, ...signing, ...types, ROUTES: routes }, CPUPROFILE && k === 0, { metrics: suffixes.includes('metrics'), guard });
-      const dpop = guard || suffixes.includes('dpop') ? dpopFor(w.url) : undefined;
+      const noSub = suffixes.includes('nosub');
+      if (noSub && WORKLOAD !== 'hot') throw new Error('+nosub: hot workload only');
+      const dpop = guard || suffixes.includes('dpop') ? dpopFor(w.url) : noSub ? () => ({ 'customer-auth': `JWT ${hotNoSub}` }) : undefined;
       targets.push({ name: d, ...w, dpop, samples: [] });
       const r = await fetch(w.url + PATH, { headers: dpop ? dpop() : { 'customer-auth': `JWT ${hot}` } });
       await r.arrayBuffer();
