@@ -33,7 +33,8 @@
 //!   verified caller or an `IdentityError`. Below it: one identifier per request
 //!   (`identifiers`), token verification (`jwt`), key sets (`jwks`), providers, introspection
 //!   (`opaque`), claims, policy, customer id, object-level `bind`, the partner's
-//!   `client_certificate`. Beside them, the gateway's own identity:
+//!   `client_certificate`, and tokens taken back before their `exp` (`revocation`: a
+//!   provider's `introspect`, the subject-wide cut-off in KV), checked after the policy. Beside them, the gateway's own identity:
 //!   its private keys (JWK), the key set it publishes and signing a JWS through the
 //!   platform's `Signer` (`signing`), the same JOSE algorithms from the other side.
 //! - `token`: the gateway's own credential: the client-credentials grant, the isolate's token

@@ -500,3 +500,71 @@ fn the_cut_off_is_checked_before_introspection_and_both_apply() {
         "a cut-off token costs no introspection call"
     );
 }
+
+// --- the endpoint named by discovery ---------------------------------------------------------
+
+const TENANT: &str = "https://idp.example/tenant";
+const DISCOVERED: &str = "https://idp.example/tenant/introspect";
+
+/// A provider configured by its issuer alone, `introspect` without `url`; the discovery
+/// document names `introspection` as its endpoint (or none).
+fn discovering(introspection: Option<&str>, store: MemoryKv) -> (Gateway, Svc) {
+    let providers = json!([{"issuer": TENANT, "introspect": {"max_age_seconds": 60}}]).to_string();
+    let gw = gateway(&vars_with(&providers));
+    assert!(gw.config_error().is_none(), "{:?}", gw.config_error());
+    let http = FakeHttp::default();
+    let mut doc = json!({"issuer": TENANT, "jwks_uri": "https://idp.example/tenant/jwks"});
+    if let Some(url) = introspection {
+        doc["introspection_endpoint"] = url.into();
+    }
+    http.on(
+        &format!("{TENANT}/.well-known/openid-configuration"),
+        move |_| Ok((200, vec![], doc.to_string().into_bytes())),
+    );
+    http.on("https://idp.example/tenant/jwks", |_| {
+        let keys = json!({"keys": [support::ec_jwk(support::ec(), json!({"kid": "ec-1"}))]});
+        Ok((200, vec![], keys.to_string().into_bytes()))
+    });
+    http.on(DISCOVERED, |_| {
+        Ok((200, vec![], br#"{"active": false}"#.to_vec()))
+    });
+    http.on(TOKEN_URL, |_| {
+        let body = r#"{"token_type":"Bearer","access_token":"at-1","expires_in":3600}"#;
+        Ok((200, vec![], body.as_bytes().to_vec()))
+    });
+    http.on("https://origin.example/", |_| {
+        Ok((200, vec![], b"{}".to_vec()))
+    });
+    (gw, services_over(http, store, FakeClock::at(NOW_MS)))
+}
+
+#[test]
+fn without_url_the_discovery_documents_introspection_endpoint_is_asked() {
+    let t = jwt(json!({"iss": TENANT, "sub": SUB, "exp": NOW + 600, "iat": NOW - 10}));
+    let kv = MemoryKv::default();
+    let (gw, svc) = discovering(Some(DISCOVERED), kv.clone());
+    assert_revoked(&send(&gw, &svc, &t), "token_revoked");
+    assert_eq!(svc.http.calls_to(DISCOVERED).len(), 1);
+    // Another isolate, starting from the document the first one put in KV.
+    let (gw, svc) = discovering(None, kv);
+    assert_revoked(&send(&gw, &svc, &t), "token_revoked");
+    assert_eq!(
+        svc.http.calls_to(DISCOVERED).len(),
+        1,
+        "the KV copy names it too"
+    );
+}
+
+#[test]
+fn a_discovery_document_without_introspection_endpoint_is_503_and_a_config_error() {
+    let t = jwt(json!({"iss": TENANT, "sub": SUB, "exp": NOW + 600, "iat": NOW - 10}));
+    let (gw, svc) = discovering(None, MemoryKv::default());
+    let sent = send(&gw, &svc, &t);
+    assert_eq!(sent.resp.status, 503, "{}", problem(&sent.resp));
+    assert_eq!(
+        sent.log.introspection_error,
+        Some("introspection_no_endpoint")
+    );
+    assert!(sent.log.config_error.is_some());
+    assert_eq!(origin_calls(&svc), 0);
+}

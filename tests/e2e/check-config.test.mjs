@@ -298,6 +298,21 @@ ${stagingVars}
     assert.ok(reserved.lines.includes('TOKEN_PARAMS may not set "client_assertion": the gateway sends it itself (per TOKEN_CLIENT_AUTH)'), reserved.stdout);
   });
 
+  test("a provider's introspect: counted on the ok line; without url and discovery, or with an unknown field, named, never shown", async (t) => {
+    const providers = (introspect) => JSON.stringify([{ issuer: 'https://login.example.com/', jwks_url: 'https://login.example.com/jwks.json', introspect }]);
+    const toml = (introspect) => GOOD.replace(/^JWKS_URL = .*$/m, '').replace(/^JWT_AUDIENCE = .*$/m, `JWT_PROVIDERS = '${providers(introspect)}'`);
+    const dir = project(t, { 'wrangler.toml': toml({ url: 'https://pl4nted-host.example/introspect', max_age_seconds: 30 }), '.dev.vars': SECRETS });
+    const cfg = ['--config', path.join(dir, 'wrangler.toml')];
+    const ok = await checkConfig(cfg);
+    assert.equal(ok.status, 0, ok.stdout);
+    assert.match(ok.lines.at(-1), /1 identity provider, introspect on 1 of them,/);
+    writeFileSync(path.join(dir, 'wrangler.toml'), toml({ max_age: 30 }));
+    const bad = await checkConfig(cfg);
+    assert.equal(bad.status, 1, bad.stdout);
+    assert.ok(bad.lines.some((l) => l.startsWith('JWT_PROVIDERS[0].introspect: has no url, and the provider has no discovery document')), bad.stdout);
+    assert.ok(bad.lines.some((l) => l.startsWith('JWT_PROVIDERS[0].introspect: unknown field "max_age"')), bad.stdout);
+  });
+
   test('a file wrangler cannot read: exit 2, where, not what', async (t) => {
     const dir = project(t, { 'wrangler.toml': `${GOOD}\nAPI_KEY = "Pl4nted-api-key\n` });
     const r = await checkConfig(['--config', path.join(dir, 'wrangler.toml')]);
