@@ -114,7 +114,7 @@ impl IntrospectionError {
     pub fn config_problem(&self) -> Option<&'static str> {
         match self {
             Self::Status(401 | 403) => Some(
-                "the introspection endpoint refused the client credentials: check CLIENT_ID, CLIENT_SECRET (CLIENT_PRIVATE_KEY with private_key_jwt), TOKEN_CLIENT_AUTH and INTROSPECTION_URL",
+                "the introspection endpoint refused the client credentials: check CLIENT_ID, CLIENT_SECRET (CLIENT_PRIVATE_KEY with private_key_jwt), TOKEN_CLIENT_AUTH and INTROSPECTION_URL (or the provider's introspect.url)",
             ),
             Self::ClientKey => Some(
                 "the platform could not sign with CLIENT_PRIVATE_KEY: check that its private members match its public ones",
@@ -123,7 +123,7 @@ impl IntrospectionError {
                 "the issuer's discovery document names no introspection_endpoint: give the provider's introspect.url",
             ),
             _ if self.is_client_misconfigured() => Some(
-                "INTROSPECTION_URL answered as no RFC 7662 endpoint would (a redirect, 404 or 405): check INTROSPECTION_URL",
+                "the introspection endpoint answered as no RFC 7662 endpoint would (a redirect, 404 or 405): check INTROSPECTION_URL (or the provider's introspect.url)",
             ),
             _ => None,
         }
