@@ -682,6 +682,44 @@ fn a_certificate_bound_token_needs_that_certificate() {
 }
 
 #[test]
+fn a_fingerprint_that_is_not_hex_is_no_certificate() {
+    // The edge reports 64 lower-case hex digits. Anything else says nothing usable of the
+    // certificate, like no certificate: never a match, never a panic.
+    let zero_high: String = FP
+        .chars()
+        .skip(1)
+        .step_by(2)
+        .flat_map(|c| ['0', c])
+        .collect();
+    let token = jwt(json!({"iss": ISSUER, "sub": "c", "exp": NOW + 600,
+                          "cnf": {"x5t#S256": x5t(&zero_high)}}));
+    let auth = format!("Bearer {token}");
+    let (gw, svc) = world();
+    let get = |fp: &str| {
+        send_to(
+            &gw,
+            &svc,
+            Method::GET,
+            "/account/x",
+            &[("authorization", &auth)],
+            Some(verified_cert(fp)),
+        )
+    };
+    assert_eq!(get(&zero_high).resp.status, 200);
+    // `+f` is not two hex digits, though Rust's integer parser reads it as 0x0f.
+    let signs: String = zero_high.replace('0', "+");
+    // 64 bytes that are not 64 characters: cut in the middle of a character.
+    let wide = format!("a{}b", "é".repeat(31));
+    assert_eq!(wide.len(), 64);
+    for fp in [signs.as_str(), wide.as_str()] {
+        let sent = get(fp);
+        assert_eq!(sent.resp.status, 401, "{fp}: {}", problem(&sent.resp));
+        assert_eq!(sent.log.outcome, "certificate_binding_missing", "{fp}");
+    }
+    assert_eq!(origin_calls(&svc), 1);
+}
+
+#[test]
 fn sender_constraint_required_refuses_bearer_tokens() {
     let (gw, svc) = world();
     let plain = jwt(json!({"iss": ISSUER, "sub": "c", "exp": NOW + 600}));
