@@ -103,8 +103,13 @@ fn routes() -> String {
 }
 
 fn world() -> (Gateway, Svc) {
+    world_with(&[])
+}
+
+/// `world` with `extra` settings over its own.
+fn world_with(extra: &[(&str, &str)]) -> (Gateway, Svc) {
     let routes = routes();
-    let vars: HashMap<&str, &str> = [
+    let mut vars: HashMap<&str, &str> = [
         ("ORIGIN_URL", "https://origin.example/api"),
         ("TOKEN_URL", TOKEN_URL),
         ("CLIENT_ID", "client-1"),
@@ -118,6 +123,7 @@ fn world() -> (Gateway, Svc) {
     ]
     .into_iter()
     .collect();
+    vars.extend(extra.iter().copied());
     let http = FakeHttp::default();
     http.on(TOKEN_URL, |_| {
         let body = r#"{"token_type":"Bearer","access_token":"at-1","expires_in":3600}"#;
@@ -553,6 +559,63 @@ fn the_scheme_must_fit_the_token() {
     assert_eq!(sent.resp.status, 200);
 }
 
+#[test]
+fn a_dpop_bound_token_in_jwt_header_or_the_cookie_is_refused_like_a_bearer_token() {
+    // `JWT_HEADER` (Cloudflare Access's header, say) and `JWT_COOKIE` carry a bare token: like
+    // `Authorization: Bearer`, nothing says the sender holds the key, so a DPoP-bound token
+    // there is a downgrade (RFC 9449 §7.2), refused even with a valid proof alongside.
+    let k = key("es256_a");
+    let token = bound_token(&k);
+    let (gw, svc) = world_with(&[
+        ("JWT_HEADER", "Cf-Access-Jwt-Assertion"),
+        ("JWT_COOKIE", "id_token"),
+    ]);
+    let cookie = format!("id_token={token}");
+    for (place, header) in [
+        ("JWT_HEADER", ("cf-access-jwt-assertion", token.as_str())),
+        ("JWT_COOKIE", ("cookie", cookie.as_str())),
+    ] {
+        for with_proof in [true, false] {
+            let p = proof(&k, "GET", URL, &token, &format!("{place}-{with_proof}"));
+            let mut headers = vec![header];
+            if with_proof {
+                headers.push(("dpop", p.as_str()));
+            }
+            let sent = send_to(&gw, &svc, Method::GET, "/account/x", &headers, None);
+            let what = format!("{place}, proof {with_proof}");
+            assert_eq!(sent.resp.status, 401, "{what}: {}", problem(&sent.resp));
+            let c = challenge(&sent.resp);
+            assert!(c.starts_with("DPoP error=\"invalid_token\""), "{what}: {c}");
+            assert_eq!(sent.log.outcome, "dpop_bearer_scheme", "{what}");
+            assert_eq!(origin_calls(&svc), 0, "{what}: reached the origin");
+        }
+    }
+    // The same gateway takes the same token with the DPoP scheme and a proof...
+    let auth = format!("DPoP {token}");
+    let p = proof(&k, "GET", URL, &token, "scheme");
+    let sent = send_to(
+        &gw,
+        &svc,
+        Method::GET,
+        "/account/x",
+        &[("authorization", &auth), ("dpop", &p)],
+        None,
+    );
+    assert_eq!(sent.resp.status, 200, "{}", problem(&sent.resp));
+    // ...and a token bound to nothing in `JWT_HEADER`: the header itself works.
+    let plain = jwt(json!({"iss": ISSUER, "sub": "c", "exp": NOW + 600}));
+    let sent = send_to(
+        &gw,
+        &svc,
+        Method::GET,
+        "/account/x",
+        &[("cf-access-jwt-assertion", &plain)],
+        None,
+    );
+    assert_eq!(sent.resp.status, 200, "{}", problem(&sent.resp));
+    assert_eq!(origin_calls(&svc), 2);
+}
+
 fn verified_cert(fp: &str) -> TlsClientAuth {
     verified_certificate("CN=partner", fp)
 }
@@ -616,6 +679,44 @@ fn a_certificate_bound_token_needs_that_certificate() {
         assert_eq!(sent.log.outcome, code);
     }
     assert_eq!(origin_calls(&svc), 2);
+}
+
+#[test]
+fn a_fingerprint_that_is_not_hex_is_no_certificate() {
+    // The edge reports 64 lower-case hex digits. Anything else says nothing usable of the
+    // certificate, like no certificate: never a match, never a panic.
+    let zero_high: String = FP
+        .chars()
+        .skip(1)
+        .step_by(2)
+        .flat_map(|c| ['0', c])
+        .collect();
+    let token = jwt(json!({"iss": ISSUER, "sub": "c", "exp": NOW + 600,
+                          "cnf": {"x5t#S256": x5t(&zero_high)}}));
+    let auth = format!("Bearer {token}");
+    let (gw, svc) = world();
+    let get = |fp: &str| {
+        send_to(
+            &gw,
+            &svc,
+            Method::GET,
+            "/account/x",
+            &[("authorization", &auth)],
+            Some(verified_cert(fp)),
+        )
+    };
+    assert_eq!(get(&zero_high).resp.status, 200);
+    // `+f` is not two hex digits, though Rust's integer parser reads it as 0x0f.
+    let signs: String = zero_high.replace('0', "+");
+    // 64 bytes that are not 64 characters: cut in the middle of a character.
+    let wide = format!("a{}b", "é".repeat(31));
+    assert_eq!(wide.len(), 64);
+    for fp in [signs.as_str(), wide.as_str()] {
+        let sent = get(fp);
+        assert_eq!(sent.resp.status, 401, "{fp}: {}", problem(&sent.resp));
+        assert_eq!(sent.log.outcome, "certificate_binding_missing", "{fp}");
+    }
+    assert_eq!(origin_calls(&svc), 1);
 }
 
 #[test]

@@ -181,7 +181,9 @@ fn certificate(expected: &str, tls: Option<&TlsClientAuth>) -> Result<(), Sender
         .chars()
         .filter(|c| *c != ':')
         .collect();
-    let digest = (hex.len() == 64)
+    // 64 hex digits, as `client_certificate` reads them: `u8::from_str_radix` alone would take
+    // `+f` as 0x0f, and slicing a non-ASCII string at byte offsets would panic.
+    let digest = (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
         .then(|| {
             (0..32)
                 .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
