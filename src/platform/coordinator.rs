@@ -158,6 +158,12 @@ impl KeyValue for DoStorage {
         let args = js_sys::Array::of1(&JsValue::from_str(key));
         self.call("delete", &args).await.map(|_| ())
     }
+
+    /// The coordinator holds one token key and lists nothing (no revocation check runs in
+    /// it): refused rather than answered wrongly.
+    async fn list(&self, _: &str, _: Option<&str>, _: usize) -> Result<KeyPage, StoreError> {
+        Err(StoreError("Durable Object storage is not listed".into()))
+    }
 }
 
 /// `state.waitUntil(promise)`.
