@@ -15,7 +15,7 @@ use wasm_bindgen_futures::JsFuture;
 use worker::Env;
 
 use super::js_message;
-use crate::io::{Coordinator, CoordinatorError, KeyValue, StoreError};
+use crate::io::{Coordinator, CoordinatorError, KeyPage, KeyValue, StoreError};
 use crate::token::protocol::MAX_ANSWER_BYTES;
 
 /// The Durable Object binding; bindings are not settings, so `config.rs` does not list it.
