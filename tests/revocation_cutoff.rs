@@ -16,7 +16,9 @@ use world::*;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use edge_auth_proxy::io::Body;
 use edge_auth_proxy::proxy::Gateway;
+use http::Method;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -309,4 +311,29 @@ fn beyond_the_listings_cap_subjects_are_read_one_by_one() {
         Some("memory")
     );
     assert_eq!(cutoff_gets(&svc), 2);
+}
+
+#[test]
+fn concurrent_requests_share_one_list() {
+    let (gw, svc) = plain();
+    svc.store.list_yields.set(true);
+    let tokens: Vec<String> = (0..8).map(|i| token_of(&format!("cust-c{i}"))).collect();
+    let served = futures::executor::block_on(futures::future::join_all(tokens.iter().map(|t| {
+        let auth = format!("Bearer {t}");
+        gw.serve(
+            &svc,
+            request(
+                Method::GET,
+                "/orders",
+                &[("authorization", auth.as_str())],
+                Body::Empty,
+            ),
+        )
+    })));
+    for s in &served {
+        assert_eq!(s.response.status, 200);
+        assert_eq!(s.log.cutoff, Some("list"));
+    }
+    assert_eq!(svc.store.lists.get(), 1, "one list at a time per isolate");
+    assert_eq!(cutoff_gets(&svc), 0);
 }

@@ -55,6 +55,8 @@ pub struct MemoryKv {
     pub got: Rc<RefCell<Vec<String>>>,
     /// `list` fails while `get`, `put` and `delete` still work.
     pub list_failing: Rc<Cell<bool>>,
+    /// `list` suspends once before answering, so that concurrent requests overlap it.
+    pub list_yields: Rc<Cell<bool>>,
 }
 
 impl KeyValue for MemoryKv {
@@ -93,6 +95,9 @@ impl KeyValue for MemoryKv {
             "Workers KV lists 1 to 1000 keys a page"
         );
         self.lists.set(self.lists.get() + 1);
+        if self.list_yields.get() {
+            YieldOnce(false).await;
+        }
         if self.failing.get() || self.list_failing.get() {
             return Err(StoreError("down".into()));
         }
