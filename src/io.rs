@@ -32,6 +32,21 @@ pub trait KeyValue {
     /// Writes `value` to expire after `ttl_secs` (Workers KV refuses less than 60).
     async fn put(&self, key: &str, value: &str, ttl_secs: u64) -> Result<(), StoreError>;
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
+    /// One page (at most `limit`) of the key names starting with `prefix`, from `cursor` (a
+    /// previous page's `next`).
+    async fn list(
+        &self,
+        prefix: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<KeyPage, StoreError>;
+}
+
+/// A page of `KeyValue::list`: names, and `next` (the cursor) unless the listing is complete.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyPage {
+    pub keys: Vec<String>,
+    pub next: Option<String>,
 }
 
 /// A request or response body. `Stream` is the platform's own streaming body, passed through

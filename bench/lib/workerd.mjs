@@ -41,9 +41,18 @@ export default {
       return new Response(null, { status: 200 });
     }
     if (request.method === 'GET' && key === '') {
+      // workerd's list: prefix, cursor and key_count_limit (as Miniflare's KV reads them); the
+      // cursor here is the last name of the previous page.
       const prefix = url.searchParams.get('prefix') ?? '';
-      const keys = [...store.keys()].filter((k) => k.startsWith(prefix)).sort().map((name) => ({ name }));
-      return Response.json({ keys, list_complete: true, cacheStatus: null });
+      const cursor = url.searchParams.get('cursor');
+      const limit = Number(url.searchParams.get('key_count_limit') ?? 1000);
+      const names = [...store.entries()]
+        .filter(([k, v]) => k.startsWith(prefix) && v.expires > now() && (cursor === null || k > cursor))
+        .map(([k]) => k)
+        .sort();
+      const keys = names.slice(0, limit).map((name) => ({ name }));
+      if (names.length <= limit) return Response.json({ keys, list_complete: true, cacheStatus: null });
+      return Response.json({ keys, list_complete: false, cursor: keys.at(-1).name, cacheStatus: null });
     }
     const hit = store.get(key);
     if (!hit || hit.expires <= now()) {

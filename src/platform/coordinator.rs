@@ -15,7 +15,7 @@ use wasm_bindgen_futures::JsFuture;
 use worker::Env;
 
 use super::js_message;
-use crate::io::{Coordinator, CoordinatorError, KeyValue, StoreError};
+use crate::io::{Coordinator, CoordinatorError, KeyPage, KeyValue, StoreError};
 use crate::token::protocol::MAX_ANSWER_BYTES;
 
 /// The Durable Object binding; bindings are not settings, so `config.rs` does not list it.
@@ -157,6 +157,12 @@ impl KeyValue for DoStorage {
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         let args = js_sys::Array::of1(&JsValue::from_str(key));
         self.call("delete", &args).await.map(|_| ())
+    }
+
+    /// The coordinator holds one token key and lists nothing (no revocation check runs in
+    /// it): refused rather than answered wrongly.
+    async fn list(&self, _: &str, _: Option<&str>, _: usize) -> Result<KeyPage, StoreError> {
+        Err(StoreError("Durable Object storage is not listed".into()))
     }
 }
 

@@ -6,7 +6,7 @@ use std::rc::Rc;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 
-use crate::io::{KeyValue, StoreError};
+use crate::io::{KeyPage, KeyValue, StoreError};
 
 use super::js_message;
 
@@ -83,5 +83,42 @@ impl KeyValue for Kv {
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         let args = js_sys::Array::of1(&JsValue::from_str(key));
         self.call("delete", &args).await.map(|_| ())
+    }
+
+    /// `namespace.list({prefix, cursor, limit})`: `{keys: [{name}], list_complete, cursor}`.
+    async fn list(
+        &self,
+        prefix: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<KeyPage, StoreError> {
+        let js_err = |e: JsValue| StoreError(js_message(&e));
+        let get = |o: &JsValue, k: &str| js_sys::Reflect::get(o, &JsValue::from_str(k));
+        let set = |o: &JsValue, k: &str, v: &JsValue| {
+            js_sys::Reflect::set(o, &JsValue::from_str(k), v).map(|_| ())
+        };
+        let options = js_sys::Object::new();
+        set(&options, "prefix", &JsValue::from_str(prefix)).map_err(js_err)?;
+        set(&options, "limit", &JsValue::from_f64(limit as f64)).map_err(js_err)?;
+        if let Some(cursor) = cursor {
+            set(&options, "cursor", &JsValue::from_str(cursor)).map_err(js_err)?;
+        }
+        let page = self.call("list", &js_sys::Array::of1(&options)).await?;
+        let keys: js_sys::Array = get(&page, "keys")
+            .and_then(|k| k.dyn_into())
+            .map_err(|_| StoreError("KV list without keys".into()))?;
+        let keys = keys
+            .iter()
+            .filter_map(|k| get(&k, "name").ok()?.as_string())
+            .collect();
+        let complete = get(&page, "list_complete").map_err(js_err)?.is_truthy();
+        let next = get(&page, "cursor").ok().and_then(|c| c.as_string());
+        // A page that says it is not the last must say where the next starts.
+        let next = match (complete, next) {
+            (true, _) => None,
+            (false, Some(c)) if !c.is_empty() => Some(c),
+            (false, _) => return Err(StoreError("KV list incomplete without a cursor".into())),
+        };
+        Ok(KeyPage { keys, next })
     }
 }

@@ -51,8 +51,9 @@ pub struct RequestLog {
     /// `introspection_timeout`), or `backing_off` when an earlier failure answered.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub introspection_error: Option<&'static str>,
-    /// Where the subject's cut-off (`revoked:v1:` in KV) was read: `memory`, `kv`, `stale`
-    /// (KV failed; an older read served) or `kv_failed` (nothing to serve: 503).
+    /// Where the subject's cut-off (`revoked:v1:` in KV) was read: `list` (not in the isolate's
+    /// listing of the entries: none, no read), `memory`, `kv`, `stale` (KV failed; an older
+    /// listing or read served) or `kv_failed` (nothing to serve: 503).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cutoff: Option<&'static str>,
     /// The part of the route's policy that refused the verified identity: `issuers`,

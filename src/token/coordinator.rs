@@ -24,7 +24,7 @@ use super::protocol::{digest, Answer, Ask, Rejection};
 use super::refresh::Jitter;
 use super::state::{RefreshAhead, RefreshOutcome, TokenCache};
 use super::TokenConfig;
-use crate::io::{Clock, KeyValue, NoCoordinator, Platform, StoreError};
+use crate::io::{Clock, KeyPage, KeyValue, NoCoordinator, Platform, StoreError};
 use crate::support::flight::POLL_MS;
 
 /// The coordinator's own storage, trusted, with every write and delete copied to KV: the
@@ -51,6 +51,16 @@ impl<O: KeyValue, K: KeyValue> KeyValue for Mirrored<O, K> {
         let own = self.own.delete(key).await;
         let _ = self.kv.delete(key).await;
         own
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<KeyPage, StoreError> {
+        // Like `get`: the coordinator's own storage only.
+        self.own.list(prefix, cursor, limit).await
     }
 }
 

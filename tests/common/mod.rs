@@ -17,7 +17,7 @@ use std::task::{Context, Poll};
 
 use edge_auth_proxy::identity::jwt::{RustCryptoVerifier, SignatureVerifier};
 use edge_auth_proxy::io::{
-    Body, Bounded, Clock, Coordinator, HttpClient, HttpError, InboundResponse, KeyValue,
+    Body, Bounded, Clock, Coordinator, HttpClient, HttpError, InboundResponse, KeyPage, KeyValue,
     NoCoordinator, NoRateLimiters, NoReplayGuard, OutboundRequest, Platform, StoreError,
 };
 use http::HeaderMap;
@@ -50,11 +50,19 @@ pub struct MemoryKv {
     pub puts: Rc<Cell<usize>>,
     pub gets: Rc<Cell<usize>>,
     pub failing: Rc<Cell<bool>>,
+    pub lists: Rc<Cell<usize>>,
+    /// Every key read, in order.
+    pub got: Rc<RefCell<Vec<String>>>,
+    /// `list` fails while `get`, `put` and `delete` still work.
+    pub list_failing: Rc<Cell<bool>>,
+    /// `list` suspends once before answering, so that concurrent requests overlap it.
+    pub list_yields: Rc<Cell<bool>>,
 }
 
 impl KeyValue for MemoryKv {
     async fn get(&self, key: &str) -> Result<Option<String>, StoreError> {
         self.gets.set(self.gets.get() + 1);
+        self.got.borrow_mut().push(key.to_string());
         if self.failing.get() {
             return Err(StoreError("down".into()));
         }
@@ -74,6 +82,33 @@ impl KeyValue for MemoryKv {
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.entries.borrow_mut().remove(key);
         Ok(())
+    }
+    /// Pages in key order, as Workers KV; the cursor is the last name given.
+    async fn list(
+        &self,
+        prefix: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<KeyPage, StoreError> {
+        assert!(
+            (1..=1000).contains(&limit),
+            "Workers KV lists 1 to 1000 keys a page"
+        );
+        self.lists.set(self.lists.get() + 1);
+        if self.list_yields.get() {
+            YieldOnce(false).await;
+        }
+        if self.failing.get() || self.list_failing.get() {
+            return Err(StoreError("down".into()));
+        }
+        let mut names: Vec<String> = (self.entries.borrow().keys())
+            .filter(|k| k.starts_with(prefix) && cursor.is_none_or(|c| k.as_str() > c))
+            .cloned()
+            .collect();
+        names.sort();
+        let next = (names.len() > limit).then(|| names[limit - 1].clone());
+        names.truncate(limit);
+        Ok(KeyPage { keys: names, next })
     }
 }
 

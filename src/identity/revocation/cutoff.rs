@@ -1,12 +1,16 @@
 //! The subject-wide cut-off: a KV entry `revoked:v1:<base64url SHA-256 of iss "\n" sub>` holding
 //! a Unix time in seconds; a JWT of that subject issued (`iat`) strictly before it is refused.
 //!
-//! Read through the isolate's memory, which remembers what KV said (an entry, or no entry) for at
-//! most `FRESH_MS`, so a busy subject costs one KV read per minute per isolate and a cut-off
-//! written with `npm run revoke` takes effect within KV's propagation plus `FRESH_MS`. When KV
-//! fails, what memory read in the last `STALE_MS` serves (the recovery rules: a remembered answer
-//! serves while its source is down); without one the request is refused (503): a subject whose
-//! cut-off cannot be read is never let through unchecked. The key is a digest, so neither the
+//! Which subjects have an entry at all comes from the isolate's listing of the prefix
+//! (`super::listing`, at most one KV list per `FRESH_MS`): a subject not in it passes with no
+//! KV read. A listed subject's value (or, beyond the listing's cap, any subject's) is read
+//! through the isolate's memory, which remembers what KV said (an entry, or no entry) for at
+//! most `FRESH_MS`. Both are at most `FRESH_MS` old, so a cut-off written with
+//! `npm run revoke` (or by hand) takes effect within KV's propagation plus `FRESH_MS`, and so
+//! does its removal. When KV fails, a listing and values read in the last `STALE_MS` serve (the
+//! recovery rules: a remembered answer serves while its source is down); without them the
+//! request is refused (503): a subject whose cut-off cannot be read is never let through
+//! unchecked. The key is a digest, so neither the
 //! subject nor the issuer is in KV in clear, and no token ever is.
 
 use std::cell::RefCell;
@@ -15,15 +19,11 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
+use super::listing::{Listing, Membership};
+pub use super::listing::{FRESH_MS, KEY_PREFIX, STALE_MS};
 use crate::io::{Clock, KeyValue, Platform};
 use crate::support::bounded::BoundedMap;
 
-/// The KV key's prefix (`npm run revoke` writes the same).
-pub const KEY_PREFIX: &str = "revoked:v1:";
-/// What KV said of a subject is believed this long.
-pub const FRESH_MS: u64 = 60_000;
-/// While KV fails, what it said this long ago still serves.
-pub const STALE_MS: u64 = 10 * 60_000;
 /// Most subjects remembered per isolate.
 pub const MAX_ENTRIES: usize = 10_000;
 /// Counted per entry: digest, times, map and queue overhead.
@@ -55,15 +55,18 @@ impl Cutoff {
 /// Where the answer came from, for the log line's `cutoff`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CutoffSource {
+    /// Not in the isolate's listing of the entries: no value read.
+    List,
     Memory,
     Kv,
-    /// KV failed; an answer older than `FRESH_MS` served.
+    /// KV failed; a listing or an answer older than `FRESH_MS` served.
     Stale,
 }
 
 impl CutoffSource {
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::List => "list",
             Self::Memory => "memory",
             Self::Kv => "kv",
             Self::Stale => "stale",
@@ -82,12 +85,14 @@ struct Entry {
 
 /// One per isolate.
 pub struct CutoffCache {
+    listing: Listing,
     entries: RefCell<BoundedMap<[u8; 32], Entry>>,
 }
 
 impl Default for CutoffCache {
     fn default() -> Self {
         Self {
+            listing: Listing::default(),
             entries: RefCell::new(BoundedMap::new(MAX_ENTRIES, MAX_ENTRIES * ENTRY_BYTES)),
         }
     }
@@ -116,7 +121,8 @@ impl CutoffCache {
         Self::default()
     }
 
-    /// The subject's cut-off: from memory while fresh, else from KV.
+    /// The subject's cut-off: none when the listing does not name it, else its value from
+    /// memory while fresh, else from KV.
     pub async fn cutoff<P: Platform>(
         &self,
         iss: &str,
@@ -124,6 +130,16 @@ impl CutoffCache {
         p: &P,
     ) -> Result<(Cutoff, CutoffSource), CutoffUnavailable> {
         let digest = digest(iss, sub);
+        let (membership, stale) =
+            (self.listing.lookup(&digest, p).await).map_err(|_| CutoffUnavailable)?;
+        if membership == Membership::Absent {
+            let source = if stale {
+                CutoffSource::Stale
+            } else {
+                CutoffSource::List
+            };
+            return Ok((Cutoff::None, source));
+        }
         let now = p.clock().now_ms();
         let held = self
             .entries

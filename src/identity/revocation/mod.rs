@@ -5,6 +5,7 @@
 
 pub mod cutoff;
 mod introspection;
+pub mod listing;
 pub mod rule;
 
 use crate::config::Config;
