@@ -16,15 +16,14 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use http::{HeaderMap, HeaderValue, Method};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::freshness::{fresh_secs, MAX_FRESH_SECS};
-use super::load::{JwksFailure, FETCH_TIMEOUT_MS, MAX_STALE_MS};
+use super::freshness::MAX_FRESH_SECS;
+use super::load::{get_json, GetFailure, JwksFailure, FETCH_TIMEOUT_MS, MAX_STALE_MS};
 use super::KeysUnavailable;
 use crate::config::setting::endpoint_url;
-use crate::io::{Body, Clock, HttpClient, HttpError, KeyValue, OutboundRequest, Platform};
+use crate::io::{Clock, KeyValue, Platform};
 use crate::support::breaker::{Attempt, Breaker, Ticket, Turn, PROBE_SPACING_MS};
 use crate::support::flight::{Flight, FlightGuard, POLL_MS};
 use crate::support::http_url::well_known_urls;
@@ -334,36 +333,15 @@ async fn fetch_document<P: Platform>(issuer: &str, p: &P) -> Result<Document, Jw
 }
 
 async fn fetch_one<P: Platform>(url: &str, issuer: &str, p: &P) -> Result<Document, JwksFailure> {
-    let (http, clock) = (p.http(), p.clock());
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        http::header::ACCEPT,
-        HeaderValue::from_static("application/json"),
-    );
-    let response = http
-        .send(OutboundRequest {
-            method: Method::GET,
-            url: url.to_string(),
-            headers,
-            body: Body::Empty,
-            timeout_ms: FETCH_TIMEOUT_MS,
-        })
-        .await
-        .map_err(|e| match e {
-            HttpError::Timeout => JwksFailure::DiscoveryTimeout,
-            _ => JwksFailure::DiscoveryUnreachable,
-        })?;
+    let clock = p.clock();
     // A redirect is a failure like any other status: it is never followed.
-    if response.status != 200 {
-        return Err(JwksFailure::DiscoveryStatus(response.status));
-    }
-    let fresh_ms = fresh_secs(&response.headers) * 1000;
-    let body = http
-        .read_body(response.body, MAX_DISCOVERY_BYTES)
+    let (fresh_ms, body) = get_json(url, "application/json", MAX_DISCOVERY_BYTES, p)
         .await
         .map_err(|e| match e {
-            HttpError::TooLarge => JwksFailure::DiscoveryTooLarge,
-            _ => JwksFailure::DiscoveryUnreachable,
+            GetFailure::Timeout => JwksFailure::DiscoveryTimeout,
+            GetFailure::Unreachable => JwksFailure::DiscoveryUnreachable,
+            GetFailure::Status(status) => JwksFailure::DiscoveryStatus(status),
+            GetFailure::TooLarge => JwksFailure::DiscoveryTooLarge,
         })?;
     let jwks_uri = read_document(&body, issuer)?;
     let doc: Map<String, Value> = serde_json::from_slice(&body).unwrap_or_default();

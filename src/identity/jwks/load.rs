@@ -202,12 +202,50 @@ fn kv_fresh_until(claimed_ms: u64, now: u64) -> u64 {
 }
 
 async fn fetch<P: Platform>(url: &str, p: &P) -> Result<Fetched, JwksFailure> {
-    let (http, clock) = (p.http(), p.clock());
+    let clock = p.clock();
+    let (fresh_ms, body) = get_json(
+        url,
+        "application/json, application/jwk-set+json",
+        MAX_JWKS_BYTES,
+        p,
+    )
+    .await
+    .map_err(|e| match e {
+        GetFailure::Timeout => JwksFailure::Timeout,
+        GetFailure::Unreachable => JwksFailure::Unreachable,
+        GetFailure::Status(status) => JwksFailure::Status(status),
+        GetFailure::TooLarge => JwksFailure::TooLarge,
+    })?;
+    let document = String::from_utf8(body).map_err(|_| JwksFailure::NotAKeySet)?;
+    let set = usable_set(&document)?;
+    Ok(Fetched {
+        set,
+        document,
+        fresh_until_ms: clock.now_ms() + fresh_ms,
+    })
+}
+
+/// Why `get_json` got no document; each caller names it in its own failure codes.
+pub(super) enum GetFailure {
+    Timeout,
+    Unreachable,
+    /// Any status but 200; a redirect too: it is never followed.
+    Status(u16),
+    TooLarge,
+}
+
+/// A `GET` of a provider's JSON document (a key set, a discovery document): answered 200
+/// within `FETCH_TIMEOUT_MS` and at most `max_bytes`. Its freshness in milliseconds, from its
+/// `Cache-Control`, and its body.
+pub(super) async fn get_json<P: Platform>(
+    url: &str,
+    accept: &'static str,
+    max_bytes: usize,
+    p: &P,
+) -> Result<(u64, Vec<u8>), GetFailure> {
+    let http = p.http();
     let mut headers = HeaderMap::new();
-    headers.insert(
-        http::header::ACCEPT,
-        HeaderValue::from_static("application/json, application/jwk-set+json"),
-    );
+    headers.insert(http::header::ACCEPT, HeaderValue::from_static(accept));
     let response = http
         .send(OutboundRequest {
             method: Method::GET,
@@ -218,27 +256,21 @@ async fn fetch<P: Platform>(url: &str, p: &P) -> Result<Fetched, JwksFailure> {
         })
         .await
         .map_err(|e| match e {
-            HttpError::Timeout => JwksFailure::Timeout,
-            _ => JwksFailure::Unreachable,
+            HttpError::Timeout => GetFailure::Timeout,
+            _ => GetFailure::Unreachable,
         })?;
     if response.status != 200 {
-        return Err(JwksFailure::Status(response.status));
+        return Err(GetFailure::Status(response.status));
     }
     let fresh_ms = fresh_secs(&response.headers) * 1000;
     let body = http
-        .read_body(response.body, MAX_JWKS_BYTES)
+        .read_body(response.body, max_bytes)
         .await
         .map_err(|e| match e {
-            HttpError::TooLarge => JwksFailure::TooLarge,
-            _ => JwksFailure::Unreachable,
+            HttpError::TooLarge => GetFailure::TooLarge,
+            _ => GetFailure::Unreachable,
         })?;
-    let document = String::from_utf8(body).map_err(|_| JwksFailure::NotAKeySet)?;
-    let set = usable_set(&document)?;
-    Ok(Fetched {
-        set,
-        document,
-        fresh_until_ms: clock.now_ms() + fresh_ms,
-    })
+    Ok((fresh_ms, body))
 }
 
 /// A set with at least one usable key. An empty one is treated as a failed fetch, so that a
