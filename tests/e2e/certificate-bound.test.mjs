@@ -12,13 +12,10 @@
 
 import assert from 'node:assert/strict';
 import { X509Certificate, createHash, generateKeyPairSync, randomBytes, sign } from 'node:crypto';
-import http from 'node:http';
 import { after, before, describe, test } from 'node:test';
 
-import { exportJWK, generateKeyPair } from 'jose';
-import Provider from 'oidc-provider';
-
 import { read, requestLog, startStack } from './harness.mjs';
+import { startOidcProvider } from './oidc.mjs';
 
 const RESOURCE = 'https://profile-api.test/';
 const CERT_HEADER = 'x-test-client-cert';
@@ -76,11 +73,6 @@ function makeCertificate(cn) {
  * `mtls-client` has `tls_client_certificate_bound_access_tokens`; `plain-client` does not.
  */
 async function startOpenIdProvider() {
-  const server = http.createServer();
-  await new Promise((r) => server.listen(0, '127.0.0.1', r));
-  const issuer = `http://127.0.0.1:${server.address().port}`;
-  const { privateKey } = await generateKeyPair('ES256', { extractable: true });
-  const jwk = { ...(await exportJWK(privateKey)), kid: 'oidc-es', alg: 'ES256', use: 'sig' };
   const client = (id, extra) => ({
     client_id: id,
     client_secret: `${id}-secret`,
@@ -91,17 +83,15 @@ async function startOpenIdProvider() {
     id_token_signed_response_alg: 'ES256',
     ...extra,
   });
-  const provider = new Provider(issuer, {
+  const { server, issuer } = await startOidcProvider({
     clients: [
       client('mtls-client', { tls_client_certificate_bound_access_tokens: true }),
       client('plain-client'),
     ],
-    jwks: { keys: [jwk] },
-    scopes: ['profile'],
-    cookies: { keys: ['cert-e2e-cookie-key'] },
+    scope: 'profile',
+    resource: RESOURCE,
+    cookieKey: 'cert-e2e-cookie-key',
     features: {
-      devInteractions: { enabled: false },
-      clientCredentials: { enabled: true },
       mTLS: {
         enabled: true,
         certificateBoundAccessTokens: true,
@@ -111,21 +101,8 @@ async function startOpenIdProvider() {
           return value ? decodeURIComponent(value) : undefined;
         },
       },
-      resourceIndicators: {
-        enabled: true,
-        defaultResource: () => RESOURCE,
-        useGrantedResource: () => true,
-        getResourceServerInfo: () => ({
-          scope: 'profile',
-          audience: RESOURCE,
-          accessTokenFormat: 'jwt',
-          accessTokenTTL: 600,
-          jwt: { sign: { alg: 'ES256' } },
-        }),
-      },
     },
   });
-  server.on('request', provider.callback());
   return {
     issuer,
     jwksUrl: `${issuer}/jwks`,

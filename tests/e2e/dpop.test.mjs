@@ -8,13 +8,12 @@
 
 import assert from 'node:assert/strict';
 import { createHash, createHmac } from 'node:crypto';
-import http from 'node:http';
 import { after, before, describe, test } from 'node:test';
 
 import { SignJWT, calculateJwkThumbprint, exportJWK, generateKeyPair } from 'jose';
-import Provider from 'oidc-provider';
 
 import { startStack } from './harness.mjs';
+import { startOidcProvider } from './oidc.mjs';
 
 const RESOURCE = 'https://profile-api.test/';
 const GATEWAY = 'http://gateway.test';
@@ -24,12 +23,7 @@ const nowSecs = () => Math.floor(Date.now() / 1000);
 
 /** oidc-provider on loopback: client credentials, DPoP-bound JWT access tokens (ES256). */
 async function startOpenIdProvider() {
-  const server = http.createServer();
-  await new Promise((r) => server.listen(0, '127.0.0.1', r));
-  const issuer = `http://127.0.0.1:${server.address().port}`;
-  const { privateKey } = await generateKeyPair('ES256', { extractable: true });
-  const jwk = { ...(await exportJWK(privateKey)), kid: 'oidc-es', alg: 'ES256', use: 'sig' };
-  const provider = new Provider(issuer, {
+  const { server, issuer } = await startOidcProvider({
     clients: [{
       client_id: 'dpop-client',
       client_secret: 'dpop-client-secret',
@@ -39,28 +33,11 @@ async function startOpenIdProvider() {
       scope: 'profile',
       id_token_signed_response_alg: 'ES256',
     }],
-    jwks: { keys: [jwk] },
-    scopes: ['profile'],
-    cookies: { keys: ['dpop-e2e-cookie-key'] },
-    features: {
-      devInteractions: { enabled: false },
-      clientCredentials: { enabled: true },
-      dPoP: { enabled: true },
-      resourceIndicators: {
-        enabled: true,
-        defaultResource: () => RESOURCE,
-        useGrantedResource: () => true,
-        getResourceServerInfo: () => ({
-          scope: 'profile',
-          audience: RESOURCE,
-          accessTokenFormat: 'jwt',
-          accessTokenTTL: 600,
-          jwt: { sign: { alg: 'ES256' } },
-        }),
-      },
-    },
+    scope: 'profile',
+    resource: RESOURCE,
+    cookieKey: 'dpop-e2e-cookie-key',
+    features: { dPoP: { enabled: true } },
   });
-  server.on('request', provider.callback());
   return {
     issuer,
     jwksUrl: `${issuer}/jwks`,

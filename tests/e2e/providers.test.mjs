@@ -5,27 +5,23 @@
 // `Cf-Access-Jwt-Assertion`): read, one identifier per request, never forwarded.
 
 import assert from 'node:assert/strict';
-import http from 'node:http';
 import { after, before, beforeEach, describe, test } from 'node:test';
 
-import { SignJWT, decodeJwt, exportJWK, generateKeyPair, importJWK } from 'jose';
-import Provider from 'oidc-provider';
+import { SignJWT, decodeJwt, importJWK } from 'jose';
 
 import { API_KEY, CLIENT_ID, CLIENT_SECRET, read, requestLog, scheduled, startStack, withJwt } from './harness.mjs';
 import { startIntrospection } from './introspection.mjs';
 import { jwks, listen, makeKey, nowSecs, signJwt, startOrigin, startTokenEndpoint } from './servers.mjs';
+import { startOidcProvider } from './oidc.mjs';
 
 const RESOURCE = 'https://orders-api.test/';
 const NOT_OF_TYPE = 'The token is not of an accepted type';
 
 /** oidc-provider on loopback issuing RFC 9068 JWT access tokens for RESOURCE; counts discovery. */
 async function startOpenIdProvider() {
-  const server = http.createServer();
-  await new Promise((r) => server.listen(0, '127.0.0.1', r));
-  const issuer = `http://127.0.0.1:${server.address().port}`;
-  const { privateKey } = await generateKeyPair('RS256', { extractable: true, modulusLength: 2048 });
-  const jwk = { ...(await exportJWK(privateKey)), kid: 'oidc-1', alg: 'RS256', use: 'sig' };
-  const provider = new Provider(issuer, {
+  const { server, issuer, jwk } = await startOidcProvider({
+    alg: 'RS256',
+    kid: 'oidc-1',
     clients: [
       {
         client_id: 'orders-client',
@@ -36,29 +32,12 @@ async function startOpenIdProvider() {
         scope: 'orders:read',
       },
     ],
-    jwks: { keys: [jwk] },
-    scopes: ['orders:read'],
-    cookies: { keys: ['providers-e2e-cookie-key'] },
-    features: {
-      devInteractions: { enabled: false },
-      clientCredentials: { enabled: true },
-      resourceIndicators: {
-        enabled: true,
-        defaultResource: () => RESOURCE,
-        useGrantedResource: () => true,
-        getResourceServerInfo: () => ({
-          scope: 'orders:read',
-          audience: RESOURCE,
-          accessTokenFormat: 'jwt',
-          accessTokenTTL: 600,
-          jwt: { sign: { alg: 'RS256' } },
-        }),
-      },
-    },
+    scope: 'orders:read',
+    resource: RESOURCE,
+    cookieKey: 'providers-e2e-cookie-key',
   });
   const hits = [];
   server.prependListener('request', (req) => hits.push(req.url));
-  server.on('request', provider.callback());
   const signingKey = await importJWK(jwk, 'RS256');
   return {
     issuer,

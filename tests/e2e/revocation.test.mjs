@@ -13,17 +13,16 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import http from 'node:http';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
-import { createRemoteJWKSet, decodeJwt, exportJWK, generateKeyPair, jwtVerify } from 'jose';
-import Provider from 'oidc-provider';
+import { createRemoteJWKSet, decodeJwt, jwtVerify } from 'jose';
 
 import { API_KEY, CLIENT_ID, CLIENT_SECRET, read, requestLog, sleep, startStack, tempDir } from './harness.mjs';
 import { listen, startOrigin, startTokenEndpoint } from './servers.mjs';
+import { startOidcProvider } from './oidc.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const RESOURCE = 'https://orders-api.test/';
@@ -33,11 +32,6 @@ const run = promisify(execFile);
 
 /** oidc-provider on loopback: client credentials, RFC 9068 JWT access tokens, introspection on. */
 async function startOpenIdProvider() {
-  const server = http.createServer();
-  await new Promise((r) => server.listen(0, '127.0.0.1', r));
-  const issuer = `http://127.0.0.1:${server.address().port}`;
-  const { privateKey } = await generateKeyPair('ES256', { extractable: true });
-  const jwk = { ...(await exportJWK(privateKey)), kid: 'oidc-es', alg: 'ES256', use: 'sig' };
   const client = (id, secret) => ({
     client_id: id,
     client_secret: secret,
@@ -47,31 +41,14 @@ async function startOpenIdProvider() {
     scope: 'orders:read',
     id_token_signed_response_alg: 'ES256',
   });
-  const provider = new Provider(issuer, {
+  const { server, issuer } = await startOidcProvider({
     // The gateway's own client too: it authenticates at the introspection endpoint.
     clients: [client('orders-client', 'orders-client-secret'), client(CLIENT_ID, CLIENT_SECRET)],
-    jwks: { keys: [jwk] },
-    scopes: ['orders:read'],
-    cookies: { keys: ['revocation-e2e-cookie-key'] },
-    features: {
-      devInteractions: { enabled: false },
-      clientCredentials: { enabled: true },
-      introspection: { enabled: true },
-      resourceIndicators: {
-        enabled: true,
-        defaultResource: () => RESOURCE,
-        useGrantedResource: () => true,
-        getResourceServerInfo: () => ({
-          scope: 'orders:read',
-          audience: RESOURCE,
-          accessTokenFormat: 'jwt',
-          accessTokenTTL: 600,
-          jwt: { sign: { alg: 'ES256' } },
-        }),
-      },
-    },
+    scope: 'orders:read',
+    resource: RESOURCE,
+    cookieKey: 'revocation-e2e-cookie-key',
+    features: { introspection: { enabled: true } },
   });
-  server.on('request', provider.callback());
   return {
     issuer,
     async accessToken() {
