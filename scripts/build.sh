@@ -23,7 +23,7 @@ cargo build --release --target wasm32-unknown-unknown --lib "$@"
 gen=build/.gen
 rm -rf "$gen"
 mkdir -p "$gen"
-"$WASM_BINDGEN_BIN" target/wasm32-unknown-unknown/release/edge_auth_proxy.wasm \
+"$WASM_BINDGEN_BIN" "${CARGO_TARGET_DIR:-target}/wasm32-unknown-unknown/release/edge_auth_proxy.wasm" \
   --out-dir "$gen" --out-name index --target module --no-typescript \
   --experimental-reset-state-function
 # The wasm features Rust's wasm32 target emits (and worker-build enabled): workerd runs them all.
