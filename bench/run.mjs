@@ -35,7 +35,7 @@ import { Miniflare } from 'miniflare';
 import { cpuMicros, machine, workerdPids } from './lib/proc.mjs';
 import { AUDIENCE, ISSUER, invalidTokens, makeKey, signJwt, signMany } from './lib/tokens.mjs';
 import { renderChart } from './lib/chart.mjs';
-import { BEGIN as PAGE_BEGIN, END as PAGE_END, renderPage } from './lib/page.mjs';
+import { BEFORE, BEGIN as PAGE_BEGIN, END as PAGE_END, renderPage } from './lib/page.mjs';
 import { renderMarkdown, summarize } from './lib/report.mjs';
 import { startWorkerd } from './lib/workerd.mjs';
 
@@ -649,7 +649,8 @@ function page(files) {
   const from = text.indexOf(PAGE_BEGIN);
   const to = text.indexOf(PAGE_END);
   if (from < 0 || to < from) throw new Error(`bench/README.md has no block between ${PAGE_BEGIN} and ${PAGE_END}`);
-  const block = renderPage({ workerd: read(workerdFile), miniflare: read(miniflareFile) });
+  const before = { workerd: read(path.join(BENCH, BEFORE.workerd)), miniflare: read(path.join(BENCH, BEFORE.miniflare)) };
+  const block = renderPage({ workerd: read(workerdFile), miniflare: read(miniflareFile), before });
   writeFileSync(readme, `${text.slice(0, from)}${block.trimEnd()}${text.slice(to + PAGE_END.length)}`);
   log('bench: wrote the page block of bench/README.md');
 }

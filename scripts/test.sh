@@ -3,11 +3,11 @@
 # end-to-end suite against the built Worker in Miniflare with loopback servers. Installs what is
 # missing first (scripts/setup.sh). Exits non-zero on the first failure.
 #
-# Two lines of work run side by side: the native checks, and the wasm ones (wasm-bindgen-cli's
-# first install, clippy for wasm32, the release build) in a target directory of their own, so
-# that neither waits on the other's cargo lock. Each is mostly one busy core at a time (a
-# crate's final codegen, LTO, linking, the tests' own run), so on 2 cores the two together took
-# about as long as the longer one.
+# Two lines of work run side by side: the checks (fmt, clippy native and for wasm32, the native
+# tests), and the Worker's build (wasm-bindgen-cli's first install, the release wasm) in a
+# target directory of its own, so that neither waits on the other's cargo lock. Much of each is
+# one busy core (a crate's final codegen, LTO, linking, the tests' own run), which the other
+# line fills.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -17,13 +17,15 @@ bash scripts/setup.sh --no-wasm-bindgen
 echo "== cargo fmt --check"
 cargo fmt --check
 
+# A first build (no target/ yet) without incremental compilation: nothing to reuse, and writing
+# its caches cost time; later runs keep cargo's default.
+[ -d target ] || export CARGO_INCREMENTAL=0
+
 mkdir -p target
 wasm_log=target/test-wasm.log
 (
   set -euo pipefail
   bash scripts/setup.sh --wasm-bindgen
-  echo "== cargo clippy (wasm32)"
-  CARGO_TARGET_DIR=target/wasm-build cargo clippy --lib --target wasm32-unknown-unknown --quiet -- -D warnings
   echo "== build the Worker"
   CARGO_TARGET_DIR=target/wasm-build bash scripts/build.sh
 ) >"$wasm_log" 2>&1 &
@@ -35,8 +37,10 @@ echo "== cargo clippy (native)"
 cargo clippy --all-targets --quiet -- -D warnings
 echo "== cargo test"
 cargo test --quiet
+echo "== cargo clippy (wasm32)"
+cargo clippy --lib --target wasm32-unknown-unknown --quiet -- -D warnings
 
-echo "== the wasm line: wasm-bindgen-cli, cargo clippy (wasm32), the Worker's build"
+echo "== the other line: wasm-bindgen-cli, the Worker's build"
 if ! wait $wasm; then
   cat "$wasm_log"
   echo "test.sh: the wasm line failed (above)" >&2

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { describe, test } from 'node:test';
 
 import { renderChart, textBoxes } from '../../bench/lib/chart.mjs';
-import { BEGIN, END, renderPage } from '../../bench/lib/page.mjs';
+import { BEFORE, BEGIN, END, renderPage } from '../../bench/lib/page.mjs';
 import { summarize } from '../../bench/lib/report.mjs';
 import { ROOT } from './harness.mjs';
 
@@ -40,13 +40,29 @@ describe('bench page', () => {
     const to = readme.indexOf(END);
     assert.ok(from > 0 && to > from, 'bench/README.md has the generated block');
     const block = readme.slice(from, to + END.length);
-    assert.equal(`${block}\n`, renderPage({ workerd: results('workerd-latest'), miniflare: results('latest') }), 'run node bench/run.mjs --page');
-    // One screen: a title line before it, and in it one table, the plain-workerd run first and
+    const before = { workerd: results(BEFORE.workerd.replace(/^results\/|\.json$/g, '')), miniflare: results(BEFORE.miniflare.replace(/^results\/|\.json$/g, '')) };
+    assert.equal(`${block}\n`, renderPage({ workerd: results('workerd-latest'), miniflare: results('latest'), before }), 'run node bench/run.mjs --page');
+    // One screen: a title line before it, and in it the targets first (each with the runs
+    // before and now, in both runtimes), then the workloads' table, the plain-workerd run first,
     // its chart, one sentence of conclusion.
     assert.ok(readme.slice(0, from).split('\n').length < 10);
     const tables = block.split('\n').filter((l) => /^\|---/.test(l));
-    assert.equal(tables.length, 1);
-    const rows = block.split('\n').filter((l) => l.startsWith('| ') && !l.startsWith('| 8 connections'));
+    assert.equal(tables.length, 2);
+    const lines = block.split('\n');
+    const targets = lines.filter((l) => l.startsWith('| ') && lines.indexOf(l) < lines.findIndex((x) => x.startsWith('| 8 connections')));
+    assert.match(targets[0], /^\| target \(issue 23\) \| most \| before: plain workerd \| before: through Miniflare \| now: plain workerd \| now: through Miniflare \| met \|$/);
+    assert.deepEqual(
+      targets.slice(1).map((l) => l.split(' | ')[0]),
+      ['| CPU over bare, hot path', '| CPU over bare, first-seen RS256', '| CPU over bare, first-seen ES256', '| CPU over bare, invalid tokens', '| spawn to first 200', '| bundle (gzip)'],
+    );
+    // Each target row: a value in every column (a ratio, a size or "below bare"), and a verdict.
+    for (const row of targets.slice(1)) {
+      const cols = row.split(' | ');
+      assert.equal(cols.length, 7, row);
+      for (const v of cols.slice(2, 6)) assert.match(v, /^(\d+\.\d\d×|below bare|[\d,.]+ KiB)/, row);
+      assert.match(cols[6], /^(yes|no|.* only) \|$/, row);
+    }
+    const rows = lines.filter((l) => l.startsWith('| ') && !targets.includes(l) && !l.startsWith('| 8 connections'));
     assert.deepEqual(
       rows.map((l) => l.split(' | ')[0]),
       ['| **plain workerd**: gateway', '| plain workerd: jose Worker', '| **through Miniflare**: gateway', '| through Miniflare: jose Worker'],
