@@ -13,9 +13,12 @@
 // build+types` measures what the token type check costs (it runs where a token is verified:
 // the `first-*` workloads see it on every request, `hot` only on the warm-up). A `+metrics`
 // suffix binds METRICS to Miniflare's Analytics Engine dataset (whose writeDataPoint drops the
-// point: what is measured is the gateway's side, building and handing over each point;
-// Miniflare runtime only, plain workerd binds a dataset only under --experimental), so
-// `node bench/profile.mjs build build+metrics` measures what writing metrics costs. A
+// point, after a call into another Worker), or in plain workerd (PROFILE_RUNTIME=workerd) to a
+// dataset of the benchmark's own in the same isolate whose writeDataPoint keeps nothing,
+// behind a small entry module (bench/lib/workerd.mjs): what is measured is the gateway's side,
+// building and handing over each point. `+wrapped` is that entry module without METRICS, so
+// `PROFILE_RUNTIME=workerd node bench/profile.mjs build+wrapped build+metrics` measures what
+// writing metrics costs. A
 // `+assert-es256` or `+assert-ed25519` suffix runs the build with the gateway assertion on
 // (GATEWAY_ASSERTION_HEADER, GATEWAY_SIGNING_KEY with that test key): `node bench/profile.mjs
 // build build+assert-es256 build+assert-ed25519` measures what signing it costs. A `+bind`
@@ -92,12 +95,12 @@ async function startServers(jwks) {
 }
 
 let nextInspector = 9400;
-async function startWorker(dir, bindings, inspect, { metrics = false, guard = false } = {}) {
+async function startWorker(dir, bindings, inspect, { metrics = false, guard = false, wrapped = false } = {}) {
   if (RUNTIME === 'workerd') {
-    if (metrics) throw new Error('+metrics: PROFILE_RUNTIME=workerd cannot bind an Analytics Engine dataset');
     if (guard) throw new Error('+dpop-guard: PROFILE_RUNTIME=workerd binds no Durable Object here');
     const inspectorPort = inspect ? nextInspector++ : undefined;
-    const w = await startWorkerd({ outdir: dir, bindings, kv: true, inspectorPort });
+    const wrap = metrics || wrapped ? { metrics } : undefined;
+    const w = await startWorkerd({ outdir: dir, bindings, kv: true, inspectorPort, wrap });
     return { url: w.url, pid: w.pid, mf: w, inspectorPort };
   }
   const before = workerdPids();
@@ -282,7 +285,7 @@ async function main() {
       const bind = suffixes.includes('bind') ? { bind: { path_segment: 2, claim: 'accounts' } } : {};
       const routes = JSON.stringify([{ ...route, ...(withPolicy ? policy : {}), ...bind }]);
       const guard = suffixes.includes('dpop-guard');
-      const w = await startWorker(dir, bare ? { ORIGIN_URL: servers.origin } : { ...bindings, ...signing, ...types, ROUTES: routes }, CPUPROFILE && k === 0, { metrics: suffixes.includes('metrics'), guard });
+      const w = await startWorker(dir, bare ? { ORIGIN_URL: servers.origin } : { ...bindings, ...signing, ...types, ROUTES: routes }, CPUPROFILE && k === 0, { metrics: suffixes.includes('metrics'), guard, wrapped: suffixes.includes('wrapped') });
       const noSub = suffixes.includes('nosub');
       if (noSub && WORKLOAD !== 'hot') throw new Error('+nosub: hot workload only');
       const dpop = guard || suffixes.includes('dpop') ? dpopFor(w.url) : noSub ? () => ({ 'customer-auth': `JWT ${hotNoSub}` }) : undefined;

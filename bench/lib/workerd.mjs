@@ -65,12 +65,32 @@ export default {
 };
 `;
 
+// `wrap`: the bundle behind an entry module of the benchmark's own, which hands the Worker an env
+// made once per isolate, with `METRICS` a dataset whose writeDataPoint keeps nothing when
+// `wrap.metrics` (plain workerd binds no Analytics Engine dataset; Miniflare's crosses into
+// another Worker for every point, which Cloudflare's native binding does not): what is measured
+// is the gateway's side, building each point and handing it over. Compare with `wrap` alone.
+const WRAP_ENTRY = (metrics) => `import worker from './index.js';
+const METRICS = { writeDataPoint() {} };
+let wrapped;
+export default {
+  fetch(request, env, ctx) {
+    wrapped ??= ${metrics ? '{ ...env, METRICS }' : '{ ...env }'};
+    return worker.fetch(request, wrapped, ctx);
+  },
+};
+`;
+
 /** The capnp text of a config that serves the bundle in `outdir` on 127.0.0.1 (port from argv). */
-export function workerdConfig({ outdir, bindings, kv, dir }) {
+export function workerdConfig({ outdir, bindings, kv, dir, wrap }) {
   const rel = (f) => str(path.relative(dir, path.join(outdir, f)));
   const files = readdirSync(outdir);
   if (!files.includes('index.js')) throw new Error(`${outdir}: no index.js`);
   const modules = [`(name = "index.js", esModule = embed ${rel('index.js')})`];
+  if (wrap) {
+    writeFileSync(path.join(dir, 'wrap.js'), WRAP_ENTRY(wrap.metrics));
+    modules.unshift('(name = "wrap.js", esModule = embed "wrap.js")');
+  }
   for (const f of files.filter((x) => x.endsWith('.wasm'))) modules.push(`(name = ${str(f)}, wasm = embed ${rel(f)})`);
   const binds = Object.entries(bindings).map(([k, v]) => `(name = ${str(k)}, text = ${str(v)})`);
   const services = [
@@ -110,10 +130,10 @@ const mainWorker :Workerd.Worker = (
  * run.mjs's Miniflare start: { url, pid, stderr(), dispose() }. `pid` is workerd itself (the
  * npm package's bin is a native binary, not a Node wrapper), so /proc/<pid>/stat is its CPU.
  */
-export async function startWorkerd({ outdir, bindings, kv, inspectorPort }) {
+export async function startWorkerd({ outdir, bindings, kv, inspectorPort, wrap }) {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'bench-workerd-'));
   const config = path.join(dir, 'config.capnp');
-  writeFileSync(config, workerdConfig({ outdir, bindings, kv, dir }));
+  writeFileSync(config, workerdConfig({ outdir, bindings, kv, dir, wrap }));
   const bin = require('workerd').default;
   const child = spawn(bin, ['serve', config, '--control-fd=3', ...(inspectorPort ? [`--inspector-addr=127.0.0.1:${inspectorPort}`] : [])], { stdio: ['ignore', 'pipe', 'pipe', 'pipe'], cwd: dir });
   const stderr = [];
