@@ -649,7 +649,8 @@ function page(files) {
   const from = text.indexOf(PAGE_BEGIN);
   const to = text.indexOf(PAGE_END);
   if (from < 0 || to < from) throw new Error(`bench/README.md has no block between ${PAGE_BEGIN} and ${PAGE_END}`);
-  const before = { workerd: read(path.join(BENCH, BEFORE.workerd)), miniflare: read(path.join(BENCH, BEFORE.miniflare)) };
+  const stem = (s) => path.join(BENCH, 'results', `${s}.json`);
+  const before = { workerd: read(stem(BEFORE.workerd)), miniflare: read(stem(BEFORE.miniflare)) };
   const block = renderPage({ workerd: read(workerdFile), miniflare: read(miniflareFile), before });
   writeFileSync(readme, `${text.slice(0, from)}${block.trimEnd()}${text.slice(to + PAGE_END.length)}`);
   log('bench: wrote the page block of bench/README.md');

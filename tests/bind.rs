@@ -51,14 +51,7 @@ struct World {
 }
 
 fn world() -> World {
-    let http = common::FakeHttp::default();
-    http.on(TOKEN_URL, |_| {
-        let body = r#"{"token_type":"Bearer","access_token":"at-1","expires_in":3600}"#;
-        Ok((200, vec![], body.as_bytes().to_vec()))
-    });
-    http.on("https://origin.example/", |_| {
-        Ok((200, vec![], b"{}".to_vec()))
-    });
+    let http = common::token_endpoint_and_origin();
     let gw = gateway(&vars());
     assert!(gw.config_error().is_none(), "{:?}", gw.config_error());
     World {

@@ -124,14 +124,7 @@ fn world_with(extra: &[(&str, &str)]) -> (Gateway, Svc) {
     .into_iter()
     .collect();
     vars.extend(extra.iter().copied());
-    let http = FakeHttp::default();
-    http.on(TOKEN_URL, |_| {
-        let body = r#"{"token_type":"Bearer","access_token":"at-1","expires_in":3600}"#;
-        Ok((200, vec![], body.as_bytes().to_vec()))
-    });
-    http.on("https://origin.example/", |_| {
-        Ok((200, vec![], b"{}".to_vec()))
-    });
+    let http = token_endpoint_and_origin();
     let gw = gateway(&vars);
     assert!(gw.config_error().is_none(), "{:?}", gw.config_error());
     (gw, services(http))
@@ -160,8 +153,13 @@ fn send_to(
     }
 }
 
+/// `send_to` for the common case: `GET path` without a client certificate.
+fn get(gw: &Gateway, svc: &Svc, path: &str, headers: &[(&str, &str)]) -> Sent {
+    send_to(gw, svc, Method::GET, path, headers, None)
+}
+
 fn origin_calls(svc: &Svc) -> usize {
-    svc.http.calls_to("https://origin.example/").len()
+    svc.http.calls_to(ORIGIN).len()
 }
 
 fn challenge(resp: &GatewayResponse<Vec<u8>>) -> String {
@@ -182,13 +180,11 @@ fn problem(resp: &GatewayResponse<Vec<u8>>) -> Value {
 fn dpop_get(token: &str, proof: &str) -> (Sent, usize) {
     let (gw, svc) = world();
     let auth = format!("DPoP {token}");
-    let sent = send_to(
+    let sent = get(
         &gw,
         &svc,
-        Method::GET,
         "/account/x",
         &[("authorization", &auth), ("dpop", proof)],
-        None,
     );
     let calls = origin_calls(&svc);
     (sent, calls)
@@ -258,13 +254,11 @@ fn a_replayed_proof_is_refused() {
     assert_bad_proof((again, origin_calls(&svc) - 1), "dpop_replayed");
     // A fresh proof for the same token passes.
     let fresh = proof(&k, "GET", URL, &token, "twice");
-    let next = send_to(
+    let next = get(
         &gw,
         &svc,
-        Method::GET,
         "/account/x",
         &[("authorization", &auth), ("dpop", &fresh)],
-        None,
     );
     assert_eq!(next.resp.status, 200, "{}", problem(&next.resp));
 }
@@ -323,34 +317,28 @@ fn htu_is_the_url_as_received_not_the_route_normalized_path() {
     // the URL it sent, and only that one matches.
     let (gw, svc) = world();
     let before = proof(&k, "GET", "https://api.example/account//x", &token, "n1");
-    let sent = send_to(
+    let sent = get(
         &gw,
         &svc,
-        Method::GET,
         "/account//x",
         &[("authorization", &auth), ("dpop", &before)],
-        None,
     );
     assert_eq!(sent.resp.status, 200, "{}", problem(&sent.resp));
     let after = proof(&k, "GET", "https://api.example/account/x", &token, "n2");
-    let sent = send_to(
+    let sent = get(
         &gw,
         &svc,
-        Method::GET,
         "/account//x",
         &[("authorization", &auth), ("dpop", &after)],
-        None,
     );
     assert_bad_proof((sent, 0), "dpop_wrong_url");
     // Received at `/account/%7e`: percent-encoding of an unreserved character is the same URL.
     let tilde = proof(&k, "GET", "https://api.example/account/~", &token, "n3");
-    let sent = send_to(
+    let sent = get(
         &gw,
         &svc,
-        Method::GET,
         "/account/%7e",
         &[("authorization", &auth), ("dpop", &tilde)],
-        None,
     );
     assert_eq!(sent.resp.status, 200, "{}", problem(&sent.resp));
 }
@@ -489,26 +477,17 @@ fn a_bound_token_without_its_proof_or_with_two_is_refused() {
     let token = bound_token(&k);
     let (gw, svc) = world();
     let auth = format!("DPoP {token}");
-    let sent = send_to(
-        &gw,
-        &svc,
-        Method::GET,
-        "/account/x",
-        &[("authorization", &auth)],
-        None,
-    );
+    let sent = get(&gw, &svc, "/account/x", &[("authorization", &auth)]);
     assert_bad_proof((sent, origin_calls(&svc)), "dpop_missing");
     let (p1, p2) = (
         proof(&k, "GET", URL, &token, "1"),
         proof(&k, "GET", URL, &token, "2"),
     );
-    let sent = send_to(
+    let sent = get(
         &gw,
         &svc,
-        Method::GET,
         "/account/x",
         &[("authorization", &auth), ("dpop", &p1), ("dpop", &p2)],
-        None,
     );
     assert_bad_proof((sent, origin_calls(&svc)), "dpop_multiple");
 }
@@ -521,13 +500,11 @@ fn the_scheme_must_fit_the_token() {
     // A DPoP-bound token as a bearer token (RFC 9449 §7.2: a downgrade), proof or not.
     let bearer = format!("Bearer {token}");
     let p = proof(&k, "GET", URL, &token, "s1");
-    let sent = send_to(
+    let sent = get(
         &gw,
         &svc,
-        Method::GET,
         "/account/x",
         &[("authorization", &bearer), ("dpop", &p)],
-        None,
     );
     assert_eq!(sent.resp.status, 401);
     assert!(challenge(&sent.resp).starts_with("DPoP error=\"invalid_token\""));
@@ -535,27 +512,13 @@ fn the_scheme_must_fit_the_token() {
     // A bearer token with the DPoP scheme.
     let plain = jwt(json!({"iss": ISSUER, "sub": "c", "exp": NOW + 600}));
     let dpop = format!("DPoP {plain}");
-    let sent = send_to(
-        &gw,
-        &svc,
-        Method::GET,
-        "/account/x",
-        &[("authorization", &dpop)],
-        None,
-    );
+    let sent = get(&gw, &svc, "/account/x", &[("authorization", &dpop)]);
     assert_eq!(sent.resp.status, 401);
     assert_eq!(sent.log.outcome, "dpop_not_bound");
     assert_eq!(origin_calls(&svc), 0);
     // The same bearer token as `Bearer`: passes as before.
     let ok = format!("Bearer {plain}");
-    let sent = send_to(
-        &gw,
-        &svc,
-        Method::GET,
-        "/account/x",
-        &[("authorization", &ok)],
-        None,
-    );
+    let sent = get(&gw, &svc, "/account/x", &[("authorization", &ok)]);
     assert_eq!(sent.resp.status, 200);
 }
 
@@ -593,24 +556,20 @@ fn a_dpop_bound_token_in_jwt_header_or_the_cookie_is_refused_like_a_bearer_token
     // The same gateway takes the same token with the DPoP scheme and a proof...
     let auth = format!("DPoP {token}");
     let p = proof(&k, "GET", URL, &token, "scheme");
-    let sent = send_to(
+    let sent = get(
         &gw,
         &svc,
-        Method::GET,
         "/account/x",
         &[("authorization", &auth), ("dpop", &p)],
-        None,
     );
     assert_eq!(sent.resp.status, 200, "{}", problem(&sent.resp));
     // ...and a token bound to nothing in `JWT_HEADER`: the header itself works.
     let plain = jwt(json!({"iss": ISSUER, "sub": "c", "exp": NOW + 600}));
-    let sent = send_to(
+    let sent = get(
         &gw,
         &svc,
-        Method::GET,
         "/account/x",
         &[("cf-access-jwt-assertion", &plain)],
-        None,
     );
     assert_eq!(sent.resp.status, 200, "{}", problem(&sent.resp));
     assert_eq!(origin_calls(&svc), 2);
@@ -724,14 +683,7 @@ fn sender_constraint_required_refuses_bearer_tokens() {
     let (gw, svc) = world();
     let plain = jwt(json!({"iss": ISSUER, "sub": "c", "exp": NOW + 600}));
     let bearer = format!("Bearer {plain}");
-    let sent = send_to(
-        &gw,
-        &svc,
-        Method::GET,
-        "/strict/a",
-        &[("authorization", &bearer)],
-        None,
-    );
+    let sent = get(&gw, &svc, "/strict/a", &[("authorization", &bearer)]);
     assert_eq!(sent.resp.status, 401);
     assert!(challenge(&sent.resp).starts_with("Bearer "));
     assert!(challenge(&sent.resp).contains("error=\"invalid_token\""));
@@ -739,14 +691,7 @@ fn sender_constraint_required_refuses_bearer_tokens() {
     // A `cnf` the gateway cannot check is no constraint.
     let odd = jwt(json!({"iss": ISSUER, "sub": "c", "exp": NOW + 600, "cnf": {"jwk": {}}}));
     let odd = format!("Bearer {odd}");
-    let sent = send_to(
-        &gw,
-        &svc,
-        Method::GET,
-        "/strict/a",
-        &[("authorization", &odd)],
-        None,
-    );
+    let sent = get(&gw, &svc, "/strict/a", &[("authorization", &odd)]);
     assert_eq!(sent.log.outcome, "not_sender_constrained");
     assert_eq!(origin_calls(&svc), 0);
     // Both kinds of constrained token pass.
@@ -754,13 +699,11 @@ fn sender_constraint_required_refuses_bearer_tokens() {
     let token = bound_token(&k);
     let p = proof(&k, "GET", "https://api.example/strict/a", &token, "c1");
     let auth = format!("DPoP {token}");
-    let sent = send_to(
+    let sent = get(
         &gw,
         &svc,
-        Method::GET,
         "/strict/a",
         &[("authorization", &auth), ("dpop", &p)],
-        None,
     );
     assert_eq!(sent.resp.status, 200, "{}", problem(&sent.resp));
     let cert =
@@ -891,13 +834,11 @@ fn dpop_algorithms_narrows_what_proofs_may_use() {
     let svc = services(http);
     let auth = format!("DPoP {token}");
     let p = proof(&k, "GET", URL, &token, "e");
-    let sent = send_to(
+    let sent = get(
         &gw,
         &svc,
-        Method::GET,
         "/account/x",
         &[("authorization", &auth), ("dpop", &p)],
-        None,
     );
     assert_bad_proof((sent, origin_calls(&svc)), "dpop_alg_not_allowed");
 }

@@ -34,6 +34,18 @@ pub const API_KEY: &str = "api-key-value";
 pub type Svc<R = NoRateLimiters> =
     Services<FakeHttp, MemoryKv, FakeClock, RustCryptoVerifier, NoCoordinator, R>;
 
+/// The upstream most gateway tests need: the token endpoint at `TOKEN_URL` issuing `at-1` for
+/// an hour, and the origin answering 200 `{}`.
+pub fn token_endpoint_and_origin() -> FakeHttp {
+    let http = FakeHttp::default();
+    http.on(TOKEN_URL, |_| {
+        let body = r#"{"token_type":"Bearer","access_token":"at-1","expires_in":3600}"#;
+        Ok((200, vec![], body.as_bytes().to_vec()))
+    });
+    http.on(ORIGIN, |_| Ok((200, vec![], b"{}".to_vec())));
+    http
+}
+
 /// The gateway the settings `vars` make, as the Worker makes it from its environment.
 pub fn gateway<V: AsRef<str>>(vars: &HashMap<&str, V>) -> Gateway {
     let get = |n: &str| vars.get(n).map(|v| v.as_ref().to_string());

@@ -40,7 +40,7 @@ describe('bench page', () => {
     const to = readme.indexOf(END);
     assert.ok(from > 0 && to > from, 'bench/README.md has the generated block');
     const block = readme.slice(from, to + END.length);
-    const before = { workerd: results(BEFORE.workerd.replace(/^results\/|\.json$/g, '')), miniflare: results(BEFORE.miniflare.replace(/^results\/|\.json$/g, '')) };
+    const before = { workerd: results(BEFORE.workerd), miniflare: results(BEFORE.miniflare) };
     assert.equal(`${block}\n`, renderPage({ workerd: results('workerd-latest'), miniflare: results('latest'), before }), 'run node bench/run.mjs --page');
     // One screen: a title line before it, and in it the targets first (each with the runs
     // before and now, in both runtimes), then the workloads' table, the plain-workerd run first,

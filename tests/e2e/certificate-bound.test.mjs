@@ -15,7 +15,7 @@ import { X509Certificate, createHash, generateKeyPairSync, randomBytes, sign } f
 import { after, before, describe, test } from 'node:test';
 
 import { read, requestLog, startStack } from './harness.mjs';
-import { startOidcProvider } from './oidc.mjs';
+import { sendersBindings, startOidcProvider } from './oidc.mjs';
 
 const RESOURCE = 'https://profile-api.test/';
 const CERT_HEADER = 'x-test-client-cert';
@@ -143,15 +143,7 @@ describe('certificate-bound tokens against oidc-provider', () => {
     token = await oidc.accessToken('mtls-client', cert);
     plain = await oidc.accessToken('plain-client');
     s = await startStack({
-      bindings: {
-        JWKS_URL: oidc.jwksUrl,
-        JWT_JWKS: '',
-        JWT_ISSUER: oidc.issuer,
-        JWT_AUDIENCE: RESOURCE,
-        JWT_ALGORITHMS: 'ES256',
-        JWT_LEEWAY_SECONDS: '5',
-        ROUTES: JSON.stringify([{ prefix: '/strict', sender_constraint: 'required' }, { prefix: '/' }]),
-      },
+      bindings: sendersBindings(oidc, RESOURCE, [{ prefix: '/strict', sender_constraint: 'required' }, { prefix: '/' }]),
     });
   });
   after(async () => {

@@ -13,7 +13,7 @@ import { after, before, describe, test } from 'node:test';
 import { SignJWT, calculateJwkThumbprint, exportJWK, generateKeyPair } from 'jose';
 
 import { startStack } from './harness.mjs';
-import { startOidcProvider } from './oidc.mjs';
+import { sendersBindings, startOidcProvider } from './oidc.mjs';
 
 const RESOURCE = 'https://profile-api.test/';
 const GATEWAY = 'http://gateway.test';
@@ -77,15 +77,7 @@ async function proof(key, claims = {}, header = {}) {
 }
 
 function bindingsFor(oidc) {
-  return {
-    JWKS_URL: oidc.jwksUrl,
-    JWT_JWKS: '',
-    JWT_ISSUER: oidc.issuer,
-    JWT_AUDIENCE: RESOURCE,
-    JWT_ALGORITHMS: 'ES256',
-    JWT_LEEWAY_SECONDS: '5',
-    ROUTES: JSON.stringify([{ prefix: '/account', sender_constraint: 'required' }, { prefix: '/' }]),
-  };
+  return sendersBindings(oidc, RESOURCE, [{ prefix: '/account', sender_constraint: 'required' }, { prefix: '/' }]);
 }
 
 describe('DPoP against oidc-provider', () => {

@@ -44,3 +44,19 @@ export async function startOidcProvider({ alg = 'ES256', kid = 'oidc-es', client
   server.on('request', provider.callback());
   return { server, issuer, provider, jwk };
 }
+
+/**
+ * The gateway's settings for the ES256 access tokens of a provider started here (`oidc`: its
+ * `issuer` and `jwksUrl`), for the API `resource`, with `routes` (ROUTES) and 5 s of leeway.
+ */
+export function sendersBindings(oidc, resource, routes) {
+  return {
+    JWKS_URL: oidc.jwksUrl,
+    JWT_JWKS: '',
+    JWT_ISSUER: oidc.issuer,
+    JWT_AUDIENCE: resource,
+    JWT_ALGORITHMS: 'ES256',
+    JWT_LEEWAY_SECONDS: '5',
+    ROUTES: JSON.stringify(routes),
+  };
+}
